@@ -1,0 +1,200 @@
+//! The neutral HTTP boundary: plain request and response values that the rest
+//! of the crate consumes and produces. No IO happens here; an embedding
+//! server converts its own types (see the `http` feature for the `http` crate).
+
+/// An HTTP method, as far as this protocol needs to tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT (check-in and connect)
+    Put,
+    /// Any other method, upper-case.
+    Other(String),
+}
+
+impl Method {
+    /// Parse a method name (case-sensitive, as HTTP says).
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "GET" => Self::Get,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The method name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// An HTTP request as the crate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The path, without the query string.
+    pub path: String,
+    /// The raw query string (without `?`), still percent-encoded.
+    pub query: Option<String>,
+    /// Header names (compared case-insensitively) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes exactly as received.
+    pub body: Vec<u8>,
+    /// The DER certificate the client presented in the TLS handshake, if any.
+    pub tls_client_certificate: Option<Vec<u8>>,
+}
+
+impl Request {
+    /// A request with no headers, query or body.
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            query: None,
+            headers: Vec::new(),
+            body: Vec::new(),
+            tls_client_certificate: None,
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The media type of the `Content-Type` header, lower-case, without parameters.
+    pub fn content_type(&self) -> Option<String> {
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    /// The first value of query parameter `name`, percent-decoded (`+` is kept as `+`).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.query.as_deref()?;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k).as_deref() == Some(name))
+                .then(|| percent_decode(v))
+                .flatten()
+        })
+    }
+}
+
+/// Decode `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// An HTTP response the crate produced for the caller to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Headers to send.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with `status`, no headers and no body.
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A response with `status`, a `Content-Type` and a body.
+    pub fn with_body(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".to_owned(), content_type.to_owned())],
+            body,
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Media types used by the protocol.
+pub mod media_type {
+    /// A `.mobileconfig` profile.
+    pub const CONFIG: &str = "application/x-apple-aspen-config";
+    /// A check-in message.
+    pub const CHECKIN: &str = "application/x-apple-aspen-mdm-checkin";
+    /// A connect (command/report) message.
+    pub const CONNECT: &str = "application/x-apple-aspen-mdm";
+    /// A SCEP PKIMessage.
+    pub const PKI_MESSAGE: &str = "application/x-pki-message";
+    /// One DER CA certificate (GetCACert).
+    pub const CA_CERT: &str = "application/x-x509-ca-cert";
+    /// CA and RA certificates as a degenerate PKCS#7 (GetCACert).
+    pub const CA_RA_CERT: &str = "application/x-x509-ca-ra-cert";
+    /// An XML plist reply.
+    pub const XML: &str = "application/xml";
+    /// A JSON reply (declarative management).
+    pub const JSON: &str = "application/json";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_decode() {
+        let mut r = Request::new(Method::Get, "/scep");
+        r.query = Some("operation=PKIOperation&message=ab%2Bc%3D".into());
+        assert_eq!(r.query_param("operation").as_deref(), Some("PKIOperation"));
+        assert_eq!(r.query_param("message").as_deref(), Some("ab+c="));
+        assert_eq!(r.query_param("missing"), None);
+    }
+
+    #[test]
+    fn bad_escape_is_none() {
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! scep (in progress)

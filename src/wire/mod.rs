@@ -1,0 +1,44 @@
+//! The bounded wire layer: every byte from the network passes through here
+//! before any typed decoding.
+//!
+//! - [`Limits`]: one value holding every size, depth and count bound.
+//! - [`plist`]: a guard in front of the `plist` crate (depth, nodes, decoded bytes).
+//! - [`ber`]: a bounded BER reader and BER → DER normaliser for CMS.
+
+pub mod ber;
+pub mod plist;
+
+pub use ber::BerLimits;
+
+/// Bounds applied to untrusted input. Every parser in the crate takes its
+/// numbers from here; [`Limits::default`] documents the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest plist body accepted (default 8 MiB: InstalledApplicationList and
+    /// ProfileList reports reach hundreds of KB, DeviceInformation ~22 KB).
+    pub max_body_bytes: usize,
+    /// Deepest plist nesting of arrays and dictionaries (default 128).
+    pub max_depth: usize,
+    /// Most plist nodes (values, keys included) in one document (default 2 100 000).
+    pub max_nodes: usize,
+    /// Budget of decoded bytes (strings and `<data>`) in one document, which
+    /// also bounds binary-plist reference expansion (default 64 MiB).
+    pub max_decoded_bytes: usize,
+    /// Accept binary plists from devices (default `false`: devices send XML).
+    pub allow_binary_plist: bool,
+    /// Bounds for BER/DER (CMS, SCEP, certificates).
+    pub ber: BerLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_depth: 128,
+            max_nodes: 2_100_000,
+            max_decoded_bytes: 64 * 1024 * 1024,
+            allow_binary_plist: false,
+            ber: BerLimits::default(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Bounded plist decoding (filled in by the wire-layer work).
