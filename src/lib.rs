@@ -15,9 +15,11 @@
 //! | [`mdm`] | check-in, report, command and push messages |
 //! | [`cms`] | SignedData, EnvelopedData, Mdm-Signature, device attributes |
 //! | [`profile`] | `.mobileconfig` payloads, building, validation, parsing |
+//! | [`pki`] | certificate authority helpers: CA/RA creation, issuing |
 //! | [`scep`] | RFC 8894 PKIMessage, CertRep and the responder |
 //! | [`activation`] | the thirteen activation steps as a pure state machine |
 //! | [`store`] | caller storage traits, in-memory store, conformance kit |
+//! | [`service`] | the driver: one call per HTTP request over caller traits |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -26,7 +28,9 @@ pub mod cms;
 pub mod crypto;
 pub mod http;
 pub mod mdm;
+pub mod pki;
 pub mod profile;
 pub mod scep;
+pub mod service;
 pub mod store;
 pub mod wire;
