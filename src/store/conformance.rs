@@ -1,0 +1,1 @@
+//! Store conformance kit (being written).
