@@ -206,3 +206,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// Upper-case hex (serial numbers in test support).
+#[cfg(feature = "test-support")]
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
+    hex(bytes).to_ascii_uppercase()
+}

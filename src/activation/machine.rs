@@ -403,14 +403,10 @@ impl Activation {
                 next.connection = Connection::default();
             }
         }
-        if let Some(step) = out
-            .iter()
-            .filter_map(|o| match o {
-                Output::Reached(s) => Some(*s),
-                _ => None,
-            })
-            .last()
-        {
+        if let Some(step) = out.iter().rev().find_map(|o| match o {
+            Output::Reached(s) => Some(*s),
+            _ => None,
+        }) {
             next.last_step = step;
         }
         Ok(Transition {

@@ -52,6 +52,41 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A canonical dump of every record (sorted), for tests that assert a
+    /// refused request changed nothing.
+    pub fn snapshot(&self) -> Vec<String> {
+        fn dump<K: std::fmt::Debug, V: std::fmt::Debug>(
+            name: &str,
+            m: &Mutex<HashMap<K, V>>,
+            out: &mut Vec<String>,
+        ) {
+            if let Ok(m) = m.lock() {
+                out.extend(m.iter().map(|(k, v)| format!("{name} {k:?} {v:?}")));
+            }
+        }
+        let mut out = Vec::new();
+        dump("user", &self.users, &mut out);
+        dump("activation", &self.activations, &mut out);
+        dump("device", &self.devices, &mut out);
+        dump("challenge", &self.challenges, &mut out);
+        dump("binding", &self.bindings, &mut out);
+        if let Ok(q) = self.queues.lock() {
+            for (k, v) in q.iter() {
+                let mut seen: Vec<_> = v.seen.iter().collect();
+                seen.sort();
+                out.push(format!(
+                    "queue {k:?} {:?} {:?} {seen:?}",
+                    v.pending, v.results
+                ));
+            }
+        }
+        if let Ok(c) = self.certificates.lock() {
+            out.extend(c.by_serial.iter().map(|(k, v)| format!("cert {k:?} {v:?}")));
+        }
+        out.sort();
+        out
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
