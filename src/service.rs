@@ -48,6 +48,9 @@ pub enum ServiceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request could not be decoded or its signature did not verify.
+    #[error("bad request: {0}")]
+    BadRequest(String),
 }
 
 /// Driver tuning.
@@ -890,6 +893,7 @@ impl ServiceError {
             Self::Store(StoreError::VersionConflict { .. } | StoreError::Backend(_)) => 503,
             Self::Store(StoreError::DuplicateSerial) => 503,
             Self::Store(_) => 500,
+            Self::BadRequest(_) => 400,
         }
     }
 }
@@ -1017,6 +1021,7 @@ impl InitialConfiguration {
 #[derive(Debug)]
 pub struct MdmService<S, D, P> {
     engine: Engine<S, D, P>,
+    attributes: crate::cms::DeviceAttributesVerifier,
     identity: crate::cms::IdentityOptions,
     limits: crate::wire::Limits,
     initial: InitialConfiguration,
@@ -1027,6 +1032,7 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
     pub fn new(engine: Engine<S, D, P>, initial: InitialConfiguration) -> Self {
         Self {
             engine,
+            attributes: crate::cms::DeviceAttributesVerifier::new(crate::cms::TrustAnchors::new()),
             identity: crate::cms::IdentityOptions::default(),
             limits: crate::wire::Limits::default(),
             initial,
@@ -1038,6 +1044,58 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
     pub fn with_identity_options(mut self, options: crate::cms::IdentityOptions) -> Self {
         self.identity = options;
         self
+    }
+
+    /// Verify device attributes with `verifier` (to trust a test device CA
+    /// or your SCEP CA for phase 3) instead of Apple's device CA alone.
+    pub fn with_attributes_verifier(
+        mut self,
+        verifier: crate::cms::DeviceAttributesVerifier,
+    ) -> Self {
+        self.attributes = verifier;
+        self
+    }
+
+    /// Steps 5–6 at `tenant`'s Profile Service URL: verify the CMS signature
+    /// and signer issuer of the attributes, then check challenge and policy.
+    /// Returns what the enrollment profile needs (its SCEP challenge); the
+    /// caller builds and signs the profile.
+    pub fn device_attributes<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        request: &crate::http::Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<EnrollmentGrant>, ServiceError> {
+        if request.body.len() > self.limits.max_body_bytes {
+            return Err(ServiceError::BadRequest("body too large".into()));
+        }
+        let verified = self
+            .attributes
+            .verify(&request.body, Some(now))
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let a = verified.attributes;
+        let required = |v: Option<String>, key: &str| {
+            v.filter(|v| !v.is_empty())
+                .ok_or_else(|| ServiceError::BadRequest(format!("attribute {key} missing")))
+        };
+        let os_version = match a.other.get("OS_VERSION") {
+            Some(plist::Value::String(v)) => crate::activation::OsVersion::parse(v),
+            _ => None,
+        };
+        let attributes = VerifiedAttributes {
+            udid: required(a.udid, "UDID")?,
+            serial: required(a.serial, "SERIAL")?,
+            product: required(a.product, "PRODUCT")?,
+            os_version,
+            build: a.version,
+            challenge: a.challenge.map(Secret::new),
+            phase: match verified.phase {
+                crate::cms::Phase::DeviceIdentity => AttributesPhase::DeviceIdentity,
+                crate::cms::Phase::ScepIdentity => AttributesPhase::ScepIdentity,
+            },
+        };
+        self.engine.device_attributes(tenant, attributes, now, rng)
     }
 
     /// The engine.

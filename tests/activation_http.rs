@@ -189,3 +189,39 @@ fn tampered_body_missing_signature_and_foreign_tenant_are_400() {
     );
     assert_eq!(fx.svc.engine().store().snapshot(), before);
 }
+
+/// Steps 5–6 with the real macOS 13 phase-2 body (signed by an Apple device
+/// identity): the signature and Apple issuer verify, so the refusal is about
+/// the challenge (this server never issued it). A body with one flipped byte
+/// fails signature verification first. Neither changes the store.
+#[test]
+fn real_phase2_attributes_verify_then_meet_the_challenge_check() {
+    let fx = fixture();
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    let before = fx.svc.engine().store().snapshot();
+    let mut request = Request::new(
+        Method::Post,
+        Route::path("/t", &fx.a, Endpoint::ProfileService),
+    );
+    request.body = shared("ota/zentral_ota_payload_phase_2.p7");
+    let got = fx.svc.device_attributes(&fx.a, &request, t0(), &mut rng);
+    assert_eq!(
+        got.unwrap_err(),
+        mdm_enroll::service::ServiceError::Activation(ActivationError::UnknownChallenge)
+    );
+    // Flip a byte inside the signed plist ("VirtualMac2,1" → "VirtualMac2,0").
+    let pos = request
+        .body
+        .windows(13)
+        .position(|w| w == b"VirtualMac2,1")
+        .unwrap();
+    request.body[pos + 12] = b'0';
+    let got = fx.svc.device_attributes(&fx.a, &request, t0(), &mut rng);
+    let err = got.unwrap_err();
+    assert!(
+        matches!(err, mdm_enroll::service::ServiceError::BadRequest(_)),
+        "{err:?}"
+    );
+    assert_eq!(err.http_status(), 400);
+    assert_eq!(fx.svc.engine().store().snapshot(), before);
+}

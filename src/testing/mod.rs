@@ -2,7 +2,7 @@
 //! tests, and simulated devices that walk the thirteen steps.
 //!
 //! [`EvidenceDevice`] drives the evidence-level
-//! [`Engine`](crate::service::Engine) directly (no cryptography), for load tests of stores and the core.
+//! [`Engine`] directly (no cryptography), for load tests of stores and the core.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
