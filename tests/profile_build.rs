@@ -356,7 +356,8 @@ fn payload_uuids_and_identifiers_must_be_unique() {
 
 #[test]
 fn scep_values_outside_apples_ranges_are_refused() {
-    let cases: [(&str, fn(&mut ScepPayload)); 5] = [
+    type Edit = fn(&mut ScepPayload);
+    let cases: [(&str, Edit); 5] = [
         ("PayloadContent.Keysize", |s| s.key_size = Some(3072)),
         ("PayloadContent.Key Type", |s| {
             s.key_type = Some("EC".into())
