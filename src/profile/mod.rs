@@ -9,6 +9,8 @@
 //!   typed, every other payload as a dictionary.
 //! - [`Profile::validate`]: what Apple's installer would refuse, as typed
 //!   [`ProfileError`]s naming the payload and key.
+//! - [`Profile::sign`] / [`SignedProfile`]: CMS SignedData, content attached,
+//!   signer chain included, served as `application/x-apple-aspen-config`.
 //! - [`PayloadUuid`]: upper-case UUID v4 from an injected RNG.
 //!
 //! Unknown keys of a typed payload are kept in its `extra` dictionary, so a
@@ -17,16 +19,18 @@
 mod dict;
 mod parse;
 mod payload;
+mod sign;
 mod top;
 mod uuid;
 mod validate;
 
-pub use parse::{ParsedProfile, parse};
+pub use parse::{ParsedProfile, ProfileSignature, parse};
 pub use payload::{
     AccessRights, AcmePayload, CAPABILITY_BOOTSTRAP_TOKEN, CAPABILITY_PER_USER_CONNECTIONS,
     CAPABILITY_TOKEN, CertificateKind, CertificatePayload, MdmPayload, Payload, PayloadKind,
     ScepPayload, Subject, SubjectAltName,
 };
+pub use sign::SignedProfile;
 pub use top::{PayloadScope, Profile, ProfileContent, ProfileService, response};
 pub use uuid::PayloadUuid;
 pub use validate::ValidationOptions;
@@ -60,7 +64,7 @@ pub const TOPIC_PREFIX: &str = "com.apple.mgmt.";
 /// `payload` is the payload's `PayloadIdentifier` when it has one, otherwise
 /// its position (`PayloadContent[2]`) or `profile` for the top level. `key`
 /// is a dotted path below that payload (`PayloadContent.Subject`).
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ProfileError {
     /// The input exceeds `Limits::max_body_bytes`.
@@ -71,12 +75,17 @@ pub enum ProfileError {
         /// The limit.
         max: usize,
     },
-    /// The bytes are not a well-formed plist (dangling `<key>`, bad XML, too deep, ...).
-    #[error("not a well-formed plist: {0}")]
-    Plist(String),
-    /// The bytes look like CMS (first byte 0x30) but are not a usable signed profile.
+    /// The bytes are not a well-formed plist within limits (dangling
+    /// `<key>`, bad XML, too deep, ...).
+    #[error("profile plist: {0}")]
+    Plist(#[from] crate::wire::plist::PlistError),
+    /// Signed profile (first byte 0x30): the CMS does not parse or its
+    /// signature does not verify; or signing failed.
     #[error("signed profile: {0}")]
-    Signed(String),
+    Signed(#[from] crate::cms::CmsError),
+    /// Signed profile: the CMS is valid but does not carry one profile.
+    #[error("signed profile: {0}")]
+    SignedContent(&'static str),
     /// A required key is absent.
     #[error("{payload}: missing required key {key}")]
     MissingKey {
@@ -131,7 +140,4 @@ pub enum ProfileError {
         /// What kind of payload it must name.
         expected: &'static str,
     },
-    /// The plist writer failed.
-    #[error("cannot serialise profile: {0}")]
-    Serialize(String),
 }

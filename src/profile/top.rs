@@ -280,19 +280,14 @@ impl Profile {
 
     /// The profile as XML plist bytes, as Apple's tools write it (no
     /// validation; see [`Profile::build`]).
-    pub fn to_xml(&self) -> Result<Vec<u8>, ProfileError> {
-        let mut out = Vec::with_capacity(4096);
-        self.to_plist()
-            .to_writer_xml(&mut out)
-            .map_err(|e| ProfileError::Serialize(e.to_string()))?;
-        out.push(b'\n');
-        Ok(out)
+    pub fn to_xml(&self) -> Vec<u8> {
+        crate::wire::plist::encode_xml(&self.to_plist())
     }
 
     /// Validate, then encode as XML plist bytes.
     pub fn build(&self, options: &super::ValidationOptions) -> Result<Vec<u8>, ProfileError> {
         self.validate(options)?;
-        self.to_xml()
+        Ok(self.to_xml())
     }
 
     /// Decode a top-level plist value.
