@@ -448,3 +448,13 @@ fn response_serves_aspen_config() {
     );
     assert_eq!(r.body, body);
 }
+
+#[test]
+fn only_one_mdm_payload_per_profile() {
+    let mut p = enrollment();
+    let mut second = p.payloads()[2].clone();
+    second.identifier = "com.example.enroll.mdm2".into();
+    second.uuid = PayloadUuid::random(&mut rng()).into();
+    p = p.with_payload(second);
+    assert_invalid(refused(&p), "com.example.enroll.mdm2", "PayloadType");
+}

@@ -96,7 +96,8 @@ impl Profile {
     /// `PayloadUUID`s or `PayloadIdentifier`s not unique, dangling
     /// `IdentityCertificateUUID` or pinning references, a `Topic` without
     /// `com.apple.mgmt.`, non-https URLs, `AccessRights` 0 or outside the
-    /// bitmask, SCEP key sizes and usages outside Apple's ranges.
+    /// bitmask, more than one `com.apple.mdm` payload, SCEP key sizes and
+    /// usages outside Apple's ranges.
     ///
     /// Returns the first problem found.
     pub fn validate(&self, options: &ValidationOptions) -> Result<(), ProfileError> {
@@ -152,6 +153,17 @@ impl Profile {
                     payload: name.to_owned(),
                 });
             }
+        }
+        if let Some(second) = payloads
+            .iter()
+            .filter(|p| matches!(p.kind, PayloadKind::Mdm(_)))
+            .nth(1)
+        {
+            return Err(invalid(
+                &second.identifier,
+                "PayloadType",
+                "a profile holds at most one com.apple.mdm payload",
+            ));
         }
         for p in payloads {
             let name = p.identifier.as_str();
