@@ -16,6 +16,7 @@
 mod checkin;
 mod json;
 mod ota;
+mod profile;
 mod report;
 mod signature;
 
@@ -38,11 +39,12 @@ fn handler(kind: &str) -> Option<Handler> {
         "report" => Some(Handler::Bytes(report::inspect)),
         "ota" => Some(Handler::Args(ota::run)),
         "signature" => Some(Handler::Args(signature::run)),
+        "profile" => Some(Handler::Bytes(profile::inspect)),
         _ => None,
     }
 }
 
-const KINDS: &str = "checkin, report, ota, signature";
+const KINDS: &str = "checkin, report, ota, signature, profile";
 
 fn usage(msg: &str) -> ExitCode {
     let _ = writeln!(
