@@ -1,1 +1,2 @@
 //! cms (in progress)
+pub mod enveloped;
