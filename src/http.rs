@@ -159,6 +159,92 @@ impl Response {
     }
 }
 
+/// Which MDM message a request to `ServerURL`/`CheckInURL` carries, by `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// `application/x-apple-aspen-mdm-checkin`: a check-in.
+    Checkin,
+    /// `application/x-apple-aspen-mdm`: a command report (connect).
+    Connect,
+    /// Anything else (or no `Content-Type`). Peers such as NanoMDM treat this
+    /// as [`MessageKind::Connect`]; the choice is the caller's.
+    Other,
+}
+
+/// Route an MDM request by its `Content-Type` media type (parameters and
+/// case ignored).
+pub fn classify(request: &Request) -> MessageKind {
+    match request.content_type().as_deref() {
+        Some(media_type::CHECKIN) => MessageKind::Checkin,
+        Some(media_type::CONNECT) => MessageKind::Connect,
+        _ => MessageKind::Other,
+    }
+}
+
+/// Conversions to and from the `http` crate's types (feature `http`).
+#[cfg(feature = "http")]
+mod http_crate {
+    use super::{Method, Request, Response};
+
+    impl<B: Into<Vec<u8>>> From<::http::Request<B>> for Request {
+        /// Header values that are not valid UTF-8 are converted lossily. The TLS
+        /// client certificate is not part of `http::Request`; set
+        /// [`Request::tls_client_certificate`] yourself.
+        fn from(req: ::http::Request<B>) -> Self {
+            let (parts, body) = req.into_parts();
+            Self {
+                method: Method::parse(parts.method.as_str()),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().map(str::to_owned),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body: body.into(),
+                tls_client_certificate: None,
+            }
+        }
+    }
+
+    impl TryFrom<Response> for ::http::Response<Vec<u8>> {
+        type Error = ::http::Error;
+
+        /// Fails only if a header name or value is not valid HTTP.
+        fn try_from(res: Response) -> Result<Self, Self::Error> {
+            let mut builder = ::http::Response::builder().status(res.status);
+            for (k, v) in res.headers {
+                builder = builder.header(k, v);
+            }
+            builder.body(res.body)
+        }
+    }
+
+    impl TryFrom<Request> for ::http::Request<Vec<u8>> {
+        type Error = ::http::Error;
+
+        /// Fails only if the method, path, query or a header is not valid HTTP.
+        fn try_from(req: Request) -> Result<Self, Self::Error> {
+            let uri = match &req.query {
+                Some(q) => format!("{}?{q}", req.path),
+                None => req.path.clone(),
+            };
+            let mut builder = ::http::Request::builder()
+                .method(req.method.as_str())
+                .uri(uri);
+            for (k, v) in req.headers {
+                builder = builder.header(k, v);
+            }
+            builder.body(req.body)
+        }
+    }
+}
+
 /// Media types used by the protocol.
 pub mod media_type {
     /// A `.mobileconfig` profile.
@@ -190,6 +276,53 @@ mod tests {
         assert_eq!(r.query_param("operation").as_deref(), Some("PKIOperation"));
         assert_eq!(r.query_param("message").as_deref(), Some("ab+c="));
         assert_eq!(r.query_param("missing"), None);
+    }
+
+    #[test]
+    fn classify_by_content_type() {
+        let mut r = Request::new(Method::Put, "/mdm");
+        assert_eq!(classify(&r), MessageKind::Other);
+        r.headers.push((
+            "content-type".into(),
+            "Application/X-Apple-Aspen-MDM-Checkin".into(),
+        ));
+        assert_eq!(classify(&r), MessageKind::Checkin);
+        r.headers[0].1 = "application/x-apple-aspen-mdm; charset=utf-8".into();
+        assert_eq!(classify(&r), MessageKind::Connect);
+        r.headers[0].1 = "application/x-apple-aspen-mdm-checkinX".into();
+        assert_eq!(classify(&r), MessageKind::Other);
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn http_crate_round_trip() {
+        let req = ::http::Request::builder()
+            .method("PUT")
+            .uri("https://mdm.example/checkin?tenant=a%20b")
+            .header("Content-Type", media_type::CHECKIN)
+            .body(b"body".to_vec())
+            .unwrap();
+        let ours = Request::from(req);
+        assert_eq!(ours.method, Method::Put);
+        assert_eq!(ours.path, "/checkin");
+        assert_eq!(ours.query_param("tenant").as_deref(), Some("a b"));
+        assert_eq!(classify(&ours), MessageKind::Checkin);
+        assert_eq!(ours.body, b"body");
+        let back = ::http::Request::try_from(ours).unwrap();
+        assert_eq!(back.uri().query(), Some("tenant=a%20b"));
+        let res =
+            ::http::Response::try_from(Response::with_body(403, media_type::JSON, b"{}".to_vec()))
+                .unwrap();
+        assert_eq!(res.status(), 403);
+        assert_eq!(res.headers()["content-type"], media_type::JSON);
+        assert!(
+            ::http::Response::try_from(Response {
+                status: 200,
+                headers: vec![("bad header".into(), "x".into())],
+                body: vec![],
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -439,6 +439,16 @@ impl<'a> Element<'a> {
     }
 }
 
+/// DER-encode one element with a single-octet `tag` (e.g. `0x30` SEQUENCE,
+/// `0xA0` `[0]` constructed) around `contents`, using the minimal length form.
+pub fn encode_tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(contents.len() + 6);
+    out.push(tag);
+    write_len(&mut out, contents.len());
+    out.extend_from_slice(contents);
+    out
+}
+
 fn write_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8); // fits: checked above

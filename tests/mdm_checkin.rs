@@ -1,0 +1,350 @@
+//! Check-in messages of all eight types, channel resolution, check-in
+//! responses and the APNs push.
+
+use mdm_enroll::mdm::channel::SHARED_IPAD_USER_ID;
+use mdm_enroll::mdm::checkin::CheckinPayload;
+use mdm_enroll::mdm::response::{self, ErrorFormat};
+use mdm_enroll::mdm::{Channel, CheckinMessage, Error, MessageType, PushRequest};
+use mdm_enroll::wire::Limits;
+use mdm_enroll::wire::plist::PlistError;
+use plist::{Dictionary, Value};
+
+/// A check-in body written by hand (not by our encoder).
+fn body(message_type: &str, extra: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>MessageType</key>
+	<string>{message_type}</string>
+{extra}
+</dict>
+</plist>
+"#
+    )
+    .into_bytes()
+}
+
+const UDID: &str = "<key>UDID</key><string>66ADE930-5FDF-5EC4-8429-15640684C489</string>";
+const TOPIC: &str = "<key>Topic</key><string>com.apple.mgmt.External.x</string>";
+
+fn decode(message_type: &str, extra: &str) -> Result<CheckinMessage, Error> {
+    CheckinMessage::decode(&body(message_type, extra), &Limits::default())
+}
+
+#[test]
+fn all_eight_message_types_decode() {
+    let cases = [
+        (
+            "Authenticate",
+            format!(
+                "{UDID}{TOPIC}<key>DeviceName</key><string>Mac</string><key>Model</key><string>Mac14,2</string><key>ModelName</key><string>MacBook Air</string>"
+            ),
+        ),
+        (
+            "TokenUpdate",
+            format!(
+                "{UDID}{TOPIC}<key>Token</key><data>AQID</data><key>PushMagic</key><string>PM</string><key>NotOnConsole</key><false/>"
+            ),
+        ),
+        ("CheckOut", format!("{UDID}{TOPIC}")),
+        (
+            "UserAuthenticate",
+            format!("{UDID}<key>UserID</key><string>U1</string>"),
+        ),
+        (
+            "SetBootstrapToken",
+            format!(
+                "{UDID}<key>BootstrapToken</key><data>c2VjcmV0</data><key>AwaitingConfiguration</key><true/>"
+            ),
+        ),
+        (
+            "GetBootstrapToken",
+            format!("{UDID}<key>AwaitingConfiguration</key><false/>"),
+        ),
+        (
+            "DeclarativeManagement",
+            format!(
+                "{UDID}<key>Endpoint</key><string>tokens</string><key>Data</key><data>e30=</data>"
+            ),
+        ),
+        (
+            "GetToken",
+            format!(
+                "{UDID}<key>TokenServiceType</key><string>com.apple.maid</string><key>TokenParameters</key><dict><key>SecurityToken</key><string>s</string></dict>"
+            ),
+        ),
+    ];
+    assert_eq!(cases.len(), MessageType::ALL.len());
+    for (name, extra) in &cases {
+        let msg = decode(name, extra).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(msg.message_type().as_str(), *name);
+        assert!(msg.extra.is_empty(), "{name}: {:?}", msg.extra);
+        // Encode → decode is the identity.
+        let again = CheckinMessage::decode(&msg.encode(), &Limits::default()).unwrap();
+        assert_eq!(again, msg, "{name}");
+    }
+    let m = decode("SetBootstrapToken", &cases[4].1).unwrap();
+    let CheckinPayload::SetBootstrapToken(s) = m.payload else {
+        panic!()
+    };
+    assert_eq!(s.bootstrap_token.as_deref(), Some(&b"secret"[..]));
+    assert_eq!(s.awaiting_configuration, Some(true));
+    let m = decode("GetToken", &cases[7].1).unwrap();
+    let CheckinPayload::GetToken(g) = m.payload else {
+        panic!()
+    };
+    assert_eq!(g.token_service_type, "com.apple.maid");
+    assert_eq!(
+        g.token_parameters
+            .unwrap()
+            .get("SecurityToken")
+            .and_then(Value::as_string),
+        Some("s")
+    );
+    let m = decode("DeclarativeManagement", &cases[6].1).unwrap();
+    let CheckinPayload::DeclarativeManagement(d) = m.payload else {
+        panic!()
+    };
+    assert_eq!(
+        (d.endpoint.as_str(), d.data.as_deref()),
+        ("tokens", Some(&b"{}"[..]))
+    );
+}
+
+#[test]
+fn unknown_keys_are_preserved() {
+    let m = decode(
+        "CheckOut",
+        &format!("{UDID}{TOPIC}<key>FutureKey</key><dict><key>x</key><integer>1</integer></dict>"),
+    )
+    .unwrap();
+    assert_eq!(
+        m.extra
+            .get("FutureKey")
+            .and_then(Value::as_dictionary)
+            .and_then(|d| d.get("x"))
+            .and_then(Value::as_signed_integer),
+        Some(1)
+    );
+    assert!(m.to_dictionary().contains_key("FutureKey"));
+}
+
+#[test]
+fn unknown_and_missing_message_types_are_typed_errors() {
+    assert_eq!(
+        decode("Bogus", UDID),
+        Err(Error::UnknownMessageType("Bogus".into()))
+    );
+    let no_type = b"<plist><dict><key>UDID</key><string>x</string></dict></plist>";
+    assert_eq!(
+        CheckinMessage::decode(no_type, &Limits::default()),
+        Err(Error::MissingKey("MessageType"))
+    );
+    let int_type = b"<plist><dict><key>MessageType</key><integer>1</integer></dict></plist>";
+    assert_eq!(
+        CheckinMessage::decode(int_type, &Limits::default()),
+        Err(Error::WrongType {
+            key: "MessageType",
+            expected: "string"
+        })
+    );
+    assert_eq!(
+        decode(
+            "TokenUpdate",
+            &format!("{UDID}{TOPIC}<key>PushMagic</key><string>p</string>")
+        ),
+        Err(Error::MissingKey("Token"))
+    );
+    assert_eq!(
+        decode(
+            "TokenUpdate",
+            &format!(
+                "{UDID}{TOPIC}<key>Token</key><string>AQID</string><key>PushMagic</key><string>p</string>"
+            )
+        ),
+        Err(Error::WrongType {
+            key: "Token",
+            expected: "data"
+        })
+    );
+    assert!(matches!(
+        CheckinMessage::decode(b"<plist><array/></plist>", &Limits::default()),
+        Err(Error::Plist(PlistError::UnexpectedRoot { .. }))
+    ));
+    assert!(matches!(
+        decode(
+            "TokenUpdate",
+            &format!("{UDID}{TOPIC}<key>Token</key><data>AAAA=</data>")
+        ),
+        Err(Error::Plist(PlistError::BadBase64 { .. }))
+    ));
+}
+
+#[test]
+fn channel_resolution() {
+    let user = decode(
+        "TokenUpdate",
+        &format!("{UDID}{TOPIC}<key>Token</key><data>AQID</data><key>PushMagic</key><string>PM</string><key>UserID</key><string>A-B</string><key>UserShortName</key><string>jo</string><key>UserLongName</key><string>Jo Doe</string>"),
+    )
+    .unwrap();
+    assert_eq!(
+        user.channel,
+        Channel::User {
+            udid: "66ADE930-5FDF-5EC4-8429-15640684C489".into(),
+            user_id: "A-B".into(),
+            user_short_name: Some("jo".into()),
+            user_long_name: Some("Jo Doe".into()),
+        }
+    );
+    assert_eq!(
+        user.channel.id(),
+        "66ADE930-5FDF-5EC4-8429-15640684C489:A-B"
+    );
+    assert!(user.channel.is_user());
+
+    let shared = decode(
+        "UserAuthenticate",
+        &format!("{UDID}<key>UserID</key><string>{SHARED_IPAD_USER_ID}</string><key>UserShortName</key><string>jo@example.com</string>"),
+    )
+    .unwrap();
+    assert_eq!(shared.channel.kind(), "shared-ipad-user");
+    assert_eq!(shared.channel.user_id(), Some("jo@example.com"));
+    assert_ne!(shared.channel.user_id(), Some(SHARED_IPAD_USER_ID));
+    assert_eq!(
+        decode(
+            "UserAuthenticate",
+            &format!("{UDID}<key>UserID</key><string>{SHARED_IPAD_USER_ID}</string>")
+        ),
+        Err(Error::MissingKey("UserShortName"))
+    );
+
+    let ue = decode(
+        "Authenticate",
+        &format!("{TOPIC}<key>EnrollmentID</key><string>E1</string>"),
+    )
+    .unwrap();
+    assert_eq!(
+        ue.channel,
+        Channel::UserEnrollmentDevice {
+            enrollment_id: "E1".into()
+        }
+    );
+    assert!(ue.channel.is_user_enrollment() && !ue.channel.is_user());
+    let ue_user = decode(
+        "CheckOut",
+        &format!("{TOPIC}<key>EnrollmentID</key><string>E1</string><key>EnrollmentUserID</key><string>EU</string>"),
+    )
+    .unwrap();
+    assert_eq!(ue_user.channel.id(), "E1:EU");
+    assert_eq!(ue_user.channel.kind(), "user-enrollment-user");
+
+    assert_eq!(decode("CheckOut", TOPIC), Err(Error::NoIdentity));
+    assert_eq!(
+        decode(
+            "CheckOut",
+            &format!("{TOPIC}<key>UDID</key><string></string>")
+        ),
+        Err(Error::NoIdentity)
+    );
+}
+
+#[test]
+fn push_request_from_token_update() {
+    let m = decode(
+        "TokenUpdate",
+        &format!("{UDID}{TOPIC}<key>Token</key><data>AAH/</data><key>PushMagic</key><string>MAGIC\"1</string>"),
+    )
+    .unwrap();
+    let CheckinPayload::TokenUpdate(t) = &m.payload else {
+        panic!()
+    };
+    let push = t.push_request();
+    assert_eq!(push.path, "/3/device/0001ff");
+    assert_eq!(push.topic, "com.apple.mgmt.External.x");
+    assert_eq!(push.body, br#"{"mdm":"MAGIC\"1"}"#);
+    assert_eq!(
+        PushRequest::new(&[0xAB], "t", "m").headers(),
+        vec![
+            ("apns-topic".to_owned(), "t".to_owned()),
+            ("content-type".to_owned(), "application/json".to_owned())
+        ]
+    );
+}
+
+/// Python's view of a plist body, as a sorted `key=repr(value)` listing.
+fn python_dict(body: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import plistlib,sys; d=plistlib.loads(sys.stdin.buffer.read()); print(';'.join(f'{k}={d[k]!r}' for k in sorted(d)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn checkin_responses() {
+    let r = response::ok();
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(response::decline_user().status, 410);
+
+    let r = response::digest_challenge("abc");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/xml"));
+    assert_eq!(python_dict(&r.body), "DigestChallenge='abc'");
+
+    let r = response::bootstrap_token(Some(b"tok"));
+    assert_eq!(python_dict(&r.body), "BootstrapToken=b'tok'");
+    assert_eq!(response::bootstrap_token(None).body.len(), 0);
+
+    let r = response::token_data(b"\x00\x01");
+    assert_eq!(python_dict(&r.body), r"TokenData=b'\x00\x01'");
+
+    let r = response::declarative_management(br#"{"SyncTokens":{}}"#.to_vec());
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.body, br#"{"SyncTokens":{}}"#);
+
+    let r = response::unrecognized_device(ErrorFormat::Plist, Some("gone"), None);
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        python_dict(&r.body),
+        "code='com.apple.unrecognized.device';description='gone'"
+    );
+    let r = response::unrecognized_device(ErrorFormat::Json, None, Some("say \"hi\""));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; d=json.loads(sys.argv[1]); print(d['code'], d['message'], len(d))",
+            std::str::from_utf8(&r.body).unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "com.apple.unrecognized.device say \"hi\" 2"
+    );
+}
+
+#[test]
+fn dictionary_api_matches_decode() {
+    let mut d = Dictionary::new();
+    d.insert(
+        "MessageType".into(),
+        Value::String("GetBootstrapToken".into()),
+    );
+    d.insert("UDID".into(), Value::String("U".into()));
+    let m = CheckinMessage::from_dictionary(d.clone()).unwrap();
+    assert_eq!(m.message_type(), MessageType::GetBootstrapToken);
+    assert_eq!(Channel::resolve(&d).unwrap().device_id(), "U");
+    assert_eq!(m.to_dictionary(), d);
+}
