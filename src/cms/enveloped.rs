@@ -216,28 +216,17 @@ pub struct RecipientIdentity {
 }
 
 impl RecipientIdentity {
-    /// The identity of a (strictly parsed) certificate.
-    pub fn of(cert: &x509_cert::Certificate) -> Result<Self, EnvelopedError> {
-        use der::Encode;
-        use x509_cert::ext::pkix::SubjectKeyIdentifier;
-        let tbs = cert.tbs_certificate();
-        let issuer = tbs
-            .issuer()
-            .to_der()
-            .map_err(|_| EnvelopedError::Malformed("certificate issuer"))?;
-        let ski = tbs
-            .get_extension::<SubjectKeyIdentifier>()
-            .ok()
-            .flatten()
-            .map(|(_, ski)| ski.0.as_bytes().to_vec());
-        Ok(Self {
-            issuer,
-            serial: tbs.serial_number().as_bytes().to_vec(),
-            subject_key_id: ski,
-        })
+    /// The identity of a (leniently parsed) certificate.
+    pub fn of(cert: &super::Certificate) -> Self {
+        Self {
+            issuer: cert.issuer_der().to_vec(),
+            serial: cert.serial().to_vec(),
+            subject_key_id: cert.subject_key_identifier(),
+        }
     }
 
-    fn matches(&self, rid: &RecipientId) -> bool {
+    /// Whether a recipient identifier names this certificate.
+    pub fn matches(&self, rid: &RecipientId) -> bool {
         match rid {
             RecipientId::IssuerAndSerial { issuer, serial } => {
                 *issuer == self.issuer && *serial == self.serial

@@ -381,3 +381,100 @@ pub fn is_valid_at(cert: &Certificate, now: SystemTime) -> bool {
     let v = cert.tbs_certificate().validity();
     v.not_before.to_system_time() <= now && now <= v.not_after.to_system_time()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::RsaKey;
+    use rand_core::UnwrapErr;
+    use std::time::UNIX_EPOCH;
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    #[test]
+    fn serials_are_16_positive_bytes_and_differ() {
+        let mut rng = UnwrapErr(getrandom::SysRng);
+        let a = random_serial(&mut rng);
+        let b = random_serial(&mut rng);
+        assert_eq!(a.as_bytes().len(), 16);
+        assert!(a.as_bytes()[0] & 0x80 == 0 && a.as_bytes()[0] & 0x40 != 0);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ca_ra_leaf_chain() {
+        let mut rng = UnwrapErr(getrandom::SysRng);
+        let ca_key = RsaKey::generate(&mut rng, 2048).unwrap();
+        let ra_key = RsaKey::generate(&mut rng, 2048).unwrap();
+        let v = validity(now(), Duration::from_secs(3600)).unwrap();
+        assert_eq!(v.not_before.to_system_time(), now() - NOT_BEFORE_BACKDATE);
+        let ca = create_ca(
+            &ca_key,
+            "CN=Test CA".parse().unwrap(),
+            random_serial(&mut rng),
+            v,
+        )
+        .unwrap();
+        let ku = ca
+            .tbs_certificate()
+            .get_extension::<KeyUsage>()
+            .unwrap()
+            .unwrap()
+            .1;
+        assert!(ku.digital_signature() && ku.key_encipherment() && ku.key_cert_sign());
+        let bc = ca
+            .tbs_certificate()
+            .get_extension::<BasicConstraints>()
+            .unwrap()
+            .unwrap()
+            .1;
+        assert!(bc.ca);
+        let ra = create_ra(
+            &ca,
+            &ca_key,
+            crate::crypto::Signer::public_key(&ra_key),
+            "CN=Test RA".parse().unwrap(),
+            random_serial(&mut rng),
+            v,
+        )
+        .unwrap();
+        let ca_c = crate::cms::Certificate::from_der(&to_der(&ca).unwrap()).unwrap();
+        let ra_c = crate::cms::Certificate::from_der(&to_der(&ra).unwrap()).unwrap();
+        ra_c.verify_issued_by(&ca_c).unwrap();
+        ca_c.verify_issued_by(&ca_c).unwrap();
+        assert_eq!(ra_c.is_ca().unwrap(), Some(false));
+        assert!(is_valid_at(&ra, now()));
+        assert!(!is_valid_at(&ra, now() + Duration::from_secs(7200)));
+
+        // Signing with a key that is not the issuer's is refused.
+        let spki = spki_of(crate::crypto::Signer::public_key(&ra_key)).unwrap();
+        let policy =
+            LeafPolicy::tls_server("CN=mdm.example".parse().unwrap(), &["mdm.example"]).unwrap();
+        assert!(matches!(
+            issue(
+                &ca,
+                &ra_key,
+                spki.clone(),
+                &policy,
+                random_serial(&mut rng),
+                v
+            ),
+            Err(PkiError::Key(_))
+        ));
+        let leaf = issue(&ca, &ca_key, spki, &policy, random_serial(&mut rng), v).unwrap();
+        let leaf_c = crate::cms::Certificate::from_der(&to_der(&leaf).unwrap()).unwrap();
+        leaf_c.verify_issued_by(&ca_c).unwrap();
+        assert_eq!(
+            leaf_c.extended_key_usage().unwrap().unwrap(),
+            vec![ID_KP_SERVER_AUTH]
+        );
+        assert!(
+            leaf.tbs_certificate()
+                .get_extension::<SubjectAltName>()
+                .unwrap()
+                .is_some()
+        );
+    }
+}

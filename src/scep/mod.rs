@@ -16,10 +16,17 @@
 
 pub mod caps;
 pub mod csr;
+pub mod message;
+pub mod responder;
 pub mod transport;
 
 pub use caps::{Capabilities, Capability};
 pub use csr::{Csr, CsrError};
+pub use message::{CertRep, IssuerAndSubject, MessageError, PkiMessage};
+pub use responder::{
+    CertificateRequest, ChallengeVerdict, ChallengeVerifier, IssuanceRecord, Issued, PollRequest,
+    RequestFingerprint, ScepError, ScepOutcome, ScepResponder,
+};
 pub use transport::{Operation, TransportError};
 
 /// SCEP signed-attribute OIDs (RFC 8894 §3.2.1, VeriSign arc).
