@@ -62,7 +62,9 @@ pub fn inspect_with_key(bytes: &[u8], key: Option<&[u8]>) -> Result<Value, Strin
         out["envelope"] = Value::Null;
         return Ok(out);
     };
-    let env = msg.envelope(&limits).map_err(|e| format!("envelope: {e}"))?;
+    let env = msg
+        .envelope(&limits)
+        .map_err(|e| format!("envelope: {e}"))?;
     let recipients: Vec<Value> = env
         .recipients
         .iter()
@@ -112,7 +114,13 @@ pub fn inspect_with_key(bytes: &[u8], key: Option<&[u8]>) -> Result<Value, Strin
         }
         MessageType::CertPoll => {
             let ias = IssuerAndSubject::decode(&plain, &limits).map_err(|e| e.to_string())?;
-            json!({ "issuer": hex(&ias.issuer), "subject": hex(&ias.subject) })
+            let name = |der: &[u8]| {
+                use der::Decode;
+                x509_cert::name::Name::from_der(der)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| hex(der))
+            };
+            json!({ "issuer": name(&ias.issuer), "subject": name(&ias.subject) })
         }
         _ => {
             let p7 = SignedData::parse(&plain, &limits).map_err(|e| format!("PKCS#7: {e}"))?;
