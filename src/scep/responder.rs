@@ -273,10 +273,12 @@ impl ScepResponder {
         if kind == MessageType::CertPoll {
             return match IssuerAndSubject::decode(&plaintext, &self.limits.ber) {
                 Ok(ias) => ScepOutcome::Poll(Box::new(PollRequest {
-                    responder: self,
-                    message,
-                    signer,
-                    cipher,
+                    exchange: Exchange {
+                        responder: self,
+                        message,
+                        signer,
+                        cipher,
+                    },
                     issuer_and_subject: ias,
                 })),
                 Err(_) => fail(FailInfo::BadRequest, rng),
@@ -298,10 +300,12 @@ impl ScepResponder {
         }
         let fingerprint = RequestFingerprint(Sha256::digest(csr.as_bytes()).into());
         ScepOutcome::Certificate(Box::new(CertificateRequest {
-            responder: self,
-            message,
-            signer,
-            cipher,
+            exchange: Exchange {
+                responder: self,
+                message,
+                signer,
+                cipher,
+            },
             csr,
             challenge,
             renewal_of,
@@ -452,25 +456,54 @@ pub enum ChallengeVerdict {
 /// A verified PKCSReq (19) or RenewalReq (17) awaiting the caller's decision.
 #[derive(Debug)]
 pub struct CertificateRequest<'a> {
-    responder: &'a ScepResponder,
-    message: PkiMessage,
-    signer: cms::Certificate,
-    cipher: ContentCipher,
+    exchange: Exchange<'a>,
     csr: Csr,
     challenge: Option<Challenge>,
     renewal_of: Option<cms::Certificate>,
     fingerprint: RequestFingerprint,
 }
 
+/// One verified request and what every answer to it needs.
+#[derive(Debug)]
+struct Exchange<'a> {
+    responder: &'a ScepResponder,
+    message: PkiMessage,
+    signer: cms::Certificate,
+    cipher: ContentCipher,
+}
+
+impl Exchange<'_> {
+    fn answer<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        status: PkiStatus,
+        fail_info: Option<FailInfo>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Response {
+        self.responder
+            .reply(&self.message, status, fail_info, None, now, rng)
+    }
+
+    fn deliver<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        cert_der: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Response, ScepError> {
+        self.responder
+            .success(&self.message, &self.signer, self.cipher, cert_der, now, rng)
+    }
+}
+
 impl CertificateRequest<'_> {
     /// PKCSReq or RenewalReq.
     pub fn message_type(&self) -> MessageType {
-        self.message.message_type()
+        self.exchange.message.message_type()
     }
 
     /// The transactionID.
     pub fn transaction_id(&self) -> &str {
-        self.message.transaction_id()
+        self.exchange.message.transaction_id()
     }
 
     /// The verified CSR (self-signature checked).
@@ -481,7 +514,7 @@ impl CertificateRequest<'_> {
     /// The certificate that signed the request (the client's temporary
     /// self-signed certificate, or its current one when renewing).
     pub fn signer_certificate(&self) -> &cms::Certificate {
-        &self.signer
+        &self.exchange.signer
     }
 
     /// The challenge presented (CSR challengePassword, else the outer
@@ -499,7 +532,7 @@ impl CertificateRequest<'_> {
 
     /// The content cipher the client used (the reply uses the same).
     pub fn cipher(&self) -> ContentCipher {
-        self.cipher
+        self.exchange.cipher
     }
 
     /// SHA-256 of the CSR, for replay and challenge binding.
@@ -534,7 +567,7 @@ impl CertificateRequest<'_> {
         rng: &mut R,
     ) -> Result<Issued, ScepError> {
         use der::Encode;
-        let r = self.responder;
+        let r = self.exchange.responder;
         let cert = pki::issue(
             &r.ca_x509,
             r.ca.signer.as_ref(),
@@ -544,7 +577,7 @@ impl CertificateRequest<'_> {
             validity,
         )?;
         let der = cert.to_der().map_err(PkiError::from)?;
-        let response = r.success(&self.message, &self.signer, self.cipher, &der, now, rng)?;
+        let response = self.exchange.deliver(&der, now, rng)?;
         Ok(Issued {
             response,
             certificate: cert,
@@ -563,7 +596,7 @@ impl CertificateRequest<'_> {
     pub fn is_replay_of(&self, record: &IssuanceRecord) -> bool {
         record.transaction_id == self.transaction_id()
             && record.fingerprint == self.fingerprint
-            && record.certificate != self.signer.der()
+            && record.certificate != self.exchange.signer.der()
     }
 
     /// Answer a retry from the caller's record (see [`Self::is_replay_of`]):
@@ -578,14 +611,7 @@ impl CertificateRequest<'_> {
         if !self.is_replay_of(record) {
             return Ok(self.reject(FailInfo::BadRequest, now, rng));
         }
-        self.responder.success(
-            &self.message,
-            &self.signer,
-            self.cipher,
-            &record.certificate,
-            now,
-            rng,
-        )
+        self.exchange.deliver(&record.certificate, now, rng)
     }
 
     /// Refuse with `fail_info` (use [`FailInfo::BadRequest`] for a bad challenge).
@@ -595,14 +621,8 @@ impl CertificateRequest<'_> {
         now: SystemTime,
         rng: &mut R,
     ) -> Response {
-        self.responder.reply(
-            &self.message,
-            PkiStatus::Failure,
-            Some(fail_info),
-            None,
-            now,
-            rng,
-        )
+        self.exchange
+            .answer(PkiStatus::Failure, Some(fail_info), now, rng)
     }
 
     /// Answer PENDING (manual approval); the client polls with GetCertInitial.
@@ -611,25 +631,21 @@ impl CertificateRequest<'_> {
         now: SystemTime,
         rng: &mut R,
     ) -> Response {
-        self.responder
-            .reply(&self.message, PkiStatus::Pending, None, None, now, rng)
+        self.exchange.answer(PkiStatus::Pending, None, now, rng)
     }
 }
 
 /// A verified GetCertInitial / CertPoll (20) awaiting the caller's lookup.
 #[derive(Debug)]
 pub struct PollRequest<'a> {
-    responder: &'a ScepResponder,
-    message: PkiMessage,
-    signer: cms::Certificate,
-    cipher: ContentCipher,
+    exchange: Exchange<'a>,
     issuer_and_subject: IssuerAndSubject,
 }
 
 impl PollRequest<'_> {
     /// The transactionID of the pending request.
     pub fn transaction_id(&self) -> &str {
-        self.message.transaction_id()
+        self.exchange.message.transaction_id()
     }
 
     /// The issuer (CA) and requested subject names (DER).
@@ -639,11 +655,11 @@ impl PollRequest<'_> {
 
     /// The certificate that signed the poll.
     pub fn signer_certificate(&self) -> &cms::Certificate {
-        &self.signer
+        &self.exchange.signer
     }
 
-    /// The certificate was issued meanwhile: send it (the record must be
-    /// this transaction's).
+    /// The certificate was issued meanwhile: send it (a record of another
+    /// transaction gives FAILURE badCertId).
     pub fn issued<R: rand_core::CryptoRng + ?Sized>(
         &self,
         record: &IssuanceRecord,
@@ -653,14 +669,7 @@ impl PollRequest<'_> {
         if record.transaction_id != self.transaction_id() {
             return Ok(self.reject(FailInfo::BadCertId, now, rng));
         }
-        self.responder.success(
-            &self.message,
-            &self.signer,
-            self.cipher,
-            &record.certificate,
-            now,
-            rng,
-        )
+        self.exchange.deliver(&record.certificate, now, rng)
     }
 
     /// Still waiting.
@@ -669,8 +678,7 @@ impl PollRequest<'_> {
         now: SystemTime,
         rng: &mut R,
     ) -> Response {
-        self.responder
-            .reply(&self.message, PkiStatus::Pending, None, None, now, rng)
+        self.exchange.answer(PkiStatus::Pending, None, now, rng)
     }
 
     /// Refused, or no such transaction ([`FailInfo::BadCertId`]).
@@ -680,14 +688,8 @@ impl PollRequest<'_> {
         now: SystemTime,
         rng: &mut R,
     ) -> Response {
-        self.responder.reply(
-            &self.message,
-            PkiStatus::Failure,
-            Some(fail_info),
-            None,
-            now,
-            rng,
-        )
+        self.exchange
+            .answer(PkiStatus::Failure, Some(fail_info), now, rng)
     }
 }
 
