@@ -17,6 +17,7 @@ mod checkin;
 mod json;
 mod ota;
 mod report;
+mod scep;
 mod signature;
 
 use std::io::Write;
@@ -38,11 +39,12 @@ fn handler(kind: &str) -> Option<Handler> {
         "report" => Some(Handler::Bytes(report::inspect)),
         "ota" => Some(Handler::Args(ota::run)),
         "signature" => Some(Handler::Args(signature::run)),
+        "scep" => Some(Handler::Args(scep::run)),
         _ => None,
     }
 }
 
-const KINDS: &str = "checkin, report, ota, signature";
+const KINDS: &str = "checkin, report, ota, signature, scep";
 
 fn usage(msg: &str) -> ExitCode {
     let _ = writeln!(

@@ -28,9 +28,21 @@ fn type_name(t: MessageType) -> &'static str {
     }
 }
 
-/// Decode without a key.
-pub fn inspect(bytes: &[u8]) -> Result<Value, String> {
-    inspect_with_key(bytes, None)
+/// `inspect scep <file> [--ca-key KEY]`: print one JSON object.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let usage = "usage: inspect scep <pkimessage> [--ca-key <key.pem>]";
+    let (path, key) = match args {
+        [path] => (path, None),
+        [path, flag, key] if flag == "--ca-key" => (path, Some(key)),
+        _ => return Err(usage.into()),
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let key = key
+        .map(|k| std::fs::read(k).map_err(|e| format!("{k}: {e}")))
+        .transpose()?;
+    let value = inspect_with_key(&bytes, key.as_deref())?;
+    println!("{value}");
+    Ok(())
 }
 
 /// Decode, and decrypt the envelope with `key` (PEM or DER, PKCS#1 or PKCS#8).
