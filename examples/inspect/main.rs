@@ -18,6 +18,7 @@ mod json;
 mod ota;
 mod profile;
 mod report;
+mod scep;
 mod signature;
 
 use std::io::Write;
@@ -40,11 +41,12 @@ fn handler(kind: &str) -> Option<Handler> {
         "ota" => Some(Handler::Args(ota::run)),
         "signature" => Some(Handler::Args(signature::run)),
         "profile" => Some(Handler::Bytes(profile::inspect)),
+        "scep" => Some(Handler::Args(scep::run)),
         _ => None,
     }
 }
 
-const KINDS: &str = "checkin, report, ota, signature, profile";
+const KINDS: &str = "checkin, report, ota, signature, profile, scep";
 
 fn usage(msg: &str) -> ExitCode {
     let _ = writeln!(
