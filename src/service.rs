@@ -26,6 +26,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+mod enrollment;
+
+pub use enrollment::{EnrollmentConfig, EnrollmentService};
+
 use thiserror::Error;
 
 use crate::activation::{
@@ -51,6 +55,10 @@ pub enum ServiceError {
     /// The request could not be decoded or its signature did not verify.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The server could not build, sign or issue what it answers with (its
+    /// configuration is wrong): nothing was stored.
+    #[error("server error: {0}")]
+    Internal(String),
 }
 
 /// Driver tuning.
@@ -894,6 +902,7 @@ impl ServiceError {
             Self::Store(StoreError::DuplicateSerial) => 503,
             Self::Store(_) => 500,
             Self::BadRequest(_) => 400,
+            Self::Internal(_) => 500,
         }
     }
 }

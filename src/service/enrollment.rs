@@ -1,0 +1,442 @@
+//! The HTTP driver for the enrollment endpoints (steps 2–8) and the router
+//! over every per-tenant URL.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{Endpoint, Event, MdmService, Outcome, Route, RouteError, ServiceError};
+use crate::activation::{
+    Activation, ActivationError, CertFingerprint, IssuedIdentity, LoginAttempt, Secret, TenantId,
+};
+use crate::cms::Certificate;
+use crate::crypto::Signer;
+use crate::http::{Method, Request, Response};
+use crate::profile::{
+    AccessRights, CertificatePayload, MdmPayload, Payload, PayloadUuid, Profile, ProfileService,
+    ScepPayload, Subject, ValidationOptions,
+};
+use crate::scep::{
+    Challenge, ChallengeVerdict, ChallengeVerifier, FailInfo, RequestFingerprint, ScepOutcome,
+    ScepResponder,
+};
+use crate::store::{Directory, PushSender, Store, StoreError};
+
+/// What the enrollment endpoints need besides the engine: where the server
+/// is reachable, the key that signs profiles, the SCEP CA and the push topic.
+#[derive(Clone)]
+pub struct EnrollmentConfig {
+    /// Public base URL, without a trailing slash (`https://mdm.example.com`).
+    pub base_url: String,
+    /// Route prefix under the base URL (`/t` gives `/t/<tenant>/mdm`; may be empty).
+    pub prefix: String,
+    /// The APNs push topic (`com.apple.mgmt.External.…`).
+    pub topic: String,
+    /// Reverse-DNS prefix of every `PayloadIdentifier` the server writes.
+    pub identifier: String,
+    /// `PayloadOrganization` of the profiles.
+    pub organization: Option<String>,
+    /// The key signing profiles.
+    pub profile_signer: Arc<dyn Signer>,
+    /// Its certificate.
+    pub profile_certificate: Certificate,
+    /// The certificates above it (intermediates first).
+    pub profile_chain: Vec<Certificate>,
+    /// The SCEP CA issuing device identities (its certificate is the
+    /// enrollment profile's trust payload).
+    pub scep: ScepResponder,
+    /// Lifetime of issued identity certificates.
+    pub identity_lifetime: Duration,
+    /// Profile validation (allow `http://` only in tests).
+    pub validation: ValidationOptions,
+}
+
+impl std::fmt::Debug for EnrollmentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollmentConfig")
+            .field("base_url", &self.base_url)
+            .field("prefix", &self.prefix)
+            .field("topic", &self.topic)
+            .field("identifier", &self.identifier)
+            .field("profile_certificate", &self.profile_certificate.subject_string())
+            .field("scep", &self.scep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnrollmentConfig {
+    /// A configuration with no route prefix, identifier `com.example.mdm`,
+    /// one-year identities and `https://`-only validation.
+    pub fn new(
+        base_url: impl Into<String>,
+        topic: impl Into<String>,
+        profile_signer: Arc<dyn Signer>,
+        profile_certificate: Certificate,
+        scep: ScepResponder,
+    ) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            prefix: String::new(),
+            topic: topic.into(),
+            identifier: "com.example.mdm".into(),
+            organization: None,
+            profile_signer,
+            profile_certificate,
+            profile_chain: Vec::new(),
+            scep,
+            identity_lifetime: Duration::from_secs(365 * 86400),
+            validation: ValidationOptions::default(),
+        }
+    }
+
+    /// The absolute URL of `tenant`'s `endpoint`.
+    pub fn url(&self, tenant: &TenantId, endpoint: Endpoint) -> String {
+        format!(
+            "{}{}",
+            self.base_url,
+            Route::path(&self.prefix, tenant, endpoint)
+        )
+    }
+}
+
+/// The complete HTTP driver: one call per request for every step.
+///
+/// | URL | Steps | Method |
+/// |---|---|---|
+/// | `POST <prefix>/<tenant>/enroll` (form `username`, `password`, `domain`, optional `accept_notice`, `language`) | 2–4 | [`Self::self_service`] |
+/// | `POST <prefix>/<tenant>/profile-service` (signed attributes) | 5–6 | [`Self::profile_service`] |
+/// | `GET/POST <prefix>/<tenant>/scep?operation=…` | 7–8 | [`Self::scep`] |
+/// | `PUT <prefix>/<tenant>/mdm` (check-in and connect) | 9–13 | [`MdmService::handle`] |
+///
+/// [`Self::handle`] routes a request to the right one. Every call is
+/// synchronous and IO-free apart from the store; the RSA operations (profile
+/// signing, SCEP decryption, issuing) happen inside the call, so run it on a
+/// blocking pool from an async server.
+#[derive(Debug)]
+pub struct EnrollmentService<S, D, P> {
+    mdm: MdmService<S, D, P>,
+    config: EnrollmentConfig,
+}
+
+/// Fields of the self-service form (steps 2–3).
+#[derive(Debug, Default)]
+struct Form {
+    username: Option<String>,
+    password: Option<String>,
+    domain: Option<String>,
+    accept_notice: bool,
+    language: Option<String>,
+}
+
+impl Form {
+    fn parse(body: &[u8]) -> Result<Self, ServiceError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ServiceError::BadRequest("form is not UTF-8".into()))?;
+        let mut form = Self::default();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                crate::http::percent_decode(&s.replace('+', " "))
+                    .ok_or_else(|| ServiceError::BadRequest("malformed form escape".into()))
+            };
+            let (k, v) = (decode(k)?, decode(v)?);
+            match k.as_str() {
+                "username" => form.username = Some(v),
+                "password" => form.password = Some(v),
+                "domain" => form.domain = Some(v),
+                "accept_notice" => {
+                    form.accept_notice = matches!(v.as_str(), "1" | "true" | "on" | "yes")
+                }
+                "language" => form.language = Some(v).filter(|l| !l.is_empty()),
+                _ => {}
+            }
+        }
+        Ok(form)
+    }
+}
+
+impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
+    /// The driver over `mdm` (engine, attribute verifier, initial
+    /// configuration) with `config`.
+    pub fn new(mdm: MdmService<S, D, P>, config: EnrollmentConfig) -> Self {
+        Self { mdm, config }
+    }
+
+    /// The check-in/connect driver.
+    pub fn mdm(&self) -> &MdmService<S, D, P> {
+        &self.mdm
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &super::Engine<S, D, P> {
+        self.mdm.engine()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EnrollmentConfig {
+        &self.config
+    }
+
+    /// Route `request` by its path (`<prefix>/<tenant>/<endpoint>`) and
+    /// handle it. Unknown paths are 404; refusals carry
+    /// [`ServiceError::http_status`].
+    pub fn handle<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        request: &Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> (Response, Vec<Event>) {
+        let route = match Route::parse(&self.config.prefix, &request.path) {
+            Ok(r) => r,
+            Err(RouteError::NotFound) => return (Response::empty(404), Vec::new()),
+            Err(RouteError::Tenant(_)) => return (Response::empty(400), Vec::new()),
+        };
+        let tenant = &route.tenant;
+        let result = match route.endpoint {
+            Endpoint::Enroll => self.self_service(tenant, request, now, rng),
+            Endpoint::ProfileService => self.profile_service(tenant, request, now, rng),
+            Endpoint::Scep => return self.scep(tenant, request, now, rng),
+            Endpoint::Mdm => return self.mdm.handle(tenant, request, now, rng),
+        };
+        match result {
+            Ok(out) => (out.value, out.events),
+            Err(e) => (Response::empty(e.http_status()), Vec::new()),
+        }
+    }
+
+    /// Steps 2–4: the self-service form (`application/x-www-form-urlencoded`
+    /// `username`, `password`, `domain`; `accept_notice` when the user's
+    /// policy has a notice; optional `language`). Logs in, requests the
+    /// activation and answers with the signed Profile Service profile
+    /// carrying the one-time challenge. Wrong credentials are
+    /// [`ActivationError::BadCredentials`] (403) and store nothing.
+    pub fn self_service<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        request: &Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<Response>, ServiceError> {
+        if request.method != Method::Post {
+            return Err(ServiceError::BadRequest("self-service expects POST".into()));
+        }
+        if request.body.len() > crate::wire::Limits::default().max_body_bytes {
+            return Err(ServiceError::BadRequest("body too large".into()));
+        }
+        let form = Form::parse(&request.body)?;
+        let attempt = LoginAttempt {
+            username: form.username.ok_or(ActivationError::BadCredentials)?,
+            password: Secret::new(form.password.ok_or(ActivationError::BadCredentials)?),
+            domain: form.domain.unwrap_or_default(),
+        };
+        let engine = self.mdm.engine();
+        let login = engine.login(tenant, &attempt, now, rng)?;
+        let mut events = login.events;
+        let challenge = engine.request_activation(
+            tenant,
+            &login.value.activation,
+            form.accept_notice,
+            form.language,
+            now,
+            rng,
+        )?;
+        events.extend(challenge.events);
+        let c = &self.config;
+        let service = ProfileService::new(
+            c.url(tenant, Endpoint::ProfileService),
+            ProfileService::DEFAULT_ATTRIBUTES,
+            Some(challenge.value.expose().to_owned()),
+        );
+        let mut profile = Profile::profile_service(
+            format!("{}.profile-service", c.identifier),
+            PayloadUuid::random(rng).to_string(),
+            service,
+        )
+        .with_display_name("Device Enrollment")
+        .with_description("Sends this Mac's identifying attributes to enroll it.");
+        if let Some(org) = &c.organization {
+            profile = profile.with_organization(org.clone());
+        }
+        Ok(Outcome {
+            value: self.sign(&profile)?,
+            events,
+        })
+    }
+
+    /// Steps 5–6: the device's signed attributes at the Profile Service URL;
+    /// answers with the signed enrollment profile: a `com.apple.security.root`
+    /// payload with the SCEP CA, a SCEP payload with the activation's
+    /// one-time SCEP challenge, and the `com.apple.mdm` payload (ServerURL =
+    /// CheckInURL = the tenant's MDM URL, `SignMessage`, identity = the SCEP
+    /// payload).
+    pub fn profile_service<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        request: &Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<Response>, ServiceError> {
+        let grant = self.mdm.device_attributes(tenant, request, now, rng)?;
+        let c = &self.config;
+        let scep_uuid = PayloadUuid::random(rng).to_string();
+        let mut scep = ScepPayload::new(c.url(tenant, Endpoint::Scep));
+        scep.challenge = Some(grant.value.scep_challenge.expose().to_owned());
+        scep.subject = Some(
+            Subject::new()
+                .with("O", tenant.as_str())
+                .with("CN", grant.value.activation.as_str()),
+        );
+        scep.key_size = Some(2048);
+        scep.key_type = Some("RSA".into());
+        scep.key_usage = Some(5);
+        let mdm_url = c.url(tenant, Endpoint::Mdm);
+        let mut mdm = MdmPayload::new(mdm_url.clone(), c.topic.clone(), scep_uuid.clone());
+        mdm.check_in_url = Some(mdm_url);
+        mdm.sign_message = Some(true);
+        mdm.access_rights = Some(AccessRights::ALL);
+        mdm.check_out_when_removed = Some(true);
+        let id = &c.identifier;
+        let payloads = vec![
+            Payload::new(
+                format!("{id}.ca"),
+                PayloadUuid::random(rng).to_string(),
+                CertificatePayload::root(c.scep.ca_certificate().der().to_vec()),
+            )
+            .with_display_name("Server CA"),
+            Payload::new(format!("{id}.scep"), scep_uuid, scep).with_display_name("Device Identity"),
+            Payload::new(
+                format!("{id}.mdm"),
+                PayloadUuid::random(rng).to_string(),
+                mdm,
+            )
+            .with_display_name("Device Management"),
+        ];
+        let mut profile = Profile::configuration(
+            format!("{id}.enrollment"),
+            PayloadUuid::random(rng).to_string(),
+            payloads,
+        )
+        .with_display_name("MDM Enrollment");
+        if let Some(org) = &c.organization {
+            profile = profile.with_organization(org.clone());
+        }
+        Ok(Outcome {
+            value: self.sign(&profile)?,
+            events: grant.events,
+        })
+    }
+
+    /// Steps 7–8: the tenant's SCEP URL. GetCACaps/GetCACert are answered by
+    /// the responder; a PKCSReq's challenge is consumed through the engine
+    /// (one-time, bound to its activation and this tenant), the certificate
+    /// issued with [`LeafPolicy::client_auth`](crate::pki::LeafPolicy::client_auth)
+    /// and a random serial (a serial the store already holds is retried with
+    /// a fresh one) and recorded ([`super::Engine::certificate_issued`]).
+    /// Every refusal after the message verified is a signed FAILURE
+    /// `badRequest` CertRep; renewals and polls are refused the same way.
+    pub fn scep<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        request: &Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> (Response, Vec<Event>) {
+        let req = match self.config.scep.handle(request, now, rng) {
+            ScepOutcome::Respond(r) => return (r, Vec::new()),
+            ScepOutcome::Poll(p) => return (p.reject(FailInfo::BadCertId, now, rng), Vec::new()),
+            ScepOutcome::Certificate(req) => req,
+        };
+        if req.renewal_of().is_some() {
+            return (req.reject(FailInfo::BadRequest, now, rng), Vec::new());
+        }
+        let verifier = EngineChallenge {
+            engine: self.mdm.engine(),
+            tenant,
+            granted: RefCell::new(None),
+        };
+        let granted = match req.check_challenge(&verifier, now) {
+            ChallengeVerdict::Accepted => verifier.granted.into_inner(),
+            ChallengeVerdict::Retry | ChallengeVerdict::Refused => None,
+        };
+        let Some(granted) = granted else {
+            return (req.reject(FailInfo::BadRequest, now, rng), Vec::new());
+        };
+        let mut events = granted.events;
+        let activation = granted.value.id;
+        let lifetime = self.config.identity_lifetime;
+        let Ok(validity) = crate::pki::validity(now, lifetime) else {
+            return (req.reject(FailInfo::BadRequest, now, rng), events);
+        };
+        let policy = crate::pki::LeafPolicy::client_auth(req.csr().subject().clone());
+        for _ in 0..3 {
+            let serial = crate::pki::random_serial(rng);
+            let serial_bytes = serial.as_bytes().to_vec();
+            let issued = match req.issue(&policy, serial, validity, now, rng) {
+                Ok(i) => i,
+                Err(_) => break,
+            };
+            let identity = IssuedIdentity {
+                serial: serial_bytes,
+                fingerprint: CertFingerprint::of_der(&issued.record.certificate),
+                not_after: now + lifetime,
+            };
+            match self
+                .mdm
+                .engine()
+                .certificate_issued(tenant, &activation, identity, now)
+            {
+                Ok(out) => {
+                    events.extend(out.events);
+                    return (issued.response, events);
+                }
+                Err(ServiceError::Store(StoreError::DuplicateSerial)) => continue,
+                Err(_) => break,
+            }
+        }
+        (req.reject(FailInfo::BadRequest, now, rng), events)
+    }
+
+    fn sign(&self, profile: &Profile) -> Result<Response, ServiceError> {
+        let c = &self.config;
+        profile
+            .sign(
+                &c.validation,
+                c.profile_signer.as_ref(),
+                &c.profile_certificate,
+                &c.profile_chain,
+            )
+            .map(|p| p.into_response(None))
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+}
+
+/// [`ChallengeVerifier`] over [`super::Engine::authorize_scep`]: the SCEP
+/// challenge is consumed atomically in the store, for this tenant only.
+struct EngineChallenge<'a, S, D, P> {
+    engine: &'a super::Engine<S, D, P>,
+    tenant: &'a TenantId,
+    granted: RefCell<Option<Outcome<Activation>>>,
+}
+
+impl<S: Store, D: Directory, P: PushSender> ChallengeVerifier for EngineChallenge<'_, S, D, P> {
+    fn consume(
+        &self,
+        challenge: &Challenge,
+        _fingerprint: &RequestFingerprint,
+        now: SystemTime,
+    ) -> ChallengeVerdict {
+        let Ok(text) = std::str::from_utf8(challenge.expose()) else {
+            return ChallengeVerdict::Refused;
+        };
+        match self
+            .engine
+            .authorize_scep(self.tenant, &Secret::new(text), now)
+        {
+            Ok(out) => {
+                *self.granted.borrow_mut() = Some(out);
+                ChallengeVerdict::Accepted
+            }
+            Err(_) => ChallengeVerdict::Refused,
+        }
+    }
+}
