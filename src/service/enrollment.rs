@@ -58,7 +58,10 @@ impl std::fmt::Debug for EnrollmentConfig {
             .field("prefix", &self.prefix)
             .field("topic", &self.topic)
             .field("identifier", &self.identifier)
-            .field("profile_certificate", &self.profile_certificate.subject_string())
+            .field(
+                "profile_certificate",
+                &self.profile_certificate.subject_string(),
+            )
             .field("scep", &self.scep)
             .finish_non_exhaustive()
     }
@@ -303,7 +306,8 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                 CertificatePayload::root(c.scep.ca_certificate().der().to_vec()),
             )
             .with_display_name("Server CA"),
-            Payload::new(format!("{id}.scep"), scep_uuid, scep).with_display_name("Device Identity"),
+            Payload::new(format!("{id}.scep"), scep_uuid, scep)
+                .with_display_name("Device Identity"),
             Payload::new(
                 format!("{id}.mdm"),
                 PayloadUuid::random(rng).to_string(),

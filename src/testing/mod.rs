@@ -3,6 +3,16 @@
 //!
 //! [`EvidenceDevice`] drives the evidence-level
 //! [`Engine`] directly (no cryptography), for load tests of stores and the core.
+//! [`SimulatedDevice`] walks the same steps through HTTP requests and
+//! responses with real cryptography, against a [`TestDeployment`] or any
+//! [`Transport`].
+
+mod device;
+
+pub use device::{
+    CommandAnswer, DeviceError, Identity, SimulatedDevice, TestDeployment, TestDeviceCa, Transport,
+    build_csr,
+};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,0 +1,868 @@
+//! A simulated Mac that walks the thirteen steps over HTTP requests and
+//! responses only, with real cryptography, and a test deployment to walk
+//! them against.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+
+use crate::activation::{TenantId, UserAccount};
+use crate::cms::enveloped::{ContentCipher, DecryptPolicy, EnvelopedData, RecipientIdentity};
+use crate::cms::{self, Certificate, DeviceAttributesVerifier, SignedDataBuilder, TrustAnchors};
+use crate::crypto::{DigestAlgorithm, RsaKey, Signer};
+use crate::http::{Method, Request, Response, media_type};
+use crate::mdm::command::Command;
+use crate::profile::{PayloadKind, ProfileContent, ProfileService};
+use crate::scep::{FailInfo, MessageType, PkiMessage, PkiStatus, ScepResponder, oid};
+use crate::service::{
+    Endpoint, Engine, EngineConfig, EnrollmentConfig, EnrollmentService, Event,
+    InitialConfiguration, MdmService, Route,
+};
+use crate::store::MemoryStore;
+use crate::wire::Limits;
+
+use super::{RecordingPush, StaticDirectory};
+
+/// Why the simulated device stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DeviceError {
+    /// The server answered with an unexpected HTTP status.
+    #[error("step {step}: HTTP {status}")]
+    Status {
+        /// The step the request belonged to.
+        step: u8,
+        /// The status received.
+        status: u16,
+    },
+    /// The SCEP CA answered FAILURE.
+    #[error("SCEP FAILURE ({0:?})")]
+    ScepFailure(Option<FailInfo>),
+    /// Something the server sent did not decode or verify, or a step ran out of order.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+fn proto(e: impl std::fmt::Display) -> DeviceError {
+    DeviceError::Protocol(e.to_string())
+}
+
+/// Something that carries a request to the server and brings back its response.
+pub trait Transport {
+    /// Send `request`.
+    fn send(&mut self, request: Request) -> Response;
+}
+
+impl<F: FnMut(Request) -> Response> Transport for F {
+    fn send(&mut self, request: Request) -> Response {
+        self(request)
+    }
+}
+
+/// A key and the certificate naming it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The private key.
+    pub key: Arc<RsaKey>,
+    /// Its certificate.
+    pub certificate: Certificate,
+}
+
+fn cms_cert(c: &x509_cert::Certificate) -> Result<Certificate, DeviceError> {
+    Certificate::from_der(&crate::pki::to_der(c).map_err(proto)?).map_err(proto)
+}
+
+fn name(text: &str) -> Result<x509_cert::name::Name, DeviceError> {
+    text.parse().map_err(proto)
+}
+
+/// A test "device CA" standing in for Apple's device identity CA: the
+/// server trusts it with [`DeviceAttributesVerifier::add_device_anchor`].
+#[derive(Debug, Clone)]
+pub struct TestDeviceCa {
+    ca: Identity,
+}
+
+impl TestDeviceCa {
+    /// A self-signed CA for `key`, valid for a year from `now`.
+    pub fn new<R: rand_core::CryptoRng + ?Sized>(
+        key: RsaKey,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Self, DeviceError> {
+        let cert = crate::pki::create_ca(
+            &key,
+            name("CN=Test Device CA,O=mdm-enroll tests")?,
+            crate::pki::random_serial(rng),
+            crate::pki::validity(now, Duration::from_secs(365 * 86400)).map_err(proto)?,
+        )
+        .map_err(proto)?;
+        Ok(Self {
+            ca: Identity {
+                key: Arc::new(key),
+                certificate: cms_cert(&cert)?,
+            },
+        })
+    }
+
+    /// The CA certificate to trust.
+    pub fn certificate(&self) -> &Certificate {
+        &self.ca.certificate
+    }
+
+    /// A device identity for `key` (what a Mac's attribute signature carries).
+    pub fn issue<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        key: Arc<RsaKey>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Identity, DeviceError> {
+        let x509 = x509_cert::Certificate::from_der_bytes(self.ca.certificate.der())?;
+        let spki = spki::SubjectPublicKeyInfoOwned::from_key(Signer::public_key(key.as_ref()))
+            .map_err(proto)?;
+        let cert = crate::pki::issue(
+            &x509,
+            self.ca.key.as_ref(),
+            spki,
+            &crate::pki::LeafPolicy::client_auth(name("CN=Test Device Identity")?),
+            crate::pki::random_serial(rng),
+            crate::pki::validity(now, Duration::from_secs(365 * 86400)).map_err(proto)?,
+        )
+        .map_err(proto)?;
+        Ok(Identity {
+            key,
+            certificate: cms_cert(&cert)?,
+        })
+    }
+}
+
+trait FromDerBytes: Sized {
+    fn from_der_bytes(der: &[u8]) -> Result<Self, DeviceError>;
+}
+
+impl FromDerBytes for x509_cert::Certificate {
+    fn from_der_bytes(der: &[u8]) -> Result<Self, DeviceError> {
+        use der::Decode;
+        Self::from_der(der).map_err(proto)
+    }
+}
+
+/// How the device answers a command of some `RequestType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandAnswer {
+    /// `Acknowledged` with plausible result keys.
+    Acknowledged,
+    /// `NotNow` this many times, then `Acknowledged`.
+    NotNow(u32),
+    /// `Error` with a one-entry `ErrorChain`.
+    Error,
+}
+
+/// What the enrollment profile told the device.
+#[derive(Debug, Clone)]
+struct Enrollment {
+    scep_path: String,
+    scep_challenge: String,
+    subject: String,
+    server_path: String,
+    check_in_path: String,
+    topic: String,
+    root: Option<Certificate>,
+}
+
+/// A simulated Mac: walks steps 2–13 through HTTP requests and responses
+/// only (no access to the store or the engine), with real signatures,
+/// SCEP envelopes and `Mdm-Signature` headers. Cheap to construct (keys are
+/// shared `Arc`s, generated once by the caller) and `Send`, for load tests.
+#[derive(Debug, Clone)]
+pub struct SimulatedDevice {
+    /// `UDID`.
+    pub udid: String,
+    /// `SERIAL`.
+    pub serial: String,
+    /// `PRODUCT`.
+    pub product: String,
+    /// `OS_VERSION` as the attributes carry it (`14.4`).
+    pub os_version: String,
+    /// `VERSION` (build).
+    pub build: String,
+    /// The device identity signing the attributes (issued by a [`TestDeviceCa`]).
+    pub attributes_identity: Identity,
+    /// The key the device enrolls with over SCEP.
+    pub scep_key: Arc<RsaKey>,
+    /// The certificate the device expects profiles to be signed with (or by).
+    pub server_anchor: Certificate,
+    /// Answers by `RequestType` (default: `Acknowledged`).
+    pub answers: HashMap<String, CommandAnswer>,
+    enrollment: Option<Enrollment>,
+    identity: Option<Certificate>,
+    not_now: HashMap<String, u32>,
+}
+
+fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => rest.get(i..).unwrap_or("/").to_owned(),
+        None => "/".to_owned(),
+    }
+}
+
+fn plist_bytes(dict: plist::Dictionary) -> Result<Vec<u8>, DeviceError> {
+    let mut out = Vec::new();
+    plist::to_writer_xml(&mut out, &plist::Value::Dictionary(dict)).map_err(proto)?;
+    Ok(out)
+}
+
+fn der_string(tag: u8, s: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    der_len(&mut out, s.len());
+    out.extend_from_slice(s);
+    out
+}
+
+fn der_len(out: &mut Vec<u8>, n: usize) {
+    match n {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend([0x81, n as u8]),
+        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+}
+
+fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    der_string(tag, &parts.concat())
+}
+
+/// A PKCS#10 request for `key` naming `subject`, with a `challengePassword`
+/// attribute when `challenge` is given, signed with SHA-256.
+pub fn build_csr(
+    key: &RsaKey,
+    subject: &x509_cert::name::Name,
+    challenge: Option<&str>,
+) -> Result<Vec<u8>, DeviceError> {
+    use der::Encode;
+    /// 1.2.840.113549.1.9.7 challengePassword.
+    const CHALLENGE_PASSWORD: [u8; 11] = [
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x07,
+    ];
+    /// sha256WithRSAEncryption, NULL parameters.
+    const SHA256_RSA: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+    ];
+    let spki = spki::SubjectPublicKeyInfoOwned::from_key(Signer::public_key(key))
+        .map_err(proto)?
+        .to_der()
+        .map_err(proto)?;
+    let attrs = match challenge {
+        Some(c) => tlv(
+            0xa0,
+            &[&tlv(
+                0x30,
+                &[
+                    &CHALLENGE_PASSWORD,
+                    &tlv(0x31, &[&der_string(0x0c, c.as_bytes())]),
+                ],
+            )],
+        ),
+        None => vec![0xa0, 0x00],
+    };
+    let info = tlv(
+        0x30,
+        &[
+            &[0x02, 0x01, 0x00],
+            &subject.to_der().map_err(proto)?,
+            &spki,
+            &attrs,
+        ],
+    );
+    let sig = key.sign(DigestAlgorithm::Sha256, &info).map_err(proto)?;
+    Ok(tlv(0x30, &[&info, &SHA256_RSA, &tlv(0x03, &[&[0], &sig])]))
+}
+
+impl SimulatedDevice {
+    /// A Mac with a random UDID and serial running macOS 14.4 (23E214).
+    pub fn new<R: rand_core::CryptoRng + ?Sized>(
+        attributes_identity: Identity,
+        scep_key: Arc<RsaKey>,
+        server_anchor: Certificate,
+        rng: &mut R,
+    ) -> Self {
+        let base = super::EvidenceDevice::random(rng);
+        Self {
+            udid: base.udid,
+            serial: base.serial,
+            product: base.product,
+            os_version: "14.4".into(),
+            build: "23E214".into(),
+            attributes_identity,
+            scep_key,
+            server_anchor,
+            answers: HashMap::new(),
+            enrollment: None,
+            identity: None,
+            not_now: HashMap::new(),
+        }
+    }
+
+    /// Answer commands of `request_type` with `answer`.
+    pub fn answering(mut self, request_type: &str, answer: CommandAnswer) -> Self {
+        self.answers.insert(request_type.to_owned(), answer);
+        self
+    }
+
+    /// The identity certificate issued over SCEP (after step 8).
+    pub fn identity(&self) -> Option<&Certificate> {
+        self.identity.as_ref()
+    }
+
+    /// Walk steps 2–13: log in at `enroll_url` (a path or URL), install the
+    /// Profile Service profile, send attributes, enroll over SCEP, check in
+    /// and answer every command. Returns `(RequestType, Status)` per answer.
+    pub fn activate<T: Transport + ?Sized, R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        t: &mut T,
+        enroll_url: &str,
+        (username, password, domain): (&str, &str, &str),
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Vec<(String, String)>, DeviceError> {
+        let service = self.self_service(t, enroll_url, username, password, domain)?;
+        self.send_attributes(t, &service)?;
+        self.scep_enroll(t, now, rng)?;
+        self.check_in(t, "Authenticate")?;
+        self.check_in(t, "TokenUpdate")?;
+        self.run_commands(t)
+    }
+
+    fn verify_profile(&self, resp: &Response, step: u8) -> Result<ProfileContent, DeviceError> {
+        if resp.status != 200 {
+            return Err(DeviceError::Status {
+                step,
+                status: resp.status,
+            });
+        }
+        if resp.header("content-type") != Some(media_type::CONFIG) {
+            return Err(proto("profile is not application/x-apple-aspen-config"));
+        }
+        let parsed = crate::profile::parse(&resp.body, &Limits::default()).map_err(proto)?;
+        let sig = parsed
+            .signature
+            .ok_or_else(|| proto("profile is not signed"))?;
+        if sig.signer.der() != self.server_anchor.der()
+            && sig.signer.verify_issued_by(&self.server_anchor).is_err()
+        {
+            return Err(proto("profile signer is not trusted"));
+        }
+        Ok(parsed.profile.content)
+    }
+
+    /// Steps 2–4: post the self-service form; returns the verified Profile
+    /// Service payload.
+    pub fn self_service<T: Transport + ?Sized>(
+        &mut self,
+        t: &mut T,
+        enroll_url: &str,
+        username: &str,
+        password: &str,
+        domain: &str,
+    ) -> Result<ProfileService, DeviceError> {
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let mut req = Request::new(Method::Post, path_of(enroll_url));
+        req.headers.push((
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into(),
+        ));
+        req.body = format!(
+            "username={}&password={}&domain={}&accept_notice=1",
+            enc(username),
+            enc(password),
+            enc(domain)
+        )
+        .into_bytes();
+        match self.verify_profile(&t.send(req), 4)? {
+            ProfileContent::ProfileService(s) => Ok(s),
+            _ => Err(proto("expected a Profile Service profile")),
+        }
+    }
+
+    /// The attributes plist this device sends for `challenge`.
+    pub fn attributes_plist(&self, challenge: Option<&str>) -> Result<Vec<u8>, DeviceError> {
+        let mut d = plist::Dictionary::new();
+        d.insert("UDID".into(), self.udid.clone().into());
+        d.insert("SERIAL".into(), self.serial.clone().into());
+        d.insert("PRODUCT".into(), self.product.clone().into());
+        d.insert("VERSION".into(), self.build.clone().into());
+        d.insert("OS_VERSION".into(), self.os_version.clone().into());
+        if let Some(c) = challenge {
+            d.insert("CHALLENGE".into(), c.into());
+        }
+        plist_bytes(d)
+    }
+
+    /// Steps 5–6: sign the attributes (SHA-256, no signed attributes, as
+    /// macOS does) and post them; reads the enrollment profile.
+    pub fn send_attributes<T: Transport + ?Sized>(
+        &mut self,
+        t: &mut T,
+        service: &ProfileService,
+    ) -> Result<(), DeviceError> {
+        let plist = self.attributes_plist(service.challenge.as_deref())?;
+        let id = &self.attributes_identity;
+        let body =
+            SignedDataBuilder::new(cms::oid::ID_DATA, &plist, id.key.as_ref(), &id.certificate)
+                .digest(DigestAlgorithm::Sha256)
+                .without_signed_attributes()
+                .build()
+                .map_err(proto)?;
+        let mut req = Request::new(Method::Post, path_of(&service.url));
+        req.headers
+            .push(("Content-Type".into(), "application/pkcs7-signature".into()));
+        req.body = body;
+        let ProfileContent::Configuration(payloads) = self.verify_profile(&t.send(req), 6)? else {
+            return Err(proto("expected a Configuration profile"));
+        };
+        let mut scep = None;
+        let mut mdm = None;
+        let mut root = None;
+        for p in &payloads {
+            match &p.kind {
+                PayloadKind::Scep(s) => scep = Some((p.uuid.clone(), s.clone())),
+                PayloadKind::Mdm(m) => mdm = Some(m.clone()),
+                PayloadKind::Certificate(c) => root = Certificate::from_der(&c.content).ok(),
+                _ => {}
+            }
+        }
+        let (scep_uuid, scep) = scep.ok_or_else(|| proto("no SCEP payload"))?;
+        let mdm = mdm.ok_or_else(|| proto("no MDM payload"))?;
+        if mdm.identity_certificate_uuid != scep_uuid || mdm.sign_message != Some(true) {
+            return Err(proto("MDM payload does not use the SCEP identity"));
+        }
+        let subject = scep
+            .subject
+            .as_ref()
+            .map(|s| {
+                s.0.iter()
+                    .rev()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_else(|| format!("CN={}", self.udid));
+        self.enrollment = Some(Enrollment {
+            scep_path: path_of(&scep.url),
+            scep_challenge: scep.challenge.ok_or_else(|| proto("no SCEP challenge"))?,
+            subject,
+            check_in_path: path_of(mdm.check_in_url.as_deref().unwrap_or(&mdm.server_url)),
+            server_path: path_of(&mdm.server_url),
+            topic: mdm.topic,
+            root,
+        });
+        Ok(())
+    }
+
+    fn enrollment(&self) -> Result<&Enrollment, DeviceError> {
+        self.enrollment
+            .as_ref()
+            .ok_or_else(|| proto("no enrollment profile yet"))
+    }
+
+    /// Steps 7–8: GetCACert, then a PKCSReq (CSR with the profile's
+    /// challenge, AES-128 envelope to the CA, signed by a self-signed
+    /// certificate for the SCEP key); decrypts the issued certificate.
+    pub fn scep_enroll<T: Transport + ?Sized, R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        t: &mut T,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Certificate, DeviceError> {
+        let e = self.enrollment()?.clone();
+        let mut get = Request::new(Method::Get, e.scep_path.clone());
+        get.query = Some("operation=GetCACert&message=ca".into());
+        let resp = t.send(get);
+        if resp.status != 200 {
+            return Err(DeviceError::Status {
+                step: 7,
+                status: resp.status,
+            });
+        }
+        let ca = Certificate::from_der(&resp.body).map_err(proto)?;
+        if let Some(root) = &e.root
+            && root.der() != ca.der()
+            && ca.verify_issued_by(root).is_err()
+        {
+            return Err(proto("SCEP CA is not the profile's trusted root"));
+        }
+        let key = self.scep_key.as_ref();
+        let subject = name(&e.subject)?;
+        let csr = build_csr(key, &subject, Some(&e.scep_challenge))?;
+        let temp = cms_cert(
+            &crate::pki::create_ca(
+                key,
+                subject,
+                crate::pki::random_serial(rng),
+                crate::pki::validity(now, Duration::from_secs(86400)).map_err(proto)?,
+            )
+            .map_err(proto)?,
+        )?;
+        let ca_key = ca.public_key().map_err(proto)?;
+        let envelope = EnvelopedData::encrypt(
+            &csr,
+            &RecipientIdentity::of(&ca),
+            &ca_key,
+            ContentCipher::Aes128Cbc,
+            rng,
+        )
+        .map_err(proto)?;
+        let mut nonce = [0u8; 16];
+        rng.fill_bytes(&mut nonce);
+        let mut tid = [0u8; 16];
+        rng.fill_bytes(&mut tid);
+        let tid = crate::activation::hex_upper(&tid);
+        let body = SignedDataBuilder::new(cms::oid::ID_DATA, &envelope, key, &temp)
+            .digest(DigestAlgorithm::Sha256)
+            .signed_attribute(
+                oid::MESSAGE_TYPE,
+                der_string(0x13, MessageType::PkcsReq.number().to_string().as_bytes()),
+            )
+            .signed_attribute(oid::TRANSACTION_ID, der_string(0x13, tid.as_bytes()))
+            .signed_attribute(oid::SENDER_NONCE, der_string(0x04, &nonce))
+            .build()
+            .map_err(proto)?;
+        let mut post = Request::new(Method::Post, e.scep_path.clone());
+        post.query = Some("operation=PKIOperation".into());
+        post.headers
+            .push(("Content-Type".into(), media_type::PKI_MESSAGE.into()));
+        post.body = body;
+        let resp = t.send(post);
+        if resp.status != 200 {
+            return Err(DeviceError::Status {
+                step: 8,
+                status: resp.status,
+            });
+        }
+        let limits = Limits::default().ber;
+        let rep = PkiMessage::decode(&resp.body, &limits).map_err(proto)?;
+        rep.verify().map_err(proto)?;
+        if rep.signer_certificate().map_err(proto)?.der() != ca.der() {
+            return Err(proto("CertRep not signed by the CA"));
+        }
+        if rep.recipient_nonce() != Some(&nonce[..]) || rep.transaction_id() != tid {
+            return Err(proto("CertRep does not answer this request"));
+        }
+        match rep.pki_status() {
+            Some(PkiStatus::Success) => {}
+            Some(PkiStatus::Failure) => return Err(DeviceError::ScepFailure(rep.fail_info())),
+            other => return Err(proto(format!("unexpected pkiStatus {other:?}"))),
+        }
+        let p7 = rep
+            .envelope(&limits)
+            .map_err(proto)?
+            .decrypt(
+                &RecipientIdentity::of(&temp),
+                key,
+                &DecryptPolicy::default(),
+            )
+            .map_err(proto)?;
+        let certs = cms::SignedData::parse(&p7, &limits).map_err(proto)?;
+        let cert = certs
+            .certificates()
+            .first()
+            .cloned()
+            .ok_or_else(|| proto("CertRep carries no certificate"))?;
+        cert.verify_issued_by(&ca).map_err(proto)?;
+        if cert.spki_der() != temp.spki_der() {
+            return Err(proto("issued certificate is not for our key"));
+        }
+        self.identity = Some(cert.clone());
+        Ok(cert)
+    }
+
+    /// The check-in body of `message_type` (`Authenticate`, `TokenUpdate`, `CheckOut`).
+    pub fn checkin_body(&self, message_type: &str) -> Result<Vec<u8>, DeviceError> {
+        let topic = self.enrollment()?.topic.clone();
+        let mut d = plist::Dictionary::new();
+        d.insert("MessageType".into(), message_type.into());
+        d.insert("Topic".into(), topic.into());
+        d.insert("UDID".into(), self.udid.clone().into());
+        match message_type {
+            "Authenticate" => {
+                d.insert("SerialNumber".into(), self.serial.clone().into());
+                d.insert("Model".into(), self.product.clone().into());
+                d.insert("ModelName".into(), "MacBook Pro".into());
+                d.insert("ProductName".into(), self.product.clone().into());
+                d.insert("OSVersion".into(), self.os_version.clone().into());
+                d.insert("BuildVersion".into(), self.build.clone().into());
+                d.insert("DeviceName".into(), format!("Mac {}", self.serial).into());
+            }
+            "TokenUpdate" => {
+                d.insert(
+                    "Token".into(),
+                    plist::Value::Data(self.udid.as_bytes().to_vec()),
+                );
+                d.insert("PushMagic".into(), format!("magic-{}", self.udid).into());
+                d.insert("AwaitingConfiguration".into(), false.into());
+            }
+            _ => {}
+        }
+        plist_bytes(d)
+    }
+
+    /// A request to the MDM endpoint carrying `body`, signed with this
+    /// device's SCEP identity in a detached `Mdm-Signature` header.
+    pub fn mdm_request(&self, content_type: &str, body: Vec<u8>) -> Result<Request, DeviceError> {
+        use base64ct::Encoding;
+        let e = self.enrollment()?;
+        let identity = self
+            .identity
+            .as_ref()
+            .ok_or_else(|| proto("no identity yet"))?;
+        let path = if content_type == media_type::CHECKIN {
+            e.check_in_path.clone()
+        } else {
+            e.server_path.clone()
+        };
+        let sig =
+            SignedDataBuilder::new(cms::oid::ID_DATA, &body, self.scep_key.as_ref(), identity)
+                .detached(true)
+                .digest(DigestAlgorithm::Sha256)
+                .build()
+                .map_err(proto)?;
+        let mut req = Request::new(Method::Put, path);
+        req.headers = vec![
+            ("Content-Type".into(), content_type.into()),
+            (
+                "Mdm-Signature".into(),
+                base64ct::Base64::encode_string(&sig),
+            ),
+        ];
+        req.body = body;
+        Ok(req)
+    }
+
+    /// Steps 9–10: send a signed check-in; expects 200.
+    pub fn check_in<T: Transport + ?Sized>(
+        &mut self,
+        t: &mut T,
+        message_type: &str,
+    ) -> Result<(), DeviceError> {
+        let req = self.mdm_request(media_type::CHECKIN, self.checkin_body(message_type)?)?;
+        let resp = t.send(req);
+        if resp.status != 200 {
+            let step = if message_type == "Authenticate" {
+                9
+            } else {
+                10
+            };
+            return Err(DeviceError::Status {
+                step,
+                status: resp.status,
+            });
+        }
+        Ok(())
+    }
+
+    fn report(
+        &mut self,
+        status: &str,
+        cmd: Option<&Command>,
+    ) -> Result<(String, Vec<u8>), DeviceError> {
+        let mut d = plist::Dictionary::new();
+        d.insert("UDID".into(), self.udid.clone().into());
+        let mut status = status.to_owned();
+        if let Some(cmd) = cmd {
+            d.insert("CommandUUID".into(), cmd.command_uuid.clone().into());
+            let answer = self
+                .answers
+                .get(&cmd.request_type)
+                .copied()
+                .unwrap_or(CommandAnswer::Acknowledged);
+            let seen = self.not_now.entry(cmd.command_uuid.clone()).or_insert(0);
+            status = match answer {
+                CommandAnswer::NotNow(n) if *seen < n => {
+                    *seen += 1;
+                    "NotNow".into()
+                }
+                CommandAnswer::Error => "Error".into(),
+                _ => "Acknowledged".into(),
+            };
+            match (status.as_str(), cmd.request_type.as_str()) {
+                ("Error", _) => {
+                    let mut e = plist::Dictionary::new();
+                    e.insert("ErrorCode".into(), 12021.into());
+                    e.insert("ErrorDomain".into(), "MCMDMErrorDomain".into());
+                    e.insert("LocalizedDescription".into(), "Simulated failure".into());
+                    d.insert(
+                        "ErrorChain".into(),
+                        plist::Value::Array(vec![plist::Value::Dictionary(e)]),
+                    );
+                }
+                ("Acknowledged", "DeviceInformation") => {
+                    let mut q = plist::Dictionary::new();
+                    q.insert("UDID".into(), self.udid.clone().into());
+                    q.insert("SerialNumber".into(), self.serial.clone().into());
+                    q.insert("OSVersion".into(), self.os_version.clone().into());
+                    q.insert("BuildVersion".into(), self.build.clone().into());
+                    q.insert("ProductName".into(), self.product.clone().into());
+                    q.insert("Model".into(), self.product.clone().into());
+                    q.insert("ModelName".into(), "MacBook Pro".into());
+                    q.insert("DeviceName".into(), format!("Mac {}", self.serial).into());
+                    q.insert("IsAppleSilicon".into(), true.into());
+                    d.insert("QueryResponses".into(), q.into());
+                }
+                ("Acknowledged", "SecurityInfo") => {
+                    let mut s = plist::Dictionary::new();
+                    s.insert("FDE_Enabled".into(), true.into());
+                    s.insert("SystemIntegrityProtectionEnabled".into(), true.into());
+                    d.insert("SecurityInfo".into(), s.into());
+                }
+                ("Acknowledged", "ProfileList") => {
+                    d.insert("ProfileList".into(), plist::Value::Array(Vec::new()));
+                }
+                _ => {}
+            }
+        }
+        d.insert("Status".into(), status.clone().into());
+        Ok((status, plist_bytes(d)?))
+    }
+
+    /// Steps 11–13: connect with `Idle` and answer each command until the
+    /// server has nothing more; reconnects (at most 16 times) while commands
+    /// were answered `NotNow`. Returns `(RequestType, Status)` per answer.
+    pub fn run_commands<T: Transport + ?Sized>(
+        &mut self,
+        t: &mut T,
+    ) -> Result<Vec<(String, String)>, DeviceError> {
+        let mut answered = Vec::new();
+        for _ in 0..16 {
+            let (_, idle) = self.report("Idle", None)?;
+            let mut resp = t.send(self.mdm_request(media_type::CONNECT, idle)?);
+            let mut deferred = false;
+            loop {
+                if resp.status != 200 {
+                    return Err(DeviceError::Status {
+                        step: 12,
+                        status: resp.status,
+                    });
+                }
+                if resp.body.is_empty() {
+                    break;
+                }
+                let cmd = Command::decode(&resp.body, &Limits::default()).map_err(proto)?;
+                let (status, body) = self.report("", Some(&cmd))?;
+                deferred |= status == "NotNow";
+                answered.push((cmd.request_type.clone(), status));
+                resp = t.send(self.mdm_request(media_type::CONNECT, body)?);
+            }
+            if !deferred {
+                return Ok(answered);
+            }
+        }
+        Ok(answered)
+    }
+}
+
+/// A complete single-tenant deployment over the in-memory store for tests
+/// and benches: tenant `acme` with user `alice`/`pw`/`corp` (default
+/// policy), one server key acting as SCEP CA and profile signer, and a
+/// [`TestDeviceCa`] the attribute verifier trusts.
+#[derive(Debug)]
+pub struct TestDeployment {
+    /// The service, routes under `/t` at `https://mdm.example.test`.
+    pub service: EnrollmentService<MemoryStore, StaticDirectory, RecordingPush>,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The device CA the service trusts for attributes.
+    pub device_ca: TestDeviceCa,
+    /// The server CA certificate (SCEP CA, profile signer).
+    pub server_certificate: Certificate,
+}
+
+impl TestDeployment {
+    /// Build it from two keys (generate them once; 1024-bit keys are fine for tests).
+    pub fn new<R: rand_core::CryptoRng + ?Sized>(
+        server_key: RsaKey,
+        device_ca_key: RsaKey,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Self, DeviceError> {
+        let tenant = TenantId::new("acme").map_err(proto)?;
+        let server_key = Arc::new(server_key);
+        let ca = cms_cert(
+            &crate::pki::create_ca(
+                server_key.as_ref(),
+                name("CN=Test MDM CA,O=mdm-enroll tests")?,
+                crate::pki::random_serial(rng),
+                crate::pki::validity(now, Duration::from_secs(365 * 86400)).map_err(proto)?,
+            )
+            .map_err(proto)?,
+        )?;
+        let scep =
+            ScepResponder::new(ca.der(), server_key.clone(), server_key.clone()).map_err(proto)?;
+        let device_ca = TestDeviceCa::new(device_ca_key, now, rng)?;
+        let mut verifier =
+            DeviceAttributesVerifier::new(TrustAnchors::from_certificates([ca.clone()]));
+        verifier.add_device_anchor(device_ca.certificate().clone());
+        let dir = StaticDirectory::new();
+        dir.set_password(&tenant, "alice", "pw");
+        let engine = Engine::new(
+            MemoryStore::new(),
+            dir,
+            RecordingPush::new(),
+            EngineConfig::default(),
+        );
+        engine
+            .provision_user(&UserAccount {
+                tenant: tenant.clone(),
+                username: "alice".into(),
+                domain: "corp".into(),
+                policy: crate::activation::Policy::default(),
+            })
+            .map_err(proto)?;
+        let mdm = MdmService::new(engine, InitialConfiguration::default())
+            .with_attributes_verifier(verifier);
+        let mut config = EnrollmentConfig::new(
+            "https://mdm.example.test",
+            "com.apple.mgmt.External.0e6b4fb1-0000-4000-8000-000000000000",
+            server_key,
+            ca.clone(),
+            scep,
+        );
+        config.prefix = "/t".into();
+        Ok(Self {
+            service: EnrollmentService::new(mdm, config),
+            tenant,
+            device_ca,
+            server_certificate: ca,
+        })
+    }
+
+    /// The tenant's self-service URL path.
+    pub fn enroll_path(&self) -> String {
+        Route::path("/t", &self.tenant, Endpoint::Enroll)
+    }
+
+    /// A transport into [`EnrollmentService::handle`] at `now`, appending
+    /// the events each request produced to `events`.
+    pub fn transport<'a, R: rand_core::CryptoRng + ?Sized>(
+        &'a self,
+        now: SystemTime,
+        rng: &'a mut R,
+        events: &'a mut Vec<Event>,
+    ) -> impl FnMut(Request) -> Response + 'a {
+        move |req| {
+            let (resp, ev) = self.service.handle(&req, now, rng);
+            events.extend(ev);
+            resp
+        }
+    }
+}
