@@ -1,15 +1,28 @@
-//! One full activation (all 13 steps, evidence level, in-memory store) beside
-//! the RSA private-key operations a real activation needs. Run with
+//! One full activation (all 13 steps, in-memory store) beside the RSA
+//! private-key operations it needs: at the evidence level (no crypto) and
+//! over HTTP with real crypto (a `SimulatedDevice` against a
+//! `TestDeployment`, every key RSA-2048). Run with
 //! `cargo bench --features test-support --bench activation`.
+//!
+//! RSA private operations in one HTTP activation (server + device, 17):
+//! server 5 = profile signatures at steps 4 and 6, SCEP key unwrap (7),
+//! certificate and CertRep signatures (8); device 12 = attribute signature
+//! (5), CSR, temporary certificate and PKCSReq signatures and the CertRep
+//! key unwrap (7–8), two signed check-ins (9–10), four signed reports
+//! (Idle + three acknowledgements, 11–13). `rsa2048_private_ops_of_one_activation`
+//! runs exactly 15 signatures and 2 unwraps.
 
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mdm_enroll::activation::{LoginAttempt, Policy, Secret, TenantId, UserAccount};
-use mdm_enroll::crypto::{DigestAlgorithm, RsaKey, Signer};
+use std::sync::Arc;
+
+use mdm_enroll::crypto::{DigestAlgorithm, KeyUnwrapper, RsaKey, Signer};
 use mdm_enroll::service::{Engine, EngineConfig};
 use mdm_enroll::store::MemoryStore;
 use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory};
+use mdm_enroll::testing::{SimulatedDevice, TestDeployment};
 use rand_core::UnwrapErr;
 
 fn bench(c: &mut Criterion) {
@@ -52,6 +65,43 @@ fn bench(c: &mut Criterion) {
     let key = RsaKey::generate(&mut rng, 2048).unwrap();
     group.bench_function("rsa2048_sign_sha256", |b| {
         b.iter(|| key.sign(DigestAlgorithm::Sha256, b"message").unwrap())
+    });
+    let ops = |b: &mut criterion::Bencher<'_>| {
+        let garbage = vec![1u8; 256];
+        b.iter(|| {
+            for _ in 0..15 {
+                key.sign(DigestAlgorithm::Sha256, b"message").unwrap();
+            }
+            for _ in 0..2 {
+                key.unwrap_key(&garbage, 16).unwrap();
+            }
+        })
+    };
+    group.bench_function("rsa2048_private_ops_of_one_activation", ops);
+
+    // The same activation over HTTP with real crypto.
+    let gen2048 = |rng: &mut UnwrapErr<getrandom::SysRng>| RsaKey::generate(rng, 2048).unwrap();
+    let d = TestDeployment::new(gen2048(&mut rng), gen2048(&mut rng), now, &mut rng).unwrap();
+    let attributes = d
+        .device_ca
+        .issue(Arc::new(gen2048(&mut rng)), now, &mut rng)
+        .unwrap();
+    let scep_key = Arc::new(gen2048(&mut rng));
+    let enroll = d.enroll_path();
+    group.bench_function("http_13_steps_real_crypto", |b| {
+        b.iter(|| {
+            let mut dev = SimulatedDevice::new(
+                attributes.clone(),
+                scep_key.clone(),
+                d.server_certificate.clone(),
+                &mut rng,
+            );
+            let mut events = Vec::new();
+            let mut r = UnwrapErr(getrandom::SysRng);
+            let mut t = d.transport(now, &mut r, &mut events);
+            dev.activate(&mut t, &enroll, ("alice", "pw", "corp"), now, &mut rng)
+                .unwrap()
+        })
     });
     group.finish();
 }
