@@ -33,4 +33,6 @@ pub mod profile;
 pub mod scep;
 pub mod service;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod wire;

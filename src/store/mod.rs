@@ -1,1 +1,308 @@
-//! store (in progress)
+//! Caller storage and transport behind traits, an in-memory store, and the
+//! public conformance kit (feature `test-support`).
+//!
+//! Storage is the caller's: the driver reads and writes only through
+//! [`UserStore`], [`ActivationStore`], [`ChallengeStore`], [`BindingStore`],
+//! [`QueueStore`] and [`CertificateStore`] (together: [`Store`]), checks
+//! credentials through a [`Directory`] and wakes devices through a
+//! [`PushSender`].
+//!
+//! # Atomicity and freshness
+//!
+//! Every operation documented as *atomic* must be linearizable: when two
+//! callers race, exactly one wins and the other gets the documented error.
+//! The driver relies on these as gates (a challenge consumed twice, one
+//! identity bound to two devices, one command finished twice would each be a
+//! security or delivery bug).
+//!
+//! Reads marked **fresh** must observe every write that completed before
+//! them (read from the primary, not a lagging replica):
+//! [`BindingStore::identity`] (a stale read lets a retired identity in),
+//! [`QueueStore::pending`] (a stale queue re-delivers finished commands, the
+//! double delivery peers see behind read replicas),
+//! [`CertificateStore::certificate_by_fingerprint`] (step 9 must see step 8's
+//! write) and [`ActivationStore::device_activation`]. Other reads may lag:
+//! a stale [`ActivationStore::activation`] only makes the versioned update
+//! fail with [`StoreError::VersionConflict`], and a stale
+//! [`ChallengeStore::challenge`] is caught by the atomic consume.
+//!
+//! # Blocking
+//!
+//! The traits are synchronous. Each driver call performs a handful of short
+//! store operations; an async server either backs the traits with an
+//! in-process store (as [`MemoryStore`]) and calls the driver directly, or
+//! runs the call on its blocking pool (`tokio::task::spawn_blocking`) when
+//! the store does network IO. [`PushSender::push`] must only hand the push
+//! to a queue, never perform the APNs request inline.
+
+mod memory;
+
+#[cfg(feature = "test-support")]
+pub mod conformance;
+
+pub use memory::MemoryStore;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::activation::{
+    Activation, ActivationId, CertFingerprint, ChallengeDigest, ChallengeGrant, Channel,
+    CommandResult, CommandUuid, IssuedIdentity, LoginAttempt, PushTarget, QueueKey, QueuedCommand,
+    TenantId, UserAccount,
+};
+
+/// A storage failure or a lost race.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// No such record.
+    #[error("not found")]
+    NotFound,
+    /// A record with this key exists.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The versioned update lost: the record is at another version.
+    #[error("version conflict: expected {expected}, found {found}")]
+    VersionConflict {
+        /// The version the caller read.
+        expected: u64,
+        /// The version stored.
+        found: u64,
+    },
+    /// The challenge was already consumed.
+    #[error("challenge already consumed")]
+    ChallengeConsumed,
+    /// The challenge has expired.
+    #[error("challenge expired")]
+    ChallengeExpired,
+    /// The identity is bound to another device or activation.
+    #[error("identity bound elsewhere")]
+    BindingConflict(Box<Binding>),
+    /// The identity was retired and cannot be bound again.
+    #[error("identity retired")]
+    IdentityRetired,
+    /// A certificate with this serial was already recorded.
+    #[error("duplicate certificate serial")]
+    DuplicateSerial,
+    /// The user's device limit is reached.
+    #[error("device limit reached")]
+    LimitReached,
+    /// The backend failed (IO, poisoned lock, ...).
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// A value with its optimistic-concurrency version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// Its version: 1 after insert, +1 per successful update.
+    pub version: u64,
+}
+
+/// A stored one-time challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRecord {
+    /// The tenant it was issued in.
+    pub tenant: TenantId,
+    /// The activation it belongs to.
+    pub activation: ActivationId,
+    /// Kind, digest and expiry.
+    pub grant: ChallengeGrant,
+    /// Whether it was used.
+    pub consumed: bool,
+}
+
+/// An identity certificate bound to a device (at `Authenticate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// SHA-256 of the certificate.
+    pub fingerprint: CertFingerprint,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The device id (UDID or EnrollmentID).
+    pub device_id: String,
+    /// The activation that issued the identity.
+    pub activation: ActivationId,
+    /// Retired identities authenticate nothing.
+    pub retired: bool,
+}
+
+/// A certificate the SCEP CA issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCertificate {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The activation it was issued for.
+    pub activation: ActivationId,
+    /// Serial, fingerprint and validity.
+    pub identity: IssuedIdentity,
+}
+
+/// Users and their device counts (step 1, step 6's device limit).
+pub trait UserStore: Send + Sync {
+    /// Create or replace a user account.
+    fn put_user(&self, user: &UserAccount) -> Result<(), StoreError>;
+    /// The account of `username` in `tenant`.
+    fn user(&self, tenant: &TenantId, username: &str) -> Result<Option<UserAccount>, StoreError>;
+    /// **Atomic**: count `device_id` against the user; idempotent for a
+    /// device already counted; [`StoreError::LimitReached`] if `max` devices
+    /// are already counted.
+    fn claim_device(
+        &self,
+        tenant: &TenantId,
+        username: &str,
+        device_id: &str,
+        max: Option<u32>,
+    ) -> Result<(), StoreError>;
+    /// Stop counting `device_id` against the user (no error if not counted).
+    fn release_device(
+        &self,
+        tenant: &TenantId,
+        username: &str,
+        device_id: &str,
+    ) -> Result<(), StoreError>;
+    /// The devices counted against the user.
+    fn devices(&self, tenant: &TenantId, username: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// Activation state with optimistic concurrency, and the device index.
+pub trait ActivationStore: Send + Sync {
+    /// Insert a new activation at version 1; [`StoreError::AlreadyExists`] if the id is taken.
+    fn insert_activation(&self, activation: &Activation) -> Result<(), StoreError>;
+    /// The activation `id` of `tenant` (may lag; see module docs).
+    fn activation(
+        &self,
+        tenant: &TenantId,
+        id: &ActivationId,
+    ) -> Result<Option<Versioned<Activation>>, StoreError>;
+    /// **Atomic** compare-and-set: store `activation` if the stored version is
+    /// `expected`, returning the new version; else [`StoreError::VersionConflict`]
+    /// ([`StoreError::NotFound`] if absent).
+    fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError>;
+    /// **Fresh**: the activation currently owning `device_id` in `tenant`.
+    fn device_activation(
+        &self,
+        tenant: &TenantId,
+        device_id: &str,
+    ) -> Result<Option<ActivationId>, StoreError>;
+    /// **Atomic**: make `id` the activation owning `device_id`; returns the previous one.
+    fn set_device_activation(
+        &self,
+        tenant: &TenantId,
+        device_id: &str,
+        id: &ActivationId,
+    ) -> Result<Option<ActivationId>, StoreError>;
+}
+
+/// One-time challenges, stored by digest.
+pub trait ChallengeStore: Send + Sync {
+    /// Store a new challenge; [`StoreError::AlreadyExists`] if its digest is taken in the tenant.
+    fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError>;
+    /// The challenge with `digest` in `tenant` (may lag).
+    fn challenge(
+        &self,
+        tenant: &TenantId,
+        digest: &ChallengeDigest,
+    ) -> Result<Option<ChallengeRecord>, StoreError>;
+    /// **Atomic**: mark the challenge used and return it. Exactly one of any
+    /// number of racing callers succeeds; the others get
+    /// [`StoreError::ChallengeConsumed`]. [`StoreError::ChallengeExpired`] at
+    /// or after its expiry, [`StoreError::NotFound`] if absent in this tenant.
+    fn consume_challenge(
+        &self,
+        tenant: &TenantId,
+        digest: &ChallengeDigest,
+        now: std::time::SystemTime,
+    ) -> Result<ChallengeRecord, StoreError>;
+}
+
+/// Identity certificate ↔ device bindings, unique per certificate hash.
+pub trait BindingStore: Send + Sync {
+    /// **Atomic** bind-or-conflict: bind `binding.fingerprint` to its device
+    /// and activation. Idempotent for the same (tenant, device, activation);
+    /// [`StoreError::BindingConflict`] carrying the existing binding if the
+    /// fingerprint is bound to anything else; [`StoreError::IdentityRetired`]
+    /// if it was retired.
+    fn bind_identity(&self, binding: &Binding) -> Result<(), StoreError>;
+    /// **Fresh**: the binding of `fingerprint`, retired or not.
+    fn identity(&self, fingerprint: &CertFingerprint) -> Result<Option<Binding>, StoreError>;
+    /// Retire the binding of `fingerprint` in `tenant` so the identity
+    /// authenticates nothing and cannot be bound again; [`StoreError::NotFound`]
+    /// if it has no binding in this tenant.
+    fn retire_identity(
+        &self,
+        fingerprint: &CertFingerprint,
+        tenant: &TenantId,
+    ) -> Result<(), StoreError>;
+}
+
+/// Command queues and results, one queue per [`QueueKey`].
+pub trait QueueStore: Send + Sync {
+    /// Append a command; [`StoreError::AlreadyExists`] if its uuid is queued
+    /// or finished on this key.
+    fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError>;
+    /// **Fresh**: the queued commands, oldest first.
+    fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError>;
+    /// **Atomic**: add one `NotNow` to a queued command; returns its new count.
+    fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError>;
+    /// **Atomic**: remove a queued command and record its result.
+    /// [`StoreError::NotFound`] if it is not queued (already finished by a
+    /// racing report, or never queued): a result is recorded at most once.
+    fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError>;
+    /// Drop every queued command; returns their uuids.
+    fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
+    /// Recorded results, oldest first.
+    fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError>;
+    /// Keep only the newest `keep` results.
+    fn prune_results(&self, key: &QueueKey, keep: usize) -> Result<(), StoreError>;
+}
+
+/// Certificates the SCEP CA issued.
+pub trait CertificateStore: Send + Sync {
+    /// **Atomic**: record a certificate; [`StoreError::DuplicateSerial`] if the
+    /// serial is taken ([`StoreError::AlreadyExists`] if the fingerprint is).
+    fn record_certificate(&self, certificate: &IssuedCertificate) -> Result<(), StoreError>;
+    /// **Fresh**: the certificate with this fingerprint.
+    fn certificate_by_fingerprint(
+        &self,
+        fingerprint: &CertFingerprint,
+    ) -> Result<Option<IssuedCertificate>, StoreError>;
+    /// The certificate with this serial.
+    fn certificate_by_serial(&self, serial: &[u8])
+    -> Result<Option<IssuedCertificate>, StoreError>;
+}
+
+/// Everything the driver stores.
+pub trait Store:
+    UserStore + ActivationStore + ChallengeStore + BindingStore + QueueStore + CertificateStore
+{
+}
+
+impl<T> Store for T where
+    T: UserStore + ActivationStore + ChallengeStore + BindingStore + QueueStore + CertificateStore
+{
+}
+
+/// Checks self-service credentials (step 2).
+pub trait Directory: Send + Sync {
+    /// Whether `attempt` holds valid credentials for a user of `tenant`. Must
+    /// compare secrets in constant time.
+    fn check_credentials(
+        &self,
+        tenant: &TenantId,
+        attempt: &LoginAttempt,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Wakes a device channel through APNs.
+pub trait PushSender: Send + Sync {
+    /// Hand a push for `channel` to the caller's sender. Must not block on the
+    /// network: queue it and return.
+    fn push(
+        &self,
+        tenant: &TenantId,
+        channel: &Channel,
+        target: &PushTarget,
+    ) -> Result<(), StoreError>;
+}

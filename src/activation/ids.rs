@@ -1,0 +1,214 @@
+//! Identifiers and secrets shared by the activation core and the stores.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ActivationError;
+
+/// A customer (tenant). Carried in every URL the profiles give the device and
+/// bound to every challenge, so one server serves many customers and a device
+/// of one customer never reaches another's state.
+///
+/// 1–64 bytes of `[A-Za-z0-9._-]`, so it is safe in a URL path segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Validate a tenant id.
+    pub fn new(id: impl Into<String>) -> Result<Self, ActivationError> {
+        let id = id.into();
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(id))
+        } else {
+            Err(ActivationError::InvalidTenant)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One activation (one run of the thirteen steps for one device).
+///
+/// Minted from injected randomness by the driver; 1–64 bytes of
+/// `[A-Za-z0-9_-]`, safe in URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ActivationId(String);
+
+impl ActivationId {
+    /// Validate an activation id.
+    pub fn new(id: impl Into<String>) -> Result<Self, ActivationError> {
+        let id = id.into();
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if ok {
+            Ok(Self(id))
+        } else {
+            Err(ActivationError::InvalidActivationId)
+        }
+    }
+
+    /// A fresh id of 16 random bytes (32 hex digits).
+    pub fn random<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Self(hex(&bytes))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ActivationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A command's `CommandUUID`: an opaque string (not necessarily a UUID, e.g.
+/// `0001-CertificateList` in real captures), compared exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CommandUuid(pub String);
+
+impl CommandUuid {
+    /// A fresh upper-case RFC 4122 version-4 UUID from `rng`.
+    pub fn random<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h = hex(&b).to_ascii_uppercase();
+        let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default().to_owned();
+        Self(format!(
+            "{}-{}-{}-{}-{}",
+            part(0..8),
+            part(8..12),
+            part(12..16),
+            part(16..20),
+            part(20..32)
+        ))
+    }
+
+    /// The UUID as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CommandUuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SHA-256 of a certificate's DER encoding: how an MDM identity is named.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CertFingerprint(pub [u8; 32]);
+
+impl CertFingerprint {
+    /// Fingerprint a DER certificate.
+    pub fn of_der(der: &[u8]) -> Self {
+        Self(Sha256::digest(der).into())
+    }
+}
+
+impl std::fmt::Debug for CertFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertFingerprint({})", hex(&self.0))
+    }
+}
+
+impl std::fmt::Display for CertFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// A one-time challenge secret as handed to the device (Profile Service
+/// `Challenge`, SCEP `Challenge`). `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret presented by a device.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// A fresh secret of 32 random bytes (64 hex digits).
+    pub fn random<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        Self(hex(&bytes))
+    }
+
+    /// The secret text, to put into a profile.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The digest under which the secret is stored and looked up.
+    pub fn digest(&self) -> ChallengeDigest {
+        ChallengeDigest(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// SHA-256 of a challenge secret. Stores keep only this, never the secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChallengeDigest(pub [u8; 32]);
+
+impl ChallengeDigest {
+    /// Compare in constant time.
+    pub fn matches(&self, other: &ChallengeDigest) -> bool {
+        crate::crypto::constant_time_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for ChallengeDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ChallengeDigest({})",
+            hex(self.0.get(..4).unwrap_or_default())
+        )
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Upper-case hex (serial numbers in test support).
+#[cfg(feature = "test-support")]
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
+    hex(bytes).to_ascii_uppercase()
+}

@@ -1,0 +1,677 @@
+//! The store conformance kit (feature `test-support`): every [`Store`]
+//! implementation must pass [`run`]. It checks the atomic operations under
+//! real thread races, tenant isolation of every keyed read, and the error
+//! each refused operation must return.
+//!
+//! ```
+//! use mdm_enroll::store::{MemoryStore, conformance};
+//! conformance::assert_conforms(MemoryStore::new);
+//! ```
+
+use std::sync::Barrier;
+use std::time::{Duration, SystemTime};
+
+use super::{Binding, ChallengeRecord, IssuedCertificate, Store, StoreError};
+use crate::activation::{
+    Activation, ActivationId, CertFingerprint, ChallengeGrant, ChallengeKind, Channel,
+    CommandOutcome, CommandResult, CommandUuid, IssuedIdentity, Policy, QueueKey, QueuedCommand,
+    Secret, TenantId, UserAccount,
+};
+
+/// Threads used by the race checks.
+pub const RACERS: usize = 8;
+
+/// The outcome of [`run`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConformanceReport {
+    /// Checks that passed.
+    pub passed: Vec<&'static str>,
+    /// Checks that failed, with what went wrong.
+    pub failed: Vec<(&'static str, String)>,
+}
+
+impl ConformanceReport {
+    /// Whether every check passed.
+    pub fn is_ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// Whether the named check failed.
+    pub fn failed(&self, name: &str) -> bool {
+        self.failed.iter().any(|(n, _)| *n == name)
+    }
+}
+
+type Check<S> = (&'static str, fn(&S) -> Result<(), String>);
+
+/// Run every check, each on a fresh store from `factory`.
+pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
+    let checks: Vec<Check<S>> = vec![
+        ("users_roundtrip_isolated", users_roundtrip_isolated),
+        ("device_claims_respect_limit", device_claims_respect_limit),
+        ("device_claims_race", device_claims_race),
+        ("activation_versioning", activation_versioning),
+        ("activation_cas_race", activation_cas_race),
+        (
+            "activation_isolated_by_tenant",
+            activation_isolated_by_tenant,
+        ),
+        ("device_index", device_index),
+        ("challenge_single_use", challenge_single_use),
+        ("challenge_consume_race", challenge_consume_race),
+        ("challenge_expiry_and_tenant", challenge_expiry_and_tenant),
+        ("binding_bind_or_conflict", binding_bind_or_conflict),
+        ("binding_race", binding_race),
+        ("binding_retire", binding_retire),
+        ("queue_fifo_and_finish_once", queue_fifo_and_finish_once),
+        ("queue_finish_race", queue_finish_race),
+        ("queue_defer", queue_defer),
+        ("queue_clear_isolated", queue_clear_isolated),
+        ("results_prune", results_prune),
+        ("certificate_unique_serial", certificate_unique_serial),
+        ("certificate_serial_race", certificate_serial_race),
+    ];
+    let mut report = ConformanceReport::default();
+    for (name, check) in checks {
+        let store = factory();
+        match check(&store) {
+            Ok(()) => report.passed.push(name),
+            Err(why) => report.failed.push((name, why)),
+        }
+    }
+    report
+}
+
+/// Run every check and panic listing the failures.
+pub fn assert_conforms<S: Store, F: Fn() -> S>(factory: F) {
+    let report = run(factory);
+    assert!(
+        report.is_ok(),
+        "store fails conformance: {:#?}",
+        report.failed
+    );
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($why:tt)+) => {
+        if !$cond {
+            return Err(format!($($why)+));
+        }
+    };
+}
+
+fn e<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |err| format!("{what}: unexpected {err:?}")
+}
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000)
+}
+
+// Ids below are literals known to be valid.
+fn tenant(name: &str) -> TenantId {
+    TenantId::new(name).expect("literal tenant id is valid")
+}
+
+fn id(n: usize) -> ActivationId {
+    ActivationId::new(format!("act{n}")).expect("literal activation id is valid")
+}
+
+fn user(t: &TenantId, name: &str) -> UserAccount {
+    UserAccount {
+        tenant: t.clone(),
+        username: name.into(),
+        domain: "corp".into(),
+        policy: Policy::default(),
+    }
+}
+
+fn activation(t: &TenantId, n: usize) -> Result<Activation, String> {
+    Activation::start(id(n), &user(t, "alice"), t0())
+        .map(|tr| tr.state)
+        .map_err(|err| format!("{err}"))
+}
+
+fn fp(n: u8) -> CertFingerprint {
+    CertFingerprint([n; 32])
+}
+
+fn challenge(t: &TenantId, secret: &str, ttl: u64) -> ChallengeRecord {
+    ChallengeRecord {
+        tenant: t.clone(),
+        activation: id(1),
+        grant: ChallengeGrant {
+            kind: ChallengeKind::ProfileService,
+            digest: Secret::new(secret).digest(),
+            expires: t0() + Duration::from_secs(ttl),
+        },
+        consumed: false,
+    }
+}
+
+fn binding(t: &TenantId, f: u8, device: &str) -> Binding {
+    Binding {
+        fingerprint: fp(f),
+        tenant: t.clone(),
+        device_id: device.into(),
+        activation: id(1),
+        retired: false,
+    }
+}
+
+fn qkey(t: &TenantId, device: &str, user: Option<&str>) -> QueueKey {
+    QueueKey {
+        tenant: t.clone(),
+        channel: Channel {
+            device_id: device.into(),
+            user_id: user.map(str::to_owned),
+        },
+    }
+}
+
+fn command(n: usize) -> QueuedCommand {
+    QueuedCommand {
+        uuid: CommandUuid(format!("cmd-{n}")),
+        request_type: "DeviceInformation".into(),
+        body: vec![n as u8],
+        activation: None,
+        not_now_count: 0,
+        queued_at: t0(),
+    }
+}
+
+fn result(n: usize) -> CommandResult {
+    CommandResult {
+        uuid: CommandUuid(format!("cmd-{n}")),
+        request_type: "DeviceInformation".into(),
+        outcome: CommandOutcome::Acknowledged,
+        body: b"ack".to_vec(),
+        at: t0(),
+    }
+}
+
+fn certificate(t: &TenantId, serial: u8, f: u8) -> IssuedCertificate {
+    IssuedCertificate {
+        tenant: t.clone(),
+        activation: id(1),
+        identity: IssuedIdentity {
+            serial: vec![0x01, serial],
+            fingerprint: fp(f),
+            not_after: t0(),
+        },
+    }
+}
+
+/// Run `f(i)` on [`RACERS`] threads released together; count the `Ok`s.
+fn race<S: Store, T, E>(store: &S, f: impl Fn(&S, usize) -> Result<T, E> + Sync) -> usize {
+    let barrier = Barrier::new(RACERS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let (barrier, f) = (&barrier, &f);
+                scope.spawn(move || {
+                    barrier.wait();
+                    f(store, i).is_ok()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .filter(|ok| *ok)
+            .count()
+    })
+}
+
+fn users_roundtrip_isolated<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.put_user(&user(&a, "alice")).map_err(e("put_user"))?;
+    let got = s.user(&a, "alice").map_err(e("user"))?;
+    ensure!(got == Some(user(&a, "alice")), "user round trip: {got:?}");
+    ensure!(
+        s.user(&b, "alice").map_err(e("user"))?.is_none(),
+        "a user of tenant a is visible in tenant b"
+    );
+    let mut changed = user(&a, "alice");
+    changed.policy.max_devices = Some(2);
+    s.put_user(&changed).map_err(e("put_user"))?;
+    ensure!(
+        s.user(&a, "alice").map_err(e("user"))? == Some(changed),
+        "put_user does not replace"
+    );
+    Ok(())
+}
+
+fn device_claims_respect_limit<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.put_user(&user(&a, "alice")).map_err(e("put_user"))?;
+    s.put_user(&user(&b, "alice")).map_err(e("put_user"))?;
+    s.claim_device(&a, "alice", "d1", Some(2))
+        .map_err(e("claim d1"))?;
+    s.claim_device(&a, "alice", "d1", Some(2))
+        .map_err(e("re-claim d1 (idempotent)"))?;
+    s.claim_device(&a, "alice", "d2", Some(2))
+        .map_err(e("claim d2"))?;
+    let third = s.claim_device(&a, "alice", "d3", Some(2));
+    ensure!(
+        third == Err(StoreError::LimitReached),
+        "third device over limit 2: {third:?}"
+    );
+    ensure!(
+        s.claim_device(&a, "alice", "d1", Some(2)).is_ok(),
+        "a counted device must stay claimable at the limit"
+    );
+    ensure!(
+        s.claim_device(&b, "alice", "d3", Some(1)).is_ok(),
+        "tenant b's alice is limited by tenant a's devices"
+    );
+    s.release_device(&a, "alice", "d2").map_err(e("release"))?;
+    s.claim_device(&a, "alice", "d3", Some(2))
+        .map_err(e("claim after release"))?;
+    let mut devices = s.devices(&a, "alice").map_err(e("devices"))?;
+    devices.sort();
+    ensure!(devices == ["d1", "d3"], "devices: {devices:?}");
+    Ok(())
+}
+
+fn device_claims_race<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    s.put_user(&user(&a, "alice")).map_err(e("put_user"))?;
+    let wins = race(s, |s, i| {
+        s.claim_device(&a, "alice", &format!("d{i}"), Some(3))
+    });
+    ensure!(
+        wins == 3,
+        "{wins} of {RACERS} racing devices claimed under a limit of 3"
+    );
+    let n = s.devices(&a, "alice").map_err(e("devices"))?.len();
+    ensure!(n == 3, "{n} devices counted under a limit of 3");
+    Ok(())
+}
+
+fn activation_versioning<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let act = activation(&a, 1)?;
+    s.insert_activation(&act).map_err(e("insert"))?;
+    let dup = s.insert_activation(&act);
+    ensure!(
+        dup == Err(StoreError::AlreadyExists),
+        "duplicate insert: {dup:?}"
+    );
+    let got = s.activation(&a, &act.id).map_err(e("activation"))?;
+    ensure!(
+        got.as_ref().map(|v| (v.version, &v.value)) == Some((1, &act)),
+        "after insert: {got:?}"
+    );
+    let mut changed = act.clone();
+    changed.language = Some("fr".into());
+    let v = s.update_activation(&changed, 1).map_err(e("update v1"))?;
+    ensure!(v == 2, "version after one update is {v}, not 2");
+    let stale = s.update_activation(&act, 1);
+    ensure!(
+        matches!(stale, Err(StoreError::VersionConflict { .. })),
+        "stale update accepted: {stale:?}"
+    );
+    let got = s.activation(&a, &act.id).map_err(e("activation"))?;
+    ensure!(
+        got.map(|v| v.value) == Some(changed),
+        "a stale update overwrote the state"
+    );
+    let missing = s.update_activation(&activation(&a, 2)?, 1);
+    ensure!(
+        missing == Err(StoreError::NotFound),
+        "update of a missing activation: {missing:?}"
+    );
+    Ok(())
+}
+
+fn activation_cas_race<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let act = activation(&a, 1)?;
+    s.insert_activation(&act).map_err(e("insert"))?;
+    let wins = race(s, |s, i| {
+        let mut mine = act.clone();
+        mine.language = Some(format!("l{i}"));
+        s.update_activation(&mine, 1)
+    });
+    ensure!(wins == 1, "{wins} racing updates from version 1 succeeded");
+    let v = s
+        .activation(&a, &act.id)
+        .map_err(e("activation"))?
+        .map(|v| v.version);
+    ensure!(v == Some(2), "version after the race: {v:?}");
+    Ok(())
+}
+
+fn activation_isolated_by_tenant<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let act = activation(&a, 1)?;
+    s.insert_activation(&act).map_err(e("insert"))?;
+    ensure!(
+        s.activation(&b, &act.id)
+            .map_err(e("activation"))?
+            .is_none(),
+        "tenant b reads tenant a's activation"
+    );
+    let other = activation(&b, 1)?;
+    s.insert_activation(&other)
+        .map_err(e("same id in another tenant"))?;
+    Ok(())
+}
+
+fn device_index<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    ensure!(
+        s.set_device_activation(&a, "udid", &id(1))
+            .map_err(e("set"))?
+            .is_none(),
+        "first set returned a previous owner"
+    );
+    let prev = s
+        .set_device_activation(&a, "udid", &id(2))
+        .map_err(e("set"))?;
+    ensure!(prev == Some(id(1)), "previous owner: {prev:?}");
+    ensure!(
+        s.device_activation(&a, "udid").map_err(e("get"))? == Some(id(2)),
+        "device index not updated"
+    );
+    ensure!(
+        s.device_activation(&b, "udid").map_err(e("get"))?.is_none(),
+        "device index leaks across tenants"
+    );
+    Ok(())
+}
+
+fn challenge_single_use<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let rec = challenge(&a, "s1", 60);
+    s.insert_challenge(&rec).map_err(e("insert"))?;
+    ensure!(
+        s.insert_challenge(&rec) == Err(StoreError::AlreadyExists),
+        "duplicate challenge insert accepted"
+    );
+    let got = s
+        .consume_challenge(&a, &rec.grant.digest, t0())
+        .map_err(e("first consume"))?;
+    ensure!(
+        got.activation == rec.activation,
+        "consume returned another record"
+    );
+    let again = s.consume_challenge(&a, &rec.grant.digest, t0());
+    ensure!(
+        again == Err(StoreError::ChallengeConsumed),
+        "second consume: {again:?}"
+    );
+    let seen = s.challenge(&a, &rec.grant.digest).map_err(e("challenge"))?;
+    ensure!(
+        seen.is_some_and(|r| r.consumed),
+        "a consumed challenge does not read as consumed"
+    );
+    Ok(())
+}
+
+fn challenge_consume_race<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let rec = challenge(&a, "race", 60);
+    s.insert_challenge(&rec).map_err(e("insert"))?;
+    let wins = race(s, |s, _| s.consume_challenge(&a, &rec.grant.digest, t0()));
+    ensure!(
+        wins == 1,
+        "{wins} racing consumers of one challenge succeeded"
+    );
+    Ok(())
+}
+
+fn challenge_expiry_and_tenant<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let rec = challenge(&a, "s2", 60);
+    s.insert_challenge(&rec).map_err(e("insert"))?;
+    let other = s.consume_challenge(&b, &rec.grant.digest, t0());
+    ensure!(
+        other == Err(StoreError::NotFound),
+        "consumed from another tenant: {other:?}"
+    );
+    ensure!(
+        s.challenge(&b, &rec.grant.digest)
+            .map_err(e("challenge"))?
+            .is_none(),
+        "challenge visible in another tenant"
+    );
+    let late = s.consume_challenge(&a, &rec.grant.digest, rec.grant.expires);
+    ensure!(
+        late == Err(StoreError::ChallengeExpired),
+        "consume at expiry: {late:?}"
+    );
+    let unknown = s.consume_challenge(&a, &Secret::new("nope").digest(), t0());
+    ensure!(
+        unknown == Err(StoreError::NotFound),
+        "unknown challenge: {unknown:?}"
+    );
+    Ok(())
+}
+
+fn binding_bind_or_conflict<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    s.bind_identity(&binding(&a, 1, "dev1"))
+        .map_err(e("bind"))?;
+    s.bind_identity(&binding(&a, 1, "dev1"))
+        .map_err(e("same bind again"))?;
+    let other = s.bind_identity(&binding(&a, 1, "dev2"));
+    ensure!(
+        matches!(&other, Err(StoreError::BindingConflict(b)) if b.device_id == "dev1"),
+        "one identity bound to a second device: {other:?}"
+    );
+    let got = s.identity(&fp(1)).map_err(e("identity"))?;
+    ensure!(
+        got.is_some_and(|b| b.device_id == "dev1" && !b.retired),
+        "binding overwritten"
+    );
+    s.bind_identity(&binding(&a, 2, "dev2"))
+        .map_err(e("second identity"))?;
+    Ok(())
+}
+
+fn binding_race<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let wins = race(s, |s, i| {
+        s.bind_identity(&binding(&a, 7, &format!("dev{i}")))
+    });
+    ensure!(wins == 1, "{wins} devices bound one identity");
+    Ok(())
+}
+
+fn binding_retire<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.bind_identity(&binding(&a, 3, "dev")).map_err(e("bind"))?;
+    let wrong = s.retire_identity(&fp(3), &b);
+    ensure!(
+        wrong == Err(StoreError::NotFound),
+        "retired from another tenant: {wrong:?}"
+    );
+    s.retire_identity(&fp(3), &a).map_err(e("retire"))?;
+    let got = s.identity(&fp(3)).map_err(e("identity"))?;
+    ensure!(
+        got.is_some_and(|b| b.retired),
+        "retired binding does not read as retired"
+    );
+    let rebind = s.bind_identity(&binding(&a, 3, "dev"));
+    ensure!(
+        rebind == Err(StoreError::IdentityRetired),
+        "retired identity re-bound: {rebind:?}"
+    );
+    Ok(())
+}
+
+fn queue_fifo_and_finish_once<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let k = qkey(&a, "dev", None);
+    for n in 0..3 {
+        s.enqueue(&k, &command(n)).map_err(e("enqueue"))?;
+    }
+    ensure!(
+        s.enqueue(&k, &command(1)) == Err(StoreError::AlreadyExists),
+        "duplicate uuid enqueued"
+    );
+    let order: Vec<_> = s
+        .pending(&k)
+        .map_err(e("pending"))?
+        .into_iter()
+        .map(|c| c.uuid.0)
+        .collect();
+    ensure!(
+        order == ["cmd-0", "cmd-1", "cmd-2"],
+        "queue order: {order:?}"
+    );
+    s.finish_command(&k, &result(1)).map_err(e("finish"))?;
+    let again = s.finish_command(&k, &result(1));
+    ensure!(
+        again == Err(StoreError::NotFound),
+        "finished twice: {again:?}"
+    );
+    let order: Vec<_> = s
+        .pending(&k)
+        .map_err(e("pending"))?
+        .into_iter()
+        .map(|c| c.uuid.0)
+        .collect();
+    ensure!(
+        order == ["cmd-0", "cmd-2"],
+        "after finishing cmd-1: {order:?}"
+    );
+    let results = s.results(&k).map_err(e("results"))?;
+    ensure!(results == [result(1)], "results: {results:?}");
+    ensure!(
+        s.enqueue(&k, &command(1)) == Err(StoreError::AlreadyExists),
+        "a finished uuid was enqueued again"
+    );
+    let never = s.finish_command(&k, &result(9));
+    ensure!(
+        never == Err(StoreError::NotFound),
+        "finished a command never queued: {never:?}"
+    );
+    Ok(())
+}
+
+fn queue_finish_race<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let k = qkey(&a, "dev", None);
+    s.enqueue(&k, &command(0)).map_err(e("enqueue"))?;
+    let wins = race(s, |s, _| s.finish_command(&k, &result(0)));
+    ensure!(wins == 1, "{wins} racing reports finished one command");
+    let n = s.results(&k).map_err(e("results"))?.len();
+    ensure!(n == 1, "{n} results recorded for one command");
+    Ok(())
+}
+
+fn queue_defer<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let k = qkey(&a, "dev", None);
+    s.enqueue(&k, &command(0)).map_err(e("enqueue"))?;
+    let one = s.defer_command(&k, &command(0).uuid).map_err(e("defer"))?;
+    let two = s.defer_command(&k, &command(0).uuid).map_err(e("defer"))?;
+    ensure!((one, two) == (1, 2), "NotNow counts {one}, {two}");
+    let head = s.pending(&k).map_err(e("pending"))?;
+    ensure!(
+        head.first().map(|c| c.not_now_count) == Some(2),
+        "NotNow count not stored: {head:?}"
+    );
+    let missing = s.defer_command(&k, &CommandUuid("x".into()));
+    ensure!(
+        missing == Err(StoreError::NotFound),
+        "deferred an unknown command: {missing:?}"
+    );
+    Ok(())
+}
+
+fn queue_clear_isolated<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let dev = qkey(&a, "dev", None);
+    let usr = qkey(&a, "dev", Some("user"));
+    let other = qkey(&b, "dev", None);
+    for k in [&dev, &usr, &other] {
+        s.enqueue(k, &command(0)).map_err(e("enqueue"))?;
+        s.enqueue(k, &command(1)).map_err(e("enqueue"))?;
+    }
+    let cleared = s.clear_queue(&dev).map_err(e("clear"))?;
+    ensure!(cleared.len() == 2, "cleared {cleared:?}");
+    ensure!(
+        s.pending(&dev).map_err(e("pending"))?.is_empty(),
+        "queue not cleared"
+    );
+    ensure!(
+        s.pending(&usr).map_err(e("pending"))?.len() == 2,
+        "clearing the device channel cleared the user channel"
+    );
+    ensure!(
+        s.pending(&other).map_err(e("pending"))?.len() == 2,
+        "clearing tenant a's queue cleared tenant b's"
+    );
+    Ok(())
+}
+
+fn results_prune<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let k = qkey(&a, "dev", None);
+    for n in 0..5 {
+        s.enqueue(&k, &command(n)).map_err(e("enqueue"))?;
+        s.finish_command(&k, &result(n)).map_err(e("finish"))?;
+    }
+    s.prune_results(&k, 2).map_err(e("prune"))?;
+    let kept: Vec<_> = s
+        .results(&k)
+        .map_err(e("results"))?
+        .into_iter()
+        .map(|r| r.uuid.0)
+        .collect();
+    ensure!(
+        kept == ["cmd-3", "cmd-4"],
+        "kept {kept:?} instead of the newest two"
+    );
+    s.prune_results(&k, 0).map_err(e("prune"))?;
+    ensure!(
+        s.results(&k).map_err(e("results"))?.is_empty(),
+        "prune to 0 kept results"
+    );
+    Ok(())
+}
+
+fn certificate_unique_serial<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    s.record_certificate(&certificate(&a, 1, 1))
+        .map_err(e("record"))?;
+    let dup = s.record_certificate(&certificate(&a, 1, 2));
+    ensure!(
+        dup == Err(StoreError::DuplicateSerial),
+        "duplicate serial: {dup:?}"
+    );
+    let by_fp = s
+        .certificate_by_fingerprint(&fp(1))
+        .map_err(e("by fingerprint"))?;
+    ensure!(
+        by_fp == Some(certificate(&a, 1, 1)),
+        "by fingerprint: {by_fp:?}"
+    );
+    ensure!(
+        s.certificate_by_fingerprint(&fp(2))
+            .map_err(e("by fingerprint"))?
+            .is_none(),
+        "the refused duplicate is visible by fingerprint"
+    );
+    let by_serial = s
+        .certificate_by_serial(&[0x01, 1])
+        .map_err(e("by serial"))?;
+    ensure!(
+        by_serial == Some(certificate(&a, 1, 1)),
+        "by serial: {by_serial:?}"
+    );
+    Ok(())
+}
+
+fn certificate_serial_race<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let wins = race(s, |s, i| {
+        s.record_certificate(&certificate(&a, 9, 100 + i as u8))
+    });
+    ensure!(wins == 1, "{wins} certificates recorded with one serial");
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The conformance kit passes on the in-memory store and catches real bugs:
+//! each deliberately broken store below fails the check aimed at its flaw.
+#![cfg(feature = "test-support")]
+
+use std::time::{Duration, SystemTime};
+
+use mdm_enroll::activation::*;
+use mdm_enroll::store::conformance::{self, ConformanceReport};
+use mdm_enroll::store::*;
+
+#[test]
+fn memory_store_conforms() {
+    let report = conformance::run(MemoryStore::new);
+    assert!(report.is_ok(), "{:#?}", report.failed);
+    assert_eq!(report.passed.len(), 20);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flaw {
+    ConsumeNeverMarks,
+    RacyConsume,
+    CasIgnoresVersion,
+    RacyCas,
+    BindOverwrites,
+    FinishTwice,
+    DuplicateSerialAccepted,
+    ChallengeIgnoresTenant,
+    ClaimIgnoresLimit,
+    ClearClearsAllChannels,
+    PruneIgnored,
+}
+
+/// A store that delegates to [`MemoryStore`] except for one flaw.
+struct Broken {
+    inner: MemoryStore,
+    flaw: Flaw,
+}
+
+fn pause() {
+    std::thread::sleep(Duration::from_millis(5));
+}
+
+impl UserStore for Broken {
+    fn put_user(&self, user: &UserAccount) -> Result<(), StoreError> {
+        self.inner.put_user(user)
+    }
+    fn user(&self, t: &TenantId, u: &str) -> Result<Option<UserAccount>, StoreError> {
+        self.inner.user(t, u)
+    }
+    fn claim_device(
+        &self,
+        t: &TenantId,
+        u: &str,
+        d: &str,
+        max: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let max = if self.flaw == Flaw::ClaimIgnoresLimit {
+            None
+        } else {
+            max
+        };
+        self.inner.claim_device(t, u, d, max)
+    }
+    fn release_device(&self, t: &TenantId, u: &str, d: &str) -> Result<(), StoreError> {
+        self.inner.release_device(t, u, d)
+    }
+    fn devices(&self, t: &TenantId, u: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.devices(t, u)
+    }
+}
+
+impl ActivationStore for Broken {
+    fn insert_activation(&self, a: &Activation) -> Result<(), StoreError> {
+        self.inner.insert_activation(a)
+    }
+    fn activation(
+        &self,
+        t: &TenantId,
+        id: &ActivationId,
+    ) -> Result<Option<Versioned<Activation>>, StoreError> {
+        self.inner.activation(t, id)
+    }
+    fn update_activation(&self, a: &Activation, expected: u64) -> Result<u64, StoreError> {
+        match self.flaw {
+            Flaw::CasIgnoresVersion | Flaw::RacyCas => {
+                // Check, then act on a fresh read: a classic lost update.
+                let current = self
+                    .inner
+                    .activation(&a.tenant, &a.id)?
+                    .ok_or(StoreError::NotFound)?;
+                if self.flaw == Flaw::RacyCas && current.version != expected {
+                    return Err(StoreError::VersionConflict {
+                        expected,
+                        found: current.version,
+                    });
+                }
+                pause();
+                let now = self
+                    .inner
+                    .activation(&a.tenant, &a.id)?
+                    .ok_or(StoreError::NotFound)?;
+                self.inner.update_activation(a, now.version)
+            }
+            _ => self.inner.update_activation(a, expected),
+        }
+    }
+    fn device_activation(&self, t: &TenantId, d: &str) -> Result<Option<ActivationId>, StoreError> {
+        self.inner.device_activation(t, d)
+    }
+    fn set_device_activation(
+        &self,
+        t: &TenantId,
+        d: &str,
+        id: &ActivationId,
+    ) -> Result<Option<ActivationId>, StoreError> {
+        self.inner.set_device_activation(t, d, id)
+    }
+}
+
+impl ChallengeStore for Broken {
+    fn insert_challenge(&self, r: &ChallengeRecord) -> Result<(), StoreError> {
+        self.inner.insert_challenge(r)
+    }
+    fn challenge(
+        &self,
+        t: &TenantId,
+        d: &ChallengeDigest,
+    ) -> Result<Option<ChallengeRecord>, StoreError> {
+        self.inner.challenge(t, d)
+    }
+    fn consume_challenge(
+        &self,
+        t: &TenantId,
+        d: &ChallengeDigest,
+        now: SystemTime,
+    ) -> Result<ChallengeRecord, StoreError> {
+        match self.flaw {
+            Flaw::ConsumeNeverMarks => {
+                let r = self.inner.challenge(t, d)?.ok_or(StoreError::NotFound)?;
+                if now >= r.grant.expires {
+                    return Err(StoreError::ChallengeExpired);
+                }
+                Ok(r)
+            }
+            Flaw::RacyConsume => {
+                let r = self.inner.challenge(t, d)?.ok_or(StoreError::NotFound)?;
+                if r.consumed {
+                    return Err(StoreError::ChallengeConsumed);
+                }
+                pause();
+                // Marks it, but trusts the earlier check.
+                match self.inner.consume_challenge(t, d, now) {
+                    Err(StoreError::ChallengeConsumed) => Ok(r),
+                    other => other,
+                }
+            }
+            Flaw::ChallengeIgnoresTenant => {
+                for other in ["a", "b"] {
+                    let other = TenantId::new(other).unwrap();
+                    if let Ok(r) = self.inner.consume_challenge(&other, d, now) {
+                        return Ok(r);
+                    }
+                }
+                self.inner.consume_challenge(t, d, now)
+            }
+            _ => self.inner.consume_challenge(t, d, now),
+        }
+    }
+}
+
+impl BindingStore for Broken {
+    fn bind_identity(&self, b: &Binding) -> Result<(), StoreError> {
+        match self.flaw {
+            // An upsert that swallows the conflict and reports success.
+            Flaw::BindOverwrites => match self.inner.bind_identity(b) {
+                Err(StoreError::BindingConflict(_)) => Ok(()),
+                other => other,
+            },
+            _ => self.inner.bind_identity(b),
+        }
+    }
+    fn identity(&self, f: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
+        self.inner.identity(f)
+    }
+    fn retire_identity(&self, f: &CertFingerprint, t: &TenantId) -> Result<(), StoreError> {
+        self.inner.retire_identity(f, t)
+    }
+}
+
+impl QueueStore for Broken {
+    fn enqueue(&self, k: &QueueKey, c: &QueuedCommand) -> Result<(), StoreError> {
+        self.inner.enqueue(k, c)
+    }
+    fn pending(&self, k: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
+        self.inner.pending(k)
+    }
+    fn defer_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<u32, StoreError> {
+        self.inner.defer_command(k, u)
+    }
+    fn finish_command(&self, k: &QueueKey, r: &CommandResult) -> Result<(), StoreError> {
+        match self.flaw {
+            Flaw::FinishTwice => {
+                let queued = self.inner.pending(k)?.iter().any(|c| c.uuid == r.uuid);
+                if !queued && self.inner.results(k)?.iter().all(|x| x.uuid != r.uuid) {
+                    return Err(StoreError::NotFound);
+                }
+                pause();
+                // Records again even if another report already finished it.
+                let _ = self.inner.finish_command(k, r);
+                Ok(())
+            }
+            _ => self.inner.finish_command(k, r),
+        }
+    }
+    fn clear_queue(&self, k: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
+        if self.flaw == Flaw::ClearClearsAllChannels {
+            let user = QueueKey {
+                tenant: k.tenant.clone(),
+                channel: Channel {
+                    device_id: k.channel.device_id.clone(),
+                    user_id: Some("user".into()),
+                },
+            };
+            self.inner.clear_queue(&user)?;
+        }
+        self.inner.clear_queue(k)
+    }
+    fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
+        self.inner.results(k)
+    }
+    fn prune_results(&self, k: &QueueKey, keep: usize) -> Result<(), StoreError> {
+        if self.flaw == Flaw::PruneIgnored {
+            return Ok(());
+        }
+        self.inner.prune_results(k, keep)
+    }
+}
+
+impl CertificateStore for Broken {
+    fn record_certificate(&self, c: &IssuedCertificate) -> Result<(), StoreError> {
+        if self.flaw == Flaw::DuplicateSerialAccepted {
+            let mut c = c.clone();
+            // Appends a discriminator so the inner map never sees a duplicate.
+            c.identity
+                .serial
+                .extend_from_slice(&c.identity.fingerprint.0[..4]);
+            return self.inner.record_certificate(&c);
+        }
+        self.inner.record_certificate(c)
+    }
+    fn certificate_by_fingerprint(
+        &self,
+        f: &CertFingerprint,
+    ) -> Result<Option<IssuedCertificate>, StoreError> {
+        self.inner.certificate_by_fingerprint(f)
+    }
+    fn certificate_by_serial(&self, s: &[u8]) -> Result<Option<IssuedCertificate>, StoreError> {
+        self.inner.certificate_by_serial(s)
+    }
+}
+
+fn run_broken(flaw: Flaw) -> ConformanceReport {
+    conformance::run(|| Broken {
+        inner: MemoryStore::new(),
+        flaw,
+    })
+}
+
+#[test]
+fn kit_catches_each_flaw() {
+    let cases = [
+        (Flaw::ConsumeNeverMarks, "challenge_single_use"),
+        (Flaw::RacyConsume, "challenge_consume_race"),
+        (Flaw::CasIgnoresVersion, "activation_versioning"),
+        (Flaw::RacyCas, "activation_cas_race"),
+        (Flaw::BindOverwrites, "binding_bind_or_conflict"),
+        (Flaw::FinishTwice, "queue_finish_race"),
+        (Flaw::DuplicateSerialAccepted, "certificate_unique_serial"),
+        (Flaw::ChallengeIgnoresTenant, "challenge_expiry_and_tenant"),
+        (Flaw::ClaimIgnoresLimit, "device_claims_respect_limit"),
+        (Flaw::ClearClearsAllChannels, "queue_clear_isolated"),
+        (Flaw::PruneIgnored, "results_prune"),
+    ];
+    for (flaw, check) in cases {
+        let report = run_broken(flaw);
+        assert!(
+            report.failed(check),
+            "{flaw:?} not caught by {check}: failed = {:?}",
+            report.failed
+        );
+        // The flaw is specific: most checks still pass.
+        assert!(report.passed.len() >= 14, "{flaw:?}: {:?}", report.failed);
+    }
+}
