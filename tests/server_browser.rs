@@ -10,8 +10,9 @@
 
 mod server_support;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use server_support::{Server, openssl_verify};
@@ -30,30 +31,51 @@ fn chromium() -> Option<PathBuf> {
         })
 }
 
-/// Run headless Chromium with a fresh profile and `HOME` under `home`.
+fn command(browser: &Path, home: &Path, args: &[String]) -> Command {
+    let mut c = Command::new(browser);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+        "--window-size=1100,1400",
+    ])
+    .arg(format!(
+        "--user-data-dir={}",
+        home.join("profile").display()
+    ))
+    .args(args)
+    .env("HOME", home)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    c
+}
+
+/// Run headless Chromium with a fresh profile and `HOME` under `home`
+/// (killed after 90 s); returns its stdout.
 fn run(browser: &Path, home: &Path, args: &[String]) -> String {
-    let o = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--window-size=1100,1400",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            home.join("profile").display()
-        ))
-        .args(args)
-        .env("HOME", home)
-        .output()
-        .expect("run chromium");
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let mut child = command(browser, home, args).spawn().expect("run chromium");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().expect("reader")
 }
 
 fn data_url(html: &str) -> String {
@@ -130,16 +152,20 @@ fn chromium_logs_in_receives_the_profile_and_opens_admin() {
     );
 
     // Activate: the browser downloads the signed profile.
+    // A navigation that ends in a download never "loads", so Chromium is
+    // stopped once the file is there.
     let downloads = dir.path().join("Downloads");
-    run(
+    let mut child = command(
         &browser,
         dir.path(),
         &[
             "--dump-dom".into(),
             autosubmit(&format!("{base}/self-service/activate")),
         ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    )
+    .spawn()
+    .expect("run chromium");
+    let deadline = Instant::now() + Duration::from_secs(60);
     let profile = loop {
         let found = std::fs::read_dir(&downloads)
             .into_iter()
@@ -148,15 +174,18 @@ fn chromium_logs_in_receives_the_profile_and_opens_admin() {
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|e| e == "mobileconfig"));
         if let Some(p) = found {
-            break p;
+            break Some(p);
         }
-        assert!(
-            Instant::now() < deadline,
-            "no profile downloaded into {}",
-            downloads.display()
-        );
+        if Instant::now() > deadline {
+            break None;
+        }
         std::thread::sleep(Duration::from_millis(200));
     };
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let profile =
+        profile.unwrap_or_else(|| panic!("no profile downloaded into {}", downloads.display()));
     let content = openssl_verify(
         &std::fs::read(&profile).expect("profile"),
         &data.join("ca.pem"),
