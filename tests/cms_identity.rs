@@ -12,6 +12,7 @@ use mdm_enroll::cms::{
     client_identity, verify_chain, verify_mdm_signature,
 };
 use mdm_enroll::http::{Method, Request};
+use mdm_enroll::wire::plist::PlistError;
 use mdm_enroll::wire::{BerLimits, Limits};
 
 const ATTRS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -239,7 +240,7 @@ fn attribute_plists_are_bounded_and_typed() {
     deep.push_str("</plist>");
     assert!(matches!(
         DeviceAttributes::from_plist(deep.as_bytes(), &limits),
-        Err(DeviceAttributesError::Plist(_))
+        Err(DeviceAttributesError::Plist(PlistError::TooDeep { .. }))
     ));
     let wrong = b"<plist><dict><key>UDID</key><integer>1</integer></dict></plist>";
     assert!(matches!(
@@ -249,7 +250,9 @@ fn attribute_plists_are_bounded_and_typed() {
     let array = b"<plist><array/></plist>";
     assert!(matches!(
         DeviceAttributes::from_plist(array, &limits),
-        Err(DeviceAttributesError::NotADictionary)
+        Err(DeviceAttributesError::Plist(
+            PlistError::UnexpectedRoot { .. }
+        ))
     ));
 }
 
@@ -389,5 +392,60 @@ fn tls_and_forwarded_client_certificates() {
     assert!(matches!(
         client_identity(&req, &opts),
         Err(IdentityError::ForwardedHeader(_))
+    ));
+}
+
+#[test]
+fn chains_through_intermediates_and_refuse_non_ca_issuers() {
+    let pki = Pki::new();
+    pki.intermediate("inter", "/CN=Test Intermediate", "root");
+    pki.leaf("leaf", "/CN=leaf", "inter");
+    pki.leaf("notca", "/CN=not a CA", "root");
+    let (root, inter, leaf) = (pki.cert("root"), pki.cert("inter"), pki.cert("leaf"));
+    let anchors = TrustAnchors::from_certificates([root.clone()]);
+    let intermediates = [inter.clone()];
+    let path = verify_chain(&leaf, &intermediates, &anchors, Some(SystemTime::now())).unwrap();
+    assert_eq!(path, vec![&leaf, &inter, &root]);
+    assert!(matches!(
+        verify_chain(&leaf, &[], &anchors, None),
+        Err(TrustError::Untrusted { .. })
+    ));
+    assert!(matches!(
+        verify_chain(&leaf, &intermediates, &TrustAnchors::new(), None),
+        Err(TrustError::Untrusted { .. })
+    ));
+    // A certificate with cA=false cannot act as an intermediate, even if
+    // its name and key would fit: issue a leaf "from" the non-CA.
+    openssl(
+        pki.path(),
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "sub.key", "-out", "sub.csr",
+            "-subj", "/CN=sub",
+        ],
+    );
+    openssl(
+        pki.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "sub.csr",
+            "-CA",
+            "notca.pem",
+            "-CAkey",
+            "notca.key",
+            "-set_serial",
+            "7",
+            "-days",
+            "30",
+            "-out",
+            "sub.pem",
+        ],
+    );
+    let sub = pki.cert("sub");
+    sub.verify_issued_by(&pki.cert("notca")).unwrap();
+    assert!(matches!(
+        verify_chain(&sub, &[pki.cert("notca")], &anchors, None),
+        Err(TrustError::Untrusted { .. })
     ));
 }

@@ -453,3 +453,75 @@ fn degenerate_certs_only_parses_in_openssl() {
     assert_eq!(sd.certificates(), &certs);
     assert!(sd.signers().is_empty());
 }
+
+#[test]
+fn lenient_certificates_v1_and_long_serials() {
+    let pki = Pki::new();
+    openssl(
+        pki.path(),
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "v1.key",
+            "-out",
+            "v1.csr",
+            "-subj",
+            "/CN=legacy",
+        ],
+    );
+    // No extensions: openssl writes an X.509 v1 certificate. 30-byte serial.
+    let serial = "0x0102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E";
+    openssl(
+        pki.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "v1.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-set_serial",
+            serial,
+            "-days",
+            "30",
+            "-out",
+            "v1.pem",
+        ],
+    );
+    let cert = pki.cert("v1");
+    assert_eq!(cert.version(), 1);
+    assert!(cert.extensions().is_empty());
+    assert_eq!(cert.serial_hex(), serial.trim_start_matches("0x"));
+    assert_eq!(cert.serial().len(), 30);
+    cert.verify_issued_by(&pki.cert("root")).unwrap();
+    assert!(matches!(
+        cert.verify_issued_by(&cert),
+        Err(mdm_enroll::cms::CertificateError::BadSignature)
+    ));
+    // And it signs and verifies like any other.
+    let key = pki.key("v1");
+    let der = SignedDataBuilder::new(oid::ID_DATA, b"x", &key, &cert)
+        .build()
+        .unwrap();
+    pki.write("s.der", &der);
+    openssl(
+        pki.path(),
+        &[
+            "cms", "-verify", "-inform", "DER", "-in", "s.der", "-CAfile", "root.pem", "-purpose",
+            "any", "-out", "o.bin",
+        ],
+    );
+    assert_eq!(pki.read("o.bin"), b"x");
+    assert_eq!(
+        SignedData::parse(&der, &limits())
+            .unwrap()
+            .verify_signer(0, None)
+            .unwrap(),
+        &cert
+    );
+}

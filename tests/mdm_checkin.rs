@@ -348,3 +348,18 @@ fn dictionary_api_matches_decode() {
     assert_eq!(Channel::resolve(&d).unwrap().device_id(), "U");
     assert_eq!(m.to_dictionary(), d);
 }
+
+#[test]
+fn empty_identity_values_are_absent_but_kept() {
+    let m = decode(
+        "CheckOut",
+        &format!(
+            "{TOPIC}<key>UDID</key><string></string><key>EnrollmentID</key><string>E</string>"
+        ),
+    )
+    .unwrap();
+    assert_eq!(m.channel.kind(), "user-enrollment-device");
+    assert_eq!(m.extra.get("UDID").and_then(Value::as_string), Some(""));
+    let again = CheckinMessage::decode(&m.encode(), &Limits::default()).unwrap();
+    assert_eq!(again, m);
+}

@@ -53,7 +53,7 @@ impl UserStore for Broken {
         u: &str,
         d: &str,
         max: Option<u32>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let max = if self.flaw == Flaw::ClaimIgnoresLimit {
             None
         } else {

@@ -128,7 +128,16 @@ impl Certificate {
         blocks.iter().map(|der| Self::from_der(der)).collect()
     }
 
-    pub(crate) fn from_element(el: &Element<'_>) -> Result<Self, CertificateError> {
+    pub(crate) fn from_element(original: &Element<'_>) -> Result<Self, CertificateError> {
+        // Normalise once, then take every piece as a slice of the DER; only
+        // the TBSCertificate is kept as originally encoded (it is what the
+        // issuer signed).
+        let der = original.to_der()?;
+        let el = &Element::parse(&der, &BerLimits::default())?;
+        let original_tbs = asn1::sequence(original, asn1::SEQUENCE, "Certificate")?
+            .first()
+            .map(|t| t.raw.to_vec())
+            .ok_or(CertificateError::Malformed("Certificate"))?;
         let parts = asn1::sequence(el, asn1::SEQUENCE, "Certificate")?;
         let [tbs_el, alg_el, sig_el] = parts.as_slice() else {
             return Err(CertificateError::Malformed("Certificate"));
@@ -165,7 +174,7 @@ impl Certificate {
             return Err(CertificateError::Malformed("validity"));
         };
         let time = |e: &Element<'_>, what: &'static str| -> Result<Time, CertificateError> {
-            Time::from_der(&e.to_der()?).map_err(|_| CertificateError::Malformed(what))
+            Time::from_der(e.raw).map_err(|_| CertificateError::Malformed(what))
         };
         let not_before = time(nb, "notBefore")?;
         let not_after = time(na, "notAfter")?;
@@ -185,16 +194,21 @@ impl Certificate {
             }
         }
 
+        let (issuer, subject, spki) = (
+            issuer_el.raw.to_vec(),
+            subject_el.raw.to_vec(),
+            spki_el.raw.to_vec(),
+        );
         Ok(Self {
-            der: el.to_der()?,
-            tbs: tbs_el.raw.to_vec(),
+            tbs: original_tbs,
+            der,
             version,
             serial,
-            issuer: issuer_el.to_der()?,
-            subject: subject_el.to_der()?,
+            issuer,
+            subject,
             not_before,
             not_after,
-            spki: spki_el.to_der()?,
+            spki,
             signature_algorithm,
             signature,
             extensions,
@@ -386,12 +400,11 @@ fn extension(el: &Element<'_>) -> Result<Extension, CertificateError> {
 }
 
 fn bit_string(el: &Element<'_>, what: &'static str) -> Result<Vec<u8>, CertificateError> {
-    if !el.is(Class::Universal, asn1::BIT_STRING) {
+    // Called on DER: the BIT STRING is primitive.
+    if !el.is(Class::Universal, asn1::BIT_STRING) || el.constructed {
         return Err(CertificateError::Malformed(what));
     }
-    let der = el.to_der()?;
-    let inner = Element::parse(&der, &BerLimits::default())?;
-    match inner.contents.split_first() {
+    match el.contents.split_first() {
         Some((0, bits)) => Ok(bits.to_vec()),
         _ => Err(CertificateError::Malformed(what)),
     }

@@ -62,12 +62,9 @@ pub enum DeviceAttributesError {
     /// The signer is issued by the SCEP CA but fails the path check (e.g. expired).
     #[error("SCEP identity not trusted: {0}")]
     Trust(#[from] TrustError),
-    /// The content is not a plist within limits.
+    /// The content is not a dictionary plist within limits.
     #[error("device attributes plist: {0}")]
-    Plist(String),
-    /// The plist's root is not a dictionary.
-    #[error("device attributes plist root is not a dictionary")]
-    NotADictionary,
+    Plist(#[from] crate::wire::plist::PlistError),
     /// A known key has a value of the wrong plist type.
     #[error("device attribute {key} has the wrong type")]
     WrongType {
@@ -131,7 +128,7 @@ const STRING_KEYS: [&str; 10] = [
 impl DeviceAttributes {
     /// Decode the attribute plist (XML; binary only if `limits` allow) within `limits`.
     pub fn from_plist(bytes: &[u8], limits: &Limits) -> Result<Self, DeviceAttributesError> {
-        let dict = decode_dict(bytes, limits)?;
+        let dict = crate::wire::plist::decode_dict(bytes, limits)?;
         Self::from_dictionary(dict)
     }
 
@@ -180,60 +177,6 @@ impl DeviceAttributes {
             not_on_console,
             other: dict,
         })
-    }
-}
-
-/// Bounded plist decode: size, binary refused, and a linear pre-scan of the
-/// XML nesting depth before the `plist` crate (whose values drop recursively)
-/// sees the document.
-// TODO(wire): switch to `crate::wire::plist::decode_dict` once it is in main.
-fn decode_dict(bytes: &[u8], limits: &Limits) -> Result<plist::Dictionary, DeviceAttributesError> {
-    let refuse = |why: &str| Err(DeviceAttributesError::Plist(why.to_owned()));
-    if bytes.len() > limits.max_body_bytes {
-        return refuse("plist larger than the body limit");
-    }
-    if bytes.starts_with(b"bplist") {
-        return refuse("binary plist not accepted");
-    }
-    let (mut depth, mut nodes, mut i) = (0usize, 0usize, 0usize);
-    while let Some(off) = bytes
-        .get(i..)
-        .and_then(|r| r.iter().position(|b| *b == b'<'))
-    {
-        let rest = bytes.get(i + off..).unwrap_or_default();
-        let end_marker: &[u8] = if rest.starts_with(b"<!--") {
-            b"-->"
-        } else if rest.starts_with(b"<![CDATA[") {
-            b"]]>"
-        } else {
-            b">"
-        };
-        let Some(len) = rest
-            .windows(end_marker.len())
-            .position(|w| w == end_marker)
-            .map(|p| p + end_marker.len())
-        else {
-            return refuse("unterminated markup");
-        };
-        let tag = rest.get(..len).unwrap_or_default();
-        let self_closing = tag.ends_with(b"/>");
-        if (tag.starts_with(b"<dict") || tag.starts_with(b"<array")) && !self_closing {
-            depth += 1;
-        } else if tag.starts_with(b"</dict") || tag.starts_with(b"</array") {
-            depth = depth.saturating_sub(1);
-        }
-        if !tag.starts_with(b"</") {
-            nodes += 1;
-        }
-        if depth > limits.max_depth || nodes > limits.max_nodes {
-            return refuse("plist nesting or node count over limit");
-        }
-        i += off + len;
-    }
-    match plist::Value::from_reader_xml(bytes) {
-        Ok(plist::Value::Dictionary(d)) => Ok(d),
-        Ok(_) => Err(DeviceAttributesError::NotADictionary),
-        Err(e) => Err(DeviceAttributesError::Plist(e.to_string())),
     }
 }
 

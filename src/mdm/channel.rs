@@ -63,10 +63,6 @@ pub enum Channel {
     },
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.is_empty())
-}
-
 impl Channel {
     /// Resolve the channel from a message dictionary (keys are not removed).
     pub fn resolve(dict: &Dictionary) -> Result<Self, Error> {
@@ -75,12 +71,26 @@ impl Channel {
 
     /// Resolve the channel, consuming the identity keys from `f`.
     pub(crate) fn take(f: &mut Fields) -> Result<Self, Error> {
-        let udid = non_empty(f.opt_string("UDID")?);
-        let user_id = non_empty(f.opt_string("UserID")?);
-        let short = non_empty(f.opt_string("UserShortName")?);
-        let long = non_empty(f.opt_string("UserLongName")?);
-        let enrollment_id = non_empty(f.opt_string("EnrollmentID")?);
-        let enrollment_user_id = non_empty(f.opt_string("EnrollmentUserID")?);
+        // Empty values count as absent but are kept as unknown keys.
+        let mut empty = Vec::new();
+        let mut take = |key: &'static str| -> Result<Option<String>, Error> {
+            Ok(match f.opt_string(key)? {
+                Some(s) if s.is_empty() => {
+                    empty.push(key);
+                    None
+                }
+                other => other,
+            })
+        };
+        let udid = take("UDID")?;
+        let user_id = take("UserID")?;
+        let short = take("UserShortName")?;
+        let long = take("UserLongName")?;
+        let enrollment_id = take("EnrollmentID")?;
+        let enrollment_user_id = take("EnrollmentUserID")?;
+        for key in empty {
+            f.0.insert(key.to_owned(), String::new().into());
+        }
         // Keys that are consumed but do not take part in this resolution are
         // put back so nothing is lost.
         let mut put_back = |key: &str, v: Option<String>| {

@@ -246,10 +246,16 @@ fn device_claims_respect_limit<S: Store>(s: &S) -> Result<(), String> {
     let (a, b) = (tenant("a"), tenant("b"));
     s.put_user(&user(&a, "alice")).map_err(e("put_user"))?;
     s.put_user(&user(&b, "alice")).map_err(e("put_user"))?;
-    s.claim_device(&a, "alice", "d1", Some(2))
+    let first = s
+        .claim_device(&a, "alice", "d1", Some(2))
         .map_err(e("claim d1"))?;
-    s.claim_device(&a, "alice", "d1", Some(2))
+    let again = s
+        .claim_device(&a, "alice", "d1", Some(2))
         .map_err(e("re-claim d1 (idempotent)"))?;
+    ensure!(
+        first && !again,
+        "claim reports 'newly counted' as {first}, then {again}"
+    );
     s.claim_device(&a, "alice", "d2", Some(2))
         .map_err(e("claim d2"))?;
     let third = s.claim_device(&a, "alice", "d3", Some(2));

@@ -119,19 +119,19 @@ impl UserStore for MemoryStore {
         username: &str,
         device_id: &str,
         max: Option<u32>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut users = lock(&self.users)?;
         let (_, devices) = users
             .get_mut(&(tenant.clone(), username.to_owned()))
             .ok_or(StoreError::NotFound)?;
         if devices.contains(device_id) {
-            return Ok(());
+            return Ok(false);
         }
         if max.is_some_and(|max| devices.len() >= usize::try_from(max).unwrap_or(usize::MAX)) {
             return Err(StoreError::LimitReached);
         }
         devices.insert(device_id.to_owned());
-        Ok(())
+        Ok(true)
     }
 
     fn release_device(

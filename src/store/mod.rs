@@ -148,16 +148,17 @@ pub trait UserStore: Send + Sync {
     fn put_user(&self, user: &UserAccount) -> Result<(), StoreError>;
     /// The account of `username` in `tenant`.
     fn user(&self, tenant: &TenantId, username: &str) -> Result<Option<UserAccount>, StoreError>;
-    /// **Atomic**: count `device_id` against the user; idempotent for a
-    /// device already counted; [`StoreError::LimitReached`] if `max` devices
-    /// are already counted.
+    /// **Atomic**: count `device_id` against the user. Returns `true` if it
+    /// was newly counted, `false` if it already was (idempotent);
+    /// [`StoreError::LimitReached`] if `max` other devices are counted;
+    /// [`StoreError::NotFound`] for an unknown user.
     fn claim_device(
         &self,
         tenant: &TenantId,
         username: &str,
         device_id: &str,
         max: Option<u32>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Stop counting `device_id` against the user (no error if not counted).
     fn release_device(
         &self,

@@ -1,8 +1,8 @@
 //! Test support (feature `test-support`): a directory and push sender for
 //! tests, and simulated devices that walk the thirteen steps.
 //!
-//! [`EvidenceDevice`] drives the evidence-level [`Engine`](crate::service::Engine)
-//! directly (no cryptography), for load tests of stores and the core.
+//! [`EvidenceDevice`] drives the evidence-level
+//! [`Engine`] directly (no cryptography), for load tests of stores and the core.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

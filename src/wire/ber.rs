@@ -133,6 +133,11 @@ const STRING_TAGS: &[u32] = &[3, 4, 12, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 
 struct Walker<'l> {
     limits: &'l BerLimits,
     elements: usize,
+    /// Descend into definite-length constructed elements to validate them.
+    /// Off when listing the children of an already validated element: its
+    /// whole subtree was checked when it was parsed, so one level suffices
+    /// (otherwise walking a tree top-down costs O(size × depth)).
+    validate: bool,
 }
 
 impl Walker<'_> {
@@ -228,7 +233,7 @@ impl Walker<'_> {
                     offset: base + pos,
                     depth,
                 };
-                if constructed {
+                if constructed && self.validate {
                     // Validate (and count) the children now so that every
                     // Element handed out is known to be well formed.
                     self.children(&el)?;
@@ -305,6 +310,7 @@ impl<'a> Element<'a> {
         let mut walker = Walker {
             limits,
             elements: 0,
+            validate: true,
         };
         let el = walker.element(input, 0, 0)?;
         Ok((el, &input[el.raw.len()..]))
@@ -326,6 +332,7 @@ impl<'a> Element<'a> {
         Walker {
             limits: &limits,
             elements: 0,
+            validate: false,
         }
         .children(self)
     }

@@ -518,14 +518,19 @@ mod xml {
         fn text(&mut self, name: &str) -> Result<(), PlistError> {
             let mut len = 0usize;
             loop {
+                // Plain text up to the next byte of interest, in one step.
+                let rest = self.b.get(self.pos..).unwrap_or_default();
+                let plain = rest
+                    .iter()
+                    .position(|&c| matches!(c, b'<' | b'&' | 0))
+                    .unwrap_or(rest.len());
+                self.pos += plain;
+                len += plain;
                 match self.at(self.pos) {
                     None => return Err(self.truncated()),
                     Some(b'<') => break,
                     Some(b'&') => len += self.entity()?,
-                    Some(_) => {
-                        self.pos += 1;
-                        len += 1;
-                    }
+                    Some(_) => return Err(malformed(self.pos, "NUL character")),
                 }
             }
             self.add_decoded(len)?;
@@ -612,6 +617,7 @@ mod xml {
         let s = std::str::from_utf8(digits).ok()?;
         let v = u32::from_str_radix(s, radix).ok()?;
         let c = char::from_u32(v)?;
+        // quick-xml (inside the plist crate) refuses U+0000.
         (v != 0).then(|| c.len_utf8())
     }
 
@@ -958,9 +964,10 @@ mod binary {
 ///
 /// Dictionary keys keep their order. Characters that XML 1.0 cannot carry
 /// (C0 controls other than tab, LF and CR) are written as character
-/// references, which this crate's and Apple's readers accept; strict XML
-/// readers such as expat refuse them. The writer is iterative, so any depth
-/// of `value` is safe.
+/// references, which [`decode`] reads back (strict XML readers such as
+/// expat refuse them); U+0000 has no XML form at all, and a document
+/// holding it is refused by every reader, [`decode`] included. The writer
+/// is iterative, so any depth of `value` is safe.
 pub fn encode_xml(value: &Value) -> Vec<u8> {
     enum Item<'a> {
         Value(&'a Value),

@@ -1,0 +1,73 @@
+//! Check-in and report parsing on the real vectors, against a baseline in
+//! the same run: the bare `plist` crate on the same bytes (no guard, no
+//! typing). `guard` = `wire::plist::decode` alone; `typed` = the full
+//! `CheckinMessage::decode` / `Report::decode`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mdm_enroll::mdm::{CheckinMessage, Report};
+use mdm_enroll::wire::{Limits, plist as wire_plist};
+
+fn vector(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/vectors")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn bench(c: &mut Criterion) {
+    let limits = Limits::default();
+    let cases = [
+        (
+            "checkin/TokenUpdate.1",
+            "checkin/nanomdm_TokenUpdate.1.plist",
+            true,
+        ),
+        (
+            "checkin/Authenticate.2",
+            "checkin/nanomdm_Authenticate.2.plist",
+            true,
+        ),
+        (
+            "report/device_information",
+            "report/zentral_device_information.plist",
+            false,
+        ),
+        (
+            "report/profile_list",
+            "report/zentral_profile_list.plist",
+            false,
+        ),
+    ];
+    for (name, file, is_checkin) in cases {
+        let body = vector(file);
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("baseline_plist_crate", |b| {
+            b.iter(|| plist::Value::from_reader_xml(black_box(&body[..])).unwrap())
+        });
+        g.bench_function("guard", |b| {
+            b.iter(|| wire_plist::decode(black_box(&body), &limits).unwrap())
+        });
+        if is_checkin {
+            g.bench_function("typed", |b| {
+                b.iter(|| CheckinMessage::decode(black_box(&body), &limits).unwrap())
+            });
+        } else {
+            g.bench_function("typed", |b| {
+                b.iter(|| Report::decode(black_box(&body), &limits).unwrap())
+            });
+        }
+        g.finish();
+    }
+    // A hostile body: how fast the guard says no (20k-deep array, 140 KB).
+    let deep = format!("<plist>{}", "<array>".repeat(20_000)).into_bytes();
+    c.bench_function("hostile/deep_array_refused", |b| {
+        b.iter(|| wire_plist::decode(black_box(&deep), &limits).unwrap_err())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
