@@ -59,7 +59,7 @@ impl UserStore for Connections {
         u: &str,
         d: &str,
         max: Option<u32>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.pick().claim_device(t, u, d, max)
     }
     fn release_device(&self, t: &TenantId, u: &str, d: &str) -> Result<(), StoreError> {

@@ -139,14 +139,13 @@ impl App {
         let now = self.now();
         for e in events {
             tracing::info!(activation = %e.activation.as_str(), event = ?e.kind, "activation event");
-            if let EventKind::Reached(step) = e.kind {
-                if let Err(err) =
+            if let EventKind::Reached(step) = e.kind
+                && let Err(err) =
                     self.engine
                         .store()
                         .record_step(&self.tenant, &e.activation, step, now)
-                {
-                    tracing::warn!(%err, "could not record step");
-                }
+            {
+                tracing::warn!(%err, "could not record step");
             }
         }
     }
@@ -511,6 +510,7 @@ fn refusal(e: &ServiceError) -> String {
     match e {
         ServiceError::Activation(a) => a.to_string(),
         ServiceError::Store(StoreError::LimitReached) => "device limit reached".into(),
+        ServiceError::BadRequest(why) => why.clone(),
         ServiceError::Store(_) => "the server could not complete the request".into(),
     }
 }

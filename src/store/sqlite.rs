@@ -305,7 +305,7 @@ impl UserStore for SqliteStore {
         username: &str,
         device_id: &str,
         max: Option<u32>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
             let exists: bool = tx
                 .query_row(
@@ -329,7 +329,7 @@ impl UserStore for SqliteStore {
                 .map_err(backend)?
                 .unwrap_or(false);
             if counted {
-                return Ok(());
+                return Ok(false);
             }
             if let Some(max) = max {
                 let n: i64 = tx
@@ -348,7 +348,7 @@ impl UserStore for SqliteStore {
                 params![tenant.as_str(), username, device_id],
             )
             .map_err(backend)?;
-            Ok(())
+            Ok(true)
         })
     }
 
