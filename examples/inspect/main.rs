@@ -16,7 +16,9 @@
 mod checkin;
 mod json;
 mod ota;
+mod profile;
 mod report;
+mod scep;
 mod signature;
 
 use std::io::Write;
@@ -38,11 +40,13 @@ fn handler(kind: &str) -> Option<Handler> {
         "report" => Some(Handler::Bytes(report::inspect)),
         "ota" => Some(Handler::Args(ota::run)),
         "signature" => Some(Handler::Args(signature::run)),
+        "profile" => Some(Handler::Bytes(profile::inspect)),
+        "scep" => Some(Handler::Args(scep::run)),
         _ => None,
     }
 }
 
-const KINDS: &str = "checkin, report, ota, signature";
+const KINDS: &str = "checkin, report, ota, signature, profile, scep";
 
 fn usage(msg: &str) -> ExitCode {
     let _ = writeln!(

@@ -14,6 +14,7 @@ mod asn1;
 pub mod builder;
 pub mod certificate;
 pub mod device_attributes;
+pub mod enveloped;
 mod error;
 pub mod mdm_signature;
 pub mod oid;

@@ -193,6 +193,11 @@ impl Walker<'_> {
         if first == 0 && len_byte == 0 {
             return Err(BerError::UnexpectedEoc { offset: base });
         }
+        if class == Class::Universal && number == 0 {
+            // Universal tag 0 is reserved for end-of-contents; any other use
+            // (e.g. `00 81 00`) would re-encode as an end-of-contents marker.
+            return Err(BerError::InvalidTag { offset: base });
+        }
         let definite_len = match len_byte {
             0x80 => None,
             l if l < 0x80 => Some(usize::from(l)),
@@ -553,6 +558,25 @@ mod tests {
             to_der(&[0x24, 0x03, 0x02, 0x01, 0x00], &limits),
             Err(BerError::BadStringSegment { .. })
         ));
+    }
+
+    #[test]
+    fn reserved_tag_zero_is_refused() {
+        // Found by fuzzing: `00 81 00` is tag 0 with a non-minimal zero length,
+        // which DER would write as an end-of-contents marker.
+        let ber = [0x30, 0x80, 0x00, 0x81, 0x00, 0x00, 0x00];
+        assert!(matches!(
+            to_der(&ber, &BerLimits::default()),
+            Err(BerError::InvalidTag { offset: 2 })
+        ));
+        let fuzz = [
+            0x6a, 0x80, 0x03, 0x00, 0x92, 0x00, 0x2d, 0x80, 0x01, 0x00, 0x80, 0x03, 0x01, 0x00,
+            0x06, 0x00, 0x81, 0x00, 0x06, 0x00, 0x81, 0x81, 0x00, 0x06, 0x00, 0x81, 0x00, 0x00,
+            0x00, 0x00, 0x00,
+        ];
+        if let Ok(der) = to_der(&fuzz, &BerLimits::default()) {
+            assert_eq!(to_der(&der, &BerLimits::default()), Ok(der));
+        }
     }
 
     #[test]

@@ -1,0 +1,556 @@
+//! CMS EnvelopedData (RFC 5652 §6) with RSA key transport: decrypt and encrypt.
+//!
+//! The `cms` crate has no decryption API and is DER-only, so this module reads
+//! the BER that clients send (indefinite lengths; primitive or constructed
+//! `[0] IMPLICIT` encryptedContent) with [`wire::ber`](crate::wire::ber) and
+//! writes DER.
+//!
+//! - Key transport: RSA PKCS#1 v1.5 (`rsaEncryption`) through a
+//!   [`KeyUnwrapper`], whose contract is implicit rejection: a bad RSA block
+//!   gives a pseudo-random key, so every failure after key transport
+//!   ([`EnvelopedError::DecryptionFailed`]) looks the same (no padding oracle).
+//! - Content: CBC with DES (legacy, allowed by [`DecryptPolicy`]), DES-EDE3,
+//!   AES-128/192/256, PKCS#7 padding.
+
+use const_oid::ObjectIdentifier;
+use const_oid::db::rfc5911::{ID_DATA, ID_ENVELOPED_DATA};
+use const_oid::db::rfc5912::RSA_ENCRYPTION;
+use thiserror::Error;
+
+use crate::crypto::{CryptoError, KeyUnwrapper};
+use crate::wire::ber::{BerError, BerLimits, Class, Element};
+
+/// `desCBC` (OIW, 1.3.14.3.2.7): single DES, what micromdm's scepclient sends.
+pub const DES_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.7");
+/// `des-ede3-cbc` (1.2.840.113549.3.7).
+pub const DES_EDE3_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.3.7");
+/// `id-aes128-CBC`.
+pub const AES_128_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.2");
+/// `id-aes192-CBC`.
+pub const AES_192_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.22");
+/// `id-aes256-CBC`.
+pub const AES_256_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.42");
+
+/// A content-encryption algorithm this module supports (all CBC, PKCS#7 padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContentCipher {
+    /// Single DES (56-bit; legacy, see [`DecryptPolicy::allow_single_des`]).
+    DesCbc,
+    /// Triple DES (EDE3).
+    DesEde3Cbc,
+    /// AES-128.
+    Aes128Cbc,
+    /// AES-192.
+    Aes192Cbc,
+    /// AES-256.
+    Aes256Cbc,
+}
+
+impl ContentCipher {
+    const ALL: [Self; 5] = [
+        Self::DesCbc,
+        Self::DesEde3Cbc,
+        Self::Aes128Cbc,
+        Self::Aes192Cbc,
+        Self::Aes256Cbc,
+    ];
+
+    /// The algorithm identifier's OID.
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            Self::DesCbc => DES_CBC,
+            Self::DesEde3Cbc => DES_EDE3_CBC,
+            Self::Aes128Cbc => AES_128_CBC,
+            Self::Aes192Cbc => AES_192_CBC,
+            Self::Aes256Cbc => AES_256_CBC,
+        }
+    }
+
+    /// Look a cipher up by OID.
+    pub fn from_oid(oid: &ObjectIdentifier) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.oid() == *oid)
+    }
+
+    /// Key length in bytes.
+    pub fn key_len(self) -> usize {
+        match self {
+            Self::DesCbc => 8,
+            Self::DesEde3Cbc | Self::Aes192Cbc => 24,
+            Self::Aes128Cbc => 16,
+            Self::Aes256Cbc => 32,
+        }
+    }
+
+    /// Block (and IV) length in bytes.
+    pub fn block_len(self) -> usize {
+        match self {
+            Self::DesCbc | Self::DesEde3Cbc => 8,
+            _ => 16,
+        }
+    }
+
+    /// A short name (`AES-128-CBC`, …) for logs and `inspect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DesCbc => "DES-CBC",
+            Self::DesEde3Cbc => "DES-EDE3-CBC",
+            Self::Aes128Cbc => "AES-128-CBC",
+            Self::Aes192Cbc => "AES-192-CBC",
+            Self::Aes256Cbc => "AES-256-CBC",
+        }
+    }
+
+    fn decrypt(self, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, EnvelopedError> {
+        use cbc::cipher::{BlockModeDecrypt, KeyIvInit, block_padding::Pkcs7};
+        fn run<C: BlockModeDecrypt + KeyIvInit>(
+            key: &[u8],
+            iv: &[u8],
+            data: &[u8],
+        ) -> Result<Vec<u8>, EnvelopedError> {
+            C::new_from_slices(key, iv)
+                .map_err(|_| EnvelopedError::DecryptionFailed)?
+                .decrypt_padded_vec::<Pkcs7>(data)
+                .map_err(|_| EnvelopedError::DecryptionFailed)
+        }
+        match self {
+            Self::DesCbc => run::<cbc::Decryptor<des::Des>>(key, iv, data),
+            Self::DesEde3Cbc => run::<cbc::Decryptor<des::TdesEde3>>(key, iv, data),
+            Self::Aes128Cbc => run::<cbc::Decryptor<aes::Aes128>>(key, iv, data),
+            Self::Aes192Cbc => run::<cbc::Decryptor<aes::Aes192>>(key, iv, data),
+            Self::Aes256Cbc => run::<cbc::Decryptor<aes::Aes256>>(key, iv, data),
+        }
+    }
+
+    fn encrypt(self, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, EnvelopedError> {
+        use cbc::cipher::{BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
+        fn run<C: BlockModeEncrypt + KeyIvInit>(
+            key: &[u8],
+            iv: &[u8],
+            data: &[u8],
+        ) -> Result<Vec<u8>, EnvelopedError> {
+            Ok(C::new_from_slices(key, iv)
+                .map_err(|_| EnvelopedError::Malformed("cipher key or IV length"))?
+                .encrypt_padded_vec::<Pkcs7>(data))
+        }
+        match self {
+            Self::DesCbc => run::<cbc::Encryptor<des::Des>>(key, iv, data),
+            Self::DesEde3Cbc => run::<cbc::Encryptor<des::TdesEde3>>(key, iv, data),
+            Self::Aes128Cbc => run::<cbc::Encryptor<aes::Aes128>>(key, iv, data),
+            Self::Aes192Cbc => run::<cbc::Encryptor<aes::Aes192>>(key, iv, data),
+            Self::Aes256Cbc => run::<cbc::Encryptor<aes::Aes256>>(key, iv, data),
+        }
+    }
+}
+
+/// What decryption accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecryptPolicy {
+    /// Accept single DES-CBC content (default `true`: micromdm's scepclient
+    /// 2.1.0 sends nothing else; RFC 8894 says MUST NOT, so turn it off when
+    /// no such client is in the fleet).
+    pub allow_single_des: bool,
+}
+
+impl Default for DecryptPolicy {
+    fn default() -> Self {
+        Self {
+            allow_single_des: true,
+        }
+    }
+}
+
+/// Errors from EnvelopedData decoding, decryption and encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EnvelopedError {
+    /// The BER structure is broken or over the limits.
+    #[error("EnvelopedData BER: {0}")]
+    Ber(#[from] BerError),
+    /// A field is missing or of the wrong type.
+    #[error("malformed EnvelopedData: {0}")]
+    Malformed(&'static str),
+    /// The content-encryption algorithm is not one of [`ContentCipher`].
+    #[error("unsupported content encryption algorithm {0}")]
+    UnsupportedCipher(ObjectIdentifier),
+    /// Single DES content while [`DecryptPolicy::allow_single_des`] is off.
+    #[error("single DES content encryption refused by policy")]
+    SingleDesRefused,
+    /// A key-transport algorithm other than `rsaEncryption` (e.g. RSAES-OAEP).
+    #[error("unsupported key transport algorithm {0}")]
+    UnsupportedKeyTransport(ObjectIdentifier),
+    /// No KeyTransRecipientInfo is addressed to the decrypting certificate.
+    #[error("no recipient matches the decryption certificate")]
+    NoRecipient,
+    /// Key transport or content decryption failed. Deliberately one variant
+    /// for every cause (wrong key, bad RSA padding, bad CBC padding).
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// The key backend failed (not a statement about the ciphertext).
+    #[error("key backend: {0}")]
+    Backend(String),
+}
+
+/// How a KeyTransRecipientInfo names its recipient certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientId {
+    /// `issuerAndSerialNumber`: DER of the issuer Name, and the serial
+    /// INTEGER's content octets (any length: certmonger uses 32-byte serials).
+    IssuerAndSerial {
+        /// DER of the issuer `Name`.
+        issuer: Vec<u8>,
+        /// Content octets of the serial INTEGER.
+        serial: Vec<u8>,
+    },
+    /// `[0] subjectKeyIdentifier`.
+    SubjectKeyId(Vec<u8>),
+}
+
+/// The identity of a recipient certificate, for matching and addressing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientIdentity {
+    /// DER of the certificate's issuer `Name`.
+    pub issuer: Vec<u8>,
+    /// Content octets of the certificate's serial INTEGER.
+    pub serial: Vec<u8>,
+    /// The certificate's SubjectKeyIdentifier, if it has one.
+    pub subject_key_id: Option<Vec<u8>>,
+}
+
+impl RecipientIdentity {
+    /// The identity of a (leniently parsed) certificate.
+    pub fn of(cert: &super::Certificate) -> Self {
+        Self {
+            issuer: cert.issuer_der().to_vec(),
+            serial: cert.serial().to_vec(),
+            subject_key_id: cert.subject_key_identifier(),
+        }
+    }
+
+    /// Whether a recipient identifier names this certificate.
+    pub fn matches(&self, rid: &RecipientId) -> bool {
+        match rid {
+            RecipientId::IssuerAndSerial { issuer, serial } => {
+                *issuer == self.issuer && *serial == self.serial
+            }
+            RecipientId::SubjectKeyId(ski) => self.subject_key_id.as_deref() == Some(ski),
+        }
+    }
+}
+
+/// One `KeyTransRecipientInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTransRecipient {
+    /// Which certificate the key was encrypted to.
+    pub rid: RecipientId,
+    /// The key-encryption algorithm OID (`rsaEncryption` is the one supported).
+    pub key_encryption_algorithm: ObjectIdentifier,
+    /// The encrypted content-encryption key.
+    pub encrypted_key: Vec<u8>,
+}
+
+/// A decoded EnvelopedData (only key-transport recipients are kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopedData {
+    /// The key-transport recipients, in order.
+    pub recipients: Vec<KeyTransRecipient>,
+    /// The encrypted content's type (`id-data` for SCEP).
+    pub content_type: ObjectIdentifier,
+    /// The content-encryption algorithm OID as sent.
+    pub cipher_oid: ObjectIdentifier,
+    /// The cipher, if supported.
+    pub cipher: Option<ContentCipher>,
+    /// The CBC IV.
+    pub iv: Vec<u8>,
+    /// The ciphertext (segments of a constructed string concatenated).
+    pub encrypted_content: Vec<u8>,
+}
+
+impl EnvelopedData {
+    /// Decode a ContentInfo(envelopedData) or a bare EnvelopedData, BER or DER.
+    pub fn parse(bytes: &[u8], limits: &BerLimits) -> Result<Self, EnvelopedError> {
+        let top = Element::parse(bytes, limits)?;
+        let fields = seq(&top, "EnvelopedData or ContentInfo")?;
+        let first = fields.first().ok_or(EnvelopedError::Malformed("empty"))?;
+        let env = if first.is(Class::Universal, 6) {
+            if oid(first)? != ID_ENVELOPED_DATA {
+                return Err(EnvelopedError::Malformed(
+                    "ContentInfo is not envelopedData",
+                ));
+            }
+            let wrapper = fields
+                .get(1)
+                .filter(|e| e.is(Class::Context, 0) && e.constructed)
+                .ok_or(EnvelopedError::Malformed("ContentInfo content"))?;
+            let inner = wrapper.children()?;
+            match inner.as_slice() {
+                [one] => *one,
+                _ => return Err(EnvelopedError::Malformed("ContentInfo content")),
+            }
+        } else {
+            top
+        };
+        Self::from_element(&env)
+    }
+
+    fn from_element(env: &Element<'_>) -> Result<Self, EnvelopedError> {
+        let fields = seq(env, "EnvelopedData")?;
+        let mut it = fields.iter().peekable();
+        let version = it.next().ok_or(EnvelopedError::Malformed("version"))?;
+        if !version.is(Class::Universal, 2) {
+            return Err(EnvelopedError::Malformed("version"));
+        }
+        // originatorInfo [0] IMPLICIT OPTIONAL: skipped.
+        if it.peek().is_some_and(|e| e.is(Class::Context, 0)) {
+            it.next();
+        }
+        let ris = it
+            .next()
+            .filter(|e| e.is(Class::Universal, 17))
+            .ok_or(EnvelopedError::Malformed("recipientInfos"))?;
+        let mut recipients = Vec::new();
+        for ri in ris.children()? {
+            // Only KeyTransRecipientInfo is an untagged SEQUENCE; the other
+            // choices are [1]..[4] and are ignored.
+            if ri.is(Class::Universal, 16) {
+                recipients.push(parse_ktri(&ri)?);
+            }
+        }
+        let eci = it
+            .next()
+            .ok_or(EnvelopedError::Malformed("encryptedContentInfo"))?;
+        let eci = seq(eci, "encryptedContentInfo")?;
+        let content_type = oid(eci.first().ok_or(EnvelopedError::Malformed(
+            "encryptedContentInfo contentType",
+        ))?)?;
+        let alg = seq(
+            eci.get(1)
+                .ok_or(EnvelopedError::Malformed("contentEncryptionAlgorithm"))?,
+            "contentEncryptionAlgorithm",
+        )?;
+        let cipher_oid = oid(alg
+            .first()
+            .ok_or(EnvelopedError::Malformed("contentEncryptionAlgorithm"))?)?;
+        let cipher = ContentCipher::from_oid(&cipher_oid);
+        let iv = match alg.get(1) {
+            Some(p) if p.is(Class::Universal, 4) => p.string_value()?,
+            _ => Vec::new(),
+        };
+        let encrypted_content = match eci.get(2) {
+            Some(c) if c.is(Class::Context, 0) => c.string_value()?,
+            Some(_) => return Err(EnvelopedError::Malformed("encryptedContent")),
+            None => Vec::new(),
+        };
+        Ok(Self {
+            recipients,
+            content_type,
+            cipher_oid,
+            cipher,
+            iv,
+            encrypted_content,
+        })
+    }
+
+    /// Decrypt the content for the recipient `me`, whose private key is behind
+    /// `unwrapper`.
+    ///
+    /// Structural problems (no matching recipient, unsupported algorithms) are
+    /// reported as such; everything that depends on the secret key is
+    /// [`EnvelopedError::DecryptionFailed`].
+    pub fn decrypt(
+        &self,
+        me: &RecipientIdentity,
+        unwrapper: &dyn KeyUnwrapper,
+        policy: &DecryptPolicy,
+    ) -> Result<Vec<u8>, EnvelopedError> {
+        let cipher = self
+            .cipher
+            .ok_or(EnvelopedError::UnsupportedCipher(self.cipher_oid))?;
+        if cipher == ContentCipher::DesCbc && !policy.allow_single_des {
+            return Err(EnvelopedError::SingleDesRefused);
+        }
+        if self.iv.len() != cipher.block_len() {
+            return Err(EnvelopedError::Malformed("IV length"));
+        }
+        let ktri = self
+            .recipients
+            .iter()
+            .find(|r| me.matches(&r.rid))
+            .ok_or(EnvelopedError::NoRecipient)?;
+        if ktri.key_encryption_algorithm != RSA_ENCRYPTION {
+            return Err(EnvelopedError::UnsupportedKeyTransport(
+                ktri.key_encryption_algorithm,
+            ));
+        }
+        let cek = unwrapper
+            .unwrap_key(&ktri.encrypted_key, cipher.key_len())
+            .map_err(|e| match e {
+                // A backend may only fail for reasons that do not depend on
+                // the ciphertext's padding (implicit rejection contract).
+                CryptoError::Backend(m) | CryptoError::UnsupportedKey(m) => {
+                    EnvelopedError::Backend(m)
+                }
+                CryptoError::BadSignature => EnvelopedError::DecryptionFailed,
+            })?;
+        if cek.len() != cipher.key_len() {
+            return Err(EnvelopedError::DecryptionFailed);
+        }
+        cipher.decrypt(&cek, &self.iv, &self.encrypted_content)
+    }
+
+    /// Encrypt `content` (type `id-data`) to one recipient with `cipher`,
+    /// returning the DER of a ContentInfo(envelopedData).
+    ///
+    /// `recipient` addresses the KeyTransRecipientInfo by issuer and serial
+    /// exactly as given; `recipient_key` encrypts a fresh key from `rng`.
+    pub fn encrypt<R: rand_core::CryptoRng + ?Sized>(
+        content: &[u8],
+        recipient: &RecipientIdentity,
+        recipient_key: &rsa::PublicKey,
+        cipher: ContentCipher,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, EnvelopedError> {
+        let mut key = vec![0u8; cipher.key_len()];
+        rng.fill_bytes(&mut key);
+        if matches!(cipher, ContentCipher::DesCbc | ContentCipher::DesEde3Cbc) {
+            set_odd_parity(&mut key);
+        }
+        let mut iv = vec![0u8; cipher.block_len()];
+        rng.fill_bytes(&mut iv);
+        let ciphertext = cipher.encrypt(&key, &iv, content)?;
+        let encrypted_key = recipient_key
+            .encrypt(rng, rsa::Pkcs1v15Encrypt, &key)
+            .map_err(|e| EnvelopedError::Backend(e.to_string()))?;
+
+        let null = [0x05, 0x00];
+        let ktri = tlv(
+            0x30,
+            &[
+                &[0x02, 0x01, 0x00],
+                &tlv(0x30, &[&recipient.issuer, &tlv(0x02, &[&recipient.serial])]),
+                &tlv(0x30, &[&oid_der(RSA_ENCRYPTION), &null]),
+                &tlv(0x04, &[&encrypted_key]),
+            ],
+        );
+        let eci = tlv(
+            0x30,
+            &[
+                &oid_der(ID_DATA),
+                &tlv(0x30, &[&oid_der(cipher.oid()), &tlv(0x04, &[&iv])]),
+                &tlv(0x80, &[&ciphertext]),
+            ],
+        );
+        let env = tlv(0x30, &[&[0x02, 0x01, 0x00], &tlv(0x31, &[&ktri]), &eci]);
+        Ok(tlv(
+            0x30,
+            &[&oid_der(ID_ENVELOPED_DATA), &tlv(0xa0, &[&env])],
+        ))
+    }
+}
+
+fn parse_ktri(ri: &Element<'_>) -> Result<KeyTransRecipient, EnvelopedError> {
+    let f = ri.children()?;
+    let rid_el = f
+        .get(1)
+        .ok_or(EnvelopedError::Malformed("KeyTransRecipientInfo rid"))?;
+    let rid = if rid_el.is(Class::Universal, 16) {
+        let ias = rid_el.children()?;
+        let issuer = ias
+            .first()
+            .filter(|e| e.is(Class::Universal, 16))
+            .ok_or(EnvelopedError::Malformed("rid issuer"))?;
+        let serial = ias
+            .get(1)
+            .filter(|e| e.is(Class::Universal, 2) && !e.constructed)
+            .ok_or(EnvelopedError::Malformed("rid serial"))?;
+        RecipientId::IssuerAndSerial {
+            issuer: issuer.to_der()?,
+            serial: serial.contents.to_vec(),
+        }
+    } else if rid_el.is(Class::Context, 0) {
+        RecipientId::SubjectKeyId(rid_el.string_value()?)
+    } else {
+        return Err(EnvelopedError::Malformed("KeyTransRecipientInfo rid"));
+    };
+    let alg = seq(
+        f.get(2)
+            .ok_or(EnvelopedError::Malformed("keyEncryptionAlgorithm"))?,
+        "keyEncryptionAlgorithm",
+    )?;
+    let key_encryption_algorithm = oid(alg
+        .first()
+        .ok_or(EnvelopedError::Malformed("keyEncryptionAlgorithm"))?)?;
+    let encrypted_key = f
+        .get(3)
+        .filter(|e| e.is(Class::Universal, 4))
+        .ok_or(EnvelopedError::Malformed("encryptedKey"))?
+        .string_value()?;
+    Ok(KeyTransRecipient {
+        rid,
+        key_encryption_algorithm,
+        encrypted_key,
+    })
+}
+
+/// The children of a SEQUENCE, or `Malformed(what)`.
+fn seq<'a>(el: &Element<'a>, what: &'static str) -> Result<Vec<Element<'a>>, EnvelopedError> {
+    if !el.is(Class::Universal, 16) || !el.constructed {
+        return Err(EnvelopedError::Malformed(what));
+    }
+    Ok(el.children()?)
+}
+
+fn oid(el: &Element<'_>) -> Result<ObjectIdentifier, EnvelopedError> {
+    if !el.is(Class::Universal, 6) || el.constructed {
+        return Err(EnvelopedError::Malformed("object identifier"));
+    }
+    ObjectIdentifier::from_bytes(el.contents)
+        .map_err(|_| EnvelopedError::Malformed("object identifier"))
+}
+
+fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
+    tlv(0x06, &[oid.as_bytes()])
+}
+
+/// One DER TLV with a single-octet tag whose contents are `parts` concatenated.
+pub(crate) fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + 6);
+    out.push(tag);
+    if len < 0x80 {
+        out.push(len as u8); // < 0x80
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8); // ≤ 8
+        out.extend_from_slice(bytes.get(skip..).unwrap_or_default());
+    }
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn set_odd_parity(key: &mut [u8]) {
+    for b in key {
+        *b = (*b & 0xfe) | u8::from((*b >> 1).count_ones() % 2 == 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parity_is_odd() {
+        let mut k = [0u8, 1, 2, 0xff, 0xfe, 0x80];
+        set_odd_parity(&mut k);
+        assert!(k.iter().all(|b| b.count_ones() % 2 == 1));
+    }
+
+    #[test]
+    fn tlv_long_form() {
+        let v = vec![7u8; 300];
+        let t = tlv(0x04, &[&v]);
+        assert_eq!(&t[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        assert_eq!(t.len(), 304);
+    }
+}

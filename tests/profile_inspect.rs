@@ -1,0 +1,144 @@
+//! `inspect profile <file>`: payload summary and signer chain as JSON.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn inspect(file: &str) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join(format!("inspect{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "-q", "--example", "inspect"])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(built.success());
+    }
+    Command::new(bin).args(["profile", file]).output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn vector(name: &str) -> String {
+    let p = root().join("../shared/vectors/profile").join(name);
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn unsigned_profile_lists_payloads() {
+    let v = json(&inspect(&vector("nanomdm_enroll.mobileconfig")));
+    assert_eq!(v["signed"], false);
+    assert_eq!(v["PayloadType"], "Configuration");
+    assert_eq!(v["PayloadIdentifier"], "com.github.micromdm.nanomdm");
+    let payloads = v["PayloadContent"].as_array().unwrap();
+    let summary: Vec<(&str, &str)> = payloads
+        .iter()
+        .map(|p| {
+            (
+                p["PayloadType"].as_str().unwrap(),
+                p["PayloadUUID"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "com.apple.security.scep",
+                "CB90E976-AD44-4B69-8108-8095E6260978"
+            ),
+            ("com.apple.mdm", "96B11019-B54C-49DC-9480-43525834DE7B"),
+        ]
+    );
+    assert_eq!(
+        payloads[1]["IdentityCertificateUUID"],
+        "CB90E976-AD44-4B69-8108-8095E6260978"
+    );
+}
+
+#[test]
+fn signed_profile_shows_signer_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "k.pem",
+        "-out",
+        "c.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/O=Example/CN=Inspect Signer",
+    ]);
+    let input = vector("zentral_test.mobileconfig");
+    openssl(&[
+        "cms",
+        "-sign",
+        "-nodetach",
+        "-binary",
+        "-in",
+        &input,
+        "-signer",
+        "c.pem",
+        "-inkey",
+        "k.pem",
+        "-outform",
+        "DER",
+        "-out",
+        "signed.der",
+    ]);
+    let v = json(&inspect(&d.join("signed.der").to_string_lossy()));
+    assert_eq!(v["signed"], true);
+    assert!(
+        v["signature"]["signer"]
+            .as_str()
+            .unwrap()
+            .contains("CN=Inspect Signer")
+    );
+    assert_eq!(v["signature"]["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(v["PayloadIdentifier"], "com.example.my-profile");
+    assert_eq!(
+        v["PayloadContent"][0]["PayloadType"],
+        "com.apple.applicationaccess"
+    );
+}
+
+#[test]
+fn malformed_profile_is_one_line_exit_1() {
+    let out = inspect(&vector("cfgprofiles_multistring-error.mobileconfig"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("dictionary key without a value"), "{err}");
+}

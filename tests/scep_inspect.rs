@@ -1,0 +1,75 @@
+//! `inspect scep <file> [--ca-key KEY]` on captured messages.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "--example", "inspect"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/inspect");
+    Command::new(bin).args(args).output().unwrap()
+}
+
+fn captured(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/vectors/scep/captured")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn request_with_ca_key_shows_the_csr() {
+    let out = run(&[
+        "scep",
+        &captured("14-pkcsreq.certmonger.get.der"),
+        "--ca-key",
+        &captured("ca/rfcku-ca.key.pem"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["messageType"], 19);
+    assert_eq!(
+        v["transactionID"],
+        "1326541450493766817507002179480804601679868756435622654815718371151062444123"
+    );
+    assert_eq!(v["envelope"]["contentCipher"], "AES-256-CBC");
+    assert_eq!(v["digest"], "Sha256");
+    assert_eq!(v["signatureVerifies"], true);
+    assert_eq!(v["decrypted"]["csrSubject"], "CN=cm-device-6");
+    // The challenge is a secret: only its length is shown.
+    assert_eq!(v["decrypted"]["challengePassword"], "<9 bytes>");
+}
+
+#[test]
+fn certrep_and_errors() {
+    let out = run(&[
+        "scep",
+        &captured("06-certrep-failure-badrequest.micromdm-scepserver.der"),
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["messageTypeName"], "CertRep");
+    assert_eq!(v["pkiStatus"], "2");
+    assert_eq!(v["failInfo"], "2");
+
+    let bad = run(&["scep", &captured("01-getcacaps.micromdm-scepserver.txt")]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+    assert_eq!(run(&["scep"]).status.code(), Some(2));
+}
