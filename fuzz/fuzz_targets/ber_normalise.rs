@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mdm_enroll::wire::ber::{Element, to_der};
 use mdm_enroll::wire::BerLimits;
+use mdm_enroll::wire::ber::{Element, to_der};
 
 fuzz_target!(|data: &[u8]| {
     let limits = BerLimits::default();

@@ -40,6 +40,9 @@ mod memory;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
 pub use memory::MemoryStore;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,168 @@
+//! `GET /admin`: every activation with its 13-step timeline, queue and results
+//! (HTTP basic auth).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mdm_enroll::activation::{Channel, CommandOutcome, QueueKey, Step};
+use mdm_enroll::http::{Request, Response};
+use mdm_enroll::store::QueueStore;
+
+use crate::html::{esc, page};
+use crate::routes::App;
+
+/// Whether `req` carries the admin's basic-auth credentials (constant-time).
+pub fn authorized(app: &App, req: &Request) -> bool {
+    use base64ct::{Base64, Encoding};
+    let Some(value) = req.header("authorization") else {
+        return false;
+    };
+    let Some(b64) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = Base64::decode_vec(b64.trim()) else {
+        return false;
+    };
+    let expected = format!("{}:{}", app.admin.0, app.admin.1);
+    mdm_enroll::crypto::constant_time_eq(&decoded, expected.as_bytes())
+}
+
+fn when(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn step_name(step: Step) -> String {
+    format!("{step:?}")
+}
+
+fn outcome(o: &CommandOutcome) -> String {
+    format!("{o:?}")
+}
+
+/// The admin page.
+pub fn page_for(app: &App, req: &Request) -> Response {
+    if !authorized(app, req) {
+        let mut r = Response::with_body(401, "text/plain", b"authentication required".to_vec());
+        r.headers.push((
+            "WWW-Authenticate".into(),
+            "Basic realm=\"mdm-enroll admin\", charset=\"UTF-8\"".into(),
+        ));
+        return r;
+    }
+    let store = app.engine.store();
+    let activations = match store.activations(200) {
+        Ok(a) => a,
+        Err(e) => return Response::with_body(500, "text/plain", e.to_string().into_bytes()),
+    };
+    let mut body = format!("<p>{} activation(s), newest first.</p>", activations.len());
+    for v in &activations {
+        let a = &v.value;
+        let steps = store.steps(&a.tenant, &a.id).unwrap_or_default();
+        let complete = steps.iter().any(|(s, _)| *s == Step::ConfigurationApplied);
+        body.push_str(&format!(
+            "<section class=\"activation\" data-id=\"{}\" data-phase=\"{:?}\" data-complete=\"{}\">",
+            esc(a.id.as_str()),
+            a.phase,
+            complete
+        ));
+        let device = a
+            .device
+            .as_ref()
+            .map(|d| {
+                format!(
+                    "{} (serial {}, {}, {})",
+                    d.udid,
+                    d.serial,
+                    d.product,
+                    d.build.as_deref().unwrap_or("?")
+                )
+            })
+            .unwrap_or_else(|| "no device yet".into());
+        body.push_str(&format!(
+            "<h2>{}@{} — {}</h2><p>Activation <code>{}</code>, phase <b class=\"phase\">{:?}</b>, started {}.</p>",
+            esc(&a.username),
+            esc(&a.domain),
+            esc(&device),
+            esc(a.id.as_str()),
+            a.phase,
+            when(a.created)
+        ));
+        body.push_str("<table class=\"timeline\"><tr><th>#</th><th>Step</th><th>Reached</th></tr>");
+        for step in Step::ALL {
+            let reached = steps.iter().find(|(s, _)| *s == step).map(|(_, t)| *t);
+            body.push_str(&format!(
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if reached.is_some() { "done" } else { "todo" },
+                step.number(),
+                esc(&step_name(step)),
+                reached.map(when).unwrap_or_default()
+            ));
+        }
+        body.push_str("</table>");
+        if let Some(d) = &a.device {
+            let key = QueueKey {
+                tenant: a.tenant.clone(),
+                channel: Channel::device(d.udid.clone()),
+            };
+            let pending = store.pending(&key).unwrap_or_default();
+            body.push_str(&format!(
+                "<h3>Queue ({})</h3><ul class=\"queue\">",
+                pending.len()
+            ));
+            for c in &pending {
+                body.push_str(&format!(
+                    "<li>{} <code>{}</code> (NotNow ×{})</li>",
+                    esc(&c.request_type),
+                    esc(c.uuid.as_str()),
+                    c.not_now_count
+                ));
+            }
+            body.push_str("</ul>");
+            let results = store.results(&key).unwrap_or_default();
+            body.push_str(&format!(
+                "<h3>Results ({})</h3><table class=\"results\"><tr><th>Command</th><th>UUID</th><th>Outcome</th><th>At</th></tr>",
+                results.len()
+            ));
+            for r in &results {
+                body.push_str(&format!(
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                    esc(&r.request_type),
+                    esc(r.uuid.as_str()),
+                    esc(&outcome(&r.outcome)),
+                    when(r.at)
+                ));
+            }
+            body.push_str("</table>");
+        }
+        body.push_str("</section>");
+    }
+    let mut r = Response::with_body(
+        200,
+        "text/html; charset=utf-8",
+        page("mdm-enroll admin", &body).into_bytes(),
+    );
+    r.headers.push(("Cache-Control".into(), "no-store".into()));
+    r
+}

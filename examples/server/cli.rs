@@ -1,0 +1,269 @@
+//! Command-line flags (no CLI framework: the contract is small).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Usage text for `--help` and errors.
+pub const USAGE: &str = "\
+usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
+              [--user NAME:PASSWORD@DOMAIN]... [--admin NAME:PASSWORD]
+              [--device-ca PEM]... [--topic com.apple.mgmt.X]
+              [--scep-static-challenge SECRET] [--store sqlite://PATH]
+
+  --listen ADDR                 address to bind (default 127.0.0.1:8443)
+  --data DIR                    folder for the CA, TLS certificate and database (default ./mdm-data)
+  --http                        plain HTTP (behind a TLS-terminating proxy, or for tests)
+  --public-url URL              base URL devices reach (default https://<listen> or http://<listen>)
+  --user NAME:PASSWORD@DOMAIN   a self-service user (repeatable; default: one demo user)
+  --admin NAME:PASSWORD         basic-auth credentials of /admin (default: admin + printed password)
+  --device-ca PEM               extra trust anchor for device attribute signatures (repeatable)
+  --topic TOPIC                 APNs push topic put in the MDM payload (default com.apple.mgmt.External.demo)
+  --scep-static-challenge S     also accept this fixed SCEP challenge (non-device clients, interop)
+  --store sqlite://PATH         SQLite database (default sqlite://<data>/mdm.sqlite3)
+  --tenant ID                   tenant (customer) id served (default demo)
+";
+
+/// A self-service user from `--user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    pub name: String,
+    pub password: String,
+    pub domain: String,
+}
+
+/// The parsed flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub http: bool,
+    pub public_url: Option<String>,
+    pub users: Vec<UserSpec>,
+    pub admin: Option<(String, String)>,
+    pub device_cas: Vec<PathBuf>,
+    pub topic: String,
+    pub scep_static_challenge: Option<String>,
+    pub store: Option<PathBuf>,
+    pub tenant: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data: PathBuf::from("./mdm-data"),
+            http: false,
+            public_url: None,
+            users: Vec::new(),
+            admin: None,
+            device_cas: Vec::new(),
+            topic: "com.apple.mgmt.External.demo".into(),
+            scep_static_challenge: None,
+            store: None,
+            tenant: "demo".into(),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+}
+
+impl Config {
+    /// The base URL devices and browsers reach, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!(
+                "{}://{}",
+                if self.http { "http" } else { "https" },
+                self.listen
+            ),
+        }
+    }
+
+    /// The SQLite database path.
+    pub fn store_path(&self) -> PathBuf {
+        self.store
+            .clone()
+            .unwrap_or_else(|| self.data.join("mdm.sqlite3"))
+    }
+}
+
+fn parse_user(s: &str) -> Result<UserSpec, String> {
+    let (name, rest) = s
+        .split_once(':')
+        .ok_or_else(|| format!("--user {s:?}: expected NAME:PASSWORD@DOMAIN"))?;
+    let (password, domain) = rest
+        .rsplit_once('@')
+        .ok_or_else(|| format!("--user {s:?}: expected NAME:PASSWORD@DOMAIN"))?;
+    if name.is_empty() || password.is_empty() || domain.is_empty() {
+        return Err(format!(
+            "--user {s:?}: name, password and domain must not be empty"
+        ));
+    }
+    Ok(UserSpec {
+        name: name.into(),
+        password: password.into(),
+        domain: domain.into(),
+    })
+}
+
+/// Parse the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut config = Config::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--http" => config.http = true,
+            "--listen" => {
+                let v = value("--listen")?;
+                config.listen = v
+                    .parse()
+                    .map_err(|_| format!("--listen {v:?}: expected IP:PORT"))?;
+            }
+            "--data" => config.data = PathBuf::from(value("--data")?),
+            "--public-url" => {
+                let v = value("--public-url")?;
+                if !(v.starts_with("https://") || v.starts_with("http://")) {
+                    return Err(format!("--public-url {v:?}: expected an http(s) URL"));
+                }
+                config.public_url = Some(v);
+            }
+            "--user" => config.users.push(parse_user(&value("--user")?)?),
+            "--admin" => {
+                let v = value("--admin")?;
+                let (n, p) = v
+                    .split_once(':')
+                    .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                    .ok_or_else(|| "--admin: expected NAME:PASSWORD".to_owned())?;
+                config.admin = Some((n.into(), p.into()));
+            }
+            "--device-ca" => config.device_cas.push(PathBuf::from(value("--device-ca")?)),
+            "--topic" => {
+                let v = value("--topic")?;
+                if !v.starts_with("com.apple.mgmt.") {
+                    return Err(format!("--topic {v:?}: expected com.apple.mgmt.…"));
+                }
+                config.topic = v;
+            }
+            "--scep-static-challenge" => {
+                let v = value("--scep-static-challenge")?;
+                if v.is_empty() {
+                    return Err("--scep-static-challenge must not be empty".into());
+                }
+                config.scep_static_challenge = Some(v);
+            }
+            "--store" => {
+                let v = value("--store")?;
+                let path = v
+                    .strip_prefix("sqlite://")
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| format!("--store {v:?}: expected sqlite://PATH"))?;
+                config.store = Some(PathBuf::from(path));
+            }
+            "--tenant" => {
+                let v = value("--tenant")?;
+                mdm_enroll::activation::TenantId::new(v.clone())
+                    .map_err(|_| format!("--tenant {v:?}: 1-64 of [A-Za-z0-9._-]"))?;
+                config.tenant = v;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Command::Run(Box::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse(args.iter().map(|s| s.to_string()))? {
+            Command::Run(c) => Ok(*c),
+            Command::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.data, PathBuf::from("./mdm-data"));
+        assert!(!c.http);
+        assert_eq!(c.base_url(), "https://127.0.0.1:8443");
+        assert_eq!(c.store_path(), PathBuf::from("./mdm-data/mdm.sqlite3"));
+        assert!(c.scep_static_challenge.is_none());
+    }
+
+    #[test]
+    fn every_flag_parses() {
+        let c = run(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--data=/tmp/x",
+            "--http",
+            "--public-url",
+            "https://mdm.example.com/",
+            "--user",
+            "ann:p@ss:w@corp.example",
+            "--user",
+            "bob:pw@example.org",
+            "--admin",
+            "root:secret",
+            "--device-ca",
+            "a.pem",
+            "--device-ca",
+            "b.pem",
+            "--topic",
+            "com.apple.mgmt.X",
+            "--scep-static-challenge",
+            "s3cret",
+            "--store",
+            "sqlite:///tmp/db.sqlite3",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert!(c.http);
+        assert_eq!(c.base_url(), "https://mdm.example.com");
+        assert_eq!(c.users[0].password, "p@ss:w");
+        assert_eq!(c.users[0].domain, "corp.example");
+        assert_eq!(c.users[1].name, "bob");
+        assert_eq!(c.admin, Some(("root".into(), "secret".into())));
+        assert_eq!(c.device_cas.len(), 2);
+        assert_eq!(c.topic, "com.apple.mgmt.X");
+        assert_eq!(c.scep_static_challenge.as_deref(), Some("s3cret"));
+        assert_eq!(c.store_path(), PathBuf::from("/tmp/db.sqlite3"));
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        for args in [
+            &["--listen", "nope"][..],
+            &["--user", "nodomain:pw"],
+            &["--admin", "nopassword"],
+            &["--store", "postgres://x"],
+            &["--topic", "com.example"],
+            &["--bogus"],
+            &["--data"],
+            &["--tenant", "has space"],
+        ] {
+            assert!(run(args).is_err(), "{args:?} accepted");
+        }
+        assert_eq!(parse(["--help".to_string()]), Ok(Command::Help));
+    }
+}

@@ -1,0 +1,434 @@
+//! `cargo run --example server`: an activation server over the crate —
+//! self-service portal, Profile Service, SCEP, MDM check-in and connect, an
+//! admin timeline — on axum/hyper with rustls (ring) and a SQLite store.
+//!
+//! See `--help` for the flags. Production pieces the sans-IO core leaves to
+//! the server live here: per-endpoint body limits, request and TLS-handshake
+//! timeouts, header-read timeout, graceful shutdown on Ctrl-C/SIGTERM,
+//! structured logs via `tracing` (`RUST_LOG=debug` for more).
+
+mod admin;
+mod cli;
+mod html;
+mod profiles;
+mod routes;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post, put};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use mdm_enroll::activation::{Policy, Secret, TenantId, UserAccount};
+use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, IdentityOptions, TrustAnchors};
+use mdm_enroll::http::{Method, Request, Response};
+use mdm_enroll::service::{Engine, EngineConfig};
+use mdm_enroll::store::sqlite::SqliteStore;
+use mdm_enroll::wire::Limits;
+use tokio::net::TcpListener;
+
+use routes::{App, LogPush, Users};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Body limits per endpoint (bytes).
+mod limits {
+    /// Portal forms.
+    pub const FORM: usize = 8 * 1024;
+    /// Signed device attributes (a CMS message with the device's certificates).
+    pub const ENROLL: usize = 64 * 1024;
+    /// SCEP PKIOperation (CSR in an enveloped, signed message).
+    pub const SCEP: usize = 64 * 1024;
+    /// Check-in messages.
+    pub const CHECKIN: usize = 64 * 1024;
+    /// Command reports (ProfileList and friends can be large).
+    pub const CONNECT: usize = 4 * 1024 * 1024;
+}
+
+/// Whole-request timeout (read body, handle, respond).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// TLS handshake and request-header timeouts (slow-loris guard).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long graceful shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Per-connection facts handed to handlers.
+#[derive(Clone, Debug)]
+struct ConnInfo {
+    peer: SocketAddr,
+    client_certificate: Option<Vec<u8>>,
+}
+
+fn random_secret() -> String {
+    Secret::random(&mut rand_core::UnwrapErr(getrandom::SysRng))
+        .expose()
+        .chars()
+        .take(20)
+        .collect()
+}
+
+async fn dispatch(
+    app: Arc<App>,
+    req: axum::extract::Request,
+    limit: usize,
+    f: fn(&App, &Request) -> Response,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    let conn = parts.extensions.get::<ConnInfo>().cloned();
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {limit} bytes"),
+            )
+                .into_response();
+        }
+    };
+    let request = Request {
+        method: Method::parse(parts.method.as_str()),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+        tls_client_certificate: conn.as_ref().and_then(|c| c.client_certificate.clone()),
+    };
+    let peer = conn.map(|c| c.peer);
+    let response = match tokio::task::spawn_blocking(move || f(&app, &request)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "handler failed");
+            Response::with_body(500, "text/plain", b"internal error".to_vec())
+        }
+    };
+    tracing::debug!(?peer, status = response.status, "handled");
+    let mut builder = axum::http::Response::builder().status(response.status);
+    for (k, v) in &response.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    builder
+        .body(axum::body::Body::from(response.body))
+        .unwrap_or_else(|_| {
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "bad response",
+            )
+                .into_response()
+        })
+}
+
+/// An axum handler running `f` with a body limit of `limit` bytes.
+macro_rules! endpoint {
+    ($limit:expr, $f:expr) => {
+        move |State(app): State<Arc<App>>, req: axum::extract::Request| async move {
+            dispatch(app, req, $limit, $f).await
+        }
+    };
+}
+
+fn router(app: Arc<App>) -> Router {
+    use tower_http::timeout::TimeoutLayer;
+    use tower_http::trace::TraceLayer;
+    Router::new()
+        .route(
+            "/",
+            get(endpoint!(0, |a: &App, _: &Request| a.portal()))
+                .post(endpoint!(limits::FORM, App::portal_login)),
+        )
+        .route(
+            "/self-service/activate",
+            post(endpoint!(limits::FORM, App::activate)),
+        )
+        .route("/enroll", post(endpoint!(limits::ENROLL, App::enroll)))
+        .route(
+            "/scep",
+            get(endpoint!(limits::SCEP, App::scep)).post(endpoint!(limits::SCEP, App::scep)),
+        )
+        .route(
+            "/mdm/checkin",
+            put(endpoint!(limits::CHECKIN, App::checkin)),
+        )
+        .route(
+            "/mdm/connect",
+            put(endpoint!(limits::CONNECT, App::connect)),
+        )
+        .route("/admin", get(endpoint!(0, admin::page_for)))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Accept connections until the shutdown signal, then drain in-flight requests.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<(), BoxError> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let builder = {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(HANDSHAKE_TIMEOUT)
+                    .max_buf_size(64 * 1024);
+                b
+            };
+            let serve_io = |io, client_certificate: Option<Vec<u8>>| {
+                let info = ConnInfo {
+                    peer,
+                    client_certificate,
+                };
+                let svc = tower::ServiceExt::map_request(
+                    router,
+                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(info.clone());
+                        req
+                    },
+                );
+                let svc = hyper_util::service::TowerToHyperService::new(svc);
+                watcher.watch(builder.serve_connection(TokioIo::new(io), svc))
+            };
+            let result = match tls {
+                None => serve_io(Box::new(tcp) as Box<dyn Io>, None).await,
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.as_ref().to_vec());
+                    serve_io(Box::new(stream) as Box<dyn Io>, cert).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: waiting for in-flight requests");
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish in time");
+    }
+    Ok(())
+}
+
+/// A connection's byte stream (TCP or TLS).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
+    let tenant = TenantId::new(config.tenant.clone())?;
+    let host = url_host(&base_url);
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if let Some(h) = host.filter(|h| !hosts.contains(h)) {
+        hosts.push(h);
+    }
+    let pki = tls::load_or_create(&config.data, &hosts)?;
+    let store = SqliteStore::open(config.store_path())?;
+
+    let mut users = Users::default();
+    let mut specs = config.users.clone();
+    if specs.is_empty() {
+        let password = random_secret();
+        println!("demo user: username demo, password {password}, domain example.com");
+        specs.push(cli::UserSpec {
+            name: "demo".into(),
+            password,
+            domain: "example.com".into(),
+        });
+    }
+    let engine_users: Vec<UserAccount> = specs
+        .iter()
+        .map(|u| UserAccount {
+            tenant: tenant.clone(),
+            username: u.name.clone(),
+            domain: u.domain.clone(),
+            policy: Policy::default(),
+        })
+        .collect();
+    for u in &specs {
+        users.passwords.push((
+            tenant.clone(),
+            u.name.clone(),
+            Secret::new(u.password.clone()),
+        ));
+    }
+    let engine = Engine::new(store, users, LogPush, EngineConfig::default());
+    for u in &engine_users {
+        engine.provision_user(u)?;
+    }
+
+    let admin = match &config.admin {
+        Some(a) => a.clone(),
+        None => {
+            let password = random_secret();
+            println!("admin: username admin, password {password}");
+            ("admin".to_owned(), password)
+        }
+    };
+
+    let mut verifier =
+        DeviceAttributesVerifier::new(TrustAnchors::from_certificates([pki.ca.cert.clone()]));
+    for path in &config.device_cas {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for cert in Certificate::from_pem(&pem)? {
+            verifier.add_device_anchor(cert);
+        }
+    }
+    let identity = IdentityOptions {
+        // Behind a TLS-terminating proxy (--http), the proxy forwards the
+        // client certificate in the RFC 9440 header (and must strip any
+        // client-sent one).
+        forwarded_certificate_header: config.http.then(|| "Client-Cert".to_owned()),
+        ..IdentityOptions::default()
+    };
+    let scep_static_challenge = config.scep_static_challenge.clone().map(|s| {
+        tracing::warn!(
+            "--scep-static-challenge is on: any SCEP client knowing it gets a certificate"
+        );
+        Secret::new(s)
+    });
+    Ok(App {
+        tenant,
+        base_url,
+        topic: config.topic.clone(),
+        engine,
+        pki,
+        verifier,
+        identity,
+        limits: Limits::default(),
+        admin,
+        scep_static_challenge,
+    })
+}
+
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Command::Run(c)) => c,
+        Ok(cli::Command::Help) => {
+            print!("{}", cli::USAGE);
+            return;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&config).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: &cli::Config) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let local = listener.local_addr()?;
+    let base_url = match &config.public_url {
+        Some(_) => config.base_url(),
+        None => format!("{}://{local}", if config.http { "http" } else { "https" }),
+    };
+    let app = Arc::new(build_app(config, base_url.clone())?);
+    let tls = if config.http {
+        None
+    } else {
+        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            &app.pki,
+        )?))
+    };
+    println!("portal: {base_url}/");
+    println!("admin: {base_url}/admin");
+    println!("listening on {local}");
+    tracing::info!(%local, tls = !config.http, data = %config.data.display(), "serving");
+    serve(listener, router(app), tls).await
+}

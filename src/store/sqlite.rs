@@ -1,0 +1,866 @@
+//! A [`Store`](super::Store) in one SQLite database (feature `sqlite`,
+//! bundled SQLite through `rusqlite`).
+//!
+//! Every atomic operation of the store traits is one `BEGIN IMMEDIATE`
+//! transaction: the challenge consume, the identity bind-or-conflict, the
+//! versioned activation update, the device-slot claim, the command finish and
+//! the certificate record each read and write under SQLite's write lock, so
+//! they stay linearizable across threads *and* across processes sharing the
+//! file, and a crash (even `kill -9`) leaves either all or none of a
+//! transaction. Uniqueness (certificate serials and fingerprints, command
+//! uuids per queue, one binding per certificate hash) is also enforced by
+//! `UNIQUE` constraints.
+//!
+//! The database runs in WAL mode with `synchronous = NORMAL`: a committed
+//! transaction survives the process dying; after power loss the last
+//! transactions may roll back (set `PRAGMA synchronous = FULL` through
+//! [`SqliteStore::execute_batch`] to also survive that). All reads are
+//! fresh (one connection, serialized by a mutex).
+//!
+//! Records are stored as binary plists of the crate's serde types, next to
+//! the key columns the queries need. Besides the traits the store keeps a
+//! per-activation event log ([`SqliteStore::record_step`]) and lists
+//! activations ([`SqliteStore::activations`]) for admin views.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    ActivationStore, Binding, BindingStore, CertificateStore, ChallengeRecord, ChallengeStore,
+    IssuedCertificate, QueueStore, StoreError, UserStore, Versioned,
+};
+use crate::activation::{
+    Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
+    QueueKey, QueuedCommand, Step, TenantId, UserAccount,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    tenant TEXT NOT NULL, username TEXT NOT NULL, account BLOB NOT NULL,
+    PRIMARY KEY (tenant, username));
+CREATE TABLE IF NOT EXISTS user_devices (
+    tenant TEXT NOT NULL, username TEXT NOT NULL, device_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, username, device_id));
+CREATE TABLE IF NOT EXISTS activations (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, value BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS devices (
+    tenant TEXT NOT NULL, device_id TEXT NOT NULL, activation TEXT NOT NULL,
+    PRIMARY KEY (tenant, device_id));
+CREATE TABLE IF NOT EXISTS challenges (
+    tenant TEXT NOT NULL, digest BLOB NOT NULL, consumed INTEGER NOT NULL, record BLOB NOT NULL,
+    PRIMARY KEY (tenant, digest));
+CREATE TABLE IF NOT EXISTS bindings (
+    fingerprint BLOB PRIMARY KEY, tenant TEXT NOT NULL, retired INTEGER NOT NULL,
+    value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, qkey BLOB NOT NULL, uuid TEXT NOT NULL,
+    state INTEGER NOT NULL, not_now INTEGER NOT NULL, value BLOB NOT NULL,
+    UNIQUE (qkey, uuid));
+CREATE INDEX IF NOT EXISTS commands_pending ON commands (qkey, state, seq);
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, qkey BLOB NOT NULL, uuid TEXT NOT NULL,
+    value BLOB NOT NULL,
+    UNIQUE (qkey, uuid));
+CREATE TABLE IF NOT EXISTS certificates (
+    serial BLOB PRIMARY KEY, fingerprint BLOB NOT NULL UNIQUE, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, activation TEXT NOT NULL,
+    step INTEGER NOT NULL, at INTEGER NOT NULL,
+    UNIQUE (tenant, activation, step));
+";
+
+const PENDING: i64 = 0;
+const FINISHED: i64 = 1;
+const CLEARED: i64 = 2;
+
+/// A store in one SQLite database file (or in memory).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    plist::to_writer_binary(&mut out, value).map_err(backend)?;
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    plist::from_bytes(bytes).map_err(backend)
+}
+
+/// A queue key as one unambiguous byte string (length-prefixed fields).
+fn queue_key(key: &QueueKey) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut field = |s: &str| {
+        out.extend_from_slice(&(s.len() as u64).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    field(key.tenant.as_str());
+    field(&key.channel.device_id);
+    match &key.channel.user_id {
+        None => out.push(0),
+        Some(user) => {
+            out.push(1);
+            out.extend_from_slice(&(user.len() as u64).to_be_bytes());
+            out.extend_from_slice(user.as_bytes());
+        }
+    }
+    out
+}
+
+fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn from_unix_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn, true)
+    }
+
+    /// A private in-memory database (for tests).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(backend)?;
+        Self::init(conn, false)
+    }
+
+    fn init(conn: Connection, file: bool) -> Result<Self, StoreError> {
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(backend)?;
+        if file {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(backend)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(backend)?;
+        }
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Run raw SQL (pragmas, maintenance) on the store's connection.
+    pub fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.lock()?.execute_batch(sql).map_err(backend)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Backend("connection lock poisoned".into()))
+    }
+
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction; commit on `Ok`.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(value)
+    }
+
+    /// Record that `activation` reached `step` at `at` (first time only).
+    pub fn record_step(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        step: Step,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .execute(
+                "INSERT OR IGNORE INTO steps (tenant, activation, step, at) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    tenant.as_str(),
+                    activation.as_str(),
+                    step.number(),
+                    unix_millis(at)
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// The steps `activation` reached, with when, in step order.
+    pub fn steps(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+    ) -> Result<Vec<(Step, SystemTime)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT step, at FROM steps WHERE tenant = ?1 AND activation = ?2 ORDER BY step",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![tenant.as_str(), activation.as_str()], |r| {
+                Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (n, at) = row.map_err(backend)?;
+            if let Some(step) = Step::from_number(n) {
+                out.push((step, from_unix_millis(at)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every activation, newest first, at most `limit`.
+    pub fn activations(&self, limit: usize) -> Result<Vec<Versioned<Activation>>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT value, version FROM activations ORDER BY created DESC, id LIMIT ?1",
+            )
+            .map_err(backend)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![limit], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (value, version) = row.map_err(backend)?;
+            out.push(Versioned {
+                value: decode(&value)?,
+                version: u64::try_from(version).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl UserStore for SqliteStore {
+    fn put_user(&self, user: &UserAccount) -> Result<(), StoreError> {
+        let account = encode(user)?;
+        self.lock()?
+            .execute(
+                "INSERT INTO users (tenant, username, account) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, username) DO UPDATE SET account = excluded.account",
+                params![user.tenant.as_str(), user.username, account],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn user(&self, tenant: &TenantId, username: &str) -> Result<Option<UserAccount>, StoreError> {
+        let conn = self.lock()?;
+        let account: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT account FROM users WHERE tenant = ?1 AND username = ?2",
+                params![tenant.as_str(), username],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        account.map(|a| decode(&a)).transpose()
+    }
+
+    fn claim_device(
+        &self,
+        tenant: &TenantId,
+        username: &str,
+        device_id: &str,
+        max: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let exists: bool = tx
+                .query_row(
+                    "SELECT 1 FROM users WHERE tenant = ?1 AND username = ?2",
+                    params![tenant.as_str(), username],
+                    |_| Ok(true),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(false);
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            let counted: bool = tx
+                .query_row(
+                    "SELECT 1 FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
+                    params![tenant.as_str(), username, device_id],
+                    |_| Ok(true),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(false);
+            if counted {
+                return Ok(false);
+            }
+            if let Some(max) = max {
+                let n: i64 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM user_devices WHERE tenant = ?1 AND username = ?2",
+                        params![tenant.as_str(), username],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if n >= i64::from(max) {
+                    return Err(StoreError::LimitReached);
+                }
+            }
+            tx.execute(
+                "INSERT INTO user_devices (tenant, username, device_id) VALUES (?1, ?2, ?3)",
+                params![tenant.as_str(), username, device_id],
+            )
+            .map_err(backend)?;
+            Ok(true)
+        })
+    }
+
+    fn release_device(
+        &self,
+        tenant: &TenantId,
+        username: &str,
+        device_id: &str,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .execute(
+                "DELETE FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
+                params![tenant.as_str(), username, device_id],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn devices(&self, tenant: &TenantId, username: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT device_id FROM user_devices WHERE tenant = ?1 AND username = ?2 ORDER BY device_id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![tenant.as_str(), username], |r| r.get(0))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+}
+
+impl ActivationStore for SqliteStore {
+    fn insert_activation(&self, activation: &Activation) -> Result<(), StoreError> {
+        let value = encode(activation)?;
+        let r = self.lock()?.execute(
+            "INSERT INTO activations (tenant, id, version, value, created) VALUES (?1, ?2, 1, ?3, ?4)",
+            params![
+                activation.tenant.as_str(),
+                activation.id.as_str(),
+                value,
+                unix_millis(activation.created)
+            ],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn activation(
+        &self,
+        tenant: &TenantId,
+        id: &ActivationId,
+    ) -> Result<Option<Versioned<Activation>>, StoreError> {
+        let conn = self.lock()?;
+        let row: Option<(Vec<u8>, i64)> = conn
+            .query_row(
+                "SELECT value, version FROM activations WHERE tenant = ?1 AND id = ?2",
+                params![tenant.as_str(), id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        row.map(|(value, version)| {
+            Ok(Versioned {
+                value: decode(&value)?,
+                version: u64::try_from(version).unwrap_or(0),
+            })
+        })
+        .transpose()
+    }
+
+    fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError> {
+        let value = encode(activation)?;
+        self.write(|tx| {
+            let found: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM activations WHERE tenant = ?1 AND id = ?2",
+                    params![activation.tenant.as_str(), activation.id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let found = u64::try_from(found.ok_or(StoreError::NotFound)?).unwrap_or(0);
+            if found != expected {
+                return Err(StoreError::VersionConflict { expected, found });
+            }
+            let next = found.saturating_add(1);
+            tx.execute(
+                "UPDATE activations SET value = ?1, version = ?2 WHERE tenant = ?3 AND id = ?4",
+                params![
+                    value,
+                    i64::try_from(next).unwrap_or(i64::MAX),
+                    activation.tenant.as_str(),
+                    activation.id.as_str()
+                ],
+            )
+            .map_err(backend)?;
+            Ok(next)
+        })
+    }
+
+    fn device_activation(
+        &self,
+        tenant: &TenantId,
+        device_id: &str,
+    ) -> Result<Option<ActivationId>, StoreError> {
+        let conn = self.lock()?;
+        let id: Option<String> = conn
+            .query_row(
+                "SELECT activation FROM devices WHERE tenant = ?1 AND device_id = ?2",
+                params![tenant.as_str(), device_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        id.map(|id| ActivationId::new(id).map_err(backend))
+            .transpose()
+    }
+
+    fn set_device_activation(
+        &self,
+        tenant: &TenantId,
+        device_id: &str,
+        id: &ActivationId,
+    ) -> Result<Option<ActivationId>, StoreError> {
+        self.write(|tx| {
+            let previous: Option<String> = tx
+                .query_row(
+                    "SELECT activation FROM devices WHERE tenant = ?1 AND device_id = ?2",
+                    params![tenant.as_str(), device_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO devices (tenant, device_id, activation) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, device_id) DO UPDATE SET activation = excluded.activation",
+                params![tenant.as_str(), device_id, id.as_str()],
+            )
+            .map_err(backend)?;
+            previous
+                .map(|p| ActivationId::new(p).map_err(backend))
+                .transpose()
+        })
+    }
+}
+
+impl ChallengeStore for SqliteStore {
+    fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
+        let value = encode(record)?;
+        let r = self.lock()?.execute(
+            "INSERT INTO challenges (tenant, digest, consumed, record) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                record.tenant.as_str(),
+                &record.grant.digest.0[..],
+                record.consumed,
+                value
+            ],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn challenge(
+        &self,
+        tenant: &TenantId,
+        digest: &ChallengeDigest,
+    ) -> Result<Option<ChallengeRecord>, StoreError> {
+        let conn = self.lock()?;
+        let row: Option<(Vec<u8>, bool)> = conn
+            .query_row(
+                "SELECT record, consumed FROM challenges WHERE tenant = ?1 AND digest = ?2",
+                params![tenant.as_str(), &digest.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        row.map(|(value, consumed)| {
+            let mut record: ChallengeRecord = decode(&value)?;
+            record.consumed = consumed;
+            Ok(record)
+        })
+        .transpose()
+    }
+
+    fn consume_challenge(
+        &self,
+        tenant: &TenantId,
+        digest: &ChallengeDigest,
+        now: SystemTime,
+    ) -> Result<ChallengeRecord, StoreError> {
+        self.write(|tx| {
+            let (value, consumed): (Vec<u8>, bool) = tx
+                .query_row(
+                    "SELECT record, consumed FROM challenges WHERE tenant = ?1 AND digest = ?2",
+                    params![tenant.as_str(), &digest.0[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)?;
+            if consumed {
+                return Err(StoreError::ChallengeConsumed);
+            }
+            let mut record: ChallengeRecord = decode(&value)?;
+            if now >= record.grant.expires {
+                return Err(StoreError::ChallengeExpired);
+            }
+            record.consumed = true;
+            tx.execute(
+                "UPDATE challenges SET consumed = 1, record = ?1 WHERE tenant = ?2 AND digest = ?3",
+                params![encode(&record)?, tenant.as_str(), &digest.0[..]],
+            )
+            .map_err(backend)?;
+            Ok(record)
+        })
+    }
+}
+
+impl BindingStore for SqliteStore {
+    fn bind_identity(&self, binding: &Binding) -> Result<(), StoreError> {
+        let mut fresh = binding.clone();
+        fresh.retired = false;
+        let value = encode(&fresh)?;
+        self.write(|tx| {
+            let existing: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT value FROM bindings WHERE fingerprint = ?1",
+                    params![&binding.fingerprint.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match existing.map(|v| decode::<Binding>(&v)).transpose()? {
+                Some(existing) if existing.retired => Err(StoreError::IdentityRetired),
+                Some(existing)
+                    if existing.tenant == binding.tenant
+                        && existing.device_id == binding.device_id
+                        && existing.activation == binding.activation =>
+                {
+                    Ok(())
+                }
+                Some(existing) => Err(StoreError::BindingConflict(Box::new(existing))),
+                None => {
+                    tx.execute(
+                        "INSERT INTO bindings (fingerprint, tenant, retired, value) VALUES (?1, ?2, 0, ?3)",
+                        params![&binding.fingerprint.0[..], binding.tenant.as_str(), value],
+                    )
+                    .map_err(backend)?;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn identity(&self, fingerprint: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
+        let conn = self.lock()?;
+        let value: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM bindings WHERE fingerprint = ?1",
+                params![&fingerprint.0[..]],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        value.map(|v| decode(&v)).transpose()
+    }
+
+    fn retire_identity(
+        &self,
+        fingerprint: &CertFingerprint,
+        tenant: &TenantId,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let value: Vec<u8> = tx
+                .query_row(
+                    "SELECT value FROM bindings WHERE fingerprint = ?1 AND tenant = ?2",
+                    params![&fingerprint.0[..], tenant.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)?;
+            let mut binding: Binding = decode(&value)?;
+            binding.retired = true;
+            tx.execute(
+                "UPDATE bindings SET retired = 1, value = ?1 WHERE fingerprint = ?2",
+                params![encode(&binding)?, &fingerprint.0[..]],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+}
+
+impl QueueStore for SqliteStore {
+    fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
+        let value = encode(command)?;
+        let r = self.lock()?.execute(
+            "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                queue_key(key),
+                command.uuid.as_str(),
+                PENDING,
+                command.not_now_count,
+                value
+            ],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT value, not_now FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![queue_key(key), PENDING], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u32>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (value, not_now) = row.map_err(backend)?;
+            let mut command: QueuedCommand = decode(&value)?;
+            command.not_now_count = not_now;
+            out.push(command);
+        }
+        Ok(out)
+    }
+
+    fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE commands SET not_now = MIN(not_now + 1, 4294967295)
+                     WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+                    params![queue_key(key), uuid.as_str(), PENDING],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.query_row(
+                "SELECT not_now FROM commands WHERE qkey = ?1 AND uuid = ?2",
+                params![queue_key(key), uuid.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+    }
+
+    fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError> {
+        let value = encode(result)?;
+        let qkey = queue_key(key);
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
+                    params![FINISHED, qkey, result.uuid.as_str(), PENDING],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "INSERT INTO results (qkey, uuid, value) VALUES (?1, ?2, ?3)",
+                params![qkey, result.uuid.as_str(), value],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::NotFound
+                } else {
+                    backend(e)
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
+        let qkey = queue_key(key);
+        self.write(|tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT uuid FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
+                )
+                .map_err(backend)?;
+            let uuids = stmt
+                .query_map(params![qkey, PENDING], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .map(|r| r.map(CommandUuid))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            tx.execute(
+                "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND state = ?3",
+                params![CLEARED, qkey, PENDING],
+            )
+            .map_err(backend)?;
+            Ok(uuids)
+        })
+    }
+
+    fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT value FROM results WHERE qkey = ?1 ORDER BY seq")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![queue_key(key)], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(decode(&row.map_err(backend)?)?);
+        }
+        Ok(out)
+    }
+
+    fn prune_results(&self, key: &QueueKey, keep: usize) -> Result<(), StoreError> {
+        let qkey = queue_key(key);
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.lock()?
+            .execute(
+                "DELETE FROM results WHERE qkey = ?1 AND seq NOT IN
+                 (SELECT seq FROM results WHERE qkey = ?1 ORDER BY seq DESC LIMIT ?2)",
+                params![qkey, keep],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl CertificateStore for SqliteStore {
+    fn record_certificate(&self, certificate: &IssuedCertificate) -> Result<(), StoreError> {
+        let value = encode(certificate)?;
+        let serial = &certificate.identity.serial;
+        let fingerprint = &certificate.identity.fingerprint.0[..];
+        self.write(|tx| {
+            let serial_taken = tx
+                .query_row(
+                    "SELECT 1 FROM certificates WHERE serial = ?1",
+                    params![serial],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(backend)?
+                .is_some();
+            if serial_taken {
+                return Err(StoreError::DuplicateSerial);
+            }
+            let fingerprint_taken = tx
+                .query_row(
+                    "SELECT 1 FROM certificates WHERE fingerprint = ?1",
+                    params![fingerprint],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(backend)?
+                .is_some();
+            if fingerprint_taken {
+                return Err(StoreError::AlreadyExists);
+            }
+            tx.execute(
+                "INSERT INTO certificates (serial, fingerprint, value) VALUES (?1, ?2, ?3)",
+                params![serial, fingerprint, value],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn certificate_by_fingerprint(
+        &self,
+        fingerprint: &CertFingerprint,
+    ) -> Result<Option<IssuedCertificate>, StoreError> {
+        let conn = self.lock()?;
+        let value: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM certificates WHERE fingerprint = ?1",
+                params![&fingerprint.0[..]],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        value.map(|v| decode(&v)).transpose()
+    }
+
+    fn certificate_by_serial(
+        &self,
+        serial: &[u8],
+    ) -> Result<Option<IssuedCertificate>, StoreError> {
+        let conn = self.lock()?;
+        let value: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM certificates WHERE serial = ?1",
+                params![serial],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        value.map(|v| decode(&v)).transpose()
+    }
+}

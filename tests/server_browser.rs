@@ -1,0 +1,219 @@
+//! Headless Chromium (Debian's `chromium`) against the example server: a
+//! real browser submits the portal login form, posts "Activate this Mac" and
+//! receives the signed profile as a download (verified with `openssl cms
+//! -verify`), then opens the admin page with basic auth. Screenshots are
+//! saved under `target/server-browser/` as artifacts.
+//!
+//! Without `chromium` on PATH the test is skipped, except under `CI=true`
+//! where it fails (`.ci/run` installs the package).
+#![cfg(all(feature = "sqlite", feature = "test-support"))]
+
+mod server_support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use server_support::{Server, openssl_verify};
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            let o = Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .ok()?;
+            o.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        })
+}
+
+fn command(browser: &Path, home: &Path, args: &[String]) -> Command {
+    let mut c = Command::new(browser);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+        "--window-size=1100,1400",
+    ])
+    .arg(format!(
+        "--user-data-dir={}",
+        home.join("profile").display()
+    ))
+    .args(args)
+    .env("HOME", home)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    c
+}
+
+/// Run headless Chromium with a fresh profile and `HOME` under `home`
+/// (killed after 90 s); returns its stdout.
+fn run(browser: &Path, home: &Path, args: &[String]) -> String {
+    let mut child = command(browser, home, args).spawn().expect("run chromium");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().expect("reader")
+}
+
+fn data_url(html: &str) -> String {
+    let mut out = String::from("data:text/html;charset=utf-8,");
+    for b in html.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A page that submits a form with the user's credentials to `action`.
+fn autosubmit(action: &str) -> String {
+    data_url(&format!(
+        "<form method=post action=\"{action}\">\
+<input name=username value=ann><input name=password value=\"pw one\">\
+<input name=domain value=corp.example><input name=accept value=1></form>\
+<script>document.forms[0].submit()</script>"
+    ))
+}
+
+#[test]
+fn chromium_logs_in_receives_the_profile_and_opens_admin() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium is required in CI"
+        );
+        eprintln!("skipped: chromium not installed");
+        return;
+    };
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/server-browser");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Server::start(
+        &data,
+        &[
+            "--http",
+            "--user",
+            "ann:pw one@corp.example",
+            "--admin",
+            "root:adminpw",
+        ],
+    );
+    let base = server.base_url.clone();
+
+    // The portal login page renders.
+    let dom = run(
+        &browser,
+        dir.path(),
+        &["--dump-dom".into(), format!("{base}/")],
+    );
+    assert!(dom.contains("id=\"login\""), "{dom}");
+
+    // Log in through the form: the devices page with the activation button.
+    let dom = run(
+        &browser,
+        dir.path(),
+        &["--dump-dom".into(), autosubmit(&format!("{base}/"))],
+    );
+    assert!(dom.contains("Activate this Mac"), "{dom}");
+    assert!(dom.contains("Signed in as"), "{dom}");
+    run(
+        &browser,
+        dir.path(),
+        &[
+            format!("--screenshot={}", artifacts.join("portal.png").display()),
+            autosubmit(&format!("{base}/")),
+        ],
+    );
+
+    // Activate: the browser downloads the signed profile.
+    // A navigation that ends in a download never "loads", so Chromium is
+    // stopped once the file is there.
+    let downloads = dir.path().join("Downloads");
+    let mut child = command(
+        &browser,
+        dir.path(),
+        &[
+            "--dump-dom".into(),
+            autosubmit(&format!("{base}/self-service/activate")),
+        ],
+    )
+    .spawn()
+    .expect("run chromium");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let profile = loop {
+        let found = std::fs::read_dir(&downloads)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "mobileconfig"));
+        if let Some(p) = found {
+            break Some(p);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let profile =
+        profile.unwrap_or_else(|| panic!("no profile downloaded into {}", downloads.display()));
+    let content = openssl_verify(
+        &std::fs::read(&profile).expect("profile"),
+        &data.join("ca.pem"),
+    );
+    assert!(
+        String::from_utf8_lossy(&content).contains("Profile Service"),
+        "downloaded profile content"
+    );
+    std::fs::copy(&profile, artifacts.join("activate.mobileconfig")).expect("copy");
+
+    // The admin page (basic auth in the URL) shows the activation at step 4.
+    let admin = format!(
+        "http://root:adminpw@{}/admin",
+        base.trim_start_matches("http://")
+    );
+    let dom = run(&browser, dir.path(), &["--dump-dom".into(), admin.clone()]);
+    assert!(dom.contains("data-phase=\"ProfileServiceIssued\""), "{dom}");
+    assert!(dom.contains("ann@corp.example"), "{dom}");
+    let shot = artifacts.join("admin.png");
+    run(
+        &browser,
+        dir.path(),
+        &[format!("--screenshot={}", shot.display()), admin],
+    );
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false),
+        "admin screenshot saved"
+    );
+}

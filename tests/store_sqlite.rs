@@ -1,0 +1,247 @@
+//! The SQLite store passes the store conformance kit: on one connection, and
+//! spread over several connections to one database file (so the atomic
+//! operations are proven by SQLite transactions, not by the in-process
+//! mutex), and its records survive closing and reopening the file.
+#![cfg(all(feature = "sqlite", feature = "test-support"))]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use mdm_enroll::activation::*;
+use mdm_enroll::store::sqlite::SqliteStore;
+use mdm_enroll::store::*;
+
+#[test]
+fn in_memory_sqlite_store_conforms() {
+    let report = conformance::run(|| SqliteStore::open_in_memory().expect("open"));
+    assert!(report.is_ok(), "{:#?}", report.failed);
+    assert_eq!(report.passed.len(), 20);
+}
+
+#[test]
+fn file_sqlite_store_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = AtomicUsize::new(0);
+    let report = conformance::run(|| {
+        let path = dir
+            .path()
+            .join(format!("{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        SqliteStore::open(path).expect("open")
+    });
+    assert!(report.is_ok(), "{:#?}", report.failed);
+    assert_eq!(report.passed.len(), 20);
+}
+
+/// Several connections (as several server processes would have) to one file;
+/// every call goes to the next connection in turn.
+struct Connections {
+    stores: Vec<SqliteStore>,
+    next: AtomicUsize,
+}
+
+impl Connections {
+    fn pick(&self) -> &SqliteStore {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.stores.len();
+        &self.stores[i]
+    }
+}
+
+impl UserStore for Connections {
+    fn put_user(&self, user: &UserAccount) -> Result<(), StoreError> {
+        self.pick().put_user(user)
+    }
+    fn user(&self, t: &TenantId, u: &str) -> Result<Option<UserAccount>, StoreError> {
+        self.pick().user(t, u)
+    }
+    fn claim_device(
+        &self,
+        t: &TenantId,
+        u: &str,
+        d: &str,
+        max: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        self.pick().claim_device(t, u, d, max)
+    }
+    fn release_device(&self, t: &TenantId, u: &str, d: &str) -> Result<(), StoreError> {
+        self.pick().release_device(t, u, d)
+    }
+    fn devices(&self, t: &TenantId, u: &str) -> Result<Vec<String>, StoreError> {
+        self.pick().devices(t, u)
+    }
+}
+
+impl ActivationStore for Connections {
+    fn insert_activation(&self, a: &Activation) -> Result<(), StoreError> {
+        self.pick().insert_activation(a)
+    }
+    fn activation(
+        &self,
+        t: &TenantId,
+        id: &ActivationId,
+    ) -> Result<Option<Versioned<Activation>>, StoreError> {
+        self.pick().activation(t, id)
+    }
+    fn update_activation(&self, a: &Activation, expected: u64) -> Result<u64, StoreError> {
+        self.pick().update_activation(a, expected)
+    }
+    fn device_activation(&self, t: &TenantId, d: &str) -> Result<Option<ActivationId>, StoreError> {
+        self.pick().device_activation(t, d)
+    }
+    fn set_device_activation(
+        &self,
+        t: &TenantId,
+        d: &str,
+        id: &ActivationId,
+    ) -> Result<Option<ActivationId>, StoreError> {
+        self.pick().set_device_activation(t, d, id)
+    }
+}
+
+impl ChallengeStore for Connections {
+    fn insert_challenge(&self, r: &ChallengeRecord) -> Result<(), StoreError> {
+        self.pick().insert_challenge(r)
+    }
+    fn challenge(
+        &self,
+        t: &TenantId,
+        d: &ChallengeDigest,
+    ) -> Result<Option<ChallengeRecord>, StoreError> {
+        self.pick().challenge(t, d)
+    }
+    fn consume_challenge(
+        &self,
+        t: &TenantId,
+        d: &ChallengeDigest,
+        now: SystemTime,
+    ) -> Result<ChallengeRecord, StoreError> {
+        self.pick().consume_challenge(t, d, now)
+    }
+}
+
+impl BindingStore for Connections {
+    fn bind_identity(&self, b: &Binding) -> Result<(), StoreError> {
+        self.pick().bind_identity(b)
+    }
+    fn identity(&self, f: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
+        self.pick().identity(f)
+    }
+    fn retire_identity(&self, f: &CertFingerprint, t: &TenantId) -> Result<(), StoreError> {
+        self.pick().retire_identity(f, t)
+    }
+}
+
+impl QueueStore for Connections {
+    fn enqueue(&self, k: &QueueKey, c: &QueuedCommand) -> Result<(), StoreError> {
+        self.pick().enqueue(k, c)
+    }
+    fn pending(&self, k: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
+        self.pick().pending(k)
+    }
+    fn defer_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<u32, StoreError> {
+        self.pick().defer_command(k, u)
+    }
+    fn finish_command(&self, k: &QueueKey, r: &CommandResult) -> Result<(), StoreError> {
+        self.pick().finish_command(k, r)
+    }
+    fn clear_queue(&self, k: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
+        self.pick().clear_queue(k)
+    }
+    fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
+        self.pick().results(k)
+    }
+    fn prune_results(&self, k: &QueueKey, keep: usize) -> Result<(), StoreError> {
+        self.pick().prune_results(k, keep)
+    }
+}
+
+impl CertificateStore for Connections {
+    fn record_certificate(&self, c: &IssuedCertificate) -> Result<(), StoreError> {
+        self.pick().record_certificate(c)
+    }
+    fn certificate_by_fingerprint(
+        &self,
+        f: &CertFingerprint,
+    ) -> Result<Option<IssuedCertificate>, StoreError> {
+        self.pick().certificate_by_fingerprint(f)
+    }
+    fn certificate_by_serial(&self, s: &[u8]) -> Result<Option<IssuedCertificate>, StoreError> {
+        self.pick().certificate_by_serial(s)
+    }
+}
+
+#[test]
+fn sqlite_store_conforms_across_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = AtomicUsize::new(0);
+    let report = conformance::run(|| {
+        let path = dir
+            .path()
+            .join(format!("{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        Connections {
+            stores: (0..4)
+                .map(|_| SqliteStore::open(&path).expect("open"))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    });
+    assert!(report.is_ok(), "{:#?}", report.failed);
+    assert_eq!(report.passed.len(), 20);
+}
+
+#[test]
+fn records_survive_reopening_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let secret = Secret::new("one-time");
+    let now = SystemTime::now();
+    let record = ChallengeRecord {
+        tenant: tenant.clone(),
+        activation: ActivationId::new("act-1").expect("id"),
+        grant: ChallengeGrant {
+            kind: ChallengeKind::Scep,
+            digest: secret.digest(),
+            expires: now + Duration::from_secs(60),
+        },
+        consumed: false,
+    };
+    let key = QueueKey {
+        tenant: tenant.clone(),
+        channel: Channel::device("UDID-1"),
+    };
+    let command = QueuedCommand {
+        uuid: CommandUuid("C-1".into()),
+        request_type: "DeviceInformation".into(),
+        body: b"<plist/>".to_vec(),
+        activation: None,
+        not_now_count: 0,
+        queued_at: now,
+    };
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        store.insert_challenge(&record).expect("insert");
+        store.enqueue(&key, &command).expect("enqueue");
+        assert_eq!(store.defer_command(&key, &command.uuid), Ok(1));
+    }
+    let store = SqliteStore::open(&path).expect("reopen");
+    let consumed = store
+        .consume_challenge(&tenant, &secret.digest(), now)
+        .expect("consume after reopen");
+    assert_eq!(consumed.activation, record.activation);
+    assert_eq!(
+        store.consume_challenge(&tenant, &secret.digest(), now),
+        Err(StoreError::ChallengeConsumed)
+    );
+    let pending = store.pending(&key).expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].uuid, command.uuid);
+    assert_eq!(pending[0].not_now_count, 1);
+    assert_eq!(pending[0].body, command.body);
+    drop(store);
+    let store = SqliteStore::open(&path).expect("reopen again");
+    assert_eq!(
+        store.consume_challenge(&tenant, &secret.digest(), now),
+        Err(StoreError::ChallengeConsumed),
+        "the consumed flag was persisted"
+    );
+}
