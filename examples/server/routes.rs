@@ -511,7 +511,9 @@ fn refusal(e: &ServiceError) -> String {
         ServiceError::Activation(a) => a.to_string(),
         ServiceError::Store(StoreError::LimitReached) => "device limit reached".into(),
         ServiceError::BadRequest(why) => why.clone(),
-        ServiceError::Store(_) => "the server could not complete the request".into(),
+        ServiceError::Store(_) | ServiceError::Internal(_) => {
+            "the server could not complete the request".into()
+        }
     }
 }
 
