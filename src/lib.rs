@@ -20,6 +20,36 @@
 //! | [`activation`] | the thirteen activation steps as a pure state machine |
 //! | [`store`] | caller storage traits, in-memory store, conformance kit |
 //! | [`service`] | the driver: one call per HTTP request over caller traits |
+//!
+//! ## The thirteen steps and who handles them
+//!
+//! The vendor data flow (self-service activation of a Mac) mapped to the
+//! protocol and to this crate. [`activation::Step`] names each step; the pure
+//! core is [`activation::Activation::apply`], the evidence-level driver is
+//! [`service::Engine`], and the HTTP-level driver is
+//! [`service::EnrollmentService::handle`] (which routes to the methods below).
+//!
+//! | # | [`Step`](activation::Step) | protocol | handled by |
+//! |---|---|---|---|
+//! | 1 | `AccountReady` | user, credentials, policy | [`activation::UserAccount`], [`activation::Policy`], [`service::Engine::provision_user`] |
+//! | 2 | `SelfServiceLogin` | self-service login | [`service::EnrollmentService::self_service`] → [`service::Engine::login`], [`store::Directory`] |
+//! | 3 | `ActivationRequest` | activation request | [`service::Engine::request_activation`] |
+//! | 4 | `ProfileServiceProfile` | signed Profile Service `.mobileconfig` with a one-time challenge | [`profile::ProfileService`], [`profile::Profile::sign`] |
+//! | 5 | `DeviceAttributes` | device POSTs CMS-signed attributes (OTA phase 2) | [`service::EnrollmentService::profile_service`], [`cms::DeviceAttributesVerifier`] |
+//! | 6 | `DeviceVerified` | signature, Apple device CA, challenge, policy → signed enrollment profile (SCEP + MDM + trust) | [`service::Engine::device_attributes`], [`profile::MdmPayload`], [`profile::ScepPayload`] |
+//! | 7 | `ScepRequest` | SCEP GetCACaps, GetCACert, PKIOperation/PKCSReq | [`service::EnrollmentService::scep`], [`scep::ScepResponder::handle`], [`scep::CertificateRequest`] |
+//! | 8 | `CertificateIssued` | CertRep with the identity certificate | [`scep::CertificateRequest::issue`], [`pki::issue`], [`service::Engine::certificate_issued`] |
+//! | 9 | `MdmProfileInstalled` | check-in `Authenticate` (Mdm-Signature or mTLS identity) | [`service::MdmService::handle`], [`mdm::CheckinMessage`], [`cms::client_identity`] |
+//! | 10 | `MdmActivationComplete` | first device-channel `TokenUpdate`: MDM activation complete | [`service::Engine::checkin`], [`mdm::PushRequest`] |
+//! | 11 | `ConfigurationRequested` | connect `Status=Idle` | [`service::Engine::connect`], [`mdm::Report`] |
+//! | 12 | `ConfigurationSent` | device information stored; initial commands, one per response | [`service::InitialConfiguration`], [`mdm::Command`], [`activation::queue`] |
+//! | 13 | `ConfigurationApplied` | every initial command Acknowledged (Error/NotNow handled) | [`activation::queue::dispose`], [`activation::Phase::Complete`] |
+//!
+//! Storage is the caller's: [`store`] defines the traits (atomic challenge
+//! consume, versioned activations, bind-or-conflict identity bindings,
+//! queues, unique serials), an in-memory store, a SQLite store (feature
+//! `sqlite`) and a conformance kit every store must pass (feature
+//! `test-support`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,4 +1,4 @@
-//! CMS SignedData builder (DER output), signing through [`crypto::Signer`].
+//! CMS SignedData builder (DER output), signing through [`crypto::Signer`](crate::crypto::Signer).
 //!
 //! Used for signed profiles (attached `id-data` content, full chain), SCEP
 //! PKIMessages and CertReps (signed attributes with SCEP's own attributes),
