@@ -312,7 +312,7 @@ impl Activation {
                 challenge,
                 ttl,
             } => {
-                self.expect(Step::ActivationRequest, &[Phase::LoggedIn])?;
+                self.require_phase(Step::ActivationRequest, &[Phase::LoggedIn])?;
                 if self.policy.organisation_notice.is_some() && !notice_accepted {
                     return Err(ActivationError::NoticeNotAccepted);
                 }
@@ -333,7 +333,7 @@ impl Activation {
                 scep_challenge,
                 ttl,
             } => {
-                self.expect(Step::DeviceAttributes, &[Phase::ProfileServiceIssued])?;
+                self.require_phase(Step::DeviceAttributes, &[Phase::ProfileServiceIssued])?;
                 if attributes.phase != AttributesPhase::DeviceIdentity {
                     return Err(ActivationError::UnexpectedPhase(attributes.phase));
                 }
@@ -362,7 +362,7 @@ impl Activation {
                 next.phase = Phase::DeviceVerified;
             }
             Input::ScepRequest { challenge } => {
-                self.expect(Step::ScepRequest, &[Phase::DeviceVerified])?;
+                self.require_phase(Step::ScepRequest, &[Phase::DeviceVerified])?;
                 let grant = self.check_challenge(ChallengeKind::Scep, &challenge, now)?;
                 out.push(Output::ConsumeChallenge(grant));
                 out.push(Output::Reached(Step::ScepRequest));
@@ -370,7 +370,7 @@ impl Activation {
                 next.phase = Phase::ScepAuthorized;
             }
             Input::CertificateIssued(identity) => {
-                self.expect(Step::CertificateIssued, &[Phase::ScepAuthorized])?;
+                self.require_phase(Step::CertificateIssued, &[Phase::ScepAuthorized])?;
                 out.push(Output::RecordCertificate(identity.clone()));
                 out.push(Output::Reached(Step::CertificateIssued));
                 next.identity = Some(identity);
@@ -415,7 +415,8 @@ impl Activation {
         })
     }
 
-    fn expect(&self, step: Step, phases: &[Phase]) -> Result<(), ActivationError> {
+    /// Out-of-order input is a typed error: the current phase must be one of `phases`.
+    fn require_phase(&self, step: Step, phases: &[Phase]) -> Result<(), ActivationError> {
         if phases.contains(&self.phase) {
             Ok(())
         } else {
