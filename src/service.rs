@@ -415,9 +415,32 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             Report::Undecodable { .. } => Vec::new(),
         };
         ctx.channel = Some(event.channel.clone());
+        // Initial commands gone from the queue that the activation still
+        // waits for: their stored results (normally none; see Input::Connect).
+        let waiting = |c: &&crate::activation::InitialCommand| {
+            c.outcome.is_none() && !ctx.pending.iter().any(|p| p.uuid == c.uuid)
+        };
+        let finished =
+            if event.channel.is_device() && current.value.initial.iter().any(|c| waiting(&c)) {
+                self.store
+                    .results(&key)?
+                    .into_iter()
+                    .filter(|r| {
+                        current
+                            .value
+                            .initial
+                            .iter()
+                            .any(|c| waiting(&c) && c.uuid == r.uuid)
+                    })
+                    .map(|r| (r.uuid, r.outcome))
+                    .collect()
+            } else {
+                Vec::new()
+            };
         let input = Input::Connect {
             event,
             pending: ctx.pending.clone(),
+            finished,
             policy: self.config.queue,
         };
         self.run(current, input, &mut ctx)?;

@@ -206,6 +206,14 @@ fn phase(fx: &Fx, tenant: &TenantId, id: &ActivationId) -> Phase {
         .phase
 }
 
+fn queue_is_empty(fx: &Fx, tenant: &TenantId, dev: &EvidenceDevice) -> bool {
+    fx.engine
+        .store()
+        .pending(&key(tenant, dev))
+        .unwrap()
+        .is_empty()
+}
+
 fn key(tenant: &TenantId, dev: &EvidenceDevice) -> QueueKey {
     QueueKey {
         tenant: tenant.clone(),
@@ -738,13 +746,7 @@ fn step11_retired_identity_after_checkout() {
         .unwrap();
     assert!(out.events.iter().any(|e| e.kind == EventKind::Unenrolled));
     assert_eq!(phase(&fx, &a, &at.id), Phase::Unenrolled);
-    assert!(
-        fx.engine
-            .store()
-            .pending(&key(&a, &at.dev))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(queue_is_empty(&fx, &a, &at.dev));
     assert!(fx.engine.store().devices(&a, "alice").unwrap().is_empty());
     let dev = at.dev.clone();
     refused(&mut fx, ActivationError::IdentityMismatch, |fx| {
@@ -829,6 +831,59 @@ fn step12_not_now_skipped_on_this_connection_offered_on_next() {
 }
 
 // ---- step 13: acknowledgements ----------------------------------------------------------
+
+#[test]
+fn step13_result_stored_but_activation_update_lost_is_recovered() {
+    // A crash (or a lost race) between the two writes of a report: the queue
+    // recorded the last result, the activation never heard of it. The next
+    // connect takes the outcome from the queue and completes the activation.
+    let mut fx = fixture(Policy::default());
+    let a = fx.a.clone();
+    let at = advance(&mut fx, &a, 10);
+    let mut next = delivered(connect(&fx, &a, &at.dev, ReportStatus::Idle, None));
+    let mut before_last = None;
+    while let Some(uuid) = next {
+        before_last = fx.engine.store().activation(&a, &at.id).unwrap();
+        next = delivered(connect(
+            &fx,
+            &a,
+            &at.dev,
+            ReportStatus::Acknowledged,
+            Some(&uuid),
+        ));
+    }
+    assert_eq!(phase(&fx, &a, &at.id), Phase::Complete);
+    // Roll the activation back to before the last report (the queue keeps
+    // the result and no longer holds the command).
+    let stale = before_last.unwrap().value;
+    let current = fx.engine.store().activation(&a, &at.id).unwrap().unwrap();
+    fx.engine
+        .store()
+        .update_activation(&stale, current.version)
+        .unwrap();
+    assert_eq!(phase(&fx, &a, &at.id), Phase::Configuring);
+    assert!(queue_is_empty(&fx, &a, &at.dev));
+
+    let out = fx
+        .engine
+        .connect(&a, at.dev.report(ReportStatus::Idle, None), t0())
+        .unwrap();
+    assert_eq!(out.value, None);
+    assert!(
+        out.events
+            .iter()
+            .any(|e| e.kind == EventKind::Reached(Step::ConfigurationApplied)),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(phase(&fx, &a, &at.id), Phase::Complete);
+    let results = fx.engine.store().results(&key(&a, &at.dev)).unwrap();
+    assert_eq!(
+        results.len(),
+        INITIAL_REQUEST_TYPES.len(),
+        "nothing applied twice"
+    );
+}
 
 #[test]
 fn step13_error_is_not_ignored() {
@@ -967,13 +1022,7 @@ fn re_authenticate_is_re_enrolment() {
         )
         .unwrap();
     assert!(out.events.iter().any(|e| e.kind == EventKind::ReEnrolled));
-    assert!(
-        fx.engine
-            .store()
-            .pending(&key(&a, &at.dev))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(queue_is_empty(&fx, &a, &at.dev));
     assert_eq!(phase(&fx, &a, &at.id), Phase::Authenticated);
     let dev = at.dev.clone();
     refused(&mut fx, ActivationError::NotEnrolled, |fx| {

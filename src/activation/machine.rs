@@ -178,6 +178,12 @@ pub enum Input {
         event: ReportEvent,
         /// The channel's queued commands, oldest first, as the store has them.
         pending: Vec<QueuedCommand>,
+        /// Outcomes the store already holds for initial commands this state
+        /// still waits for. The queue is the source of truth for outcomes: a
+        /// report whose result was stored but whose activation update was
+        /// lost (a crash between the two writes, or a lost race) is taken
+        /// from here instead of leaving the activation waiting forever.
+        finished: Vec<(CommandUuid, CommandOutcome)>,
         /// Queue tuning.
         policy: QueuePolicy,
     },
@@ -383,8 +389,9 @@ impl Activation {
             Input::Connect {
                 event,
                 pending,
+                finished,
                 policy,
-            } => self.connect(&mut next, &mut out, event, &pending, &policy)?,
+            } => self.connect(&mut next, &mut out, event, &pending, &finished, &policy)?,
             Input::Superseded { by_user } => {
                 if let Some(identity) = &self.identity {
                     out.push(Output::RetireIdentity(identity.fingerprint));
@@ -576,6 +583,7 @@ impl Activation {
         out: &mut Vec<Output>,
         event: ReportEvent,
         pending: &[QueuedCommand],
+        finished_earlier: &[(CommandUuid, CommandOutcome)],
         policy: &QueuePolicy,
     ) -> Result<(), ActivationError> {
         if !self.phase.enrolled() {
@@ -583,6 +591,17 @@ impl Activation {
         }
         self.check_sender(&event.identity, &event.channel)?;
         let device_channel = event.channel.is_device();
+        if device_channel {
+            // Outcomes stored in the queue but not yet here (see Input::Connect).
+            for cmd in next.initial.iter_mut().filter(|c| c.outcome.is_none()) {
+                if pending.iter().any(|p| p.uuid == cmd.uuid) {
+                    continue;
+                }
+                if let Some((_, outcome)) = finished_earlier.iter().find(|(u, _)| *u == cmd.uuid) {
+                    cmd.outcome = Some(outcome.clone());
+                }
+            }
+        }
         if let Some(user) = &event.channel.user_id
             && !self.user_channels.iter().any(|(u, _)| u == user)
         {
