@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 mod enrollment;
 
-pub use enrollment::{EnrollmentConfig, EnrollmentService};
+pub use enrollment::{EnrollmentConfig, EnrollmentService, SingleTenantPaths};
 
 use thiserror::Error;
 
@@ -923,6 +923,8 @@ impl ServiceError {
             },
             Self::Store(StoreError::VersionConflict { .. } | StoreError::Backend(_)) => 503,
             Self::Store(StoreError::DuplicateSerial) => 503,
+            // The user's device limit: a policy refusal, like the others.
+            Self::Store(StoreError::LimitReached) => 403,
             Self::Store(_) => 500,
             Self::BadRequest(_) => 400,
             Self::Internal(_) => 500,

@@ -117,14 +117,24 @@ impl LeafPolicy {
         }
     }
 
-    /// A TLS server certificate for `dns_names` (SANs), EKU serverAuth.
+    /// A TLS server certificate for `dns_names` (SANs; IP literals such as
+    /// `127.0.0.1` or `::1` become iPAddress SANs), EKU serverAuth.
     pub fn tls_server(subject: Name, dns_names: &[&str]) -> Result<Self, PkiError> {
         let sans = dns_names
             .iter()
-            .map(|n| {
-                der::asn1::Ia5String::new(n)
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => {
+                    let octets = match ip {
+                        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+                        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+                    };
+                    der::asn1::OctetString::new(octets)
+                        .map(GeneralName::IpAddress)
+                        .map_err(PkiError::from)
+                }
+                Err(_) => der::asn1::Ia5String::new(n)
                     .map(GeneralName::DnsName)
-                    .map_err(PkiError::from)
+                    .map_err(PkiError::from),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -475,6 +485,21 @@ mod tests {
                 .get_extension::<SubjectAltName>()
                 .unwrap()
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn tls_server_names_ip_literals_as_ip_sans() {
+        let policy = LeafPolicy::tls_server(
+            "CN=localhost".parse().unwrap(),
+            &["localhost", "127.0.0.1", "::1"],
+        )
+        .unwrap();
+        let sans = &policy.subject_alt_names;
+        assert!(matches!(&sans[0], GeneralName::DnsName(n) if n.as_str() == "localhost"));
+        assert!(matches!(&sans[1], GeneralName::IpAddress(o) if o.as_bytes() == [127, 0, 0, 1]));
+        assert!(
+            matches!(&sans[2], GeneralName::IpAddress(o) if o.as_bytes().len() == 16 && o.as_bytes()[15] == 1)
         );
     }
 }

@@ -30,6 +30,10 @@ pub struct EnrollmentConfig {
     pub base_url: String,
     /// Route prefix under the base URL (`/t` gives `/t/<tenant>/mdm`; may be empty).
     pub prefix: String,
+    /// A single-tenant layout with paths of the caller's choosing, used
+    /// instead of `<prefix>/<tenant>/<endpoint>` (the per-tenant layout
+    /// still routes when this is set).
+    pub single_tenant: Option<SingleTenantPaths>,
     /// The APNs push topic (`com.apple.mgmt.External.…`).
     pub topic: String,
     /// Reverse-DNS prefix of every `PayloadIdentifier` the server writes.
@@ -49,6 +53,62 @@ pub struct EnrollmentConfig {
     pub identity_lifetime: Duration,
     /// Profile validation (allow `http://` only in tests).
     pub validation: ValidationOptions,
+    /// A fixed SCEP challenge accepted beside the one-time ones, for
+    /// non-device SCEP clients (interop tests, lab equipment). Certificates
+    /// issued under it are bound to no activation, so they cannot check in;
+    /// device activations always get their own one-time challenge. Off
+    /// (`None`) by default: anyone who learns it gets certificates.
+    pub static_scep_challenge: Option<Secret>,
+}
+
+/// Paths (no scheme or host) of one tenant's endpoints on a server that
+/// serves a single tenant, e.g. `/enroll`, `/scep`, `/mdm/checkin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleTenantPaths {
+    /// The tenant every request on these paths belongs to.
+    pub tenant: TenantId,
+    /// Steps 2–4: the self-service form.
+    pub self_service: String,
+    /// Steps 5–6: the Profile Service `URL` (signed device attributes).
+    pub profile_service: String,
+    /// Steps 7–8: the SCEP `URL`.
+    pub scep: String,
+    /// Steps 11–13: the MDM payload's `ServerURL`.
+    pub server: String,
+    /// Steps 9–10: the MDM payload's `CheckInURL`.
+    pub check_in: String,
+}
+
+impl SingleTenantPaths {
+    fn path(&self, endpoint: Endpoint) -> &str {
+        match endpoint {
+            Endpoint::Enroll => &self.self_service,
+            Endpoint::ProfileService => &self.profile_service,
+            Endpoint::Scep => &self.scep,
+            Endpoint::Mdm => &self.server,
+        }
+    }
+
+    /// The endpoint served at `path`, if any (`CheckInURL` is [`Endpoint::Mdm`]).
+    fn route(&self, path: &str) -> Option<Route> {
+        let path = path.trim_end_matches('/');
+        let endpoint = if path == self.check_in.trim_end_matches('/') {
+            Endpoint::Mdm
+        } else {
+            [
+                Endpoint::Enroll,
+                Endpoint::ProfileService,
+                Endpoint::Scep,
+                Endpoint::Mdm,
+            ]
+            .into_iter()
+            .find(|e| self.path(*e).trim_end_matches('/') == path)?
+        };
+        Some(Route {
+            tenant: self.tenant.clone(),
+            endpoint,
+        })
+    }
 }
 
 impl std::fmt::Debug for EnrollmentConfig {
@@ -56,6 +116,7 @@ impl std::fmt::Debug for EnrollmentConfig {
         f.debug_struct("EnrollmentConfig")
             .field("base_url", &self.base_url)
             .field("prefix", &self.prefix)
+            .field("single_tenant", &self.single_tenant)
             .field("topic", &self.topic)
             .field("identifier", &self.identifier)
             .field(
@@ -63,6 +124,10 @@ impl std::fmt::Debug for EnrollmentConfig {
                 &self.profile_certificate.subject_string(),
             )
             .field("scep", &self.scep)
+            .field(
+                "static_scep_challenge",
+                &self.static_scep_challenge.is_some(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +145,7 @@ impl EnrollmentConfig {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             prefix: String::new(),
+            single_tenant: None,
             topic: topic.into(),
             identifier: "com.example.mdm".into(),
             organization: None,
@@ -89,16 +155,43 @@ impl EnrollmentConfig {
             scep,
             identity_lifetime: Duration::from_secs(365 * 86400),
             validation: ValidationOptions::default(),
+            static_scep_challenge: None,
         }
     }
 
-    /// The absolute URL of `tenant`'s `endpoint`.
+    /// The absolute URL of `tenant`'s `endpoint` (for [`Endpoint::Mdm`],
+    /// the `ServerURL`).
     pub fn url(&self, tenant: &TenantId, endpoint: Endpoint) -> String {
-        format!(
-            "{}{}",
-            self.base_url,
-            Route::path(&self.prefix, tenant, endpoint)
-        )
+        match &self.single_tenant {
+            Some(paths) if paths.tenant == *tenant => {
+                format!("{}{}", self.base_url, paths.path(endpoint))
+            }
+            _ => format!(
+                "{}{}",
+                self.base_url,
+                Route::path(&self.prefix, tenant, endpoint)
+            ),
+        }
+    }
+
+    /// The absolute `CheckInURL` of `tenant` (the `ServerURL` unless a
+    /// single-tenant layout names another path).
+    pub fn check_in_url(&self, tenant: &TenantId) -> String {
+        match &self.single_tenant {
+            Some(paths) if paths.tenant == *tenant => {
+                format!("{}{}", self.base_url, paths.check_in)
+            }
+            _ => self.url(tenant, Endpoint::Mdm),
+        }
+    }
+
+    /// Resolve a request path: the single-tenant paths first, then
+    /// `<prefix>/<tenant>/<endpoint>`.
+    pub fn route(&self, path: &str) -> Result<Route, RouteError> {
+        if let Some(route) = self.single_tenant.as_ref().and_then(|p| p.route(path)) {
+            return Ok(route);
+        }
+        Route::parse(&self.prefix, path)
     }
 }
 
@@ -189,7 +282,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> (Response, Vec<Event>) {
-        let route = match Route::parse(&self.config.prefix, &request.path) {
+        let route = match self.config.route(&request.path) {
             Ok(r) => r,
             Err(RouteError::NotFound) => return (Response::empty(404), Vec::new()),
             Err(RouteError::Tenant(_)) => return (Response::empty(400), Vec::new()),
@@ -292,9 +385,12 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         scep.key_size = Some(2048);
         scep.key_type = Some("RSA".into());
         scep.key_usage = Some(5);
-        let mdm_url = c.url(tenant, Endpoint::Mdm);
-        let mut mdm = MdmPayload::new(mdm_url.clone(), c.topic.clone(), scep_uuid.clone());
-        mdm.check_in_url = Some(mdm_url);
+        let mut mdm = MdmPayload::new(
+            c.url(tenant, Endpoint::Mdm),
+            c.topic.clone(),
+            scep_uuid.clone(),
+        );
+        mdm.check_in_url = Some(c.check_in_url(tenant));
         mdm.sign_message = Some(true);
         mdm.access_rights = Some(AccessRights::ALL);
         mdm.check_out_when_removed = Some(true);
@@ -363,7 +459,18 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             ChallengeVerdict::Retry | ChallengeVerdict::Refused => None,
         };
         let Some(granted) = granted else {
-            return (req.reject(FailInfo::BadRequest, now, rng), Vec::new());
+            let is_static = match (&self.config.static_scep_challenge, req.challenge()) {
+                (Some(expected), Some(presented)) => {
+                    presented.matches(expected.expose().as_bytes())
+                }
+                _ => false,
+            };
+            let response = if is_static {
+                self.issue_unbound(&req, now, rng)
+            } else {
+                req.reject(FailInfo::BadRequest, now, rng)
+            };
+            return (response, Vec::new());
         };
         let mut events = granted.events;
         let activation = granted.value.id;
@@ -398,6 +505,27 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             }
         }
         (req.reject(FailInfo::BadRequest, now, rng), events)
+    }
+
+    /// A certificate under the static challenge: bound to no activation
+    /// (and so useless for check-in).
+    fn issue_unbound<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        req: &crate::scep::CertificateRequest<'_>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Response {
+        let policy = crate::pki::LeafPolicy::client_auth(req.csr().subject().clone());
+        let issued = crate::pki::validity(now, self.config.identity_lifetime)
+            .ok()
+            .and_then(|validity| {
+                req.issue(&policy, crate::pki::random_serial(rng), validity, now, rng)
+                    .ok()
+            });
+        match issued {
+            Some(issued) => issued.response,
+            None => req.reject(FailInfo::BadRequest, now, rng),
+        }
     }
 
     fn sign(&self, profile: &Profile) -> Result<Response, ServiceError> {
@@ -442,5 +570,41 @@ impl<S: Store, D: Directory, P: PushSender> ChallengeVerifier for EngineChalleng
             }
             Err(_) => ChallengeVerdict::Refused,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths() -> SingleTenantPaths {
+        SingleTenantPaths {
+            tenant: TenantId::new("demo").unwrap(),
+            self_service: "/self-service/activate".into(),
+            profile_service: "/enroll".into(),
+            scep: "/scep".into(),
+            server: "/mdm/connect".into(),
+            check_in: "/mdm/checkin".into(),
+        }
+    }
+
+    #[test]
+    fn single_tenant_paths_route_to_their_endpoints() {
+        let p = paths();
+        let route = |path: &str| p.route(path).map(|r| (r.tenant.to_string(), r.endpoint));
+        let demo = || "demo".to_owned();
+        assert_eq!(
+            route("/self-service/activate"),
+            Some((demo(), Endpoint::Enroll))
+        );
+        assert_eq!(route("/enroll"), Some((demo(), Endpoint::ProfileService)));
+        assert_eq!(route("/scep/"), Some((demo(), Endpoint::Scep)));
+        assert_eq!(route("/mdm/connect"), Some((demo(), Endpoint::Mdm)));
+        assert_eq!(route("/mdm/checkin"), Some((demo(), Endpoint::Mdm)));
+        assert_eq!(route("/mdm"), None);
+        assert_eq!(route("/demo/scep"), None);
+        assert_eq!(route(""), None);
+        assert_eq!(p.path(Endpoint::Mdm), "/mdm/connect");
+        assert_eq!(p.path(Endpoint::ProfileService), "/enroll");
     }
 }

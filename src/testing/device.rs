@@ -470,6 +470,17 @@ impl SimulatedDevice {
         Ok(())
     }
 
+    /// Present `challenge` at SCEP instead of the one the enrollment
+    /// profile carried (to test wrong, replayed or static challenges).
+    pub fn override_scep_challenge(&mut self, challenge: &str) -> Result<(), DeviceError> {
+        let e = self
+            .enrollment
+            .as_mut()
+            .ok_or_else(|| proto("no enrollment profile yet"))?;
+        e.scep_challenge = challenge.to_owned();
+        Ok(())
+    }
+
     fn enrollment(&self) -> Result<&Enrollment, DeviceError> {
         self.enrollment
             .as_ref()
