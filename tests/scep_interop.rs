@@ -6,6 +6,8 @@
 //! negatives, micromdm RenewalReq signed by the issued certificate). Needs root and apt (the harness installs Debian's `scep`,
 //! `certmonger`, python3-cryptography); skips loudly otherwise.
 
+mod server_support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -170,14 +172,6 @@ fn serve(responder: Arc<ScepResponder>, caller: Arc<Caller>) -> u16 {
     port
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 fn have_apt_or_tools() -> bool {
     let has = |c: &str| {
         Command::new("sh")
@@ -191,7 +185,7 @@ fn have_apt_or_tools() -> bool {
 
 #[test]
 fn real_clients_enroll_over_http() {
-    if !is_root() || !have_apt_or_tools() {
+    if !server_support::is_root() || !have_apt_or_tools() {
         eprintln!(
             "\n!!!!!!!! SKIPPING scep_interop: needs root and apt-get (or scepclient+certmonger installed) !!!!!!!!\n"
         );

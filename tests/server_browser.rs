@@ -95,7 +95,7 @@ fn autosubmit(action: &str) -> String {
     data_url(&format!(
         "<form method=post action=\"{action}\">\
 <input name=username value=ann><input name=password value=\"pw one\">\
-<input name=domain value=corp.example><input name=accept value=1></form>\
+<input name=domain value=corp.example><input name=accept_notice value=1></form>\
 <script>document.forms[0].submit()</script>"
     ))
 }

@@ -7,56 +7,24 @@
 
 mod server_support;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use mdm_enroll::cms::{SignedDataBuilder, oid};
-use mdm_enroll::crypto::{RsaKey, Signer};
-use server_support::tls::{Identity, Kind, cert_pem, issue, random_serial};
-use server_support::{Server, form, openssl_verify, plist_dict};
+use mdm_enroll::crypto::RsaKey;
+use mdm_enroll::testing::Identity;
+use server_support::{Server, basic, device_ca, form, openssl_verify, plist_dict, rng};
 
 const USER: &str = "ann:correct horse@corp.example";
 
-fn basic(user: &str, password: &str) -> String {
-    use base64ct::{Base64, Encoding};
-    format!(
-        "Basic {}",
-        Base64::encode_string(format!("{user}:{password}").as_bytes())
-    )
-}
-
-/// A test "device CA" and a device identity it issued (what Apple's iPhone
-/// Device CA and a Mac's device key are in production).
+/// A device identity issued by a fresh test device CA written to `dir`.
 fn device_identity(dir: &std::path::Path) -> (Identity, std::path::PathBuf) {
-    let hour = Duration::from_secs(3600);
-    let ca_key = RsaKey::generate(&mut getrandom::SysRng, 2048).expect("key");
-    let ca_cert = issue(
-        Kind::Ca,
-        "CN=Test Device CA",
-        ca_key.public_key(),
-        None,
-        &ca_key,
-        hour,
-        &random_serial(),
+    let (ca, pem) = device_ca(dir);
+    let key = Arc::new(RsaKey::generate(&mut rng(), 2048).expect("key"));
+    (
+        ca.issue(key, SystemTime::now(), &mut rng()).expect("issue"),
+        pem,
     )
-    .expect("ca");
-    let ca = Identity {
-        key: ca_key,
-        cert: ca_cert,
-    };
-    let key = RsaKey::generate(&mut getrandom::SysRng, 2048).expect("key");
-    let cert = issue(
-        Kind::DeviceIdentity,
-        "CN=Test Mac",
-        key.public_key(),
-        Some(&ca),
-        &ca.key,
-        hour,
-        &random_serial(),
-    )
-    .expect("device cert");
-    let pem = dir.join("device-ca.pem");
-    std::fs::write(&pem, cert_pem(ca.cert.der())).expect("write");
-    (Identity { key, cert }, pem)
 }
 
 fn attributes(challenge: &str, udid: &str) -> Vec<u8> {
@@ -69,6 +37,17 @@ fn attributes(challenge: &str, udid: &str) -> Vec<u8> {
     let mut out = Vec::new();
     plist::to_writer_xml(&mut out, &plist::Value::Dictionary(d)).expect("xml");
     out
+}
+
+fn sign_attributes(attrs: &[u8], device: &Identity) -> Vec<u8> {
+    SignedDataBuilder::new(
+        oid::ID_DATA,
+        attrs,
+        device.key.as_ref(),
+        &device.certificate,
+    )
+    .build()
+    .expect("sign")
 }
 
 fn login_fields(password: &str) -> Vec<u8> {
@@ -163,9 +142,7 @@ fn portal_profile_service_enroll_and_admin_over_http() {
 
     // Steps 5-6: signed attributes -> signed enrollment profile.
     let attrs = attributes(&challenge, "UDID-E2E-1");
-    let signed = SignedDataBuilder::new(oid::ID_DATA, &attrs, &device.key, &device.cert)
-        .build()
-        .expect("sign");
+    let signed = sign_attributes(&attrs, &device);
     let cms_ct = [("Content-Type", "application/pkcs7-signature")];
     let enrollment = server.request("POST", "/enroll", &cms_ct, &signed);
     assert_eq!(enrollment.status, 200, "{}", enrollment.text());
@@ -210,27 +187,17 @@ fn portal_profile_service_enroll_and_admin_over_http() {
         "the trust payload is the data folder's CA"
     );
 
-    // The Profile Service challenge is single-use.
+    // The Profile Service challenge is single-use (a replay is 409).
     let replay = server.request("POST", "/enroll", &cms_ct, &signed);
-    assert_eq!(replay.status, 403);
-    // Attributes signed by an untrusted key are refused.
-    let rogue_key = RsaKey::generate(&mut getrandom::SysRng, 2048).expect("key");
-    let rogue_cert = issue(
-        Kind::DeviceIdentity,
-        "CN=Rogue",
-        rogue_key.public_key(),
-        None,
-        &rogue_key,
-        Duration::from_secs(60),
-        &random_serial(),
-    )
-    .expect("rogue");
-    let rogue = SignedDataBuilder::new(oid::ID_DATA, &attrs, &rogue_key, &rogue_cert)
-        .build()
-        .expect("sign");
+    assert_eq!(replay.status, 409);
+    // Attributes signed by a key no trusted device CA issued are refused.
+    let rogue_dir = dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).expect("mkdir");
+    let (rogue, _) = device_identity(&rogue_dir);
+    let rogue = sign_attributes(&attrs, &rogue);
     assert_eq!(
         server.request("POST", "/enroll", &cms_ct, &rogue).status,
-        403
+        400
     );
 
     // Admin: basic auth, then the device with its timeline at step 6.
@@ -274,12 +241,13 @@ fn body_limits_and_unknown_routes() {
     );
     assert_eq!(server.request("GET", "/nope", &[], b"").status, 404);
     assert_eq!(server.request("GET", "/enroll", &[], b"").status, 405);
-    // Check-in without any identity is refused, not crashed on.
+    // Check-in without any identity is refused with 400, never 401 (which
+    // a device takes as "unenroll").
     assert_eq!(
         server
             .request("PUT", "/mdm/checkin", &[], b"<plist/>")
             .status,
-        401
+        400
     );
     assert_eq!(server.request("GET", "/healthz", &[], b"").status, 200);
 }
@@ -311,9 +279,29 @@ fn https_by_default_with_a_ca_kept_in_the_data_folder() {
     // A graceful stop on SIGTERM.
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
-    // The restart keeps the CA.
+    // The restart keeps the CA and the demo password (printed only once,
+    // kept owner-readable in the data folder).
     let server = Server::start(dir.path(), &[]);
     assert_eq!(std::fs::read(&ca).expect("ca.pem"), first_ca);
+    let kept = dir.path().join("demo-password");
+    assert_eq!(
+        std::fs::read_to_string(&kept)
+            .expect("demo-password")
+            .trim(),
+        demo_password
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "demo-password is readable by others");
+    }
+    let line = server
+        .banner
+        .iter()
+        .find(|l| l.starts_with("demo user:"))
+        .expect("demo user line");
+    assert!(!line.contains(&demo_password), "printed again: {line}");
     let o = curl(&format!("{}/healthz", server.base_url));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -354,9 +342,7 @@ fn kill_9_mid_activation_resumes_from_sqlite() {
 
     let server = Server::start(&data, &args);
     let attrs = attributes(&challenge, "UDID-RESTART");
-    let signed = SignedDataBuilder::new(oid::ID_DATA, &attrs, &device.key, &device.cert)
-        .build()
-        .expect("sign");
+    let signed = sign_attributes(&attrs, &device);
     let cms_ct = [("Content-Type", "application/pkcs7-signature")];
     let enrollment = server.request("POST", "/enroll", &cms_ct, &signed);
     assert_eq!(
@@ -368,7 +354,7 @@ fn kill_9_mid_activation_resumes_from_sqlite() {
     openssl_verify(&enrollment.body, &data.join("ca.pem"));
     assert_eq!(
         server.request("POST", "/enroll", &cms_ct, &signed).status,
-        403,
+        409,
         "and only once"
     );
     let auth = basic("root", "adminpw");

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mdm_enroll::activation::{Channel, CommandOutcome, QueueKey, Step};
+use mdm_enroll::activation::{Channel, CommandOutcome, Phase, QueueKey, Step};
 use mdm_enroll::http::{Request, Response};
 use mdm_enroll::store::QueueStore;
 
@@ -71,7 +71,7 @@ pub fn page_for(app: &App, req: &Request) -> Response {
         ));
         return r;
     }
-    let store = app.engine.store();
+    let store = app.service.engine().store();
     let activations = match store.activations(200) {
         Ok(a) => a,
         Err(e) => return Response::with_body(500, "text/plain", e.to_string().into_bytes()),
@@ -79,8 +79,11 @@ pub fn page_for(app: &App, req: &Request) -> Response {
     let mut body = format!("<p>{} activation(s), newest first.</p>", activations.len());
     for v in &activations {
         let a = &v.value;
+        // The activation record is authoritative; the timeline adds when
+        // each step was reached (a crash between the two writes can leave a
+        // step without its time, never the other way round).
         let steps = store.steps(&a.tenant, &a.id).unwrap_or_default();
-        let complete = steps.iter().any(|(s, _)| *s == Step::ConfigurationApplied);
+        let complete = a.phase == Phase::Complete;
         body.push_str(&format!(
             "<section class=\"activation\" data-id=\"{}\" data-phase=\"{:?}\" data-complete=\"{}\">",
             esc(a.id.as_str()),
@@ -112,9 +115,10 @@ pub fn page_for(app: &App, req: &Request) -> Response {
         body.push_str("<table class=\"timeline\"><tr><th>#</th><th>Step</th><th>Reached</th></tr>");
         for step in Step::ALL {
             let reached = steps.iter().find(|(s, _)| *s == step).map(|(_, t)| *t);
+            let done = reached.is_some() || step <= a.last_step;
             body.push_str(&format!(
                 "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
-                if reached.is_some() { "done" } else { "todo" },
+                if done { "done" } else { "todo" },
                 step.number(),
                 esc(&step_name(step)),
                 reached.map(when).unwrap_or_default()

@@ -10,7 +10,6 @@
 mod admin;
 mod cli;
 mod html;
-mod profiles;
 mod routes;
 mod tls;
 
@@ -25,9 +24,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use mdm_enroll::activation::{Policy, Secret, TenantId, UserAccount};
 use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, IdentityOptions, TrustAnchors};
 use mdm_enroll::http::{Method, Request, Response};
-use mdm_enroll::service::{Engine, EngineConfig};
+use mdm_enroll::profile::ValidationOptions;
+use mdm_enroll::scep::ScepResponder;
+use mdm_enroll::service::{
+    Engine, EngineConfig, EnrollmentConfig, EnrollmentService, InitialConfiguration, MdmService,
+    SingleTenantPaths,
+};
 use mdm_enroll::store::sqlite::SqliteStore;
-use mdm_enroll::wire::Limits;
 use tokio::net::TcpListener;
 
 use routes::{App, LogPush, Users};
@@ -152,19 +155,13 @@ fn router(app: Arc<App>) -> Router {
             "/self-service/activate",
             post(endpoint!(limits::FORM, App::activate)),
         )
-        .route("/enroll", post(endpoint!(limits::ENROLL, App::enroll)))
+        .route("/enroll", post(endpoint!(limits::ENROLL, App::device)))
         .route(
             "/scep",
-            get(endpoint!(limits::SCEP, App::scep)).post(endpoint!(limits::SCEP, App::scep)),
+            get(endpoint!(limits::SCEP, App::device)).post(endpoint!(limits::SCEP, App::device)),
         )
-        .route(
-            "/mdm/checkin",
-            put(endpoint!(limits::CHECKIN, App::checkin)),
-        )
-        .route(
-            "/mdm/connect",
-            put(endpoint!(limits::CONNECT, App::connect)),
-        )
+        .route("/mdm/checkin", put(endpoint!(limits::CHECKIN, App::device)))
+        .route("/mdm/connect", put(endpoint!(limits::CONNECT, App::device)))
         .route("/admin", get(endpoint!(0, admin::page_for)))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(TimeoutLayer::with_status_code(
@@ -288,6 +285,25 @@ async fn serve(
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
+/// A generated password kept in `<data>/<file>` (mode 0600) so it survives
+/// restarts. Announced on stdout as `<who>, password …`: the password itself
+/// only when it was created now, afterwards where it is kept.
+fn remembered_password(data: &std::path::Path, file: &str, who: &str) -> Result<String, BoxError> {
+    let path = data.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => {
+            println!("{who}, password in {}", path.display());
+            Ok(s.trim().to_owned())
+        }
+        _ => {
+            let password = random_secret();
+            tls::write_private(&path, &format!("{password}\n"))?;
+            println!("{who}, password {password}");
+            Ok(password)
+        }
+    }
+}
+
 fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     let tenant = TenantId::new(config.tenant.clone())?;
     let host = url_host(&base_url);
@@ -301,23 +317,17 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     let mut users = Users::default();
     let mut specs = config.users.clone();
     if specs.is_empty() {
-        let password = random_secret();
-        println!("demo user: username demo, password {password}, domain example.com");
+        let password = remembered_password(
+            &config.data,
+            "demo-password",
+            "demo user: username demo, domain example.com",
+        )?;
         specs.push(cli::UserSpec {
             name: "demo".into(),
             password,
             domain: "example.com".into(),
         });
     }
-    let engine_users: Vec<UserAccount> = specs
-        .iter()
-        .map(|u| UserAccount {
-            tenant: tenant.clone(),
-            username: u.name.clone(),
-            domain: u.domain.clone(),
-            policy: Policy::default(),
-        })
-        .collect();
     for u in &specs {
         users.passwords.push((
             tenant.clone(),
@@ -326,19 +336,26 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         ));
     }
     let engine = Engine::new(store, users, LogPush, EngineConfig::default());
-    for u in &engine_users {
-        engine.provision_user(u)?;
+    for u in &specs {
+        engine.provision_user(&UserAccount {
+            tenant: tenant.clone(),
+            username: u.name.clone(),
+            domain: u.domain.clone(),
+            policy: Policy::default(),
+        })?;
     }
 
     let admin = match &config.admin {
         Some(a) => a.clone(),
         None => {
-            let password = random_secret();
-            println!("admin: username admin, password {password}");
+            let password =
+                remembered_password(&config.data, "admin-password", "admin: username admin")?;
             ("admin".to_owned(), password)
         }
     };
 
+    // Device attributes: Apple's device CA (built in), test device CAs from
+    // --device-ca, and this server's CA for phase-3 (re-enrollment) answers.
     let mut verifier =
         DeviceAttributesVerifier::new(TrustAnchors::from_certificates([pki.ca.cert.clone()]));
     for path in &config.device_cas {
@@ -354,23 +371,44 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         forwarded_certificate_header: config.http.then(|| "Client-Cert".to_owned()),
         ..IdentityOptions::default()
     };
-    let scep_static_challenge = config.scep_static_challenge.clone().map(|s| {
-        tracing::warn!(
-            "--scep-static-challenge is on: any SCEP client knowing it gets a certificate"
-        );
-        Secret::new(s)
+    let mdm = MdmService::new(engine, InitialConfiguration::default())
+        .with_attributes_verifier(verifier)
+        .with_identity_options(identity);
+
+    let scep = ScepResponder::new(pki.ca.cert.der(), pki.ca.key.clone(), pki.ca.key.clone())?;
+    let mut enrollment = EnrollmentConfig::new(
+        base_url,
+        config.topic.clone(),
+        pki.signer.key.clone(),
+        pki.signer.cert.clone(),
+        scep,
+    );
+    enrollment.profile_chain = vec![pki.ca.cert.clone()];
+    enrollment.organization = Some("mdm-enroll".into());
+    enrollment.single_tenant = Some(SingleTenantPaths {
+        tenant: tenant.clone(),
+        self_service: "/self-service/activate".into(),
+        profile_service: "/enroll".into(),
+        scep: "/scep".into(),
+        server: "/mdm/connect".into(),
+        check_in: "/mdm/checkin".into(),
     });
+    if enrollment.base_url.starts_with("http://") {
+        enrollment.validation = ValidationOptions::allowing_http();
+    }
+    if let Some(secret) = &config.scep_static_challenge {
+        tracing::warn!(
+            "--scep-static-challenge is on: any SCEP client knowing it gets a certificate \
+             (bound to no device; device activations still use one-time challenges)"
+        );
+        println!("warning: --scep-static-challenge is on");
+        enrollment.static_scep_challenge = Some(Secret::new(secret.clone()));
+    }
     Ok(App {
         tenant,
-        base_url,
-        topic: config.topic.clone(),
-        engine,
+        service: EnrollmentService::new(mdm, enrollment),
         pki,
-        verifier,
-        identity,
-        limits: Limits::default(),
         admin,
-        scep_static_challenge,
     })
 }
 

@@ -4,20 +4,13 @@
 
 use std::time::SystemTime;
 
-use mdm_enroll::activation::{
-    self, AttributesPhase, CertFingerprint, CheckinEvent, ErrorInfo, LoginAttempt, OsVersion,
-    PushTarget, ReportEvent, ReportStatus, Secret, TenantId, VerifiedAttributes,
-};
-use mdm_enroll::cms::{DeviceAttributesVerifier, IdentityOptions, client_identity};
-use mdm_enroll::http::{Request, Response, media_type};
-use mdm_enroll::mdm::{self, checkin::CheckinPayload};
-use mdm_enroll::service::{Engine, Event, EventKind, NewCommand, ServiceError};
+use mdm_enroll::activation::{self, LoginAttempt, PushTarget, Secret, TenantId};
+use mdm_enroll::http::{Request, Response};
+use mdm_enroll::service::{EnrollmentService, Event, EventKind, ServiceError};
 use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{Directory, PushSender, StoreError, UserStore};
-use mdm_enroll::wire::Limits;
 
 use crate::html::{esc, page};
-use crate::profiles;
 use crate::tls::Pki;
 
 /// Self-service credentials (the demo's directory): constant-time compare.
@@ -59,18 +52,15 @@ impl PushSender for LogPush {
     }
 }
 
+/// The crate's driver for every device-facing endpoint, as this server uses it.
+pub type Service = EnrollmentService<SqliteStore, Users, LogPush>;
+
 /// Everything a request needs.
 pub struct App {
     pub tenant: TenantId,
-    pub base_url: String,
-    pub topic: String,
-    pub engine: Engine<SqliteStore, Users, LogPush>,
+    pub service: Service,
     pub pki: Pki,
-    pub verifier: DeviceAttributesVerifier,
-    pub identity: IdentityOptions,
-    pub limits: Limits,
     pub admin: (String, String),
-    pub scep_static_challenge: Option<Secret>,
 }
 
 fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -140,10 +130,12 @@ impl App {
         for e in events {
             tracing::info!(activation = %e.activation.as_str(), event = ?e.kind, "activation event");
             if let EventKind::Reached(step) = e.kind
-                && let Err(err) =
-                    self.engine
-                        .store()
-                        .record_step(&self.tenant, &e.activation, step, now)
+                && let Err(err) = self.service.engine().store().record_step(
+                    &self.tenant,
+                    &e.activation,
+                    step,
+                    now,
+                )
             {
                 tracing::warn!(%err, "could not record step");
             }
@@ -159,14 +151,15 @@ impl App {
     pub fn portal_login(&self, req: &Request) -> Response {
         let fields = form(&req.body);
         let attempt = attempt(&fields);
-        let store = self.engine.store();
+        let store = self.service.engine().store();
         let user = match store.user(&self.tenant, &attempt.username) {
             Ok(Some(u)) if u.domain.eq_ignore_ascii_case(&attempt.domain) => u,
             Ok(_) => return login_failed(&attempt),
             Err(e) => return error_page(500, &e.to_string()),
         };
         match self
-            .engine
+            .service
+            .engine()
             .directory()
             .check_credentials(&self.tenant, &attempt)
         {
@@ -207,11 +200,11 @@ impl App {
         }
         if let Some(notice) = &user.policy.organisation_notice {
             body.push_str(&format!(
-                "<p class=\"notice\">{}</p><p><label><input type=\"checkbox\" name=\"accept\" value=\"1\" required> I accept</label></p>",
+                "<p class=\"notice\">{}</p><p><label><input type=\"checkbox\" name=\"accept_notice\" value=\"1\" required> I accept</label></p>",
                 esc(notice)
             ));
         } else {
-            body.push_str("<input type=\"hidden\" name=\"accept\" value=\"1\">");
+            body.push_str("<input type=\"hidden\" name=\"accept_notice\" value=\"1\">");
         }
         body.push_str(
             "<p><button id=\"activate\" type=\"submit\">Activate this Mac</button></p></form>",
@@ -219,265 +212,40 @@ impl App {
         html(200, page("Activate your Mac", &body))
     }
 
-    /// `POST /self-service/activate`: steps 2–4.
+    /// `POST /self-service/activate`: steps 2–4, through
+    /// [`EnrollmentService::self_service`]; a refusal is an HTML page.
     pub fn activate(&self, req: &Request) -> Response {
-        let fields = form(&req.body);
-        let attempt = attempt(&fields);
-        let now = self.now();
-        let grant = match self.engine.login(&self.tenant, &attempt, now, &mut rng()) {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::info!(username = %attempt.username, error = %e, "self-service login refused");
-                return error_page(403, &refusal(&e));
-            }
-        };
-        self.record(&grant.events);
-        let language = req
-            .header("accept-language")
-            .and_then(|l| l.split([',', ';']).next())
-            .map(|l| l.trim().chars().take(35).collect::<String>())
-            .filter(|l| !l.is_empty());
-        let accepted = field(&fields, "accept") == "1";
-        let challenge = match self.engine.request_activation(
-            &self.tenant,
-            &grant.value.activation,
-            accepted,
-            language,
-            now,
-            &mut rng(),
-        ) {
-            Ok(c) => c,
-            Err(e) => return error_page(403, &refusal(&e)),
-        };
-        self.record(&challenge.events);
-        let signed = profiles::profile_service(&self.base_url, challenge.value.expose())
-            .and_then(|p| profiles::sign(&self.pki, &p));
-        match signed {
-            Ok(der) => {
-                let mut r = Response::with_body(200, media_type::CONFIG, der);
+        match self
+            .service
+            .self_service(&self.tenant, req, self.now(), &mut rng())
+        {
+            Ok(out) => {
+                self.record(&out.events);
+                let mut r = out.value;
                 r.headers.push((
                     "Content-Disposition".into(),
                     "attachment; filename=\"activate.mobileconfig\"".into(),
                 ));
                 r
             }
-            Err(e) => error_page(500, &format!("could not sign the profile: {e}")),
-        }
-    }
-
-    /// `POST /enroll`: steps 5–6.
-    pub fn enroll(&self, req: &Request) -> Response {
-        let now = self.now();
-        let verified = match self.verifier.verify(&req.body, Some(now)) {
-            Ok(v) => v,
             Err(e) => {
-                tracing::info!(error = %e, "device attributes refused");
-                return Response::with_body(403, "text/plain", e.to_string().into_bytes());
+                tracing::info!(error = %e, "self-service activation refused");
+                error_page(e.http_status(), &refusal(&e))
             }
-        };
-        let a = &verified.attributes;
-        let build = a.version.clone();
-        let attributes = VerifiedAttributes {
-            udid: a.udid.clone().unwrap_or_default(),
-            serial: a.serial.clone().unwrap_or_default(),
-            product: a.product.clone().unwrap_or_default(),
-            os_version: build
-                .as_deref()
-                .and_then(OsVersion::macos_major_from_build)
-                .map(|m| OsVersion::new(m, 0, 0)),
-            build,
-            challenge: a.challenge.clone().map(Secret::new),
-            phase: match verified.phase {
-                mdm_enroll::cms::device_attributes::Phase::DeviceIdentity => {
-                    AttributesPhase::DeviceIdentity
-                }
-                _ => AttributesPhase::ScepIdentity,
-            },
-        };
-        let grant = match self
-            .engine
-            .device_attributes(&self.tenant, attributes, now, &mut rng())
-        {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::info!(error = %e, "device refused");
-                return Response::with_body(403, "text/plain", e.to_string().into_bytes());
-            }
-        };
-        self.record(&grant.events);
-        let signed = profiles::enrollment(
-            &self.base_url,
-            &self.pki,
-            grant.value.scep_challenge.expose(),
-            &self.topic,
-        )
-        .and_then(|p| profiles::sign(&self.pki, &p));
-        match signed {
-            Ok(der) => Response::with_body(200, media_type::CONFIG, der),
-            Err(e) => Response::with_body(500, "text/plain", e.to_string().into_bytes()),
         }
     }
 
-    /// `GET|POST /scep`: steps 7–8.
-    pub fn scep(&self, _req: &Request) -> Response {
-        // The SCEP responder (crate module `scep`) has not landed yet; the
-        // static challenge (if configured) will be accepted beside the
-        // per-activation ones.
-        let _ = &self.scep_static_challenge;
-        Response::with_body(
-            501,
-            "text/plain",
-            b"SCEP responder not available in this build".to_vec(),
-        )
-    }
-
-    fn sender(&self, req: &Request) -> Result<CertFingerprint, Response> {
-        match client_identity(req, &self.identity) {
-            Ok(Some(id)) => Ok(CertFingerprint::of_der(id.certificate.der())),
-            Ok(None) => Err(Response::with_body(
-                401,
-                "text/plain",
-                b"no client identity (Mdm-Signature or TLS client certificate)".to_vec(),
-            )),
-            Err(e) => Err(Response::with_body(
-                401,
-                "text/plain",
-                e.to_string().into_bytes(),
-            )),
+    /// `POST /enroll` (steps 5–6), `GET|POST /scep` (7–8), `PUT /mdm/checkin`
+    /// and `PUT /mdm/connect` (9–13): the crate's driver routes them by the
+    /// single-tenant paths it was configured with.
+    pub fn device(&self, req: &Request) -> Response {
+        let (response, events) = self.service.handle(req, self.now(), &mut rng());
+        self.record(&events);
+        if response.status >= 400 {
+            tracing::info!(path = %req.path, status = response.status, "device request refused");
         }
+        response
     }
-
-    /// `PUT /mdm/checkin`: steps 9–10 and CheckOut.
-    pub fn checkin(&self, req: &Request) -> Response {
-        let identity = match self.sender(req) {
-            Ok(i) => i,
-            Err(r) => return r,
-        };
-        let message = match mdm::CheckinMessage::decode(&req.body, &self.limits) {
-            Ok(m) => m,
-            Err(e) => return Response::with_body(400, "text/plain", e.to_string().into_bytes()),
-        };
-        let channel = activation::Channel {
-            device_id: message.channel.device_id().to_owned(),
-            user_id: message.channel.user_id().map(str::to_owned),
-        };
-        let message = match message.payload {
-            CheckinPayload::Authenticate(a) => activation::CheckinMessage::Authenticate {
-                topic: a.topic,
-                serial: a.serial_number,
-            },
-            CheckinPayload::TokenUpdate(t) => activation::CheckinMessage::TokenUpdate {
-                push: PushTarget {
-                    topic: t.topic,
-                    token: t.token,
-                    push_magic: t.push_magic,
-                },
-                awaiting_configuration: t.awaiting_configuration,
-            },
-            CheckinPayload::CheckOut(_) => activation::CheckinMessage::CheckOut,
-            // Bootstrap tokens, DDM and the rest are not part of activation.
-            _ => return Response::empty(200),
-        };
-        let event = CheckinEvent {
-            identity,
-            channel,
-            message,
-        };
-        let outcome = self
-            .engine
-            .checkin(&self.tenant, event, self.now(), |_| initial_configuration());
-        match outcome {
-            Ok(o) => {
-                self.record(&o.events);
-                Response::empty(200)
-            }
-            Err(e) => mdm_refusal(&e),
-        }
-    }
-
-    /// `PUT /mdm/connect`: steps 11–13.
-    pub fn connect(&self, req: &Request) -> Response {
-        let identity = match self.sender(req) {
-            Ok(i) => i,
-            Err(r) => return r,
-        };
-        let (channel, report) = match mdm::Report::decode(&req.body, &self.limits) {
-            Ok(r) => (
-                activation::Channel {
-                    device_id: r.channel.device_id().to_owned(),
-                    user_id: r.channel.user_id().map(str::to_owned),
-                },
-                activation::Report::Status {
-                    status: match r.status {
-                        mdm::Status::Idle => ReportStatus::Idle,
-                        mdm::Status::Acknowledged => ReportStatus::Acknowledged,
-                        mdm::Status::Error => ReportStatus::Error,
-                        mdm::Status::CommandFormatError => ReportStatus::CommandFormatError,
-                        mdm::Status::NotNow => ReportStatus::NotNow,
-                    },
-                    command_uuid: r.command_uuid.map(activation::CommandUuid),
-                    error_chain: r
-                        .error_chain
-                        .iter()
-                        .map(|e| ErrorInfo {
-                            code: e.error_code.unwrap_or_default(),
-                            domain: e.error_domain.clone().unwrap_or_default(),
-                            description: e.localized_description.clone().unwrap_or_default(),
-                        })
-                        .collect(),
-                    body: req.body.clone(),
-                },
-            ),
-            // An undecodable report still names no channel we can trust.
-            Err(e) => return Response::with_body(400, "text/plain", e.to_string().into_bytes()),
-        };
-        let event = ReportEvent {
-            identity,
-            channel,
-            report,
-        };
-        match self.engine.connect(&self.tenant, event, self.now()) {
-            Ok(o) => {
-                self.record(&o.events);
-                match o.value {
-                    Some(cmd) => Response::with_body(200, media_type::XML, cmd.body),
-                    None => Response::empty(200),
-                }
-            }
-            Err(e) => mdm_refusal(&e),
-        }
-    }
-}
-
-/// The initial configuration (step 12): device information, security info
-/// and the installed profiles.
-fn initial_configuration() -> Vec<NewCommand> {
-    let mut rng = rng();
-    let mut out = Vec::new();
-    let commands = [
-        mdm::Command::device_information(
-            mdm::command::random_uuid(&mut rng),
-            &[
-                "UDID",
-                "SerialNumber",
-                "Model",
-                "ModelName",
-                "OSVersion",
-                "BuildVersion",
-                "DeviceName",
-            ],
-        ),
-        mdm::Command::security_info(mdm::command::random_uuid(&mut rng)),
-        mdm::Command::profile_list(mdm::command::random_uuid(&mut rng)),
-    ];
-    for c in commands {
-        out.push(NewCommand {
-            uuid: activation::CommandUuid(c.command_uuid.clone()),
-            request_type: c.request_type.clone(),
-            body: c.encode(),
-        });
-    }
-    out
 }
 
 fn portal_form(username: &str, domain: &str) -> String {
@@ -515,20 +283,4 @@ fn refusal(e: &ServiceError) -> String {
             "the server could not complete the request".into()
         }
     }
-}
-
-/// Check-in/connect refusals: 401 for identity problems, 409 for lost
-/// races (the device retries), 400 otherwise.
-fn mdm_refusal(e: &ServiceError) -> Response {
-    use activation::ActivationError as A;
-    let status = match e {
-        ServiceError::Activation(
-            A::UnknownIdentity | A::IdentityMismatch | A::DeviceMismatch | A::TenantMismatch,
-        ) => 401,
-        ServiceError::Store(StoreError::VersionConflict { .. }) => 409,
-        ServiceError::Store(StoreError::Backend(_)) => 500,
-        _ => 400,
-    };
-    tracing::info!(status, error = %e, "mdm request refused");
-    Response::with_body(status, "text/plain", e.to_string().into_bytes())
 }

@@ -2,15 +2,15 @@
 //! temporary data folder, and talks HTTP/1.1 to it with a tiny std client.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-/// The example's certificate helpers (shared, not copied).
-#[path = "../../examples/server/tls.rs"]
-pub mod tls;
+pub mod http;
+
+#[allow(unused_imports)]
+pub use http::{HttpResponse, HttpTransport};
 
 /// Path of the example binary: `cargo test` builds examples next to the
 /// test executables (`target/<profile>/examples/server`); run the whole
@@ -127,26 +127,6 @@ impl Drop for Server {
     }
 }
 
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`).
 pub fn http(
     addr: SocketAddr,
@@ -155,70 +135,7 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("write");
-    s.write_all(body).expect("write body");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut rest = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        let mut body = Vec::new();
-        let mut cur = &rest[..];
-        loop {
-            let nl = cur
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .expect("chunk size");
-            let size = usize::from_str_radix(
-                String::from_utf8_lossy(&cur[..nl])
-                    .split(';')
-                    .next()
-                    .unwrap_or("0")
-                    .trim(),
-                16,
-            )
-            .expect("hex");
-            cur = &cur[nl + 2..];
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&cur[..size]);
-            cur = &cur[size + 2..];
-        }
-        rest = body;
-    }
-    HttpResponse {
-        status,
-        headers,
-        body: rest,
-    }
+    http::try_http(addr, method, path, headers, body).expect("HTTP exchange")
 }
 
 /// `application/x-www-form-urlencoded` encoding.
@@ -271,4 +188,77 @@ pub fn plist_dict(bytes: &[u8]) -> plist::Dictionary {
         .expect("plist")
         .into_dictionary()
         .expect("dictionary")
+}
+
+/// The process's OS random generator, as the crate's APIs take it.
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// A test device CA (standing in for Apple's device identity CA), written
+/// to `<dir>/device-ca.pem` for the server's `--device-ca`.
+pub fn device_ca(dir: &Path) -> (mdm_enroll::testing::TestDeviceCa, PathBuf) {
+    let key = mdm_enroll::crypto::RsaKey::generate(&mut rng(), 2048).expect("key");
+    let ca = mdm_enroll::testing::TestDeviceCa::new(key, std::time::SystemTime::now(), &mut rng())
+        .expect("device CA");
+    let pem = dir.join("device-ca.pem");
+    std::fs::write(&pem, ca.certificate().to_pem()).expect("write device CA");
+    (ca, pem)
+}
+
+/// The server's CA (`<data>/ca.pem`).
+pub fn server_ca(data: &Path) -> mdm_enroll::cms::Certificate {
+    mdm_enroll::cms::Certificate::from_pem(&std::fs::read(data.join("ca.pem")).expect("ca.pem"))
+        .expect("PEM")
+        .remove(0)
+}
+
+/// A simulated Mac whose attributes `ca` signs and which trusts the server
+/// CA in `data`. Keys: 2048-bit, fresh.
+pub fn simulated_device(
+    ca: &mdm_enroll::testing::TestDeviceCa,
+    data: &Path,
+) -> mdm_enroll::testing::SimulatedDevice {
+    use std::sync::Arc;
+    let now = std::time::SystemTime::now();
+    let new_key = || Arc::new(mdm_enroll::crypto::RsaKey::generate(&mut rng(), 2048).expect("key"));
+    let identity = ca
+        .issue(new_key(), now, &mut rng())
+        .expect("device identity");
+    mdm_enroll::testing::SimulatedDevice::new(identity, new_key(), server_ca(data), &mut rng())
+}
+
+/// HTTP basic-auth header value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64ct::{Base64, Encoding};
+    format!(
+        "Basic {}",
+        Base64::encode_string(format!("{user}:{password}").as_bytes())
+    )
+}
+
+/// The admin page (basic auth `root:adminpw`).
+pub fn admin_page(server: &Server) -> String {
+    let auth = basic("root", "adminpw");
+    let page = server.request("GET", "/admin", &[("Authorization", &auth)], b"");
+    assert_eq!(page.status, 200);
+    page.text()
+}
+
+/// The admin page's `<section>` of the activation whose device is `udid`.
+pub fn admin_section(page: &str, udid: &str) -> String {
+    page.split("<section")
+        .find(|s| s.contains(udid))
+        .unwrap_or_else(|| panic!("no activation for {udid} on the admin page"))
+        .to_owned()
+}
+
+/// Whether the tests run as root (the SCEP interop harness installs
+/// packages and starts certmonger).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
