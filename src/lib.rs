@@ -27,7 +27,10 @@
 //! protocol and to this crate. [`activation::Step`] names each step; the pure
 //! core is [`activation::Activation::apply`], the evidence-level driver is
 //! [`service::Engine`], and the HTTP-level driver is
-//! [`service::EnrollmentService::handle`] (which routes to the methods below).
+//! [`service::EnrollmentService::handle`] (which routes to the methods below,
+//! by per-tenant paths `<prefix>/<tenant>/…` or by a
+//! [`service::SingleTenantPaths`] layout of your own). `examples/server/`
+//! is a complete server over it (portal, admin timeline, SQLite, rustls).
 //!
 //! | # | [`Step`](activation::Step) | protocol | handled by |
 //! |---|---|---|---|

@@ -1,8 +1,10 @@
 //! Headless Chromium (Debian's `chromium`) against the example server: a
 //! real browser submits the portal login form, posts "Activate this Mac" and
 //! receives the signed profile as a download (verified with `openssl cms
-//! -verify`), then opens the admin page with basic auth. Screenshots are
-//! saved under `target/server-browser/` as artifacts.
+//! -verify`); a simulated Mac then installs that very profile and walks the
+//! remaining steps (5–13) over HTTP; the browser opens the admin page with
+//! basic auth and finds the device complete. Screenshots are saved under
+//! `target/server-browser/` as artifacts.
 //!
 //! Without `chromium` on PATH the test is skipped, except under `CI=true`
 //! where it fails (`.ci/run` installs the package).
@@ -15,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use server_support::{Server, openssl_verify};
+use mdm_enroll::profile::ProfileContent;
+use mdm_enroll::testing::Transport;
+use server_support::{HttpTransport, Server, device_ca, openssl_verify, rng, simulated_device};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -114,6 +118,7 @@ fn chromium_logs_in_receives_the_profile_and_opens_admin() {
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    let (ca, ca_pem) = device_ca(dir.path());
     let server = Server::start(
         &data,
         &[
@@ -122,6 +127,8 @@ fn chromium_logs_in_receives_the_profile_and_opens_admin() {
             "ann:pw one@corp.example",
             "--admin",
             "root:adminpw",
+            "--device-ca",
+            ca_pem.to_str().expect("UTF-8 path"),
         ],
     );
     let base = server.base_url.clone();
@@ -196,13 +203,36 @@ fn chromium_logs_in_receives_the_profile_and_opens_admin() {
     );
     std::fs::copy(&profile, artifacts.join("activate.mobileconfig")).expect("copy");
 
-    // The admin page (basic auth in the URL) shows the activation at step 4.
+    // The Mac installs the downloaded profile: steps 5-13 over HTTP.
+    let parsed = mdm_enroll::profile::parse(
+        &std::fs::read(&profile).expect("profile"),
+        &mdm_enroll::wire::Limits::default(),
+    )
+    .expect("parse the downloaded profile");
+    let ProfileContent::ProfileService(service) = parsed.profile.content else {
+        panic!("the download is not a Profile Service profile");
+    };
+    let mut device = simulated_device(&ca, &data);
+    let mut t = HttpTransport::new(server.addr);
+    let t: &mut dyn Transport = &mut t;
+    device.send_attributes(t, &service).expect("steps 5-6");
+    device
+        .scep_enroll(t, std::time::SystemTime::now(), &mut rng())
+        .expect("steps 7-8");
+    device.check_in(t, "Authenticate").expect("step 9");
+    device.check_in(t, "TokenUpdate").expect("step 10");
+    assert_eq!(device.run_commands(t).expect("steps 11-13").len(), 3);
+
+    // The admin page (basic auth in the URL) shows the activation complete.
     let admin = format!(
         "http://root:adminpw@{}/admin",
         base.trim_start_matches("http://")
     );
     let dom = run(&browser, dir.path(), &["--dump-dom".into(), admin.clone()]);
-    assert!(dom.contains("data-phase=\"ProfileServiceIssued\""), "{dom}");
+    assert!(dom.contains("data-phase=\"Complete\""), "{dom}");
+    assert!(dom.contains("data-complete=\"true\""), "{dom}");
+    assert!(dom.contains(&device.udid), "{dom}");
+    assert_eq!(dom.matches("<tr class=\"done\">").count(), 13, "{dom}");
     assert!(dom.contains("ann@corp.example"), "{dom}");
     let shot = artifacts.join("admin.png");
     run(
