@@ -322,10 +322,25 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         challenge: &Secret,
         now: SystemTime,
     ) -> Result<Outcome<Activation>, ServiceError> {
+        self.authorize_scep_request(tenant, challenge, None, now)
+    }
+
+    /// Step 7 for a known request: as [`Self::authorize_scep`], keeping
+    /// `request` (SHA-256 of the CSR, [`crate::scep::RequestFingerprint`]) so
+    /// that a resend of the same request is recognised by
+    /// [`Self::scep_resend`].
+    pub fn authorize_scep_request(
+        &self,
+        tenant: &TenantId,
+        challenge: &Secret,
+        request: Option<[u8; 32]>,
+        now: SystemTime,
+    ) -> Result<Outcome<Activation>, ServiceError> {
         let record = self.find_challenge(tenant, challenge, ChallengeKind::Scep)?;
         let current = self.load(tenant, &record.activation)?;
         let input = Input::ScepRequest {
             challenge: challenge.clone(),
+            request,
         };
         let mut ctx = Ctx::new(tenant, now);
         let state = self.run(current, input, &mut ctx)?;
@@ -333,6 +348,35 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             value: state,
             events: ctx.events,
         })
+    }
+
+    /// A resend of the SCEP request that consumed `challenge` (the client
+    /// never got the answer): the activation it belongs to, if `request` is
+    /// the very request the challenge was consumed for and the activation
+    /// is still waiting for or holding that certificate. Changes nothing;
+    /// the caller answers with the certificate again, or issues it if the
+    /// first attempt never got that far.
+    pub fn scep_resend(
+        &self,
+        tenant: &TenantId,
+        challenge: &Secret,
+        request: &[u8; 32],
+    ) -> Result<Option<Activation>, ServiceError> {
+        let Some(record) = self.store.challenge(tenant, &challenge.digest())? else {
+            return Ok(None);
+        };
+        if record.tenant != *tenant || record.grant.kind != ChallengeKind::Scep || !record.consumed
+        {
+            return Ok(None);
+        }
+        let activation = self.load(tenant, &record.activation)?.value;
+        let same_request = activation
+            .scep_request
+            .is_some_and(|r| crate::crypto::constant_time_eq(&r, request));
+        let current = matches!(activation.phase, Phase::ScepAuthorized)
+            || (activation.identity.is_some()
+                && !matches!(activation.phase, Phase::Unenrolled | Phase::Superseded));
+        Ok((same_request && current).then_some(activation))
     }
 
     /// Step 8: the CA issued `identity` for `activation`.

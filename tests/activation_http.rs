@@ -49,6 +49,7 @@ fn fixture() -> Fx {
         serial: cert.serial().to_vec(),
         fingerprint: CertFingerprint::of_der(cert.der()),
         not_after: t0() + Duration::from_secs(86400),
+        certificate: cert.der().to_vec(),
     };
     assert_eq!(identity.fingerprint.0, cert.sha256_fingerprint());
 

@@ -592,6 +592,54 @@ fn step7_unknown_replayed_and_cross_tenant_scep_challenge() {
 }
 
 #[test]
+fn step7_resend_of_the_same_request_is_recognised_another_is_not() {
+    let mut fx = fixture(Policy::default());
+    let a = fx.a.clone();
+    let at = advance(&mut fx, &a, 6);
+    let challenge = at.scep_challenge.clone().unwrap();
+    let (csr, other) = ([7u8; 32], [8u8; 32]);
+    fx.engine
+        .authorize_scep_request(&a, &challenge, Some(csr), t0())
+        .unwrap();
+    // Consumed: a second authorization is a replay whatever the request.
+    refused(&mut fx, ActivationError::ChallengeReplayed, |fx| {
+        fx.engine
+            .authorize_scep_request(&a, &challenge, Some(csr), t0())
+    });
+    // The same request is recognised as a resend (the certificate is not
+    // issued yet: the caller issues it now), another one is not, and
+    // neither is the same request at another tenant or with another secret.
+    let resend = fx.engine.scep_resend(&a, &challenge, &csr).unwrap();
+    assert_eq!(resend.map(|r| r.phase), Some(Phase::ScepAuthorized));
+    assert!(
+        fx.engine
+            .scep_resend(&a, &challenge, &other)
+            .unwrap()
+            .is_none()
+    );
+    let b = fx.b.clone();
+    assert!(
+        fx.engine
+            .scep_resend(&b, &challenge, &csr)
+            .unwrap()
+            .is_none()
+    );
+    let wrong = Secret::new("not-the-challenge");
+    assert!(fx.engine.scep_resend(&a, &wrong, &csr).unwrap().is_none());
+    // After issuance the activation (with its certificate) still answers.
+    let identity = EvidenceDevice::fresh_identity(&mut fx.rng, t0());
+    fx.engine
+        .certificate_issued(&a, &at.id, identity.clone(), t0())
+        .unwrap();
+    let resend = fx
+        .engine
+        .scep_resend(&a, &challenge, &csr)
+        .unwrap()
+        .unwrap();
+    assert_eq!(resend.identity, Some(identity));
+}
+
+#[test]
 fn step7_scep_challenge_expires() {
     let mut fx = fixture(Policy::default());
     let a = fx.a.clone();

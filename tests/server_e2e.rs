@@ -226,10 +226,18 @@ fn restart_after_scep_and_before_token_update_resumes_from_sqlite() {
         .scep_enroll(&mut t, SystemTime::now(), &mut rng())
         .expect("steps 7-8");
 
+    let issued = device.identity().expect("identity").der().to_vec();
+
     // kill -9 right after the certificate was issued.
     server.kill();
     let mut server = start(&data, &listen, &args);
     let mut t = HttpTransport::new(server.addr);
+    // Had the answer been lost in the crash, the device's resend of the same
+    // request gets the same certificate from the restarted server.
+    let resent = device
+        .scep_enroll(&mut t, SystemTime::now(), &mut rng())
+        .expect("resend after the restart");
+    assert_eq!(resent.der(), &issued[..]);
     device
         .check_in(&mut t, "Authenticate")
         .expect("the identity issued before the crash is still bound");

@@ -78,6 +78,10 @@ pub struct IssuedIdentity {
     pub fingerprint: CertFingerprint,
     /// End of validity.
     pub not_after: SystemTime,
+    /// The certificate (DER), kept to answer a resend of the SCEP request
+    /// that produced it; empty when the caller does not keep it.
+    #[serde(default)]
+    pub certificate: Vec<u8>,
 }
 
 /// The channel a check-in or report came in on (protocol §1.1).

@@ -123,6 +123,11 @@ pub struct Activation {
     pub device: Option<DeviceFacts>,
     /// The MDM identity, from step 8 on.
     pub identity: Option<IssuedIdentity>,
+    /// SHA-256 of the SCEP request (its CSR) the SCEP challenge was consumed
+    /// for, from step 7 on: a resend of that same request is answered again
+    /// instead of being refused as a replay.
+    #[serde(default)]
+    pub scep_request: Option<[u8; 32]>,
     /// The device channel's push target, from step 10 on.
     pub push: Option<PushTarget>,
     /// User channels that sent a `TokenUpdate`: user id and push target.
@@ -161,6 +166,8 @@ pub enum Input {
     ScepRequest {
         /// The CSR's challengePassword.
         challenge: Secret,
+        /// SHA-256 of the CSR, when known (kept to recognise a resend).
+        request: Option<[u8; 32]>,
     },
     /// Step 8: the certificate was issued.
     CertificateIssued(IssuedIdentity),
@@ -291,6 +298,7 @@ impl Activation {
             challenge: None,
             device: None,
             identity: None,
+            scep_request: None,
             push: None,
             user_channels: Vec::new(),
             initial: Vec::new(),
@@ -367,12 +375,13 @@ impl Activation {
                 next.challenge = Some(scep);
                 next.phase = Phase::DeviceVerified;
             }
-            Input::ScepRequest { challenge } => {
+            Input::ScepRequest { challenge, request } => {
                 self.require_phase(Step::ScepRequest, &[Phase::DeviceVerified])?;
                 let grant = self.check_challenge(ChallengeKind::Scep, &challenge, now)?;
                 out.push(Output::ConsumeChallenge(grant));
                 out.push(Output::Reached(Step::ScepRequest));
                 next.challenge = None;
+                next.scep_request = request;
                 next.phase = Phase::ScepAuthorized;
             }
             Input::CertificateIssued(identity) => {

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use super::{Endpoint, Event, MdmService, Outcome, Route, RouteError, ServiceError};
 use crate::activation::{
-    Activation, ActivationError, CertFingerprint, IssuedIdentity, LoginAttempt, Secret, TenantId,
+    Activation, ActivationError, ActivationId, CertFingerprint, IssuedIdentity, LoginAttempt,
+    Secret, TenantId,
 };
 use crate::cms::Certificate;
 use crate::crypto::Signer;
@@ -17,8 +18,8 @@ use crate::profile::{
     ScepPayload, Subject, ValidationOptions,
 };
 use crate::scep::{
-    Challenge, ChallengeVerdict, ChallengeVerifier, FailInfo, RequestFingerprint, ScepOutcome,
-    ScepResponder,
+    CertificateRequest, Challenge, ChallengeVerdict, ChallengeVerifier, FailInfo, IssuanceRecord,
+    RequestFingerprint, ScepOutcome, ScepResponder,
 };
 use crate::store::{Directory, PushSender, Store, StoreError};
 
@@ -428,10 +429,14 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
 
     /// Steps 7–8: the tenant's SCEP URL. GetCACaps/GetCACert are answered by
     /// the responder; a PKCSReq's challenge is consumed through the engine
-    /// (one-time, bound to its activation and this tenant), the certificate
-    /// issued with [`LeafPolicy::client_auth`](crate::pki::LeafPolicy::client_auth)
+    /// (one-time, bound to its activation, this tenant and this request's
+    /// CSR), the certificate issued with
+    /// [`LeafPolicy::client_auth`](crate::pki::LeafPolicy::client_auth)
     /// and a random serial (a serial the store already holds is retried with
     /// a fresh one) and recorded ([`super::Engine::certificate_issued`]).
+    /// A resend of the same request (same transactionID and CSR, e.g. after
+    /// a lost answer) gets the same certificate again, or, if the first
+    /// attempt never issued it, the certificate now.
     /// Every refusal after the message verified is a signed FAILURE
     /// `badRequest` CertRep; renewals and polls are refused the same way.
     pub fn scep<R: rand_core::CryptoRng + ?Sized>(
@@ -453,27 +458,46 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             engine: self.mdm.engine(),
             tenant,
             granted: RefCell::new(None),
+            resend: RefCell::new(None),
         };
-        let granted = match req.check_challenge(&verifier, now) {
-            ChallengeVerdict::Accepted => verifier.granted.into_inner(),
-            ChallengeVerdict::Retry | ChallengeVerdict::Refused => None,
-        };
-        let Some(granted) = granted else {
-            let is_static = match (&self.config.static_scep_challenge, req.challenge()) {
-                (Some(expected), Some(presented)) => {
-                    presented.matches(expected.expose().as_bytes())
+        match req.check_challenge(&verifier, now) {
+            ChallengeVerdict::Accepted => match verifier.granted.into_inner() {
+                Some(granted) => {
+                    self.issue_for(tenant, &granted.value.id, &req, granted.events, now, rng)
                 }
-                _ => false,
-            };
-            let response = if is_static {
-                self.issue_unbound(&req, now, rng)
-            } else {
-                req.reject(FailInfo::BadRequest, now, rng)
-            };
-            return (response, Vec::new());
-        };
-        let mut events = granted.events;
-        let activation = granted.value.id;
+                None => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
+            },
+            ChallengeVerdict::Retry => match verifier.resend.into_inner() {
+                Some(activation) => self.answer_resend(tenant, &activation, &req, now, rng),
+                None => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
+            },
+            ChallengeVerdict::Refused => {
+                let is_static = match (&self.config.static_scep_challenge, req.challenge()) {
+                    (Some(expected), Some(presented)) => {
+                        presented.matches(expected.expose().as_bytes())
+                    }
+                    _ => false,
+                };
+                let response = if is_static {
+                    self.issue_unbound(&req, now, rng)
+                } else {
+                    req.reject(FailInfo::BadRequest, now, rng)
+                };
+                (response, Vec::new())
+            }
+        }
+    }
+
+    /// Issue the certificate of `activation` for `req` and record it.
+    fn issue_for<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        req: &CertificateRequest<'_>,
+        mut events: Vec<Event>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> (Response, Vec<Event>) {
         let lifetime = self.config.identity_lifetime;
         let Ok(validity) = crate::pki::validity(now, lifetime) else {
             return (req.reject(FailInfo::BadRequest, now, rng), events);
@@ -490,11 +514,12 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                 serial: serial_bytes,
                 fingerprint: CertFingerprint::of_der(&issued.record.certificate),
                 not_after: now + lifetime,
+                certificate: issued.record.certificate.clone(),
             };
             match self
                 .mdm
                 .engine()
-                .certificate_issued(tenant, &activation, identity, now)
+                .certificate_issued(tenant, activation, identity, now)
             {
                 Ok(out) => {
                     events.extend(out.events);
@@ -505,6 +530,34 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             }
         }
         (req.reject(FailInfo::BadRequest, now, rng), events)
+    }
+
+    /// A resend of the request that consumed the challenge: the certificate
+    /// again, or the certificate now if the first attempt stopped before
+    /// issuing it.
+    fn answer_resend<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        activation: &Activation,
+        req: &CertificateRequest<'_>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> (Response, Vec<Event>) {
+        match &activation.identity {
+            Some(identity) if !identity.certificate.is_empty() => {
+                let record = IssuanceRecord {
+                    transaction_id: req.transaction_id().to_owned(),
+                    fingerprint: req.fingerprint(),
+                    certificate: identity.certificate.clone(),
+                };
+                let response = req
+                    .replay(&record, now, rng)
+                    .unwrap_or_else(|_| req.reject(FailInfo::BadRequest, now, rng));
+                (response, Vec::new())
+            }
+            Some(_) => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
+            None => self.issue_for(tenant, &activation.id, req, Vec::new(), now, rng),
+        }
     }
 
     /// A certificate under the static challenge: bound to no activation
@@ -548,26 +601,39 @@ struct EngineChallenge<'a, S, D, P> {
     engine: &'a super::Engine<S, D, P>,
     tenant: &'a TenantId,
     granted: RefCell<Option<Outcome<Activation>>>,
+    /// A resend of the request the challenge was consumed for.
+    resend: RefCell<Option<Activation>>,
 }
 
 impl<S: Store, D: Directory, P: PushSender> ChallengeVerifier for EngineChallenge<'_, S, D, P> {
     fn consume(
         &self,
         challenge: &Challenge,
-        _fingerprint: &RequestFingerprint,
+        fingerprint: &RequestFingerprint,
         now: SystemTime,
     ) -> ChallengeVerdict {
         let Ok(text) = std::str::from_utf8(challenge.expose()) else {
             return ChallengeVerdict::Refused;
         };
+        let secret = Secret::new(text);
         match self
             .engine
-            .authorize_scep(self.tenant, &Secret::new(text), now)
+            .authorize_scep_request(self.tenant, &secret, Some(fingerprint.0), now)
         {
             Ok(out) => {
                 *self.granted.borrow_mut() = Some(out);
                 ChallengeVerdict::Accepted
             }
+            Err(ServiceError::Activation(ActivationError::ChallengeReplayed)) => match self
+                .engine
+                .scep_resend(self.tenant, &secret, &fingerprint.0)
+            {
+                Ok(Some(activation)) => {
+                    *self.resend.borrow_mut() = Some(activation);
+                    ChallengeVerdict::Retry
+                }
+                _ => ChallengeVerdict::Refused,
+            },
             Err(_) => ChallengeVerdict::Refused,
         }
     }

@@ -198,6 +198,7 @@ fn certificate(t: &TenantId, serial: u8, f: u8) -> IssuedCertificate {
             serial: vec![0x01, serial],
             fingerprint: fp(f),
             not_after: t0(),
+            certificate: Vec::new(),
         },
     }
 }

@@ -470,6 +470,11 @@ impl SimulatedDevice {
         Ok(())
     }
 
+    /// The SCEP challenge the enrollment profile carried (after step 6).
+    pub fn scep_challenge(&self) -> Option<&str> {
+        self.enrollment.as_ref().map(|e| e.scep_challenge.as_str())
+    }
+
     /// Present `challenge` at SCEP instead of the one the enrollment
     /// profile carried (to test wrong, replayed or static challenges).
     pub fn override_scep_challenge(&mut self, challenge: &str) -> Result<(), DeviceError> {
@@ -489,7 +494,9 @@ impl SimulatedDevice {
 
     /// Steps 7–8: GetCACert, then a PKCSReq (CSR with the profile's
     /// challenge, AES-128 envelope to the CA, signed by a self-signed
-    /// certificate for the SCEP key); decrypts the issued certificate.
+    /// certificate for the SCEP key, transactionID = hex SHA-1 of the
+    /// public key as Apple's client does); decrypts the issued certificate.
+    /// Calling it again resends the same request.
     pub fn scep_enroll<T: Transport + ?Sized, R: rand_core::CryptoRng + ?Sized>(
         &mut self,
         t: &mut T,
@@ -536,9 +543,12 @@ impl SimulatedDevice {
         .map_err(proto)?;
         let mut nonce = [0u8; 16];
         rng.fill_bytes(&mut nonce);
-        let mut tid = [0u8; 16];
-        rng.fill_bytes(&mut tid);
-        let tid = crate::activation::hex_upper(&tid);
+        // As Apple's client: the transactionID is the hex SHA-1 of the
+        // public key, so a resend of the same request carries the same one.
+        let tid = {
+            use sha1::Digest;
+            crate::activation::hex_upper(&sha1::Sha1::digest(temp.spki_der()))
+        };
         let body = SignedDataBuilder::new(cms::oid::ID_DATA, &envelope, key, &temp)
             .digest(DigestAlgorithm::Sha256)
             .signed_attribute(

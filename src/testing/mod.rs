@@ -192,6 +192,7 @@ impl EvidenceDevice {
             serial,
             fingerprint: CertFingerprint(fp),
             not_after: now + std::time::Duration::from_secs(365 * 86400),
+            certificate: Vec::new(),
         }
     }
 
