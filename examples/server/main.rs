@@ -465,6 +465,11 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         )?))
     };
     println!("portal: {base_url}/");
+    println!(
+        "on the Mac: open the portal in Safari, sign in and click \"Activate this Mac\" \
+         (the Mac must trust {} for HTTPS)",
+        config.data.join("ca.pem").display()
+    );
     println!("admin: {base_url}/admin");
     println!("listening on {local}");
     tracing::info!(%local, tls = !config.http, data = %config.data.display(), "serving");
