@@ -1,7 +1,8 @@
 //! The example server's other two ways of naming the device on check-in and
 //! connect, besides `Mdm-Signature`: the TLS client certificate (HTTPS with
 //! mTLS, driven by `curl` as an independent TLS client) and, behind a
-//! TLS-terminating proxy (`--http`), the RFC 9440 `Client-Cert` header.
+//! TLS-terminating proxy (`--http --client-cert-header Client-Cert`), the
+//! RFC 9440 `Client-Cert` header, which is ignored unless asked for.
 #![cfg(all(feature = "sqlite", feature = "test-support"))]
 
 mod server_support;
@@ -19,7 +20,7 @@ use server_support::{
 
 const USER: (&str, &str, &str) = ("alice", "pw", "corp.example");
 
-fn start(data: &Path, device_ca: &Path, http: bool) -> Server {
+fn start(data: &Path, device_ca: &Path, extra: &[&str]) -> Server {
     let mut args = vec![
         "--user",
         "alice:pw@corp.example",
@@ -28,9 +29,7 @@ fn start(data: &Path, device_ca: &Path, http: bool) -> Server {
         "--device-ca",
         device_ca.to_str().expect("UTF-8 path"),
     ];
-    if http {
-        args.push("--http");
-    }
+    args.extend_from_slice(extra);
     Server::start(data, &args)
 }
 
@@ -74,11 +73,41 @@ impl Transport for ProxyTransport {
 }
 
 #[test]
+fn the_client_cert_header_is_ignored_unless_asked_for() {
+    // Plain HTTP without --client-cert-header: a header naming the right
+    // certificate is not believed (anyone could send it).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, ca_pem) = device_ca(dir.path());
+    let data = dir.path().join("data");
+    let server = start(&data, &ca_pem, &["--http"]);
+    let client_cert = Arc::new(Mutex::new(None));
+    let mut t = ProxyTransport {
+        inner: HttpTransport::new(server.addr),
+        client_cert: client_cert.clone(),
+    };
+    let mut device = simulated_device(&ca, &data);
+    enroll(&mut device, &mut t);
+    let identity = device.identity().expect("identity").der().to_vec();
+    *client_cert.lock().expect("cert") = Some(identity);
+    assert_eq!(
+        device.check_in(&mut t, "Authenticate"),
+        Err(mdm_enroll::testing::DeviceError::Status {
+            step: 9,
+            status: 400
+        })
+    );
+}
+
+#[test]
 fn behind_a_proxy_the_rfc9440_header_names_the_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, ca_pem) = device_ca(dir.path());
     let data = dir.path().join("data");
-    let server = start(&data, &ca_pem, true);
+    let server = start(
+        &data,
+        &ca_pem,
+        &["--http", "--client-cert-header", "Client-Cert"],
+    );
     let client_cert = Arc::new(Mutex::new(None));
     let mut t = ProxyTransport {
         inner: HttpTransport::new(server.addr),
@@ -183,7 +212,7 @@ fn over_https_the_tls_client_certificate_names_the_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, ca_pem) = device_ca(dir.path());
     let data = dir.path().join("data");
-    let server = start(&data, &ca_pem, false);
+    let server = start(&data, &ca_pem, &[]);
     assert!(server.base_url.starts_with("https://127.0.0.1:"));
     let mut t = CurlTransport {
         base_url: server.base_url.clone(),

@@ -9,6 +9,7 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--user NAME:PASSWORD@DOMAIN]... [--admin NAME:PASSWORD]
               [--device-ca PEM]... [--topic com.apple.mgmt.X]
               [--scep-static-challenge SECRET] [--store sqlite://PATH]
+              [--client-cert-header NAME] [--tenant ID]
 
   --listen ADDR                 address to bind (default 127.0.0.1:8443)
   --data DIR                    folder for the CA, TLS certificate and database (default ./mdm-data)
@@ -21,6 +22,10 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
   --scep-static-challenge S     also accept this fixed SCEP challenge (non-device clients, interop)
   --store sqlite://PATH         SQLite database (default sqlite://<data>/mdm.sqlite3)
   --tenant ID                   tenant (customer) id served (default demo)
+  --client-cert-header NAME     with --http behind a TLS proxy: the header carrying the client
+                                certificate (RFC 9440 Client-Cert, or URL-escaped PEM); the proxy
+                                must strip it from client requests. Off by default: devices sign
+                                their messages (Mdm-Signature), which needs no proxy cooperation
 ";
 
 /// A self-service user from `--user`.
@@ -45,6 +50,7 @@ pub struct Config {
     pub scep_static_challenge: Option<String>,
     pub store: Option<PathBuf>,
     pub tenant: String,
+    pub client_cert_header: Option<String>,
 }
 
 impl Default for Config {
@@ -61,6 +67,7 @@ impl Default for Config {
             scep_static_challenge: None,
             store: None,
             tenant: "demo".into(),
+            client_cert_header: None,
         }
     }
 }
@@ -182,8 +189,20 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                     .map_err(|_| format!("--tenant {v:?}: 1-64 of [A-Za-z0-9._-]"))?;
                 config.tenant = v;
             }
+            "--client-cert-header" => {
+                let v = value("--client-cert-header")?;
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    return Err(format!(
+                        "--client-cert-header {v:?}: expected a header name"
+                    ));
+                }
+                config.client_cert_header = Some(v);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if config.client_cert_header.is_some() && !config.http {
+        return Err("--client-cert-header needs --http (a TLS proxy in front)".into());
     }
     Ok(Command::Run(Box::new(config)))
 }
@@ -208,6 +227,7 @@ mod tests {
         assert_eq!(c.base_url(), "https://127.0.0.1:8443");
         assert_eq!(c.store_path(), PathBuf::from("./mdm-data/mdm.sqlite3"));
         assert!(c.scep_static_challenge.is_none());
+        assert!(c.client_cert_header.is_none());
     }
 
     #[test]
@@ -235,6 +255,8 @@ mod tests {
             "s3cret",
             "--store",
             "sqlite:///tmp/db.sqlite3",
+            "--client-cert-header",
+            "X-Client-Cert",
         ])
         .unwrap();
         assert_eq!(c.listen.port(), 0);
@@ -248,6 +270,7 @@ mod tests {
         assert_eq!(c.topic, "com.apple.mgmt.X");
         assert_eq!(c.scep_static_challenge.as_deref(), Some("s3cret"));
         assert_eq!(c.store_path(), PathBuf::from("/tmp/db.sqlite3"));
+        assert_eq!(c.client_cert_header.as_deref(), Some("X-Client-Cert"));
     }
 
     #[test]
@@ -261,6 +284,8 @@ mod tests {
             &["--bogus"],
             &["--data"],
             &["--tenant", "has space"],
+            &["--client-cert-header", "Client-Cert"],
+            &["--http", "--client-cert-header", "Bad Header"],
         ] {
             assert!(run(args).is_err(), "{args:?} accepted");
         }

@@ -365,10 +365,10 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         }
     }
     let identity = IdentityOptions {
-        // Behind a TLS-terminating proxy (--http), the proxy forwards the
-        // client certificate in the RFC 9440 header (and must strip any
-        // client-sent one).
-        forwarded_certificate_header: config.http.then(|| "Client-Cert".to_owned()),
+        // Only when asked for (--client-cert-header, with --http behind a
+        // TLS proxy that sets it and strips any client-sent one): otherwise
+        // any client could name any device's certificate in a header.
+        forwarded_certificate_header: config.client_cert_header.clone(),
         ..IdentityOptions::default()
     };
     let mdm = MdmService::new(engine, InitialConfiguration::default())
