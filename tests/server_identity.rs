@@ -72,21 +72,38 @@ impl Transport for ProxyTransport {
     }
 }
 
-#[test]
-fn the_client_cert_header_is_ignored_unless_asked_for() {
-    // Plain HTTP without --client-cert-header: a header naming the right
-    // certificate is not believed (anyone could send it).
+type CertSlot = Arc<Mutex<Option<Vec<u8>>>>;
+
+/// A server started with `extra` flags, a device enrolled through steps 2–8
+/// over a [`ProxyTransport`] whose header certificate is `CertSlot`.
+fn enrolled_behind_proxy(
+    extra: &[&str],
+) -> (
+    tempfile::TempDir,
+    Server,
+    ProxyTransport,
+    CertSlot,
+    SimulatedDevice,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, ca_pem) = device_ca(dir.path());
     let data = dir.path().join("data");
-    let server = start(&data, &ca_pem, &["--http"]);
-    let client_cert = Arc::new(Mutex::new(None));
+    let server = start(&data, &ca_pem, extra);
+    let client_cert: CertSlot = Arc::default();
     let mut t = ProxyTransport {
         inner: HttpTransport::new(server.addr),
         client_cert: client_cert.clone(),
     };
     let mut device = simulated_device(&ca, &data);
     enroll(&mut device, &mut t);
+    (dir, server, t, client_cert, device)
+}
+
+#[test]
+fn the_client_cert_header_is_ignored_unless_asked_for() {
+    // Plain HTTP without --client-cert-header: a header naming the right
+    // certificate is not believed (anyone could send it).
+    let (_dir, _server, mut t, client_cert, mut device) = enrolled_behind_proxy(&["--http"]);
     let identity = device.identity().expect("identity").der().to_vec();
     *client_cert.lock().expect("cert") = Some(identity);
     assert_eq!(
@@ -100,21 +117,8 @@ fn the_client_cert_header_is_ignored_unless_asked_for() {
 
 #[test]
 fn behind_a_proxy_the_rfc9440_header_names_the_device() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, ca_pem) = device_ca(dir.path());
-    let data = dir.path().join("data");
-    let server = start(
-        &data,
-        &ca_pem,
-        &["--http", "--client-cert-header", "Client-Cert"],
-    );
-    let client_cert = Arc::new(Mutex::new(None));
-    let mut t = ProxyTransport {
-        inner: HttpTransport::new(server.addr),
-        client_cert: client_cert.clone(),
-    };
-    let mut device = simulated_device(&ca, &data);
-    enroll(&mut device, &mut t);
+    let (dir, server, mut t, client_cert, mut device) =
+        enrolled_behind_proxy(&["--http", "--client-cert-header", "Client-Cert"]);
 
     // Unsigned and without the header: refused (400, never 401).
     assert!(device.check_in(&mut t, "Authenticate").is_err());
