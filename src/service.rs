@@ -355,12 +355,14 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     /// the very request the challenge was consumed for and the activation
     /// is still waiting for or holding that certificate. Changes nothing;
     /// the caller answers with the certificate again, or issues it if the
-    /// first attempt never got that far.
+    /// first attempt never got that far (only while the challenge would
+    /// still be valid at `now`).
     pub fn scep_resend(
         &self,
         tenant: &TenantId,
         challenge: &Secret,
         request: &[u8; 32],
+        now: SystemTime,
     ) -> Result<Option<Activation>, ServiceError> {
         let Some(record) = self.store.challenge(tenant, &challenge.digest())? else {
             return Ok(None);
@@ -373,7 +375,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         let same_request = activation
             .scep_request
             .is_some_and(|r| crate::crypto::constant_time_eq(&r, request));
-        let current = matches!(activation.phase, Phase::ScepAuthorized)
+        let current = (activation.phase == Phase::ScepAuthorized && now < record.grant.expires)
             || (activation.identity.is_some()
                 && !matches!(activation.phase, Phase::Unenrolled | Phase::Superseded));
         Ok((same_request && current).then_some(activation))

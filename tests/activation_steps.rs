@@ -609,23 +609,36 @@ fn step7_resend_of_the_same_request_is_recognised_another_is_not() {
     // The same request is recognised as a resend (the certificate is not
     // issued yet: the caller issues it now), another one is not, and
     // neither is the same request at another tenant or with another secret.
-    let resend = fx.engine.scep_resend(&a, &challenge, &csr).unwrap();
+    let resend = fx.engine.scep_resend(&a, &challenge, &csr, t0()).unwrap();
     assert_eq!(resend.map(|r| r.phase), Some(Phase::ScepAuthorized));
+    // Not once the challenge would have expired: nothing was issued yet.
+    let late = t0() + Duration::from_secs(30 * 86400);
     assert!(
         fx.engine
-            .scep_resend(&a, &challenge, &other)
+            .scep_resend(&a, &challenge, &csr, late)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        fx.engine
+            .scep_resend(&a, &challenge, &other, t0())
             .unwrap()
             .is_none()
     );
     let b = fx.b.clone();
     assert!(
         fx.engine
-            .scep_resend(&b, &challenge, &csr)
+            .scep_resend(&b, &challenge, &csr, t0())
             .unwrap()
             .is_none()
     );
     let wrong = Secret::new("not-the-challenge");
-    assert!(fx.engine.scep_resend(&a, &wrong, &csr).unwrap().is_none());
+    assert!(
+        fx.engine
+            .scep_resend(&a, &wrong, &csr, t0())
+            .unwrap()
+            .is_none()
+    );
     // After issuance the activation (with its certificate) still answers.
     let identity = EvidenceDevice::fresh_identity(&mut fx.rng, t0());
     fx.engine
@@ -633,7 +646,7 @@ fn step7_resend_of_the_same_request_is_recognised_another_is_not() {
         .unwrap();
     let resend = fx
         .engine
-        .scep_resend(&a, &challenge, &csr)
+        .scep_resend(&a, &challenge, &csr, t0())
         .unwrap()
         .unwrap();
     assert_eq!(resend.identity, Some(identity));

@@ -626,7 +626,7 @@ impl<S: Store, D: Directory, P: PushSender> ChallengeVerifier for EngineChalleng
             }
             Err(ServiceError::Activation(ActivationError::ChallengeReplayed)) => match self
                 .engine
-                .scep_resend(self.tenant, &secret, &fingerprint.0)
+                .scep_resend(self.tenant, &secret, &fingerprint.0, now)
             {
                 Ok(Some(activation)) => {
                     *self.resend.borrow_mut() = Some(activation);
