@@ -451,3 +451,46 @@ fn encode_xml_escapes_markup() {
     v.to_writer_xml(&mut reference).unwrap();
     assert!(python_equal(&ours, &reference));
 }
+
+/// The guard's base64 verdict agrees with the `plist` crate's own decoder on
+/// every `<data>` content of up to six characters drawn from letters with
+/// and without trailing bits, padding, whitespace and an invalid byte: the
+/// guard neither lets through what the parser would refuse nor refuses what
+/// it would take (beyond its documented strictness, which this alphabet
+/// does not reach).
+#[test]
+fn data_verdicts_match_the_plist_crate_exhaustively() {
+    const ALPHABET: &[u8] = b"AB= *\n";
+    let mut checked = 0;
+    for len in 0..=6u32 {
+        for mut code in 0..ALPHABET.len().pow(len) {
+            let mut content = Vec::new();
+            for _ in 0..len {
+                content.push(ALPHABET[code % ALPHABET.len()]);
+                code /= ALPHABET.len();
+            }
+            let mut doc = b"<plist version=\"1.0\"><data>".to_vec();
+            doc.extend_from_slice(&content);
+            doc.extend_from_slice(b"</data></plist>");
+            let ours = decode(&doc, &Limits::default());
+            let theirs = Value::from_reader_xml(&doc[..]);
+            assert_eq!(
+                ours.is_ok(),
+                theirs.is_ok(),
+                "{:?}: guard {ours:?}, plist crate {theirs:?}",
+                String::from_utf8_lossy(&content)
+            );
+            if let (Ok(a), Ok(b)) = (&ours, &theirs) {
+                assert_eq!(a, b);
+            }
+            if ours.is_err() {
+                assert!(
+                    matches!(ours, Err(PlistError::BadBase64 { .. })),
+                    "{ours:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 55_987);
+}

@@ -564,39 +564,35 @@ mod xml {
 
         /// Content of a `<data>` element: strict base64 with ASCII whitespace ignored.
         fn data(&mut self) -> Result<(), PlistError> {
+            let start = self.pos;
+            let rest = self.b.get(start..).unwrap_or_default();
             let mut n = 0usize; // significant characters, padding included
             let mut pad = 0usize;
             let mut last = 0u8; // value of the last alphabet character
-            loop {
-                let at = self.pos;
-                let Some(c) = self.at(at) else {
-                    return Err(self.truncated());
-                };
-                if c == b'<' {
-                    break;
-                }
-                self.pos += 1;
-                if c.is_ascii_whitespace() {
-                    continue;
-                }
-                if c == b'=' {
-                    pad += 1;
-                    n += 1;
-                    if pad > 2 {
-                        return Err(PlistError::BadBase64 { offset: at });
+            let mut end = None;
+            for (i, &c) in rest.iter().enumerate() {
+                match B64[usize::from(c)] {
+                    v @ 0..=63 if pad == 0 => {
+                        last = v;
+                        n += 1;
                     }
-                    continue;
+                    B64_WS => {}
+                    B64_PAD if pad < 2 => {
+                        pad += 1;
+                        n += 1;
+                    }
+                    B64_END => {
+                        end = Some(start + i);
+                        break;
+                    }
+                    // Invalid, a third `=`, or alphabet after padding.
+                    _ => return Err(PlistError::BadBase64 { offset: start + i }),
                 }
-                let Some(v) = b64_value(c) else {
-                    return Err(PlistError::BadBase64 { offset: at });
-                };
-                if pad > 0 {
-                    return Err(PlistError::BadBase64 { offset: at });
-                }
-                last = v;
-                n += 1;
             }
-            let end = self.pos;
+            let Some(end) = end else {
+                return Err(self.truncated());
+            };
+            self.pos = end;
             let trailing_bits_clear = match pad {
                 0 => true,
                 1 => last & 0b11 == 0,
@@ -610,6 +606,32 @@ mod xml {
         }
     }
 
+    /// [`B64`] classes beyond the alphabet values 0–63.
+    const B64_WS: u8 = 64;
+    const B64_PAD: u8 = 65;
+    const B64_END: u8 = 66;
+    const B64_BAD: u8 = 255;
+
+    /// Byte → base64 value (0–63), ASCII whitespace, `=`, `<`, or invalid.
+    static B64: [u8; 256] = {
+        let mut t = [B64_BAD; 256];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut i = 0;
+        while i < 64 {
+            t[alphabet[i] as usize] = i as u8;
+            i += 1;
+        }
+        // u8::is_ascii_whitespace: space, \t, \n, form feed, \r.
+        t[b' ' as usize] = B64_WS;
+        t[b'\t' as usize] = B64_WS;
+        t[b'\n' as usize] = B64_WS;
+        t[0x0C] = B64_WS;
+        t[b'\r' as usize] = B64_WS;
+        t[b'=' as usize] = B64_PAD;
+        t[b'<' as usize] = B64_END;
+        t
+    };
+
     fn char_ref(digits: &[u8], radix: u32) -> Option<usize> {
         if digits.is_empty() || digits.len() > 8 {
             return None;
@@ -619,17 +641,6 @@ mod xml {
         let c = char::from_u32(v)?;
         // quick-xml (inside the plist crate) refuses U+0000.
         (v != 0).then(|| c.len_utf8())
-    }
-
-    fn b64_value(c: u8) -> Option<u8> {
-        match c {
-            b'A'..=b'Z' => Some(c - b'A'),
-            b'a'..=b'z' => Some(c - b'a' + 26),
-            b'0'..=b'9' => Some(c - b'0' + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
     }
 }
 
