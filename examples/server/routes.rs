@@ -198,6 +198,21 @@ impl App {
                 esc(field(&fields, name))
             ));
         }
+        // The activation's language: the browser's first Accept-Language
+        // tag, if it is one (the crate refuses anything else).
+        let language = req
+            .header("accept-language")
+            .and_then(|l| l.split([',', ';']).next())
+            .map(str::trim)
+            .filter(|l| {
+                (1..=35).contains(&l.len())
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "<input type=\"hidden\" name=\"language\" value=\"{}\">",
+            esc(language)
+        ));
         if let Some(notice) = &user.policy.organisation_notice {
             body.push_str(&format!(
                 "<p class=\"notice\">{}</p><p><label><input type=\"checkbox\" name=\"accept_notice\" value=\"1\" required> I accept</label></p>",

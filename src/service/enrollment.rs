@@ -19,7 +19,7 @@ use crate::profile::{
 };
 use crate::scep::{
     CertificateRequest, Challenge, ChallengeVerdict, ChallengeVerifier, FailInfo, IssuanceRecord,
-    RequestFingerprint, ScepOutcome, ScepResponder,
+    Issued, RequestFingerprint, ScepOutcome, ScepResponder,
 };
 use crate::store::{Directory, PushSender, Store, StoreError};
 
@@ -225,6 +225,15 @@ struct Form {
     language: Option<String>,
 }
 
+/// Largest self-service form body (credentials and a few flags).
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// A BCP 47 language tag as far as it matters here: 1–35 ASCII letters,
+/// digits and hyphens (`en`, `fr-CA`, `zh-Hant-TW`).
+fn is_language_tag(tag: &str) -> bool {
+    (1..=35).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 impl Form {
     fn parse(body: &[u8]) -> Result<Self, ServiceError> {
         let text = std::str::from_utf8(body)
@@ -244,7 +253,13 @@ impl Form {
                 "accept_notice" => {
                     form.accept_notice = matches!(v.as_str(), "1" | "true" | "on" | "yes")
                 }
-                "language" => form.language = Some(v).filter(|l| !l.is_empty()),
+                "language" if v.is_empty() => {}
+                "language" if is_language_tag(&v) => form.language = Some(v),
+                "language" => {
+                    return Err(ServiceError::BadRequest(
+                        "language is not a language tag".into(),
+                    ));
+                }
                 _ => {}
             }
         }
@@ -303,7 +318,8 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
 
     /// Steps 2–4: the self-service form (`application/x-www-form-urlencoded`
     /// `username`, `password`, `domain`; `accept_notice` when the user's
-    /// policy has a notice; optional `language`). Logs in, requests the
+    /// policy has a notice; optional `language`, a language tag; at most
+    /// 16 KiB). Logs in, requests the
     /// activation and answers with the signed Profile Service profile
     /// carrying the one-time challenge. Wrong credentials are
     /// [`ActivationError::BadCredentials`] (403) and store nothing.
@@ -317,8 +333,8 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         if request.method != Method::Post {
             return Err(ServiceError::BadRequest("self-service expects POST".into()));
         }
-        if request.body.len() > crate::wire::Limits::default().max_body_bytes {
-            return Err(ServiceError::BadRequest("body too large".into()));
+        if request.body.len() > MAX_FORM_BYTES {
+            return Err(ServiceError::BadRequest("form body too large".into()));
         }
         let form = Form::parse(&request.body)?;
         let attempt = LoginAttempt {
@@ -434,9 +450,10 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     /// [`LeafPolicy::client_auth`](crate::pki::LeafPolicy::client_auth)
     /// and a random serial (a serial the store already holds is retried with
     /// a fresh one) and recorded ([`super::Engine::certificate_issued`]).
-    /// A resend of the same request (same transactionID and CSR, e.g. after
-    /// a lost answer) gets the same certificate again, or, if the first
-    /// attempt never issued it, the certificate now.
+    /// A resend of the same request (the same CSR, so the same key, subject
+    /// and challenge, e.g. after a lost answer) gets the same certificate
+    /// again, enveloped to the resend's signer, or, if the first attempt
+    /// never issued it, the certificate now.
     /// Every refusal after the message verified is a signed FAILURE
     /// `badRequest` CertRep; renewals and polls are refused the same way.
     pub fn scep<R: rand_core::CryptoRng + ?Sized>(
@@ -498,22 +515,19 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> (Response, Vec<Event>) {
-        let lifetime = self.config.identity_lifetime;
-        let Ok(validity) = crate::pki::validity(now, lifetime) else {
-            return (req.reject(FailInfo::BadRequest, now, rng), events);
-        };
-        let policy = crate::pki::LeafPolicy::client_auth(req.csr().subject().clone());
         for _ in 0..3 {
-            let serial = crate::pki::random_serial(rng);
-            let serial_bytes = serial.as_bytes().to_vec();
-            let issued = match req.issue(&policy, serial, validity, now, rng) {
-                Ok(i) => i,
-                Err(_) => break,
+            let Some(issued) = self.issue_leaf(req, now, rng) else {
+                break;
             };
             let identity = IssuedIdentity {
-                serial: serial_bytes,
+                serial: issued
+                    .certificate
+                    .tbs_certificate()
+                    .serial_number()
+                    .as_bytes()
+                    .to_vec(),
                 fingerprint: CertFingerprint::of_der(&issued.record.certificate),
-                not_after: now + lifetime,
+                not_after: now + self.config.identity_lifetime,
                 certificate: issued.record.certificate.clone(),
             };
             match self
@@ -545,6 +559,10 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     ) -> (Response, Vec<Event>) {
         match &activation.identity {
             Some(identity) if !identity.certificate.is_empty() => {
+                // The CSR fingerprint was matched by `Engine::scep_resend`;
+                // the transactionID is not kept (it follows from the key),
+                // so the record takes this request's. `replay` still refuses
+                // a request signed by the issued certificate (a renewal).
                 let record = IssuanceRecord {
                     transaction_id: req.transaction_id().to_owned(),
                     fingerprint: req.fingerprint(),
@@ -564,21 +582,28 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     /// (and so useless for check-in).
     fn issue_unbound<R: rand_core::CryptoRng + ?Sized>(
         &self,
-        req: &crate::scep::CertificateRequest<'_>,
+        req: &CertificateRequest<'_>,
         now: SystemTime,
         rng: &mut R,
     ) -> Response {
-        let policy = crate::pki::LeafPolicy::client_auth(req.csr().subject().clone());
-        let issued = crate::pki::validity(now, self.config.identity_lifetime)
-            .ok()
-            .and_then(|validity| {
-                req.issue(&policy, crate::pki::random_serial(rng), validity, now, rng)
-                    .ok()
-            });
-        match issued {
+        match self.issue_leaf(req, now, rng) {
             Some(issued) => issued.response,
             None => req.reject(FailInfo::BadRequest, now, rng),
         }
+    }
+
+    /// One certificate for the request's key and subject: client auth, the
+    /// configured lifetime from `now`, a random serial.
+    fn issue_leaf<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        req: &CertificateRequest<'_>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Option<Issued> {
+        let validity = crate::pki::validity(now, self.config.identity_lifetime).ok()?;
+        let policy = crate::pki::LeafPolicy::client_auth(req.csr().subject().clone());
+        req.issue(&policy, crate::pki::random_serial(rng), validity, now, rng)
+            .ok()
     }
 
     fn sign(&self, profile: &Profile) -> Result<Response, ServiceError> {
@@ -652,6 +677,21 @@ mod tests {
             server: "/mdm/connect".into(),
             check_in: "/mdm/checkin".into(),
         }
+    }
+
+    #[test]
+    fn form_language_must_be_a_language_tag() {
+        let parse = |body: &str| Form::parse(body.as_bytes()).map(|f| f.language);
+        assert_eq!(parse("language=fr-CA").unwrap().as_deref(), Some("fr-CA"));
+        assert_eq!(parse("language=").unwrap(), None);
+        for bad in ["language=%3Cscript%3E", "language=en%20US", "language=*"] {
+            assert!(
+                matches!(parse(bad), Err(ServiceError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+        let long = format!("language={}", "a".repeat(36));
+        assert!(matches!(parse(&long), Err(ServiceError::BadRequest(_))));
     }
 
     #[test]

@@ -470,11 +470,6 @@ impl SimulatedDevice {
         Ok(())
     }
 
-    /// The SCEP challenge the enrollment profile carried (after step 6).
-    pub fn scep_challenge(&self) -> Option<&str> {
-        self.enrollment.as_ref().map(|e| e.scep_challenge.as_str())
-    }
-
     /// Present `challenge` at SCEP instead of the one the enrollment
     /// profile carried (to test wrong, replayed or static challenges).
     pub fn override_scep_challenge(&mut self, challenge: &str) -> Result<(), DeviceError> {

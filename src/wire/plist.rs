@@ -571,6 +571,7 @@ mod xml {
             let mut last = 0u8; // value of the last alphabet character
             let mut end = None;
             for (i, &c) in rest.iter().enumerate() {
+                // A u8 indexes a 256-entry table: never out of bounds.
                 match B64[usize::from(c)] {
                     v @ 0..=63 if pad == 0 => {
                         last = v;
