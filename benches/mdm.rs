@@ -12,7 +12,7 @@ use mdm_enroll::wire::{Limits, plist as wire_plist};
 
 fn vector(rel: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors")
+        .join("tests/vectors")
         .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

@@ -3,7 +3,7 @@
 //! so `overhead = pkcsreq_to_certrep / rsa_floor` reads off one run.
 //!
 //! Input: the captured Apple-emulator PKCSReq (AES-128-CBC, SHA-256, RSA-2048
-//! CA `rfcku-ca`) from `../shared/vectors/scep/captured/`.
+//! CA `rfcku-ca`) from `tests/vectors/scep/captured/`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -23,10 +23,10 @@ use rand_core::UnwrapErr;
 fn captured(name: &str) -> Vec<u8> {
     std::fs::read(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/vectors/scep/captured")
+            .join("tests/vectors/scep/captured")
             .join(name),
     )
-    .expect("captured vector (needs ../shared)")
+    .expect("captured vector (tests/vectors/scep/captured)")
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bounded fuzz smoke: build and run every [[bin]] target of fuzz/Cargo.toml
-# for SECONDS each (default 30), seeded from ../shared/vectors.
+# for SECONDS each (default 30), seeded from tests/vectors.
 # Exits non-zero if a target fails to build or finds a crash.
 # Needs: a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
 set -euo pipefail
@@ -8,7 +8,7 @@ set -euo pipefail
 SECONDS_PER_TARGET="${1:-30}"
 FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$FUZZ_DIR")"
-VECTORS="${MDM_VECTORS:-$REPO/../shared/vectors}"
+VECTORS="${MDM_VECTORS:-$REPO/tests/vectors}"
 cd "$FUZZ_DIR"
 
 # Every target named in Cargo.toml, in order.

@@ -21,8 +21,8 @@ use rand_core::UnwrapErr;
 
 const UDID: &str = "D4D56083-BFB0-5047-8BDF-2727BACDC59B";
 
-fn shared(path: &str) -> Vec<u8> {
-    let p = format!("{}/../shared/vectors/{path}", env!("CARGO_MANIFEST_DIR"));
+fn vector(path: &str) -> Vec<u8> {
+    let p = format!("{}/tests/vectors/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
@@ -41,9 +41,9 @@ struct Fx {
 fn fixture() -> Fx {
     let mut rng = UnwrapErr(getrandom::SysRng);
     let header =
-        String::from_utf8(shared("signature/nanomdm_mdmSignatureHeader2.b64.txt")).unwrap();
+        String::from_utf8(vector("signature/nanomdm_mdmSignatureHeader2.b64.txt")).unwrap();
     let header = header.trim().to_owned();
-    let body = shared("signature/nanomdm_mdmSignatureBody2.plist");
+    let body = vector("signature/nanomdm_mdmSignatureBody2.plist");
     let cert = verify_mdm_signature(&header, &body, &Limits::default().ber).unwrap();
     let identity = IssuedIdentity {
         serial: cert.serial().to_vec(),
@@ -204,7 +204,7 @@ fn real_phase2_attributes_verify_then_meet_the_challenge_check() {
         Method::Post,
         Route::path("/t", &fx.a, Endpoint::ProfileService),
     );
-    request.body = shared("ota/zentral_ota_payload_phase_2.p7");
+    request.body = vector("ota/zentral_ota_payload_phase_2.p7");
     let got = fx.svc.device_attributes(&fx.a, &request, t0(), &mut rng);
     assert_eq!(
         got.unwrap_err(),

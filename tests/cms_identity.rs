@@ -147,6 +147,10 @@ fn device_sign(pki: &Pki, signer: &str, extra_cert: Option<&str>, content: &[u8]
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn look_alike_apple_ca_is_refused() {
     let pki = Pki::new();
     pki.ca(
@@ -177,6 +181,10 @@ fn look_alike_apple_ca_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn scep_identity_is_phase_3_and_others_are_untrusted() {
     let pki = Pki::new();
     pki.ca("scepca", "/CN=Test SCEP CA");
@@ -304,6 +312,10 @@ fn real_mdm_signature_header_verifies() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn attached_mdm_signature_is_refused() {
     let pki = Pki::new();
     pki.leaf("identity", "/CN=x", "root");
@@ -318,6 +330,10 @@ fn attached_mdm_signature_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn tls_and_forwarded_client_certificates() {
     let pki = Pki::new();
     pki.leaf("identity", "/CN=device identity", "root");
@@ -396,6 +412,10 @@ fn tls_and_forwarded_client_certificates() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn chains_through_intermediates_and_refuse_non_ca_issuers() {
     let pki = Pki::new();
     pki.intermediate("inter", "/CN=Test Intermediate", "root");

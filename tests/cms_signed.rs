@@ -135,6 +135,10 @@ fn truncated_and_deep_input_are_typed_errors() {
 
 /// Built here, verified by `openssl cms -verify`, content extracted equal.
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn built_signed_data_verifies_in_openssl() {
     let pki = Pki::new();
     pki.intermediate("inter", "/CN=Test Intermediate", "root");
@@ -208,6 +212,10 @@ fn built_signed_data_verifies_in_openssl() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn extra_signed_attributes_round_trip_and_verify_in_openssl() {
     let pki = Pki::new();
     pki.leaf("signer", "/CN=SCEP Signer", "root");
@@ -259,6 +267,10 @@ fn extra_signed_attributes_round_trip_and_verify_in_openssl() {
 
 /// Signatures made by `openssl cms -sign` in every shape verify here.
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn openssl_signatures_verify_here() {
     let pki = Pki::new();
     pki.leaf("signer", "/CN=Device Identity", "root");
@@ -396,6 +408,10 @@ fn splice(der: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn swapped_certificate_is_rejected() {
     let pki = Pki::new();
     pki.leaf("signer", "/CN=Real Signer", "root");
@@ -437,6 +453,10 @@ fn swapped_certificate_is_rejected() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn degenerate_certs_only_parses_in_openssl() {
     let pki = Pki::new();
     pki.leaf("ra", "/CN=RA", "root");
@@ -455,6 +475,10 @@ fn degenerate_certs_only_parses_in_openssl() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn lenient_certificates_v1_and_long_serials() {
     let pki = Pki::new();
     openssl(

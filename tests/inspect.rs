@@ -37,7 +37,7 @@ fn run(args: &[&str]) -> Output {
 
 fn vector(rel: &str) -> String {
     root()
-        .join("../shared/vectors")
+        .join("tests/vectors")
         .join(rel)
         .to_string_lossy()
         .into_owned()

@@ -137,6 +137,10 @@ fn python_reads(ours: &[u8], expected: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_python3),
+    ignore = "needs python3 (plistlib): apt-get install python3"
+)]
 fn typed_commands_read_back_by_plistlib() {
     let cases: Vec<(Command, String)> = vec![
         (
@@ -246,6 +250,10 @@ impl rand_core::TryRng for Counter {
 impl rand_core::TryCryptoRng for Counter {}
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_python3),
+    ignore = "needs python3 (plistlib): apt-get install python3"
+)]
 fn random_uuid_is_a_v4_uuid() {
     let u = random_uuid(&mut Counter(0xFF));
     // Python's uuid module agrees it is a version-4 RFC 4122 UUID.

@@ -9,13 +9,19 @@ use mdm_enroll::mdm::{Channel, CheckinMessage, Command, MessageType, Report, Sta
 use mdm_enroll::wire::Limits;
 use plist::{Dictionary, Value};
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+/// A vector's bytes; a missing file names its path.
+fn read(rel: impl AsRef<std::path::Path>) -> Vec<u8> {
+    let path = vectors().join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// (file, expected_parse_result) for rows whose file starts with `prefix`.
 fn rows(prefix: &str) -> Vec<(String, String)> {
-    let tsv = std::fs::read_to_string(shared().join("PROVENANCE.tsv")).unwrap();
+    let tsv = String::from_utf8(read("PROVENANCE.tsv")).expect("PROVENANCE.tsv is UTF-8");
     let mut out = Vec::new();
     for line in tsv.lines().skip(1) {
         let cols: Vec<&str> = line.split('\t').collect();
@@ -86,7 +92,7 @@ fn check_value(dict: &Dictionary, key: &str, expected: &str, file: &str) -> bool
 fn checkin_vectors_match_provenance() {
     let limits = Limits::default();
     for (file, expected) in rows("checkin/") {
-        let body = std::fs::read(shared().join(&file)).unwrap();
+        let body = read(&file);
         let msg = CheckinMessage::decode(&body, &limits).unwrap_or_else(|e| panic!("{file}: {e}"));
         // Nothing is lost: the typed message re-encodes to the same dictionary.
         let original = mdm_enroll::wire::plist::decode_dict(&body, &limits).unwrap();
@@ -131,7 +137,7 @@ fn checkin_vectors_match_provenance() {
 
 #[test]
 fn authenticate_keeps_the_undocumented_challenge() {
-    let body = std::fs::read(shared().join("checkin/nanomdm_Authenticate.2.plist")).unwrap();
+    let body = read("checkin/nanomdm_Authenticate.2.plist");
     let msg = CheckinMessage::decode(&body, &Limits::default()).unwrap();
     assert_eq!(
         msg.extra.get("Challenge").and_then(Value::as_data),
@@ -155,7 +161,7 @@ fn report_vectors_match_provenance() {
     let mut all = rows("report/");
     all.extend(rows("signature/nanomdm_mdmSignatureBody2.plist"));
     for (file, expected) in all {
-        let body = std::fs::read(shared().join(&file)).unwrap();
+        let body = read(&file);
         let report = Report::decode(&body, &limits).unwrap_or_else(|e| panic!("{file}: {e}"));
         let original = mdm_enroll::wire::plist::decode_dict(&body, &limits).unwrap();
         let dict = report.to_dictionary();
@@ -202,7 +208,7 @@ fn report_vectors_match_provenance() {
 #[test]
 fn device_information_results_are_plist_values() {
     let limits = Limits::default();
-    let body = std::fs::read(shared().join("report/nanomdm_DeviceInformation.1.plist")).unwrap();
+    let body = read("report/nanomdm_DeviceInformation.1.plist");
     let r = Report::decode(&body, &limits).unwrap();
     assert_eq!(r.request_type.as_deref(), Some("DeviceInformation"));
     let q = r.result("QueryResponses").unwrap().as_dictionary().unwrap();
@@ -212,7 +218,7 @@ fn device_information_results_are_plist_values() {
     );
     assert!(q.get("UDID").is_some());
 
-    let body = std::fs::read(shared().join("report/zentral_device_information.plist")).unwrap();
+    let body = read("report/zentral_device_information.plist");
     let r = Report::decode(&body, &limits).unwrap();
     let q = r.result("QueryResponses").unwrap().as_dictionary().unwrap();
     assert_eq!(
@@ -238,7 +244,7 @@ fn device_information_results_are_plist_values() {
         Some(0)
     );
 
-    let body = std::fs::read(shared().join("report/zentral_certificate_list.plist")).unwrap();
+    let body = read("report/zentral_certificate_list.plist");
     let r = Report::decode(&body, &limits).unwrap();
     assert_eq!(r.command_uuid.as_deref(), Some("0001-CertificateList"));
     let list = r.result("CertificateList").unwrap().as_array().unwrap();
@@ -257,7 +263,7 @@ fn device_information_results_are_plist_values() {
 #[test]
 fn command_vector_matches_provenance() {
     let (file, expected) = rows("command/").remove(0);
-    let body = std::fs::read(shared().join(&file)).unwrap();
+    let body = read(&file);
     let cmd = Command::decode(&body, &Limits::default()).unwrap();
     assert!(expected.contains(&format!("CommandUUID={}", cmd.command_uuid)));
     assert!(expected.contains(&format!("Command.RequestType={}", cmd.request_type)));

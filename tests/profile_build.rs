@@ -106,6 +106,10 @@ fn python_round_trip(xml: &[u8], checks: &str) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_python3),
+    ignore = "needs python3 (plistlib): apt-get install python3"
+)]
 fn plistlib_reads_the_enrollment_profile_back() {
     let p = enrollment();
     let xml = p.build(&ValidationOptions::default()).unwrap();
@@ -147,6 +151,10 @@ for u in uuids:
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_python3),
+    ignore = "needs python3 (plistlib): apt-get install python3"
+)]
 fn profile_service_payload_content_is_a_dictionary() {
     let mut rng = rng();
     let challenge = "one-time-7f3a".to_owned();

@@ -165,6 +165,10 @@ fn enrollment() -> Profile {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn openssl_verifies_our_signed_profile_and_extracts_the_plist() {
     let pki = Pki::new();
     let p = enrollment();
@@ -292,6 +296,10 @@ fn our_signed_profile_parses_back_with_its_signer() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn openssl_signed_profiles_parse_der_and_streamed_ber() {
     let pki = Pki::new();
     let p = enrollment();

@@ -7,13 +7,13 @@ use mdm_enroll::profile::{
 use mdm_enroll::wire::Limits;
 use mdm_enroll::wire::plist::PlistError;
 
-fn shared(path: &str) -> Vec<u8> {
-    let full = format!("{}/../shared/{path}", env!("CARGO_MANIFEST_DIR"));
+fn file(path: &str) -> Vec<u8> {
+    let full = format!("{}/tests/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 
 fn vector(name: &str) -> Profile {
-    let bytes = shared(&format!("vectors/profile/{name}"));
+    let bytes = file(&format!("vectors/profile/{name}"));
     profile::parse(&bytes, &Limits::default())
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .profile
@@ -210,7 +210,7 @@ fn malformed_vectors_are_plist_errors() {
         "cfgprofiles_multistring-error.mobileconfig",
         "cfgprofiles_multiple-nt-principals-error.mobileconfig",
     ] {
-        let bytes = shared(&format!("vectors/profile/{name}"));
+        let bytes = file(&format!("vectors/profile/{name}"));
         let err = profile::parse(&bytes, &Limits::default()).unwrap_err();
         assert!(
             matches!(err, ProfileError::Plist(PlistError::DanglingKey { .. })),
@@ -234,7 +234,7 @@ fn malformed_vectors_type_errors_name_the_key() {
         ),
     ];
     for (name, bad_key) in cases {
-        let text = String::from_utf8(shared(&format!("vectors/profile/{name}"))).unwrap();
+        let text = String::from_utf8(file(&format!("vectors/profile/{name}"))).unwrap();
         // Give Subject a valid value so only the SubjectAltName error remains.
         let fixed = text.replace(
             "<key>Subject</key>\n\t\t\t</dict>",
@@ -257,7 +257,7 @@ fn malformed_vectors_type_errors_name_the_key() {
 
 #[test]
 fn install_profile_command_payload_is_not_a_profile() {
-    let cmd = shared("vectors/command/micromdm_InstallProfile.plist");
+    let cmd = file("vectors/command/micromdm_InstallProfile.plist");
     let v = plist::Value::from_reader_xml(std::io::Cursor::new(cmd)).unwrap();
     let payload = v
         .as_dictionary()
@@ -280,7 +280,7 @@ fn vectors_round_trip_through_the_encoder() {
         "cfgprofiles_1.mobileconfig",
         "cfgprofiles_acme-da.mobileconfig",
     ] {
-        let bytes = shared(&format!("vectors/profile/{name}"));
+        let bytes = file(&format!("vectors/profile/{name}"));
         let original = plist::Value::from_reader_xml(std::io::Cursor::new(&bytes)).unwrap();
         let p = vector(name);
         let again = plist::Value::from_reader_xml(std::io::Cursor::new(p.to_xml())).unwrap();
@@ -339,7 +339,7 @@ fn encrypted_profile_content_is_kept() {
 
 #[test]
 fn oversized_input_is_refused_before_parsing() {
-    let bytes = shared("vectors/profile/nanomdm_enroll.mobileconfig");
+    let bytes = file("vectors/profile/nanomdm_enroll.mobileconfig");
     let limits = Limits {
         max_body_bytes: 100,
         ..Limits::default()

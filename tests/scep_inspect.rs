@@ -23,7 +23,7 @@ fn run(args: &[&str]) -> Output {
 
 fn captured(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors/scep/captured")
+        .join("tests/vectors/scep/captured")
         .join(name)
         .to_string_lossy()
         .into_owned()

@@ -1,4 +1,4 @@
-//! Captured SCEP messages (`../shared/vectors/scep/`): every request decodes,
+//! Captured SCEP messages (`tests/vectors/scep/`): every request decodes,
 //! verifies and decrypts with its CA key to the CSR / IssuerAndSubject that
 //! OpenSSL extracted (`captured/inner/`); every CertRep decodes to the status
 //! PROVENANCE.tsv records; the GET captures decode to the same bytes as the
@@ -15,7 +15,7 @@ use mdm_enroll::scep::{Csr, FailInfo, IssuerAndSubject, MessageType, PkiMessage,
 use mdm_enroll::wire::BerLimits;
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/scep")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/scep")
 }
 
 fn read(p: impl AsRef<Path>) -> Vec<u8> {
@@ -301,6 +301,10 @@ fn captured_get_requests_decode_to_the_der_files() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn smallstep_pkcsreq_decrypts_with_its_ca_key() {
     // The key is a legacy encrypted PEM (Proc-Type/DEK-Info, empty
     // passphrase): let OpenSSL unwrap it, as an independent tool.

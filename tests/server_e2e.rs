@@ -138,6 +138,10 @@ fn assert_complete(server: &Server, udid: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn thirteen_steps_over_http_signed_both_ways() {
     let (_dir, ca, ca_pem, data) = fixture();
     let server = start(&data, "127.0.0.1:0", &args(&ca_pem));
@@ -461,14 +465,12 @@ fn without_the_flag_no_static_challenge_is_accepted() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_scep_clients),
+    ignore = "needs root and the SCEP clients: apt-get install scep certmonger dbus python3-cryptography python3-asn1crypto curl iproute2"
+)]
 fn real_scep_clients_enroll_at_scep_with_the_static_challenge() {
-    if !server_support::is_root() {
-        eprintln!(
-            "\n!!!!!!!! SKIPPING: the SCEP interop harness needs root (apt, certmonger) !!!!!!!!\n"
-        );
-        return;
-    }
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop/scep_interop.sh");
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/scep_interop.sh");
     assert!(harness.exists(), "harness missing: {}", harness.display());
     let (_dir, _, ca_pem, data) = fixture();
     let server = start(&data, "127.0.0.1:0", &args(&ca_pem));

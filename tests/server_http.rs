@@ -59,6 +59,10 @@ fn login_fields(password: &str) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn portal_profile_service_enroll_and_admin_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (device, device_ca) = device_identity(dir.path());
@@ -253,6 +257,7 @@ fn body_limits_and_unknown_routes() {
 }
 
 #[test]
+#[cfg_attr(not(mdm_have_curl), ignore = "needs curl: apt-get install curl")]
 fn https_by_default_with_a_ca_kept_in_the_data_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Server::start(dir.path(), &[]);
@@ -307,6 +312,10 @@ fn https_by_default_with_a_ca_kept_in_the_data_folder() {
 }
 
 #[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
 fn kill_9_mid_activation_resumes_from_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (device, device_ca) = device_identity(dir.path());

@@ -116,6 +116,7 @@ fn the_client_cert_header_is_ignored_unless_asked_for() {
 }
 
 #[test]
+#[cfg_attr(not(mdm_have_curl), ignore = "needs curl: apt-get install curl")]
 fn behind_a_proxy_the_rfc9440_header_names_the_device() {
     let (dir, server, mut t, client_cert, mut device) =
         enrolled_behind_proxy(&["--http", "--client-cert-header", "Client-Cert"]);
@@ -212,6 +213,7 @@ impl Transport for CurlTransport {
 }
 
 #[test]
+#[cfg_attr(not(mdm_have_curl), ignore = "needs curl: apt-get install curl")]
 fn over_https_the_tls_client_certificate_names_the_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, ca_pem) = device_ca(dir.path());

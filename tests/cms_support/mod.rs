@@ -8,14 +8,14 @@ use std::process::Command;
 use mdm_enroll::cms::Certificate;
 use mdm_enroll::crypto::RsaKey;
 
-/// Path of a shared vector (`../shared/vectors/<rel>` next to the repo).
+/// Path of a captured vector (`tests/vectors/<rel>`).
 pub fn vector_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors")
+        .join("tests/vectors")
         .join(rel)
 }
 
-/// Read a shared vector.
+/// Read a captured vector; a missing file names its path.
 pub fn vector(rel: &str) -> Vec<u8> {
     let p = vector_path(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))

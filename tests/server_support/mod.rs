@@ -276,13 +276,3 @@ pub fn admin_section(page: &str, udid: &str) -> String {
         .unwrap_or_else(|| panic!("no activation for {udid} on the admin page"))
         .to_owned()
 }
-
-/// Whether the tests run as root (the SCEP interop harness installs
-/// packages and starts certmonger).
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
