@@ -143,9 +143,19 @@ impl std::fmt::Display for CertFingerprint {
 }
 
 /// A one-time challenge secret as handed to the device (Profile Service
-/// `Challenge`, SCEP `Challenge`). `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
+/// `Challenge`, SCEP `Challenge`). `Debug` does not print it, and `==`
+/// compares in constant time.
+#[derive(Clone)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    /// Constant-time: the time depends only on the two lengths.
+    fn eq(&self, other: &Self) -> bool {
+        crate::crypto::constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// Wrap a secret presented by a device.
