@@ -34,9 +34,6 @@ use mdm_enroll::store::{Directory, MemoryStore, PushSender, StoreError};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Service = EnrollmentService<MemoryStore, OneUser, PrintPush>;
 
-const LISTEN: &str = "127.0.0.1:8080";
-const BASE_URL: &str = "http://127.0.0.1:8080";
-
 /// The directory (step 2): one user, compared in constant time.
 struct OneUser {
     username: String,
@@ -68,7 +65,7 @@ fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
 }
 
 /// A CA (signs profiles, issues identities through SCEP) and the service.
-fn service() -> Result<Service, BoxError> {
+fn service(base_url: String) -> Result<Service, BoxError> {
     let key = Arc::new(RsaKey::generate(&mut getrandom::SysRng, 2048)?);
     let validity = pki::validity(SystemTime::now(), Duration::from_secs(365 * 86400))?;
     let serial = pki::random_serial(&mut rng());
@@ -97,7 +94,7 @@ fn service() -> Result<Service, BoxError> {
     let mdm =
         MdmService::new(engine, InitialConfiguration::default()).with_attributes_verifier(verifier);
     let scep = ScepResponder::new(ca.der(), key.clone(), key.clone())?;
-    let mut config = EnrollmentConfig::new(BASE_URL, "com.apple.mgmt.External.demo", key, ca, scep);
+    let mut config = EnrollmentConfig::new(base_url, "com.apple.mgmt.External.demo", key, ca, scep);
     config.validation = ValidationOptions::allowing_http(); // no TLS here
     Ok(EnrollmentService::new(mdm, config))
 }
@@ -127,14 +124,18 @@ const FORM: &str = "<form method=post action=/demo/enroll>\
 <input name=username value=demo><input name=password type=password>\
 <input name=domain value=example.com><button>Activate this Mac</button></form>";
 
+/// `embed [ADDR]`: listen on ADDR (default 127.0.0.1:8080).
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let listen = std::env::args().nth(1);
+    let listener =
+        tokio::net::TcpListener::bind(listen.as_deref().unwrap_or("127.0.0.1:8080")).await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
     let app = axum::Router::new()
         .route("/", axum::routing::get(|| async { Html(FORM) }))
         .fallback(handle)
-        .with_state(Arc::new(service()?));
-    let listener = tokio::net::TcpListener::bind(LISTEN).await?;
-    println!("{BASE_URL}/ (user demo, password demo)");
+        .with_state(Arc::new(service(base_url.clone())?));
+    println!("{base_url}/ (user demo, password demo)");
     axum::serve(listener, app).await?;
     Ok(())
 }
