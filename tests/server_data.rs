@@ -145,6 +145,19 @@ fn a_new_public_host_reissues_the_tls_certificate_from_the_kept_ca() {
     let refused = healthz_as(server.addr, "mac-b.test", &data.join("ca.pem"));
     assert!(refused.is_err(), "a name the certificate lacks is refused");
     assert!(!server.banner.iter().any(|l| l.contains("re-issued")));
+    // The banner walks a newcomer through: reaching the server (it listens on
+    // loopback, the URL names another host), trusting this CA, installing
+    // the profile, and what waits for a push.
+    let banner = server.banner.join("\n");
+    for needle in [
+        "add --listen 0.0.0.0:",
+        &format!("copy {}", data.join("ca.pem").display()),
+        "security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain",
+        "Privacy & Security > Profiles",
+        "steps 11-13 wait",
+    ] {
+        assert!(banner.contains(needle), "banner lacks {needle:?}: {banner}");
+    }
     drop(server);
 
     // Same URL again: the kept certificate is kept.
