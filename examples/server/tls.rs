@@ -116,16 +116,19 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
         )?,
     };
     let kept = load(dir, "tls")?;
-    let missing = match &kept {
+    let stale = match &kept {
         Some(tls) if tls.cert.verify_issued_by(&ca.cert).is_err() => {
-            vec!["(not issued by the kept CA)".to_owned()]
+            Some("was not issued by the kept CA".to_owned())
         }
-        Some(tls) => unnamed_hosts(&tls.cert, hosts)?,
-        None => Vec::new(),
+        Some(tls) => {
+            let missing = unnamed_hosts(&tls.cert, hosts)?;
+            (!missing.is_empty()).then(|| format!("did not name {}", missing.join(", ")))
+        }
+        None => None,
     };
     let tls = match kept {
-        Some(tls) if missing.is_empty() => tls,
-        kept => {
+        Some(tls) if stale.is_none() => tls,
+        _ => {
             let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
             let policy =
                 LeafPolicy::tls_server("CN=mdm-enroll server,O=mdm-enroll".parse()?, &names)?;
@@ -136,13 +139,12 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
                 Some((&ca, policy)),
                 2 * YEAR,
             )?;
-            if kept.is_some() {
+            if let Some(why) = stale {
                 // A browser refuses a certificate that does not name the
                 // host it asked for; say why the file changed.
                 println!(
-                    "TLS certificate re-issued from the kept CA for {}: the kept one did not name {}",
-                    names.join(", "),
-                    missing.join(", ")
+                    "TLS certificate re-issued from the kept CA for {}: the kept one {why}",
+                    names.join(", ")
                 );
             }
             tls
