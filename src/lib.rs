@@ -53,6 +53,38 @@
 //! queues, unique serials), an in-memory store, a SQLite store (feature
 //! `sqlite`) and a conformance kit every store must pass (feature
 //! `test-support`).
+//!
+//! # Embedding
+//!
+//! To put activation into a server of your own, build one
+//! [`service::EnrollmentService`] and hand it every device-facing request:
+//!
+//! 1. Implement [`store::Directory`] (checks self-service credentials) and
+//!    [`store::PushSender`] (hands pushes to your APNs client); take
+//!    [`store::MemoryStore`], the SQLite store (feature `sqlite`) or your own
+//!    [`store::Store`] (prove it with the conformance kit, feature
+//!    `test-support`).
+//! 2. Create or load a CA key and certificate ([`pki::create_ca`]): it signs
+//!    the profiles (or issue a separate signer with [`pki::issue`]) and, in a
+//!    [`scep::ScepResponder`], issues the device identities.
+//! 3. [`service::Engine::new`] over store, directory and push;
+//!    [`service::Engine::provision_user`] for each user (step 1);
+//!    [`service::MdmService::new`] with a [`cms::DeviceAttributesVerifier`]
+//!    trusting your CA for phase 3 (Apple's device CA is built in);
+//!    [`service::EnrollmentConfig::new`] with your public HTTPS base URL and
+//!    push topic; [`service::EnrollmentService::new`].
+//! 4. In your HTTP handler, convert the request to [`http::Request`] (with
+//!    the feature `http`, `From<http::Request<B>>`; set
+//!    `tls_client_certificate` if you terminate TLS with client
+//!    certificates), call [`service::EnrollmentService::handle`] with the
+//!    current time and a CSPRNG on a blocking pool (it signs and decrypts
+//!    with RSA), and send the [`http::Response`] back.
+//!
+//! `examples/embed.rs` is that, complete, in about 140 lines: one axum
+//! handler over `EnrollmentService` and `MemoryStore`, plain HTTP, keys
+//! generated at start (`cargo run --example embed --features http`).
+//! `examples/server/` adds TLS, SQLite, a portal, an admin page, limits and
+//! timeouts.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

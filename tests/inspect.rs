@@ -194,3 +194,154 @@ fn usage_errors_are_exit_2() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage: inspect <kind> <file>"));
     }
 }
+
+fn tmp_file(name: &str, bytes: &[u8]) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("inspect-verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn mdm_signature_verifies_over_its_body_only() {
+    let header = vector("signature/nanomdm_mdmSignatureHeader2.b64.txt");
+    let body = vector("signature/nanomdm_mdmSignatureBody2.plist");
+    let m = json(&run(&["signature", &header, "--body", &body]));
+    assert_eq!(m["verified"], true);
+    assert_eq!(m["bodyBytes"], 302);
+    assert_eq!(m["berIndefinite"], true);
+    assert_eq!(m["signer"]["serial"], "22");
+    assert_eq!(m["signer"]["issuer"], "CN=ca,OU=SCEP CA,O=scep,C=US");
+    assert_eq!(m["signerInfos"][0]["digest"], "Sha1");
+
+    // The same signature over a body with one byte changed is a forgery.
+    let mut tampered = std::fs::read(&body).unwrap();
+    let at = tampered
+        .windows(4)
+        .position(|w| w == b"Idle")
+        .expect("Idle in the body");
+    tampered[at] = b'J';
+    let tampered = tmp_file("tampered-body.plist", &tampered);
+    assert_bad_input(
+        &run(&["signature", &header, "--body", &tampered]),
+        "does not verify",
+    );
+    // Without a body nothing can be verified: a usage error, not a JSON "maybe".
+    let out = run(&["signature", &header]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn ota_from_apples_device_ca_verifies() {
+    let m = json(&run(&[
+        "ota",
+        &vector("ota/zentral_ota_payload_phase_2.p7"),
+    ]));
+    assert_eq!(m["verified"], true);
+    assert_eq!(m["phase"], "DeviceIdentity");
+    assert_eq!(
+        m["signer"]["issuer"],
+        "CN=Apple iPhone Device CA,OU=Apple iPhone,O=Apple Inc.,C=US"
+    );
+    assert_eq!(
+        m["attributes"]["UDID"],
+        "78897E40-F532-5DE0-A7DC-56BAC5CEEB9C"
+    );
+    assert_eq!(m["attributes"]["SERIAL"], "ZDL2M9PTJ3");
+    assert_eq!(m["attributes"]["PRODUCT"], "VirtualMac2,1");
+    assert_eq!(m["attributes"]["NotOnConsole"], false);
+}
+
+/// A CA with the subject of Apple's iPhone Device CA and a key of its own,
+/// a device identity it issued, and attributes signed the way macOS signs
+/// them (SHA-1, no signed attributes, the chain attached).
+fn look_alike_ota_payload() -> Vec<u8> {
+    use mdm_enroll::cms::{Certificate, SignedDataBuilder, oid};
+    use mdm_enroll::crypto::{DigestAlgorithm, RsaKey, Signer};
+    use mdm_enroll::pki;
+    use std::time::{Duration, SystemTime};
+
+    let apple = Certificate::from_pem(
+        &std::fs::read(vector("certs/zentral_Apple_iPhone_Device_CA_Fullchain.pem")).unwrap(),
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(
+        apple.subject_string(),
+        "CN=Apple iPhone Device CA,OU=Apple iPhone,O=Apple Inc.,C=US"
+    );
+    let apple_name = <x509_cert::name::Name as der::Decode>::from_der(apple.subject_der()).unwrap();
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let now = SystemTime::now();
+    let year = Duration::from_secs(365 * 86400);
+    let ca_key = RsaKey::generate(&mut getrandom::SysRng, 2048).unwrap();
+    let ca = pki::create_ca(
+        &ca_key,
+        apple_name,
+        pki::random_serial(&mut rng),
+        pki::validity(now, year).unwrap(),
+    )
+    .unwrap();
+    let device_key = RsaKey::generate(&mut getrandom::SysRng, 2048).unwrap();
+    let spki = spki::SubjectPublicKeyInfoOwned::from_key(Signer::public_key(&device_key)).unwrap();
+    let device = pki::issue(
+        &ca,
+        &ca_key,
+        spki,
+        &pki::LeafPolicy::client_auth("CN=0B5938EB-A130-466F-BFA5-BFA950500D03".parse().unwrap()),
+        pki::random_serial(&mut rng),
+        pki::validity(now, year).unwrap(),
+    )
+    .unwrap();
+    let ca = Certificate::from_der(&pki::to_der(&ca).unwrap()).unwrap();
+    assert_eq!(ca.subject_der(), apple.subject_der(), "a true look-alike");
+    let device = Certificate::from_der(&pki::to_der(&device).unwrap()).unwrap();
+    let attributes = b"<plist><dict><key>UDID</key><string>LOOK-ALIKE</string>\
+        <key>SERIAL</key><string>FAKE</string><key>PRODUCT</key><string>Mac14,2</string>\
+        <key>VERSION</key><string>23A344</string></dict></plist>";
+    SignedDataBuilder::new(oid::ID_DATA, attributes, &device_key, &device)
+        .digest(DigestAlgorithm::Sha1)
+        .without_signed_attributes()
+        .add_certificate(&ca)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn ota_under_a_look_alike_device_ca_is_exit_1() {
+    let payload = tmp_file("look-alike.p7", &look_alike_ota_payload());
+    assert_bad_input(&run(&["ota", &payload]), "untrusted");
+}
+
+#[test]
+fn a_random_file_is_exit_1_for_every_kind() {
+    // Fixed pseudo-random bytes (xorshift), so a failure reproduces.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let random = tmp_file("random.bin", &bytes);
+    let body = vector("signature/nanomdm_mdmSignatureBody2.plist");
+    for args in [
+        vec!["checkin", random.as_str()],
+        vec!["report", random.as_str()],
+        vec!["profile", random.as_str()],
+        vec!["ota", random.as_str()],
+        vec!["scep", random.as_str()],
+        vec!["signature", random.as_str(), "--body", body.as_str()],
+    ] {
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+}

@@ -146,3 +146,59 @@ fn malformed_profile_is_one_line_exit_1() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("dictionary key without a value"), "{err}");
 }
+
+/// `zentral_test.mobileconfig` signed by a fresh CA-issued signer with the
+/// crate's own profile signing: (signed bytes, signer subject).
+fn library_signed_profile() -> (Vec<u8>, String) {
+    use mdm_enroll::cms::Certificate;
+    use mdm_enroll::crypto::RsaKey;
+    use mdm_enroll::pki;
+    use mdm_enroll::profile::SignedProfile;
+    use std::time::{Duration, SystemTime};
+
+    let key = RsaKey::generate(&mut getrandom::SysRng, 2048).unwrap();
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let cert = pki::create_ca(
+        &key,
+        "CN=Inspect Profile Signer,O=Example".parse().unwrap(),
+        pki::random_serial(&mut rng),
+        pki::validity(SystemTime::now(), Duration::from_secs(86400)).unwrap(),
+    )
+    .unwrap();
+    let cert = Certificate::from_der(&pki::to_der(&cert).unwrap()).unwrap();
+    let xml = std::fs::read(vector("zentral_test.mobileconfig")).unwrap();
+    let signed = SignedProfile::sign_xml(&xml, &key, &cert, &[]).unwrap();
+    (signed.into_bytes(), cert.subject_string())
+}
+
+#[test]
+fn signed_profile_verifies_and_a_tampered_one_is_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signed, subject) = library_signed_profile();
+    let good = dir.path().join("good.mobileconfig");
+    std::fs::write(&good, &signed).unwrap();
+    let v = json(&inspect(&good.to_string_lossy()));
+    assert_eq!(v["signed"], true);
+    assert_eq!(v["signature"]["signer"], subject.as_str());
+    assert_eq!(v["PayloadIdentifier"], "com.example.my-profile");
+
+    // One byte of the attached profile changed after signing: the digest
+    // no longer matches, and inspect says so instead of printing it.
+    let mut tampered = signed;
+    let at = tampered
+        .windows(10)
+        .position(|w| w == b"my-profile")
+        .expect("identifier in the signed content");
+    tampered[at] = b'M';
+    let bad = dir.path().join("tampered.mobileconfig");
+    std::fs::write(&bad, &tampered).unwrap();
+    let out = inspect(&bad.to_string_lossy());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: signed profile does not verify"),
+        "{err}"
+    );
+}

@@ -2,15 +2,35 @@
 //! message with the crate's bounded decoders and print it as one JSON
 //! object on stdout, keyed by Apple's names.
 //!
-//! Exit status: 0 decoded; 1 the file is bad (one line on stderr naming
-//! what was wrong); 2 usage error. Never panics, whatever the file.
+//! The contract, the same for every kind:
+//! - exit 0: the file decoded **and**, for a signed kind, its signature
+//!   verified: exactly one JSON object on one line on stdout, nothing on
+//!   stderr;
+//! - exit 1: bad input or anything that does not verify (an `Mdm-Signature`
+//!   over a different body, device attributes whose signer does not chain
+//!   to a trusted CA, including a look-alike with Apple's CA name, a signed
+//!   profile or SCEP message whose signature fails): one line
+//!   `error: <reason>` on stderr, nothing on stdout;
+//! - exit 2: usage error (unknown kind, wrong arguments): the usage on
+//!   stderr, nothing on stdout.
+//!
+//! Never panics, whatever the file. A script can thus tell a forgery from a
+//! valid message by the exit status alone.
+//!
+//! | kind | arguments | verified against |
+//! |---|---|---|
+//! | `checkin`, `report` | `<file>` | (unsigned plist) |
+//! | `profile` | `<file>` | a signed profile: the signer certificate it carries |
+//! | `ota` | `<file> [--device-ca PEM] [--scep-ca PEM]` | Apple's device CA (built in), `--device-ca`, `--scep-ca` |
+//! | `signature` | `<header-file> --body <body-file>` | the signer certificate over the body |
+//! | `scep` | `<file> [--ca-key KEY]` | the signer certificate it carries |
 //!
 //! Adding a kind: add `examples/inspect/<kind>.rs`, a `mod <kind>;` line
 //! and one arm in [`handler`]. A kind is either
 //! - [`Handler::Bytes`]: `pub fn inspect(bytes: &[u8]) -> Result<serde_json::Value, String>`
 //!   (the file is read here, the JSON printed here), or
 //! - [`Handler::Args`]: `pub fn run(args: &[String]) -> Result<(), String>`
-//!   given the arguments after the kind, printing itself; an error text
+//!   given the arguments after the kind, printing its one JSON object; an error text
 //!   starting with `usage:` is a usage error (exit 2), any other is exit 1.
 
 mod checkin;

@@ -1,24 +1,30 @@
-//! `inspect ota <request.p7> [--scep-ca <pem>] [--device-ca <pem>]`: show an
-//! OTA Profile Service request (phase 2 or 3): signer chain, verification,
-//! phase and attributes.
+//! `inspect ota <request.p7> [--scep-ca <pem>] [--device-ca <pem>]`: an OTA
+//! Profile Service request (phase 2 or 3). Its signer must chain to Apple's
+//! device CA (built in), a `--device-ca` or, for phase 3, a `--scep-ca`;
+//! then its phase, signer and attributes are printed as JSON. A request that
+//! does not verify is an error (exit 1): its attributes are not shown.
 
 use mdm_enroll::cms::{
     Certificate, DeviceAttributes, DeviceAttributesVerifier, SignedData, TrustAnchors,
 };
 use mdm_enroll::wire::Limits;
+use serde_json::{Map, Value, json};
 
-/// Print one certificate's identifying fields.
-pub fn print_certificate(c: &Certificate) {
-    let hex: String = c
+/// One certificate's identifying fields.
+pub fn certificate_json(c: &Certificate) -> Value {
+    let sha256: String = c
         .sha256_fingerprint()
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect();
-    println!("  certificate v{} serial {}", c.version(), c.serial_hex());
-    println!("    subject  {:?}", c.subject_string());
-    println!("    issuer   {:?}", c.issuer_string());
-    println!("    validity {} .. {}", c.not_before(), c.not_after());
-    println!("    sha256   {hex}");
+    json!({
+        "subject": c.subject_string(),
+        "issuer": c.issuer_string(),
+        "serial": c.serial_hex(),
+        "notBefore": c.not_before().to_string(),
+        "notAfter": c.not_after().to_string(),
+        "sha256": sha256,
+    })
 }
 
 fn read_pem(path: &str) -> Result<Vec<Certificate>, String> {
@@ -42,45 +48,32 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     let body = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-    let limits = Limits::default();
-    let sd = SignedData::parse(&body, &limits.ber).map_err(|e| format!("CMS: {e}"))?;
-    println!(
-        "CMS SignedData: {} bytes, {} certificates, {} signers",
-        body.len(),
-        sd.certificates().len(),
-        sd.signers().len()
-    );
-    for c in sd.certificates() {
-        print_certificate(c);
-    }
     let mut verifier = DeviceAttributesVerifier::new(scep);
     for c in device {
         verifier.add_device_anchor(c);
     }
-    match verifier.verify(&body, None) {
-        Ok(v) => {
-            println!(
-                "VERIFIED: {:?} (signer {:?})",
-                v.phase,
-                v.signer.subject_string()
-            );
-            print_attributes(&v.attributes);
-        }
-        Err(e) => {
-            println!("NOT VERIFIED: {e}");
-            if let Some(content) = sd.content() {
-                println!("attributes (UNVERIFIED):");
-                match DeviceAttributes::from_plist(content, &limits) {
-                    Ok(a) => print_attributes(&a),
-                    Err(e) => println!("  unreadable: {e}"),
-                }
-            }
-        }
-    }
+    println!("{}", inspect(&body, &verifier)?);
     Ok(())
 }
 
-fn print_attributes(a: &DeviceAttributes) {
+/// Verify `body` with `verifier` and describe it.
+pub fn inspect(body: &[u8], verifier: &DeviceAttributesVerifier) -> Result<Value, String> {
+    let limits = Limits::default();
+    let sd = SignedData::parse(body, &limits.ber).map_err(|e| format!("CMS: {e}"))?;
+    let v = verifier
+        .verify(body, None)
+        .map_err(|e| format!("device attributes do not verify: {e}"))?;
+    Ok(json!({
+        "verified": true,
+        "phase": format!("{:?}", v.phase),
+        "signer": certificate_json(&v.signer),
+        "certificates": sd.certificates().iter().map(certificate_json).collect::<Vec<_>>(),
+        "attributes": attributes_json(&v.attributes),
+    }))
+}
+
+/// The attributes under Apple's keys.
+fn attributes_json(a: &DeviceAttributes) -> Value {
     let fields = [
         ("CHALLENGE", &a.challenge),
         ("UDID", &a.udid),
@@ -93,15 +86,15 @@ fn print_attributes(a: &DeviceAttributes) {
         ("UserShortName", &a.user_short_name),
         ("UserLongName", &a.user_long_name),
     ];
+    let mut m = Map::new();
     for (k, v) in fields {
         if let Some(v) = v {
-            println!("  {k} = {v:?}");
+            m.insert(k.into(), Value::from(v.as_str()));
         }
     }
     if let Some(n) = a.not_on_console {
-        println!("  NotOnConsole = {n}");
+        m.insert("NotOnConsole".into(), Value::Bool(n));
     }
-    for (k, v) in &a.other {
-        println!("  {k} = {v:?} (other)");
-    }
+    m.extend(super::json::object(&a.other));
+    Value::Object(m)
 }

@@ -1,6 +1,6 @@
 //! `inspect profile`: a `.mobileconfig`, signed (CMS, signature verified
-//! against the signer certificate it carries) or not: the signer chain and a
-//! summary of every payload.
+//! against the signer certificate it carries; one that fails is exit 1) or
+//! not: the signer chain and a summary of every payload.
 
 use mdm_enroll::profile::{self, PayloadKind, ProfileContent};
 use mdm_enroll::wire::Limits;
@@ -8,7 +8,13 @@ use serde_json::{Value, json};
 
 /// The profile summary as JSON.
 pub fn inspect(bytes: &[u8]) -> Result<Value, String> {
-    let parsed = profile::parse(bytes, &Limits::default()).map_err(|e| e.to_string())?;
+    let parsed = profile::parse(bytes, &Limits::default()).map_err(|e| {
+        if bytes.first() == Some(&0x30) {
+            format!("signed profile does not verify or decode: {e}")
+        } else {
+            e.to_string()
+        }
+    })?;
     let p = &parsed.profile;
     let signature = parsed.signature.as_ref().map(|sig| {
         json!({

@@ -12,7 +12,9 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--client-cert-header NAME] [--tenant ID]
 
   --listen ADDR                 address to bind (default 127.0.0.1:8443)
-  --data DIR                    folder for the CA, TLS certificate and database (default ./mdm-data)
+  --data DIR                    folder for the CA and signer keys, TLS certificate and database
+                                (default $XDG_DATA_HOME/mdm-enroll, else ~/.local/share/mdm-enroll;
+                                never inside the checkout unless asked for)
   --http                        plain HTTP (behind a TLS-terminating proxy, or for tests)
   --public-url URL              base URL devices reach (default https://<listen> or http://<listen>)
   --user NAME:PASSWORD@DOMAIN   a self-service user (repeatable; default: one demo user)
@@ -57,7 +59,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            data: PathBuf::from("./mdm-data"),
+            data: PathBuf::new(),
             http: false,
             public_url: None,
             users: Vec::new(),
@@ -119,9 +121,46 @@ fn parse_user(s: &str) -> Result<UserSpec, String> {
     })
 }
 
-/// Parse the arguments after the program name.
+/// The per-user data folder used without `--data`:
+/// `$XDG_DATA_HOME/mdm-enroll` (an absolute `XDG_DATA_HOME`), else
+/// `$HOME/.local/share/mdm-enroll`; an error asking for `--data` if neither
+/// is known. It holds private keys, so it is never the working directory.
+pub fn default_data_dir(
+    xdg_data_home: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf, String> {
+    let absolute = |v: Option<&std::ffi::OsStr>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute(xdg_data_home) {
+        return Ok(xdg.join("mdm-enroll"));
+    }
+    if let Some(home) = absolute(home) {
+        return Ok(home.join(".local/share/mdm-enroll"));
+    }
+    Err(
+        "no per-user data folder (neither XDG_DATA_HOME nor HOME is set to an absolute path): \
+         pass --data DIR for the CA and signer keys"
+            .into(),
+    )
+}
+
+/// Parse the arguments after the program name; without `--data`, the data
+/// folder comes from `XDG_DATA_HOME` / `HOME` ([`default_data_dir`]).
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    parse_with_env(
+        args,
+        std::env::var_os("XDG_DATA_HOME").as_deref(),
+        std::env::var_os("HOME").as_deref(),
+    )
+}
+
+/// [`parse`] with the environment given.
+pub fn parse_with_env<I: IntoIterator<Item = String>>(
+    args: I,
+    xdg_data_home: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Result<Command, String> {
     let mut config = Config::default();
+    let mut data = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -143,7 +182,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                     .parse()
                     .map_err(|_| format!("--listen {v:?}: expected IP:PORT"))?;
             }
-            "--data" => config.data = PathBuf::from(value("--data")?),
+            "--data" => {
+                let v = value("--data")?;
+                if v.is_empty() {
+                    return Err("--data must not be empty".into());
+                }
+                data = Some(PathBuf::from(v));
+            }
             "--public-url" => {
                 let v = value("--public-url")?;
                 if !(v.starts_with("https://") || v.starts_with("http://")) {
@@ -204,6 +249,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     if config.client_cert_header.is_some() && !config.http {
         return Err("--client-cert-header needs --http (a TLS proxy in front)".into());
     }
+    config.data = match data {
+        Some(d) => d,
+        None => default_data_dir(xdg_data_home, home)?,
+    };
     Ok(Command::Run(Box::new(config)))
 }
 
@@ -212,7 +261,8 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Result<Config, String> {
-        match parse(args.iter().map(|s| s.to_string()))? {
+        let home = std::ffi::OsStr::new("/home/ann");
+        match parse_with_env(args.iter().map(|s| s.to_string()), None, Some(home))? {
             Command::Run(c) => Ok(*c),
             Command::Help => Err("help".into()),
         }
@@ -222,10 +272,13 @@ mod tests {
     fn defaults_match_the_contract() {
         let c = run(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
-        assert_eq!(c.data, PathBuf::from("./mdm-data"));
+        assert_eq!(c.data, PathBuf::from("/home/ann/.local/share/mdm-enroll"));
         assert!(!c.http);
         assert_eq!(c.base_url(), "https://127.0.0.1:8443");
-        assert_eq!(c.store_path(), PathBuf::from("./mdm-data/mdm.sqlite3"));
+        assert_eq!(
+            c.store_path(),
+            PathBuf::from("/home/ann/.local/share/mdm-enroll/mdm.sqlite3")
+        );
         assert!(c.scep_static_challenge.is_none());
         assert!(c.client_cert_header.is_none());
     }
@@ -290,5 +343,36 @@ mod tests {
             assert!(run(args).is_err(), "{args:?} accepted");
         }
         assert_eq!(parse(["--help".to_string()]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn the_data_folder_is_per_user_unless_given() {
+        use std::ffi::OsStr;
+        let parse_in = |args: &[&str], xdg: Option<&str>, home: Option<&str>| match parse_with_env(
+            args.iter().map(|s| s.to_string()),
+            xdg.map(OsStr::new),
+            home.map(OsStr::new),
+        )? {
+            Command::Run(c) => Ok(c.data),
+            Command::Help => Err("help".to_owned()),
+        };
+        assert_eq!(
+            parse_in(&[], Some("/x/data"), Some("/home/ann")),
+            Ok(PathBuf::from("/x/data/mdm-enroll"))
+        );
+        // A relative XDG_DATA_HOME is ignored, as the XDG spec says.
+        assert_eq!(
+            parse_in(&[], Some("rel"), Some("/home/ann")),
+            Ok(PathBuf::from("/home/ann/.local/share/mdm-enroll"))
+        );
+        let refused = parse_in(&[], None, None).unwrap_err();
+        assert!(refused.contains("--data"), "{refused}");
+        assert_eq!(parse_in(&[], Some(""), Some("")), Err(refused));
+        // --data wins, and needs no environment.
+        assert_eq!(
+            parse_in(&["--data", "./here"], None, None),
+            Ok(PathBuf::from("./here"))
+        );
+        assert!(parse_in(&["--data", ""], None, None).is_err());
     }
 }

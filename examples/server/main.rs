@@ -412,6 +412,60 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     })
 }
 
+/// The banner's walk-through for a newcomer with a Mac: reaching the
+/// server, trusting the CA, installing the profile, and what the missing
+/// push certificate means.
+fn mac_steps(config: &cli::Config, base_url: &str, local: SocketAddr) -> Vec<String> {
+    let host = url_host(base_url).unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    let reach = if loopback {
+        format!(
+            "  1. reach: {host} is this machine only. For a Mac on the network restart with \
+             --listen 0.0.0.0:{port} --public-url https://<name the Mac resolves to this machine>:{port} \
+             (the TLS certificate is re-issued to name it)",
+            port = local.port()
+        )
+    } else if local.ip().is_loopback() {
+        format!(
+            "  1. reach: the Mac opens {base_url}, but this server listens on {local} only: \
+             add --listen 0.0.0.0:{} so the Mac can connect",
+            local.port()
+        )
+    } else {
+        format!(
+            "  1. reach: the Mac opens {base_url} ({host} must resolve to this machine; the TLS certificate names it)"
+        )
+    };
+    let ca = config.data.join("ca.pem");
+    vec![
+        "on the Mac:".to_owned(),
+        reach,
+        if config.http {
+            format!(
+                "  2. trust: with --http the TLS proxy in front must present a certificate for {host} \
+                 that the Mac trusts (the enrollment profile carries {} as its trust payload)",
+                ca.display()
+            )
+        } else {
+            format!(
+                "  2. trust the CA: copy {} to the Mac, open it in Keychain Access (System keychain) \
+                 and set Trust to Always Trust, or run: sudo security add-trusted-cert -d -r trustRoot \
+                 -k /Library/Keychains/System.keychain ca.pem",
+                ca.display()
+            )
+        },
+        "  3. open the portal in Safari, sign in, click \"Activate this Mac\", then install the downloaded \
+         profile in System Settings > Privacy & Security > Profiles (\"Device Management\" on recent macOS)"
+            .to_owned(),
+        "  4. no APNs push certificate here: pushes are only logged. After the check-in (step 10) a real \
+         Mac waits for a push, so steps 11-13 wait for the Mac's own next check-in"
+            .to_owned(),
+    ]
+}
+
 fn url_host(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let authority = rest.split('/').next()?;
@@ -420,7 +474,8 @@ fn url_host(url: &str) -> Option<String> {
     } else {
         authority.split(':').next()?
     };
-    (!host.is_empty()).then(|| host.to_owned())
+    // DNS names are case-insensitive; browsers ask for them in lower case.
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 #[tokio::main]
@@ -450,6 +505,10 @@ async fn main() {
 }
 
 async fn run(config: &cli::Config) -> Result<(), BoxError> {
+    println!(
+        "data: {} (the CA and signer private keys: keep this folder private and out of version control)",
+        config.data.display()
+    );
     let listener = TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
     let base_url = match &config.public_url {
@@ -465,11 +524,9 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         )?))
     };
     println!("portal: {base_url}/");
-    println!(
-        "on the Mac: open the portal in Safari, sign in and click \"Activate this Mac\" \
-         (the Mac must trust {} for HTTPS)",
-        config.data.join("ca.pem").display()
-    );
+    for line in mac_steps(config, &base_url, local) {
+        println!("{line}");
+    }
     println!("admin: {base_url}/admin");
     println!("listening on {local}");
     tracing::info!(%local, tls = !config.http, data = %config.data.display(), "serving");

@@ -5,8 +5,11 @@
 //! certificate, the profile signer and, through SCEP, the device identities;
 //! it goes into the enrollment profile as a trust payload), a TLS server
 //! certificate (`tls.pem`, `tls.key.pem`) and a profile signing certificate
-//! (`signer.pem`, `signer.key.pem`). Later starts reuse them. Keys are
-//! written with mode 0600.
+//! (`signer.pem`, `signer.key.pem`). Later starts reuse them, except a TLS
+//! certificate that does not name every host the server is reached by (say
+//! a new `--public-url`): that one is re-issued from the kept CA, so the Mac,
+//! which trusts the CA, keeps trusting the server. Keys are written with
+//! mode 0600.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -112,19 +115,39 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
             10 * YEAR,
         )?,
     };
-    let tls = match load(dir, "tls")? {
-        Some(tls) => tls,
-        None => {
+    let kept = load(dir, "tls")?;
+    let stale = match &kept {
+        Some(tls) if tls.cert.verify_issued_by(&ca.cert).is_err() => {
+            Some("was not issued by the kept CA".to_owned())
+        }
+        Some(tls) => {
+            let missing = unnamed_hosts(&tls.cert, hosts)?;
+            (!missing.is_empty()).then(|| format!("did not name {}", missing.join(", ")))
+        }
+        None => None,
+    };
+    let tls = match kept {
+        Some(tls) if stale.is_none() => tls,
+        _ => {
             let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
             let policy =
                 LeafPolicy::tls_server("CN=mdm-enroll server,O=mdm-enroll".parse()?, &names)?;
-            create(
+            let tls = create(
                 dir,
                 "tls",
                 "CN=mdm-enroll server,O=mdm-enroll",
                 Some((&ca, policy)),
                 2 * YEAR,
-            )?
+            )?;
+            if let Some(why) = stale {
+                // A browser refuses a certificate that does not name the
+                // host it asked for; say why the file changed.
+                println!(
+                    "TLS certificate re-issued from the kept CA for {}: the kept one {why}",
+                    names.join(", ")
+                );
+            }
+            tls
         }
     };
     let signer = match load(dir, "signer")? {
@@ -142,6 +165,33 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
         }
     };
     Ok(Pki { ca, tls, signer })
+}
+
+/// The entries of `hosts` that `cert`'s subject alternative names do not
+/// name (DNS names compared without regard to case, IP literals as addresses).
+fn unnamed_hosts(cert: &Certificate, hosts: &[String]) -> Result<Vec<String>, BoxError> {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let x509 = <x509_cert::Certificate as der::Decode>::from_der(cert.der())?;
+    let named: Vec<GeneralName> = x509
+        .tbs_certificate()
+        .get_extension::<SubjectAltName>()?
+        .map(|(_, san)| san.0)
+        .unwrap_or_default();
+    let same = |a: &GeneralName, b: &GeneralName| match (a, b) {
+        (GeneralName::DnsName(a), GeneralName::DnsName(b)) => {
+            a.as_str().eq_ignore_ascii_case(b.as_str())
+        }
+        (a, b) => a == b,
+    };
+    let mut missing = Vec::new();
+    for host in hosts {
+        let wanted = LeafPolicy::tls_server("CN=x".parse()?, &[host.as_str()])?.subject_alt_names;
+        if !wanted.iter().all(|w| named.iter().any(|n| same(w, n))) {
+            missing.push(host.clone());
+        }
+    }
+    Ok(missing)
 }
 
 /// The rustls server configuration (ring provider): the TLS certificate and

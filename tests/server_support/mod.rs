@@ -35,7 +35,7 @@ pub fn server_binary() -> PathBuf {
 }
 
 /// The newest modification time of a `.rs` file under `dir`.
-fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
+pub fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();
