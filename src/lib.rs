@@ -87,6 +87,16 @@
 //! timeouts.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// No panics by construction in library code (tests may use them).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod activation;
 pub mod cms;

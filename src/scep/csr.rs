@@ -205,7 +205,8 @@ pub(crate) fn directory_string(el: &Element<'_>) -> Result<Vec<u8>, CsrError> {
             }
             let units = value
                 .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]));
+                .filter_map(|c| c.try_into().ok())
+                .map(u16::from_be_bytes);
             char::decode_utf16(units)
                 .collect::<Result<String, _>>()
                 .map(String::into_bytes)
@@ -218,7 +219,12 @@ pub(crate) fn directory_string(el: &Element<'_>) -> Result<Vec<u8>, CsrError> {
             }
             value
                 .chunks_exact(4)
-                .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                .map(|c| {
+                    c.try_into()
+                        .ok()
+                        .map(u32::from_be_bytes)
+                        .and_then(char::from_u32)
+                })
                 .collect::<Option<String>>()
                 .map(String::into_bytes)
                 .ok_or(bad)

@@ -108,11 +108,13 @@ fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000)
 }
 
-// Ids below are literals known to be valid.
+// Ids below are literals known to be valid (the kit runs in tests only).
+#[allow(clippy::expect_used)]
 fn tenant(name: &str) -> TenantId {
     TenantId::new(name).expect("literal tenant id is valid")
 }
 
+#[allow(clippy::expect_used)]
 fn id(n: usize) -> ActivationId {
     ActivationId::new(format!("act{n}")).expect("literal activation id is valid")
 }

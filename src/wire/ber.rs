@@ -227,12 +227,17 @@ impl Walker<'_> {
                     .ok_or(BerError::Truncated {
                         offset: base + input.len(),
                     })?;
+                let (Some(raw), Some(contents)) = (input.get(..end), input.get(pos..end)) else {
+                    return Err(BerError::Truncated {
+                        offset: base + input.len(),
+                    });
+                };
                 let el = Element {
                     class,
                     constructed,
                     number,
-                    raw: &input[..end],
-                    contents: &input[pos..end],
+                    raw,
+                    contents,
                     indefinite: false,
                     tag_len,
                     offset: base + pos,
@@ -255,23 +260,30 @@ impl Walker<'_> {
                 let mut cur = pos;
                 loop {
                     let rest = input.get(cur..).unwrap_or_default();
-                    if rest.len() < 2 {
-                        return Err(BerError::Truncated {
-                            offset: base + input.len(),
-                        });
-                    }
-                    if rest[0] == 0 && rest[1] == 0 {
-                        break;
+                    match rest {
+                        [0, 0, ..] => break,
+                        [_, _, ..] => {}
+                        _ => {
+                            return Err(BerError::Truncated {
+                                offset: base + input.len(),
+                            });
+                        }
                     }
                     let child = self.element(rest, base + cur, depth + 1)?;
                     cur += child.raw.len();
                 }
+                let (Some(raw), Some(contents)) = (input.get(..cur + 2), input.get(pos..cur))
+                else {
+                    return Err(BerError::Truncated {
+                        offset: base + input.len(),
+                    });
+                };
                 Ok(Element {
                     class,
                     constructed,
                     number,
-                    raw: &input[..cur + 2],
-                    contents: &input[pos..cur],
+                    raw,
+                    contents,
                     indefinite: true,
                     tag_len,
                     offset: base + pos,
@@ -285,7 +297,7 @@ impl Walker<'_> {
         let mut out = Vec::new();
         let mut cur = 0usize;
         while cur < el.contents.len() {
-            let rest = &el.contents[cur..];
+            let rest = el.contents.get(cur..).unwrap_or_default();
             let child = self.element(rest, el.offset + cur, el.depth + 1)?;
             cur += child.raw.len();
             out.push(child);
@@ -318,7 +330,7 @@ impl<'a> Element<'a> {
             validate: true,
         };
         let el = walker.element(input, 0, 0)?;
-        Ok((el, &input[el.raw.len()..]))
+        Ok((el, input.get(el.raw.len()..).unwrap_or_default()))
     }
 
     /// The children of a constructed element (empty for a primitive one).
@@ -386,13 +398,17 @@ impl<'a> Element<'a> {
     }
 
     fn write_der(&self, out: &mut Vec<u8>) -> Result<(), BerError> {
-        let tag = &self.raw[..self.tag_len];
+        let tag = self.raw.get(..self.tag_len).unwrap_or_default();
         if !self.constructed {
             out.extend_from_slice(tag);
             if self.is(Class::Universal, 1) && self.contents.len() == 1 {
                 // BOOLEAN: DER says TRUE is 0xFF.
                 write_len(out, 1);
-                out.push(if self.contents[0] == 0 { 0 } else { 0xff });
+                out.push(if self.contents.first() == Some(&0) {
+                    0
+                } else {
+                    0xff
+                });
             } else {
                 write_len(out, self.contents.len());
                 out.extend_from_slice(self.contents);
@@ -405,8 +421,10 @@ impl<'a> Element<'a> {
             } else {
                 self.string_value()?
             };
-            out.push(tag[0] & !0x20);
-            out.extend_from_slice(&tag[1..]);
+            if let Some((first, rest)) = tag.split_first() {
+                out.push(first & !0x20);
+                out.extend_from_slice(rest);
+            }
             write_len(out, value.len());
             out.extend_from_slice(&value);
             return Ok(());
@@ -468,7 +486,7 @@ fn write_len(out: &mut Vec<u8>, len: usize) {
         let bytes = len.to_be_bytes();
         let skip = bytes.iter().take_while(|b| **b == 0).count();
         out.push(0x80 | (bytes.len() - skip) as u8); // at most 8
-        out.extend_from_slice(&bytes[skip..]);
+        out.extend_from_slice(bytes.get(skip..).unwrap_or_default());
     }
 }
 

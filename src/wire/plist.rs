@@ -572,7 +572,7 @@ mod xml {
             let mut end = None;
             for (i, &c) in rest.iter().enumerate() {
                 // A u8 indexes a 256-entry table: never out of bounds.
-                match B64[usize::from(c)] {
+                match B64.get(usize::from(c)).copied().unwrap_or(B64_BAD) {
                     v @ 0..=63 if pad == 0 => {
                         last = v;
                         n += 1;
@@ -614,6 +614,8 @@ mod xml {
     const B64_BAD: u8 = 255;
 
     /// Byte → base64 value (0–63), ASCII whitespace, `=`, `<`, or invalid.
+    // Evaluated at compile time: an index out of bounds is a build error.
+    #[allow(clippy::indexing_slicing)]
     static B64: [u8; 256] = {
         let mut t = [B64_BAD; 256];
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
