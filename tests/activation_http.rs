@@ -115,7 +115,7 @@ fn fixture() -> Fx {
             |_| Vec::new(),
         )
         .unwrap();
-    let config = InitialConfiguration::default().commands(&mut rng);
+    let config = InitialConfiguration::default().commands(&mut rng).unwrap();
     svc.engine()
         .checkin(
             &a,

@@ -304,7 +304,7 @@ fn our_signed_profile_parses_back_with_its_signer() {
 fn openssl_signed_profiles_parse_der_and_streamed_ber() {
     let pki = Pki::new();
     let p = enrollment();
-    std::fs::write(pki.path("profile.xml"), p.to_xml()).unwrap();
+    std::fs::write(pki.path("profile.xml"), p.to_xml().unwrap()).unwrap();
     for (name, extra) in [
         ("der.p7", &[][..]),
         ("stream.p7", &["-stream"][..]),
@@ -386,8 +386,12 @@ fn signing_refuses_invalid_profiles_and_mismatched_keys() {
         Err(ProfileError::InvalidValue { .. })
     ));
     // The intermediate's certificate does not match the leaf key.
-    let mismatch =
-        SignedProfile::sign_xml(&enrollment().to_xml(), &pki.key, &pki.intermediate, &[]);
+    let mismatch = SignedProfile::sign_xml(
+        &enrollment().to_xml().unwrap(),
+        &pki.key,
+        &pki.intermediate,
+        &[],
+    );
     assert!(
         matches!(
             mismatch,
