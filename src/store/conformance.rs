@@ -242,8 +242,11 @@ fn settle<T, E: std::fmt::Debug>(
     wins: usize,
     lost: impl Fn(&E) -> bool,
 ) -> Result<Vec<usize>, String> {
-    let winners: Vec<usize> = (0..outcomes.len())
-        .filter(|&i| outcomes.get(i).is_some_and(Result::is_ok))
+    let winners: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(i, _)| i)
         .collect();
     ensure!(
         winners.len() == wins,
