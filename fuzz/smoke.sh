@@ -24,7 +24,9 @@ seed() {
   local dir="$FUZZ_DIR/corpus/$1"
   mkdir -p "$dir"
   if [ -d "$VECTORS" ]; then
-    find "$VECTORS" -type f ! -name '*.tsv' -size -1M -print0 |
+    # `-size -1024k`, not `-size -1M`: find rounds sizes up to whole units,
+    # so `-1M` matches only empty files and seeded nothing.
+    find "$VECTORS" -type f ! -name '*.tsv' -size -1024k -print0 |
       while IFS= read -r -d '' f; do
         cp -f "$f" "$dir/seed-$(basename "$f")"
       done

@@ -1068,30 +1068,35 @@ impl Default for InitialConfiguration {
 }
 
 impl InitialConfiguration {
-    /// The commands, with fresh `CommandUUID`s from `rng`.
-    pub fn commands<R: rand_core::CryptoRng + ?Sized>(&self, rng: &mut R) -> Vec<NewCommand> {
+    /// The commands, with fresh `CommandUUID`s from `rng`; refused when a
+    /// query holds U+0000, which a plist body cannot carry.
+    pub fn commands<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+    ) -> Result<Vec<NewCommand>, crate::wire::plist::PlistError> {
         use crate::mdm::command::Command;
         let mut out = Vec::new();
-        let mut push = |cmd: Command| {
+        let mut push = |cmd: Command| -> Result<(), crate::wire::plist::PlistError> {
             out.push(NewCommand {
                 uuid: CommandUuid(cmd.command_uuid.clone()),
                 request_type: cmd.request_type.clone(),
-                body: cmd.encode(),
-            })
+                body: cmd.encode()?,
+            });
+            Ok(())
         };
         push(Command::device_information(
             CommandUuid::random(rng).0,
             &self.queries,
-        ));
-        push(Command::security_info(CommandUuid::random(rng).0));
-        push(Command::profile_list(CommandUuid::random(rng).0));
+        ))?;
+        push(Command::security_info(CommandUuid::random(rng).0))?;
+        push(Command::profile_list(CommandUuid::random(rng).0))?;
         for p in &self.profiles {
             push(Command::install_profile(
                 CommandUuid::random(rng).0,
                 p.clone(),
-            ));
+            ))?;
         }
-        out
+        Ok(out)
     }
 }
 
@@ -1245,8 +1250,10 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             CheckinPayload::UserAuthenticate(_) => {
                 return Ok((response::decline_user(), Vec::new()));
             }
+            // No bootstrap token is stored: the empty 200 of
+            // `response::bootstrap_token(None)`.
             CheckinPayload::GetBootstrapToken(_) => {
-                return Ok((response::bootstrap_token(None), Vec::new()));
+                return Ok((response::ok(), Vec::new()));
             }
             _ => return Ok((response::ok(), Vec::new())),
         };
@@ -1255,10 +1262,16 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             channel,
             message,
         };
-        let initial = &self.initial;
-        let out = self
-            .engine
-            .checkin(tenant, event, now, |_| initial.commands(rng))?;
+        // Built before the engine runs: a configuration that cannot be
+        // encoded refuses the TokenUpdate before anything is stored.
+        let initial = match &event.message {
+            CheckinMessage::TokenUpdate { .. } if event.channel.is_device() => self
+                .initial
+                .commands(rng)
+                .map_err(|e| ServiceError::Internal(format!("initial configuration: {e}")))?,
+            _ => Vec::new(),
+        };
+        let out = self.engine.checkin(tenant, event, now, |_| initial)?;
         Ok((response::ok(), out.events))
     }
 

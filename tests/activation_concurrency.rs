@@ -201,7 +201,7 @@ fn racing_replays_of_one_scep_challenge_admit_one() {
 }
 
 #[test]
-fn racing_devices_sharing_one_identity_bind_one() {
+fn racing_identical_authenticates_bind_the_device_once() {
     let (engine, tenants) = engine();
     let mut rng = UnwrapErr(getrandom::SysRng);
     let tenant = &tenants[1];
@@ -232,43 +232,55 @@ fn racing_devices_sharing_one_identity_bind_one() {
     engine
         .certificate_issued(tenant, &id, identity.clone(), t0())
         .unwrap();
+    // A device with another UDID presenting the same identity is refused
+    // even alone: the identity names its activation's device.
+    let mut foreign = EvidenceDevice::random(&mut rng);
+    foreign.identity = Some(identity.clone());
+    let alone = engine.checkin(tenant, authenticate(&foreign), t0(), |_| Vec::new());
+    assert!(
+        matches!(
+            alone,
+            Err(ServiceError::Activation(ActivationError::DeviceMismatch))
+        ),
+        "{alone:?}"
+    );
+    // The race: identical Authenticates, each valid on its own. The first
+    // to write wins; a racer that read the activation before that write
+    // loses the versioned update, one that read after it is a repeated
+    // Authenticate of the same device. Nothing else may happen.
     let n = racers();
-    let copies: Vec<EvidenceDevice> = (0..n)
-        .map(|i| {
-            let mut c = if i == 0 {
-                dev.clone()
-            } else {
-                EvidenceDevice::random(&mut rng)
-            };
-            c.identity = Some(identity.clone());
-            c
-        })
-        .collect();
     let barrier = Barrier::new(n);
-    let ok: Vec<String> = std::thread::scope(|s| {
-        let hs: Vec<_> = copies
-            .iter()
-            .map(|c| {
-                let (engine, barrier) = (&engine, &barrier);
+    let results: Vec<Result<_, ServiceError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                let (engine, barrier, dev) = (&engine, &barrier, &dev);
                 s.spawn(move || {
                     barrier.wait();
-                    let ev = c.checkin(CheckinMessage::Authenticate {
-                        topic: "t".into(),
-                        serial: None,
-                    });
                     engine
-                        .checkin(tenant, ev, t0(), |_| Vec::new())
-                        .ok()
-                        .map(|_| c.udid.clone())
+                        .checkin(tenant, authenticate(dev), t0(), |_| Vec::new())
+                        .map(|_| ())
                 })
             })
             .collect();
-        hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    assert!(results.iter().any(Result::is_ok), "{results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(
+                r,
+                Err(ServiceError::Store(
+                    mdm_enroll::store::StoreError::VersionConflict { .. }
+                ))
+            ),
+            "a racer lost other than by the versioned update: {r:?}"
+        );
+    }
+    let act = engine.store().activation(tenant, &id).unwrap().unwrap();
+    assert_eq!(act.value.phase, Phase::Authenticated);
     assert_eq!(
-        ok,
-        vec![dev.udid.clone()],
-        "only the device the identity was issued to binds it"
+        engine.store().device_activation(tenant, &dev.udid).unwrap(),
+        Some(id.clone())
     );
     let binding = engine
         .store()
@@ -276,4 +288,12 @@ fn racing_devices_sharing_one_identity_bind_one() {
         .unwrap()
         .unwrap();
     assert_eq!(binding.device_id, dev.udid);
+    assert!(!binding.retired);
+}
+
+fn authenticate(dev: &EvidenceDevice) -> CheckinEvent {
+    dev.checkin(CheckinMessage::Authenticate {
+        topic: "t".into(),
+        serial: None,
+    })
 }

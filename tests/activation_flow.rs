@@ -210,8 +210,14 @@ fn attributes_signed_by_an_untrusted_ca_are_refused() {
         .self_service(&mut t, &fx.d.enroll_path(), "alice", "pw", "corp")
         .unwrap();
     let before = fx.d.service.engine().store().snapshot();
+    // Keep the signed attributes the device sends, to replay them below.
+    let mut sent = None;
+    let mut spy = |req: Request| {
+        sent = Some(req.clone());
+        t(req)
+    };
     assert_eq!(
-        dev.send_attributes(&mut t, &svc).unwrap_err(),
+        dev.send_attributes(&mut spy, &svc).unwrap_err(),
         DeviceError::Status {
             step: 6,
             status: 400
@@ -219,17 +225,22 @@ fn attributes_signed_by_an_untrusted_ca_are_refused() {
     );
     drop(t);
     assert_eq!(fx.d.service.engine().store().snapshot(), before);
-    // Through the driver the refusal is a typed bad request, not a policy error.
-    let mut req = Request::new(Method::Post, "/t/acme/profile-service");
-    req.body = b"not cms".to_vec();
+    // Through the driver, the same signed body is a typed bad request that
+    // names the untrusted signer, not a policy error.
+    let req = sent.expect("the device sent its attributes");
     let err =
         fx.d.service
             .profile_service(&fx.d.tenant, &req, t0(), &mut rng())
             .unwrap_err();
-    assert!(matches!(
-        err,
-        mdm_enroll::service::ServiceError::BadRequest(_)
-    ));
+    assert!(
+        matches!(
+            &err,
+            mdm_enroll::service::ServiceError::BadRequest(why)
+                if why.starts_with("device attributes signed by an untrusted certificate")
+        ),
+        "{err:?}"
+    );
+    assert_eq!(fx.d.service.engine().store().snapshot(), before);
 }
 
 #[test]

@@ -8,11 +8,14 @@
 use std::time::{Duration, SystemTime};
 
 use mdm_enroll::activation::*;
-use mdm_enroll::cms::verify_mdm_signature;
+use mdm_enroll::cms::{
+    CmsError, IdentityError, IdentityOptions, client_identity, verify_mdm_signature,
+};
 use mdm_enroll::http::{Method, Request, media_type};
 use mdm_enroll::mdm::command::Command;
 use mdm_enroll::service::{
     Endpoint, Engine, EngineConfig, EventKind, InitialConfiguration, MdmService, Route,
+    ServiceError,
 };
 use mdm_enroll::store::MemoryStore;
 use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory};
@@ -112,7 +115,7 @@ fn fixture() -> Fx {
             |_| Vec::new(),
         )
         .unwrap();
-    let config = InitialConfiguration::default().commands(&mut rng);
+    let config = InitialConfiguration::default().commands(&mut rng).unwrap();
     svc.engine()
         .checkin(
             &a,
@@ -164,13 +167,25 @@ fn tampered_body_missing_signature_and_foreign_tenant_are_400() {
     let fx = fixture();
     let mut rng = UnwrapErr(getrandom::SysRng);
     let before = fx.svc.engine().store().snapshot();
+    let identity = |req: &Request| client_identity(req, &IdentityOptions::default());
 
+    // Each refusal is 400 for the reason named, never another one. The
+    // vector signs without signed attributes: a changed body fails the
+    // signature itself.
     let mut tampered = fx.request.clone();
     let last = tampered.body.len() - 2;
     tampered.body[last] ^= 1;
     assert_eq!(
         fx.svc.handle(&fx.a, &tampered, t0(), &mut rng).0.status,
         400
+    );
+    assert!(
+        matches!(
+            identity(&tampered),
+            Err(IdentityError::Cms(CmsError::BadSignature))
+        ),
+        "{:?}",
+        identity(&tampered)
     );
 
     let mut unsigned = fx.request.clone();
@@ -179,14 +194,32 @@ fn tampered_body_missing_signature_and_foreign_tenant_are_400() {
         fx.svc.handle(&fx.a, &unsigned, t0(), &mut rng).0.status,
         400
     );
+    assert!(matches!(identity(&unsigned), Ok(None)));
 
     let mut garbage = fx.request.clone();
     garbage.headers[1].1 = "MIAGCSqGSIb3DQEHAqCAMIACAQEx".into();
     assert_eq!(fx.svc.handle(&fx.a, &garbage, t0(), &mut rng).0.status, 400);
+    assert!(
+        matches!(
+            identity(&garbage),
+            Err(IdentityError::Cms(CmsError::Ber(_)))
+        ),
+        "{:?}",
+        identity(&garbage)
+    );
 
+    // The vector's identity verifies but belongs to tenant a.
     assert_eq!(
         fx.svc.handle(&fx.b, &fx.request, t0(), &mut rng).0.status,
         400
+    );
+    let foreign = fx
+        .svc
+        .engine()
+        .connect(&fx.b, fx.dev.report(ReportStatus::Idle, None), t0());
+    assert_eq!(
+        foreign.map(|o| o.value),
+        Err(ServiceError::Activation(ActivationError::TenantMismatch))
     );
     assert_eq!(fx.svc.engine().store().snapshot(), before);
 }

@@ -7,12 +7,11 @@ mod server_support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use mdm_enroll::profile::ProfileContent;
 use mdm_enroll::wire::Limits;
-use server_support::{form, http, newest_source};
+use server_support::{example_binary, form, http};
 
 struct Embed(Child);
 
@@ -25,27 +24,7 @@ impl Drop for Embed {
 
 /// Start the built example on a free port; its base URL.
 fn start() -> (Embed, SocketAddr) {
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("examples/embed");
-    let hint = "run `cargo build --all-features --examples`";
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("{} missing: {hint}", bin.display()));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let newest = newest_source(&root.join("src")).max(
-        std::fs::metadata(root.join("examples/embed.rs"))
-            .and_then(|m| m.modified())
-            .ok(),
-    );
-    assert!(
-        newest.is_none_or(|t| t <= built),
-        "{} is stale: {hint}",
-        bin.display()
-    );
+    let bin = example_binary::example_binary("embed");
     let mut child = Command::new(bin)
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())

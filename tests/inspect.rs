@@ -1,6 +1,8 @@
 //! `examples/inspect`: JSON on stdout with Apple's keys, exit 0/1/2, one-line
 //! errors, never a panic.
 
+mod example_binary;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -9,26 +11,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The built example: `cargo test` builds examples next to `deps/`; if this
-/// test was run alone, build it.
+/// The built example, refused when missing or older than its sources.
 fn inspect_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("inspect{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-q", "--example", "inspect"])
-                .current_dir(root())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        bin
-    })
+    BIN.get_or_init(|| example_binary::example_binary("inspect"))
 }
 
 fn run(args: &[&str]) -> Output {

@@ -86,7 +86,10 @@ fn error_chain_is_typed_and_complete() {
     );
     assert_eq!(r.request_type.as_deref(), Some("Bogus"));
     assert!(r.results.is_empty());
-    assert_eq!(Report::decode(&r.encode(), &Limits::default()), Ok(r));
+    assert_eq!(
+        Report::decode(&r.encode().unwrap(), &Limits::default()),
+        Ok(r)
+    );
 
     assert_eq!(
         report(
@@ -189,10 +192,10 @@ fn typed_commands_read_back_by_plistlib() {
         ),
     ];
     for (cmd, expected) in cases {
-        let body = cmd.encode();
+        let body = cmd.encode().unwrap();
         python_reads(&body, &expected);
         assert_eq!(Command::decode(&body, &Limits::default()), Ok(cmd.clone()));
-        let res = cmd.to_response();
+        let res = cmd.to_response().unwrap();
         assert_eq!(res.status, 200);
         assert_eq!(res.header("content-type"), Some("application/xml"));
         assert_eq!(res.body, body);

@@ -275,7 +275,7 @@ fn command_vector_matches_provenance() {
     let rebuilt = Command::install_profile(cmd.command_uuid.clone(), b"foobarbaz".to_vec());
     assert_eq!(rebuilt, cmd);
     assert_eq!(
-        plist::Value::from_reader_xml(&rebuilt.encode()[..]).unwrap(),
+        plist::Value::from_reader_xml(&rebuilt.encode().unwrap()[..]).unwrap(),
         plist::Value::from_reader_xml(&body[..]).unwrap()
     );
 }

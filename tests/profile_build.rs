@@ -443,7 +443,7 @@ fn missing_required_keys_on_parse_name_payload_and_key() {
 
 #[test]
 fn response_serves_aspen_config() {
-    let body = enrollment().to_xml();
+    let body = enrollment().to_xml().unwrap();
     let r = profile::response(body.clone(), Some("enroll\".mobileconfig"));
     assert_eq!(r.status, 200);
     assert_eq!(

@@ -1,5 +1,7 @@
 //! `inspect profile <file>`: payload summary and signer chain as JSON.
 
+mod example_binary;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -8,21 +10,8 @@ fn root() -> PathBuf {
 }
 
 fn inspect(file: &str) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("examples")
-        .join(format!("inspect{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "-q", "--example", "inspect"])
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(built.success());
-    }
+    // Refused when missing or older than its sources.
+    let bin = example_binary::example_binary("inspect");
     Command::new(bin).args(["profile", file]).output().unwrap()
 }
 

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mdm_enroll::cms::Certificate;
+use mdm_enroll::cms::{Certificate, CmsError};
 use mdm_enroll::crypto::RsaKey;
 use mdm_enroll::profile::{
     self, AccessRights, MdmPayload, Payload, PayloadUuid, Profile, ProfileError, ProfileService,
     ScepPayload, SignedProfile, ValidationOptions,
 };
 use mdm_enroll::wire::Limits;
+use mdm_enroll::wire::ber::BerError;
 
 /// Root CA → intermediate CA → profile-signing leaf, made with openssl.
 struct Pki {
@@ -303,7 +304,7 @@ fn our_signed_profile_parses_back_with_its_signer() {
 fn openssl_signed_profiles_parse_der_and_streamed_ber() {
     let pki = Pki::new();
     let p = enrollment();
-    std::fs::write(pki.path("profile.xml"), p.to_xml()).unwrap();
+    std::fs::write(pki.path("profile.xml"), p.to_xml().unwrap()).unwrap();
     for (name, extra) in [
         ("der.p7", &[][..]),
         ("stream.p7", &["-stream"][..]),
@@ -353,15 +354,22 @@ fn tampered_signed_profile_is_refused() {
         .expect("content is attached");
     let mut tampered = signed.clone();
     tampered[at] = b'X';
-    assert!(matches!(
-        profile::parse(&tampered, &Limits::default()),
-        Err(ProfileError::Signed(_))
-    ));
+    let changed = profile::parse(&tampered, &Limits::default());
+    assert!(
+        matches!(changed, Err(ProfileError::Signed(CmsError::DigestMismatch))),
+        "{changed:?}"
+    );
     // Truncated CMS is a typed error too.
-    assert!(matches!(
-        profile::parse(&signed[..signed.len() / 2], &Limits::default()),
-        Err(ProfileError::Signed(_))
-    ));
+    let truncated = profile::parse(&signed[..signed.len() / 2], &Limits::default());
+    assert!(
+        matches!(
+            truncated,
+            Err(ProfileError::Signed(CmsError::Ber(
+                BerError::Truncated { .. }
+            )))
+        ),
+        "{truncated:?}"
+    );
 }
 
 #[test]
@@ -378,10 +386,20 @@ fn signing_refuses_invalid_profiles_and_mismatched_keys() {
         Err(ProfileError::InvalidValue { .. })
     ));
     // The intermediate's certificate does not match the leaf key.
-    assert!(matches!(
-        SignedProfile::sign_xml(&enrollment().to_xml(), &pki.key, &pki.intermediate, &[]),
-        Err(ProfileError::Signed(_))
-    ));
+    let mismatch = SignedProfile::sign_xml(
+        &enrollment().to_xml().unwrap(),
+        &pki.key,
+        &pki.intermediate,
+        &[],
+    );
+    assert!(
+        matches!(
+            mismatch,
+            Err(ProfileError::Signed(CmsError::SignerKeyMismatch))
+        ),
+        "{:?}",
+        mismatch.err()
+    );
 }
 
 #[test]

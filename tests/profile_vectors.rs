@@ -283,7 +283,8 @@ fn vectors_round_trip_through_the_encoder() {
         let bytes = file(&format!("vectors/profile/{name}"));
         let original = plist::Value::from_reader_xml(std::io::Cursor::new(&bytes)).unwrap();
         let p = vector(name);
-        let again = plist::Value::from_reader_xml(std::io::Cursor::new(p.to_xml())).unwrap();
+        let again =
+            plist::Value::from_reader_xml(std::io::Cursor::new(p.to_xml().unwrap())).unwrap();
         let mut original = original;
         // Known normalisation: <real>1</real> PayloadVersion is written as <integer>.
         if name == "scep_sceptest.mobileconfig" {

@@ -1,23 +1,13 @@
 //! `inspect scep <file> [--ca-key KEY]` on captured messages.
 
+mod example_binary;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> Output {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "--example", "inspect"])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/inspect");
+    // Refused when missing or older than its sources.
+    let bin = example_binary::example_binary("inspect");
     Command::new(bin).args(args).output().unwrap()
 }
 

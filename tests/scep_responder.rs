@@ -28,9 +28,7 @@ fn rng() -> Rng {
 }
 
 fn captured(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors/scep/captured")
-        .join(name);
+    let p = captured_path(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -716,4 +714,109 @@ fn pending_then_getcertinitial_delivers() {
     assert_eq!(cipher, ContentCipher::Aes256Cbc);
     let none = decode(&poll.reject(FailInfo::BadCertId, now, &mut rng()));
     assert_eq!(none.fail_info(), Some(FailInfo::BadCertId));
+}
+
+/// `EnvelopedData::encrypt` as the device receives it, checked by an
+/// independent implementation: OpenSSL decrypts each SUCCESS CertRep's
+/// envelope with the requester's key, in every cipher a client asked for,
+/// and finds the certificate the responder issued.
+#[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
+fn openssl_decrypts_the_certrep_envelope_in_every_cipher() {
+    let now = capture_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // (request, requester's key, its signer certificate, cipher)
+        (
+            "03-pkcsreq.micromdm-scepclient.post.der",
+            "keys/micromdm-client1.key.pem",
+            "inner/03-signer-cert.pem",
+            ContentCipher::DesCbc,
+        ),
+        (
+            "24-pkcsreq.apple-emu.get-des3-sha1.der",
+            "keys/apple-emu-8.key.pem",
+            "inner/24-signer-cert.pem",
+            ContentCipher::DesEde3Cbc,
+        ),
+        (
+            "22-pkcsreq.apple-emu.post-aes128-sha256.der",
+            "keys/apple-emu-10.key.pem",
+            "inner/22-signer-cert.pem",
+            ContentCipher::Aes128Cbc,
+        ),
+        (
+            "14-pkcsreq.certmonger.get.der",
+            "keys/certmonger-cm6.key.pem",
+            "inner/14-signer-cert.pem",
+            ContentCipher::Aes256Cbc,
+        ),
+    ];
+    let responders = [responder("micromdm-ca"), responder("rfcku-ca")];
+    for (request, client_key, signer, cipher) in cases {
+        // The responder of the CA the request is encrypted to.
+        let cr = responders
+            .iter()
+            .find_map(
+                |r| match r.handle(&post(captured(request)), now, &mut rng()) {
+                    ScepOutcome::Certificate(cr) => Some(cr),
+                    _ => None,
+                },
+            )
+            .unwrap_or_else(|| panic!("{request}: no responder issues"));
+        assert_eq!(cr.cipher(), cipher, "{request}");
+        let issued = cr
+            .issue(
+                &LeafPolicy::client_auth(cr.csr().subject().clone()),
+                pki::random_serial(&mut rng()),
+                pki::validity(now, Duration::from_secs(3600)).unwrap(),
+                now,
+                &mut rng(),
+            )
+            .unwrap();
+        let rep = decode(&issued.response);
+        let envelope = dir.path().join("envelope.der");
+        std::fs::write(&envelope, rep.content().unwrap()).unwrap();
+        let p7 = dir.path().join("p7.der");
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.arg("cms");
+        if cipher == ContentCipher::DesCbc {
+            // Single DES lives in OpenSSL 3's legacy provider.
+            cmd.args(["-provider", "legacy", "-provider", "default"]);
+        }
+        let out = cmd
+            .args(["-decrypt", "-binary", "-inform", "DER", "-in"])
+            .arg(&envelope)
+            .arg("-recip")
+            .arg(captured_path(signer))
+            .arg("-inkey")
+            .arg(captured_path(client_key))
+            .arg("-out")
+            .arg(&p7)
+            .output()
+            .expect("openssl CLI");
+        assert!(
+            out.status.success(),
+            "{request}: openssl cms -decrypt: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let certs = std::process::Command::new("openssl")
+            .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
+            .arg(&p7)
+            .output()
+            .expect("openssl CLI");
+        assert!(certs.status.success(), "{request}: openssl pkcs7");
+        let found = Certificate::from_pem(&certs.stdout).unwrap();
+        assert_eq!(found.len(), 1, "{request}");
+        assert_eq!(found[0].der(), issued.record.certificate, "{request}");
+    }
+}
+
+fn captured_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors/scep/captured")
+        .join(name)
 }

@@ -97,6 +97,8 @@ fn every_captured_request_decrypts_to_its_inner_payload() {
     let limits = BerLimits::default();
     let cas = authorities();
     let mut checked = 0;
+    let mut challenges_checked = 0;
+    let mut keys_checked = Vec::new();
     for row in provenance() {
         let kind = if row.message_type.starts_with("PKCSReq") {
             MessageType::PkcsReq
@@ -161,17 +163,10 @@ fn every_captured_request_decrypts_to_its_inner_payload() {
             let csr = Csr::parse(&plain, &limits).unwrap_or_else(|e| panic!("{}: {e}", row.file));
             // The BER captures have no inner/ file: the CSR must be for the
             // client key PROVENANCE names.
-            if let Some(key_file) = row
-                .notes
-                .split_whitespace()
-                .find(|w| w.starts_with("keys/") && w.ends_with(".key.pem"))
-            {
-                let client = RsaKey::from_pem_or_der(&read(
-                    dir()
-                        .join("captured")
-                        .join(key_file.trim_end_matches([';', ','])),
-                ))
-                .unwrap();
+            if let Some(key_file) = value_after(&row.notes, "key keys/") {
+                let client =
+                    RsaKey::from_pem_or_der(&read(dir().join("captured/keys").join(key_file)))
+                        .unwrap();
                 let spki = mdm_enroll::crypto::rsa_public_key(csr.public_key()).unwrap();
                 assert_eq!(
                     &spki,
@@ -179,18 +174,28 @@ fn every_captured_request_decrypts_to_its_inner_payload() {
                     "{}",
                     row.file
                 );
+                keys_checked.push(n.to_owned());
             }
+            // Every CSR row names its challengePassword (checked with
+            // `openssl req -text` on the decrypted CSR).
+            let want = value_after(&row.notes, "challengePassword ")
+                .unwrap_or_else(|| panic!("{}: PROVENANCE names no challengePassword", row.file));
             let challenge = csr.challenge_password().expect("challengePassword");
-            if row.notes.contains("challengePassword WRONG") {
-                assert!(!challenge.matches(b"secret123"), "{}", row.file);
-            } else if row.notes.contains("challengePassword secret123") {
-                assert!(challenge.matches(b"secret123"), "{}", row.file);
-            }
+            assert_eq!(challenge.expose(), want.as_bytes(), "{}", row.file);
+            challenges_checked += 1;
         }
         checked += 1;
     }
     // 03 05 07 09 11 14 16 18 20 22 24 27 28
     assert_eq!(checked, 13);
+    // Every CSR but the poll's IssuerAndSubject (18).
+    assert_eq!(challenges_checked, 12);
+    // Every row whose notes name the client key ("key keys/…").
+    assert_eq!(
+        keys_checked,
+        ["03", "05", "14", "16", "22", "24", "27", "28"],
+        "CSR keys checked"
+    );
 }
 
 #[test]
@@ -332,13 +337,44 @@ fn smallstep_pkcsreq_decrypts_with_its_ca_key() {
         .decrypt(&RecipientIdentity::of(&ca), &key, &DecryptPolicy::default())
         .unwrap();
     let csr = Csr::parse(&plain, &limits).unwrap();
-    assert!(!csr.subject().to_string().is_empty());
+    let req = expected("smallstep_PKCSReq.der");
+    assert_eq!(
+        Some(msg.transaction_id()),
+        value_after(&req, "transactionID=")
+    );
+    let cn = value_after(&req, "CSR CN=").expect("PROVENANCE names the CSR's CN");
+    assert_eq!(csr.subject().to_string(), format!("CN={cn}"));
 
     for rep in [
         "smallstep_CertRep.der",
         "smallstep_CertRep_NoCertificatesForSigners.der",
     ] {
+        let want = expected(rep);
         let m = PkiMessage::decode(&read(dir().join(rep)), &limits).unwrap();
         assert_eq!(m.message_type(), MessageType::CertRep, "{rep}");
+        assert_eq!(value_after(&want, "pkiStatus="), Some("0"), "{rep}");
+        assert_eq!(m.pki_status(), Some(PkiStatus::Success), "{rep}");
+        if let Some(id) = value_after(&want, "transactionID=") {
+            assert_eq!(m.transaction_id(), id, "{rep}");
+            // It answers the PKCSReq above.
+            assert_eq!(m.transaction_id(), msg.transaction_id(), "{rep}");
+        }
     }
+}
+
+/// What `tests/vectors/PROVENANCE.tsv` says parsing `scep/{file}` gives.
+fn expected(file: &str) -> String {
+    let tsv = String::from_utf8(read(dir().join("../PROVENANCE.tsv"))).unwrap();
+    tsv.lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .find(|c| c[0] == format!("scep/{file}"))
+        .unwrap_or_else(|| panic!("no PROVENANCE row for scep/{file}"))[6]
+        .to_owned()
+}
+
+/// The value after `key` in a PROVENANCE note, up to the next space, comma
+/// or semicolon.
+fn value_after<'a>(notes: &'a str, key: &str) -> Option<&'a str> {
+    let rest = &notes[notes.find(key)? + key.len()..];
+    rest.split([' ', ',', ';']).next()
 }

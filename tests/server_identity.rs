@@ -106,13 +106,16 @@ fn the_client_cert_header_is_ignored_unless_asked_for() {
     let (_dir, _server, mut t, client_cert, mut device) = enrolled_behind_proxy(&["--http"]);
     let identity = device.identity().expect("identity").der().to_vec();
     *client_cert.lock().expect("cert") = Some(identity);
-    assert_eq!(
-        device.check_in(&mut t, "Authenticate"),
-        Err(mdm_enroll::testing::DeviceError::Status {
-            step: 9,
-            status: 400
-        })
-    );
+    assert_eq!(device.check_in(&mut t, "Authenticate"), refused_400());
+}
+
+/// Step 9 (Authenticate) refused with 400: never 401, which unenrolls a
+/// real device.
+fn refused_400<T>() -> Result<T, mdm_enroll::testing::DeviceError> {
+    Err(mdm_enroll::testing::DeviceError::Status {
+        step: 9,
+        status: 400,
+    })
 }
 
 #[test]
@@ -121,8 +124,9 @@ fn behind_a_proxy_the_rfc9440_header_names_the_device() {
     let (dir, server, mut t, client_cert, mut device) =
         enrolled_behind_proxy(&["--http", "--client-cert-header", "Client-Cert"]);
 
-    // Unsigned and without the header: refused (400, never 401).
-    assert!(device.check_in(&mut t, "Authenticate").is_err());
+    // Unsigned and without the header: refused (400, never 401: a 401
+    // unenrolls a real device).
+    assert_eq!(device.check_in(&mut t, "Authenticate"), refused_400());
     // A certificate the server never issued: refused the same way.
     let (stranger, _) = {
         let other = dir.path().join("other");
@@ -130,7 +134,7 @@ fn behind_a_proxy_the_rfc9440_header_names_the_device() {
         device_ca(&other)
     };
     *client_cert.lock().expect("cert") = Some(stranger.certificate().der().to_vec());
-    assert!(device.check_in(&mut t, "Authenticate").is_err());
+    assert_eq!(device.check_in(&mut t, "Authenticate"), refused_400());
 
     // The SCEP identity in the header: steps 9-13 complete.
     let identity = device.identity().expect("identity").der().to_vec();
@@ -229,8 +233,8 @@ fn over_https_the_tls_client_certificate_names_the_device() {
     let mut device = simulated_device(&ca, &data);
     enroll(&mut device, &mut t);
 
-    // No Mdm-Signature and no client certificate: refused.
-    assert!(device.check_in(&mut t, "Authenticate").is_err());
+    // No Mdm-Signature and no client certificate: refused with 400.
+    assert_eq!(device.check_in(&mut t, "Authenticate"), refused_400());
     // Without a proxy in front, a client-sent Client-Cert header is not
     // believed, even naming the right certificate.
     {

@@ -28,12 +28,32 @@ enum Flaw {
     ClaimIgnoresLimit,
     ClearClearsAllChannels,
     PruneIgnored,
+    /// A racer that loses answers `Backend("busy")`, not the documented error.
+    LosersBusy,
+    /// A racer that loses panics.
+    LosersPanic,
 }
 
 /// A store that delegates to [`MemoryStore`] except for one flaw.
 struct Broken {
     inner: MemoryStore,
     flaw: Flaw,
+    /// The thread the kit runs on; its race checks call from other threads.
+    home: std::thread::ThreadId,
+}
+
+impl Broken {
+    /// The racers' flaws: a refusal on a racing thread comes out wrong.
+    fn racing<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        if outcome.is_ok() || std::thread::current().id() == self.home {
+            return outcome;
+        }
+        match self.flaw {
+            Flaw::LosersBusy => Err(StoreError::Backend("busy".into())),
+            Flaw::LosersPanic => panic!("store panicked in a lost race"),
+            _ => outcome,
+        }
+    }
 }
 
 fn pause() {
@@ -59,7 +79,7 @@ impl UserStore for Broken {
         } else {
             max
         };
-        self.inner.claim_device(t, u, d, max)
+        self.racing(self.inner.claim_device(t, u, d, max))
     }
     fn release_device(&self, t: &TenantId, u: &str, d: &str) -> Result<(), StoreError> {
         self.inner.release_device(t, u, d)
@@ -101,7 +121,7 @@ impl ActivationStore for Broken {
                     .ok_or(StoreError::NotFound)?;
                 self.inner.update_activation(a, now.version)
             }
-            _ => self.inner.update_activation(a, expected),
+            _ => self.racing(self.inner.update_activation(a, expected)),
         }
     }
     fn device_activation(&self, t: &TenantId, d: &str) -> Result<Option<ActivationId>, StoreError> {
@@ -163,7 +183,7 @@ impl ChallengeStore for Broken {
                 }
                 self.inner.consume_challenge(t, d, now)
             }
-            _ => self.inner.consume_challenge(t, d, now),
+            _ => self.racing(self.inner.consume_challenge(t, d, now)),
         }
     }
 }
@@ -176,7 +196,7 @@ impl BindingStore for Broken {
                 Err(StoreError::BindingConflict(_)) => Ok(()),
                 other => other,
             },
-            _ => self.inner.bind_identity(b),
+            _ => self.racing(self.inner.bind_identity(b)),
         }
     }
     fn identity(&self, f: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
@@ -209,7 +229,7 @@ impl QueueStore for Broken {
                 let _ = self.inner.finish_command(k, r);
                 Ok(())
             }
-            _ => self.inner.finish_command(k, r),
+            _ => self.racing(self.inner.finish_command(k, r)),
         }
     }
     fn clear_queue(&self, k: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
@@ -246,7 +266,7 @@ impl CertificateStore for Broken {
                 .extend_from_slice(&c.identity.fingerprint.0[..4]);
             return self.inner.record_certificate(&c);
         }
-        self.inner.record_certificate(c)
+        self.racing(self.inner.record_certificate(c))
     }
     fn certificate_by_fingerprint(
         &self,
@@ -263,6 +283,7 @@ fn run_broken(flaw: Flaw) -> ConformanceReport {
     conformance::run(|| Broken {
         inner: MemoryStore::new(),
         flaw,
+        home: std::thread::current().id(),
     })
 }
 
@@ -291,4 +312,41 @@ fn kit_catches_each_flaw() {
         // The flaw is specific: most checks still pass.
         assert!(report.passed.len() >= 14, "{flaw:?}: {:?}", report.failed);
     }
+}
+
+/// The race checks assert each loser's error: a store that answers
+/// `Backend("busy")` to every loser (with the right number of winners) fails
+/// all six of them and nothing else.
+#[test]
+fn kit_checks_each_losers_error() {
+    let report = run_broken(Flaw::LosersBusy);
+    let mut failed: Vec<_> = report.failed.iter().map(|(n, _)| *n).collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            "activation_cas_race",
+            "binding_race",
+            "certificate_serial_race",
+            "challenge_consume_race",
+            "device_claims_race",
+            "queue_finish_race",
+        ],
+        "{:#?}",
+        report.failed
+    );
+    for (name, why) in &report.failed {
+        assert!(why.contains("lost with Backend(\"busy\")"), "{name}: {why}");
+    }
+}
+
+/// A racer that panics is re-raised, never counted as a lost race.
+#[test]
+fn kit_reraises_a_racers_panic() {
+    let payload = std::panic::catch_unwind(|| run_broken(Flaw::LosersPanic))
+        .expect_err("a store whose racers panic passed the kit");
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"store panicked in a lost race")
+    );
 }

@@ -428,10 +428,13 @@ sys.exit(0 if ours == ref else 3)
 )]
 fn encode_xml_is_read_back_identically_by_plistlib() {
     for (name, bytes) in plist_vectors() {
-        let Ok(v) = decode(&bytes, &Limits::default()) else {
+        // Refused by design (see the test above); every other vector must
+        // decode, so none drops out of this check unnoticed.
+        if MALFORMED.contains(&name.as_str()) {
             continue;
-        };
-        let ours = encode_xml(&v);
+        }
+        let v = decode(&bytes, &Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ours = encode_xml(&v).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(python_equal(&ours, &bytes), "{name}");
         // And by ourselves.
         assert_eq!(decode(&ours, &Limits::default()), Ok(v), "{name}");
@@ -452,7 +455,7 @@ fn encode_xml_escapes_markup() {
     d.insert("empty".into(), Value::Array(vec![]));
     d.insert("data".into(), Value::Data(vec![0xFF; 100]));
     let v = Value::Dictionary(d);
-    let ours = encode_xml(&v);
+    let ours = encode_xml(&v).unwrap();
     assert!(ours.starts_with(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist"));
     assert_eq!(decode(&ours, &Limits::default()), Ok(v.clone()));
     let mut reference = Vec::new();

@@ -1,5 +1,12 @@
 //! The whole responder on an arbitrary POSTed PKIMessage: never a panic,
-//! always an HTTP answer or a decision.
+//! always an HTTP answer or a decision, and every decision carried out.
+//!
+//! The responders hold the captured CAs' keys (`tests/vectors/scep/captured/ca`:
+//! micromdm-ca, and rfcku-ca with its RA), so the captured requests in
+//! `tests/vectors/scep/captured/` (which `fuzz/smoke.sh` copies into the
+//! corpus) decrypt, and their mutations reach CSR parsing, the challenge, the
+//! renewal check, issuance, replays and polls rather than stopping at
+//! decryption. The clock is fixed inside the captures' validity.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -8,8 +15,11 @@ use std::time::{Duration, SystemTime};
 use libfuzzer_sys::fuzz_target;
 use mdm_enroll::crypto::{KeyUnwrapper, RsaKey, Signer};
 use mdm_enroll::http::{Method, Request};
-use mdm_enroll::pki;
-use mdm_enroll::scep::{FailInfo, ScepOutcome, ScepResponder};
+use mdm_enroll::pki::{self, LeafPolicy};
+use mdm_enroll::scep::{
+    Challenge, ChallengeVerdict, ChallengeVerifier, FailInfo, IssuanceRecord, RequestFingerprint,
+    ScepOutcome, ScepResponder,
+};
 
 /// A fixed-seed RNG: fuzzing must be reproducible.
 struct Counter(u64);
@@ -34,41 +44,134 @@ impl rand_core::TryRng for Counter {
 }
 impl rand_core::TryCryptoRng for Counter {}
 
-fn responder() -> &'static ScepResponder {
-    static R: OnceLock<ScepResponder> = OnceLock::new();
+/// 2026-11-27T00:00:00Z: after the captures, inside every certificate's validity.
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_737_600)
+}
+
+/// The captured challenge password.
+const SECRET: &[u8] = b"secret123";
+
+/// A one-time store that knows one challenge; stateless, so every run is
+/// reproducible.
+struct OneChallenge;
+impl ChallengeVerifier for OneChallenge {
+    fn consume(&self, c: &Challenge, _: &RequestFingerprint, _: SystemTime) -> ChallengeVerdict {
+        if c.matches(SECRET) {
+            ChallengeVerdict::Accepted
+        } else {
+            ChallengeVerdict::Refused
+        }
+    }
+}
+
+macro_rules! vector {
+    ($name:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/vectors/scep/captured/ca/",
+            $name
+        ))
+        .as_slice()
+    };
+}
+
+fn key(pem: &[u8]) -> Arc<RsaKey> {
+    Arc::new(RsaKey::from_pem_or_der(pem).expect("captured key"))
+}
+
+fn responders() -> &'static [ScepResponder; 2] {
+    static R: OnceLock<[ScepResponder; 2]> = OnceLock::new();
     R.get_or_init(|| {
-        let mut rng = Counter(1);
-        let key = Arc::new(RsaKey::generate(&mut rng, 1024).expect("key"));
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let ca = pki::create_ca(
-            key.as_ref(),
-            "CN=fuzz CA".parse().expect("name"),
-            pki::random_serial(&mut rng),
-            pki::validity(now, Duration::from_secs(86400)).expect("validity"),
-        )
-        .expect("ca");
-        ScepResponder::new(
-            &pki::to_der(&ca).expect("der"),
-            key.clone() as Arc<dyn Signer>,
-            key as Arc<dyn KeyUnwrapper>,
-        )
-        .expect("responder")
+        let micromdm = key(vector!("micromdm-ca.key.pem"));
+        let rfc = key(vector!("rfcku-ca.key.pem"));
+        let ra = key(vector!("rfcku-ra.key.pem"));
+        let ra_der = pem_to_der(vector!("rfcku-ra.pem"));
+        [
+            ScepResponder::new(
+                vector!("micromdm-ca.der"),
+                micromdm.clone() as Arc<dyn Signer>,
+                micromdm as Arc<dyn KeyUnwrapper>,
+            )
+            .expect("micromdm responder"),
+            ScepResponder::new(
+                vector!("rfcku-ca.der"),
+                rfc.clone() as Arc<dyn Signer>,
+                rfc as Arc<dyn KeyUnwrapper>,
+            )
+            .expect("rfcku responder")
+            .with_ra(
+                &ra_der,
+                ra.clone() as Arc<dyn Signer>,
+                ra as Arc<dyn KeyUnwrapper>,
+            )
+            .expect("rfcku RA"),
+        ]
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+fn pem_to_der(pem: &[u8]) -> Vec<u8> {
+    let mut certs = mdm_enroll::cms::Certificate::from_pem(pem).expect("captured PEM");
+    certs.remove(0).der().to_vec()
+}
+
+fn answered(status: u16) {
+    assert!(status == 200 || (400..500).contains(&status), "{status}");
+}
+
+fn run(responder: &ScepResponder, data: &[u8]) {
     let mut rng = Counter(7);
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let now = now();
     let mut req = Request::new(Method::Post, "/scep");
     req.query = Some("operation=PKIOperation".into());
     req.body = data.to_vec();
-    match responder().handle(&req, now, &mut rng) {
-        ScepOutcome::Respond(r) => assert!(r.status == 200 || (400..500).contains(&r.status)),
+    match responder.handle(&req, now, &mut rng) {
+        ScepOutcome::Respond(r) => answered(r.status),
         ScepOutcome::Certificate(cr) => {
-            let _ = cr.reject(FailInfo::BadRequest, now, &mut rng);
+            let allowed = cr.renewal_of().is_some()
+                || cr.check_challenge(&OneChallenge, now) == ChallengeVerdict::Accepted;
+            if !allowed {
+                answered(cr.reject(FailInfo::BadRequest, now, &mut rng).status);
+                return;
+            }
+            let policy = LeafPolicy::client_auth(cr.csr().subject().clone());
+            let validity = pki::validity(now, Duration::from_secs(3600)).expect("validity");
+            match cr.issue(
+                &policy,
+                pki::random_serial(&mut rng),
+                validity,
+                now,
+                &mut rng,
+            ) {
+                Ok(issued) => {
+                    answered(issued.response.status);
+                    assert!(cr.is_replay_of(&issued.record));
+                    let again = cr.replay(&issued.record, now, &mut rng);
+                    answered(again.expect("replay of a fresh issuance").status);
+                }
+                // A CSR key the issuer refuses is an error, never a panic.
+                Err(_) => answered(cr.reject(FailInfo::BadRequest, now, &mut rng).status),
+            }
         }
         ScepOutcome::Poll(p) => {
-            let _ = p.pending(now, &mut rng);
+            answered(p.pending(now, &mut rng).status);
+            // Issued meanwhile: a record of this transaction is delivered.
+            let record = IssuanceRecord {
+                transaction_id: p.transaction_id().to_owned(),
+                fingerprint: RequestFingerprint([0; 32]),
+                certificate: p.signer_certificate().der().to_vec(),
+            };
+            // Delivery can fail with a typed error (a signer key it cannot
+            // encrypt to), never a panic.
+            if let Ok(r) = p.issued(&record, now, &mut rng) {
+                answered(r.status);
+            }
         }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    for responder in responders() {
+        run(responder, data);
     }
 });

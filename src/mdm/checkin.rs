@@ -6,6 +6,7 @@
 use plist::{Dictionary, Value};
 
 use super::{Channel, DictBuilder, Error, Fields, PushRequest};
+use crate::wire::plist::PlistError;
 use crate::wire::{Limits, plist as wire_plist};
 
 /// The eight check-in `MessageType` values.
@@ -328,8 +329,9 @@ impl CheckinMessage {
         b.extend(&self.extra).build()
     }
 
-    /// Encode as an XML plist body (what a device would send).
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encode as an XML plist body (what a device would send); refused when
+    /// a string holds U+0000, which XML cannot carry.
+    pub fn encode(&self) -> Result<Vec<u8>, PlistError> {
         wire_plist::encode_xml(&Value::Dictionary(self.to_dictionary()))
     }
 }

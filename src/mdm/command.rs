@@ -11,6 +11,7 @@ use plist::{Dictionary, Value};
 
 use super::{Error, Fields};
 use crate::http::{Response, media_type};
+use crate::wire::plist::PlistError;
 use crate::wire::{Limits, plist as wire_plist};
 
 /// One MDM command.
@@ -110,14 +111,15 @@ impl Command {
         Value::Dictionary(outer)
     }
 
-    /// The command as an XML plist body.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The command as an XML plist body (refused when a string holds
+    /// U+0000, which XML cannot carry).
+    pub fn encode(&self) -> Result<Vec<u8>, PlistError> {
         wire_plist::encode_xml(&self.to_value())
     }
 
     /// The connect reply carrying this command (`200`, `application/xml`).
-    pub fn to_response(&self) -> Response {
-        Response::with_body(200, media_type::XML, self.encode())
+    pub fn to_response(&self) -> Result<Response, PlistError> {
+        Ok(Response::with_body(200, media_type::XML, self.encode()?))
     }
 
     /// Decode a command body (bounded by `limits`); both `CommandUUID` and

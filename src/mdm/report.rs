@@ -8,6 +8,7 @@
 use plist::{Dictionary, Value};
 
 use super::{Channel, DictBuilder, Error, Fields};
+use crate::wire::plist::PlistError;
 use crate::wire::{Limits, plist as wire_plist};
 
 /// A report's `Status`.
@@ -155,8 +156,9 @@ impl Report {
         b.extend(&self.results).build()
     }
 
-    /// Encode as an XML plist body (what a device would send).
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encode as an XML plist body (what a device would send); refused when
+    /// a string holds U+0000, which XML cannot carry.
+    pub fn encode(&self) -> Result<Vec<u8>, PlistError> {
         wire_plist::encode_xml(&Value::Dictionary(self.to_dictionary()))
     }
 }

@@ -15,17 +15,17 @@ use plist::{Dictionary, Value};
 
 use super::push::json_escape_into;
 use crate::http::{Response, media_type};
-use crate::wire::plist::encode_xml;
+use crate::wire::plist::{PlistError, encode_xml};
 
 /// The `code` of the 403 reply that makes a device unenroll.
 pub const UNRECOGNIZED_DEVICE: &str = "com.apple.unrecognized.device";
 
-fn plist_reply(status: u16, dict: Dictionary) -> Response {
-    Response::with_body(
+fn plist_reply(status: u16, dict: Dictionary) -> Result<Response, PlistError> {
+    Ok(Response::with_body(
         status,
         media_type::XML,
-        encode_xml(&Value::Dictionary(dict)),
-    )
+        encode_xml(&Value::Dictionary(dict))?,
+    ))
 }
 
 /// `200 OK` with an empty body (also ends a connect session).
@@ -35,7 +35,7 @@ pub fn ok() -> Response {
 
 /// `200` with `{DigestChallenge: challenge}` for a first UserAuthenticate;
 /// an empty `challenge` accepts the user without authentication.
-pub fn digest_challenge(challenge: &str) -> Response {
+pub fn digest_challenge(challenge: &str) -> Result<Response, PlistError> {
     let mut d = Dictionary::new();
     d.insert(
         "DigestChallenge".into(),
@@ -51,9 +51,9 @@ pub fn decline_user() -> Response {
 
 /// The GetBootstrapToken reply: `{BootstrapToken: <data>}`, or an empty
 /// `200` when no token is stored.
-pub fn bootstrap_token(token: Option<&[u8]>) -> Response {
+pub fn bootstrap_token(token: Option<&[u8]>) -> Result<Response, PlistError> {
     match token {
-        None => ok(),
+        None => Ok(ok()),
         Some(t) => {
             let mut d = Dictionary::new();
             d.insert("BootstrapToken".into(), Value::Data(t.to_vec()));
@@ -63,7 +63,7 @@ pub fn bootstrap_token(token: Option<&[u8]>) -> Response {
 }
 
 /// The GetToken reply: `{TokenData: <data>}` (UTF-8 bytes if the token is a string).
-pub fn token_data(data: &[u8]) -> Response {
+pub fn token_data(data: &[u8]) -> Result<Response, PlistError> {
     let mut d = Dictionary::new();
     d.insert("TokenData".into(), Value::Data(data.to_vec()));
     plist_reply(200, d)
@@ -91,7 +91,7 @@ pub fn unrecognized_device(
     format: ErrorFormat,
     description: Option<&str>,
     message: Option<&str>,
-) -> Response {
+) -> Result<Response, PlistError> {
     let fields = [
         ("code", Some(UNRECOGNIZED_DEVICE)),
         ("description", description),
@@ -122,7 +122,7 @@ pub fn unrecognized_device(
                 }
             }
             s.push('}');
-            Response::with_body(403, media_type::JSON, s.into_bytes())
+            Ok(Response::with_body(403, media_type::JSON, s.into_bytes()))
         }
     }
 }

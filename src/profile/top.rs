@@ -279,15 +279,16 @@ impl Profile {
     }
 
     /// The profile as XML plist bytes, as Apple's tools write it (no
-    /// validation; see [`Profile::build`]).
-    pub fn to_xml(&self) -> Vec<u8> {
-        crate::wire::plist::encode_xml(&self.to_plist())
+    /// validation; see [`Profile::build`]). Refused when a string holds
+    /// U+0000, which XML cannot carry.
+    pub fn to_xml(&self) -> Result<Vec<u8>, ProfileError> {
+        Ok(crate::wire::plist::encode_xml(&self.to_plist())?)
     }
 
     /// Validate, then encode as XML plist bytes.
     pub fn build(&self, options: &super::ValidationOptions) -> Result<Vec<u8>, ProfileError> {
         self.validate(options)?;
-        Ok(self.to_xml())
+        self.to_xml()
     }
 
     /// Decode a top-level plist value.

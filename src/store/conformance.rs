@@ -1,7 +1,8 @@
 //! The store conformance kit (feature `test-support`): every [`Store`]
 //! implementation must pass [`run`]. It checks the atomic operations under
-//! real thread races, tenant isolation of every keyed read, and the error
-//! each refused operation must return.
+//! real thread races (exactly the expected winners, every loser with its
+//! documented error, a racer that panics fails the run), tenant isolation of
+//! every keyed read, and the error each refused operation must return.
 //!
 //! ```
 //! use mdm_enroll::store::{MemoryStore, conformance};
@@ -45,6 +46,11 @@ impl ConformanceReport {
 type Check<S> = (&'static str, fn(&S) -> Result<(), String>);
 
 /// Run every check, each on a fresh store from `factory`.
+///
+/// # Panics
+///
+/// When the store panics, in a race check too: a panicking racer is
+/// re-raised, never counted as a lost race.
 pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
     let checks: Vec<Check<S>> = vec![
         ("users_roundtrip_isolated", users_roundtrip_isolated),
@@ -205,8 +211,13 @@ fn certificate(t: &TenantId, serial: u8, f: u8) -> IssuedCertificate {
     }
 }
 
-/// Run `f(i)` on [`RACERS`] threads released together; count the `Ok`s.
-fn race<S: Store, T, E>(store: &S, f: impl Fn(&S, usize) -> Result<T, E> + Sync) -> usize {
+/// Run `f(i)` on [`RACERS`] threads released together and return every
+/// racer's outcome, in racer order. A racer that panics fails the check: its
+/// panic is re-raised here rather than counted as a lost race.
+fn race<S: Store, T: Send, E: Send>(
+    store: &S,
+    f: impl Fn(&S, usize) -> Result<T, E> + Sync,
+) -> Vec<Result<T, E>> {
     let barrier = Barrier::new(RACERS);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..RACERS)
@@ -214,16 +225,42 @@ fn race<S: Store, T, E>(store: &S, f: impl Fn(&S, usize) -> Result<T, E> + Sync)
                 let (barrier, f) = (&barrier, &f);
                 scope.spawn(move || {
                     barrier.wait();
-                    f(store, i).is_ok()
+                    f(store, i)
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or(false))
-            .filter(|ok| *ok)
-            .count()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
+}
+
+/// Check a race's outcomes: exactly `wins` racers succeeded and every loser
+/// got the error `lost` accepts. Returns the winners' racer indices.
+fn settle<T, E: std::fmt::Debug>(
+    what: &str,
+    outcomes: &[Result<T, E>],
+    wins: usize,
+    lost: impl Fn(&E) -> bool,
+) -> Result<Vec<usize>, String> {
+    let winners: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    ensure!(
+        winners.len() == wins,
+        "{what}: {} of {RACERS} racers succeeded, expected {wins}",
+        winners.len()
+    );
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if let Err(err) = outcome {
+            ensure!(lost(err), "{what}: racer {i} lost with {err:?}");
+        }
+    }
+    Ok(winners)
 }
 
 fn users_roundtrip_isolated<S: Store>(s: &S) -> Result<(), String> {
@@ -286,15 +323,20 @@ fn device_claims_respect_limit<S: Store>(s: &S) -> Result<(), String> {
 fn device_claims_race<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
     s.put_user(&user(&a, "alice")).map_err(e("put_user"))?;
-    let wins = race(s, |s, i| {
+    let outcomes = race(s, |s, i| {
         s.claim_device(&a, "alice", &format!("d{i}"), Some(3))
     });
+    let winners = settle("racing devices under a limit of 3", &outcomes, 3, |err| {
+        *err == StoreError::LimitReached
+    })?;
+    let mut counted = s.devices(&a, "alice").map_err(e("devices"))?;
+    counted.sort();
+    let mut expected: Vec<String> = winners.iter().map(|i| format!("d{i}")).collect();
+    expected.sort();
     ensure!(
-        wins == 3,
-        "{wins} of {RACERS} racing devices claimed under a limit of 3"
+        counted == expected,
+        "devices counted {counted:?}, the racers that won {expected:?}"
     );
-    let n = s.devices(&a, "alice").map_err(e("devices"))?.len();
-    ensure!(n == 3, "{n} devices counted under a limit of 3");
     Ok(())
 }
 
@@ -338,12 +380,23 @@ fn activation_cas_race<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
     let act = activation(&a, 1)?;
     s.insert_activation(&act).map_err(e("insert"))?;
-    let wins = race(s, |s, i| {
+    let outcomes = race(s, |s, i| {
         let mut mine = act.clone();
         mine.language = Some(format!("l{i}"));
         s.update_activation(&mine, 1)
     });
-    ensure!(wins == 1, "{wins} racing updates from version 1 succeeded");
+    let winners = settle("racing updates from version 1", &outcomes, 1, |err| {
+        *err == StoreError::VersionConflict {
+            expected: 1,
+            found: 2,
+        }
+    })?;
+    let language = winners.first().map(|i| format!("l{i}"));
+    let stored = s.activation(&a, &act.id).map_err(e("activation"))?;
+    ensure!(
+        stored.as_ref().and_then(|v| v.value.language.clone()) == language,
+        "the stored state is not the winner's: {stored:?}"
+    );
     let v = s
         .activation(&a, &act.id)
         .map_err(e("activation"))?
@@ -423,11 +476,10 @@ fn challenge_consume_race<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
     let rec = challenge(&a, "race", 60);
     s.insert_challenge(&rec).map_err(e("insert"))?;
-    let wins = race(s, |s, _| s.consume_challenge(&a, &rec.grant.digest, t0()));
-    ensure!(
-        wins == 1,
-        "{wins} racing consumers of one challenge succeeded"
-    );
+    let outcomes = race(s, |s, _| s.consume_challenge(&a, &rec.grant.digest, t0()));
+    settle("racing consumers of one challenge", &outcomes, 1, |err| {
+        *err == StoreError::ChallengeConsumed
+    })?;
     Ok(())
 }
 
@@ -482,10 +534,22 @@ fn binding_bind_or_conflict<S: Store>(s: &S) -> Result<(), String> {
 
 fn binding_race<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
-    let wins = race(s, |s, i| {
+    let outcomes = race(s, |s, i| {
         s.bind_identity(&binding(&a, 7, &format!("dev{i}")))
     });
-    ensure!(wins == 1, "{wins} devices bound one identity");
+    // Each loser is told who holds the identity: the winner.
+    let stored = s.identity(&fp(7)).map_err(e("identity"))?;
+    let winners = settle(
+        "devices binding one identity",
+        &outcomes,
+        1,
+        |err| matches!(err, StoreError::BindingConflict(b) if Some(b.as_ref()) == stored.as_ref()),
+    )?;
+    let holder = winners.first().map(|i| format!("dev{i}"));
+    ensure!(
+        stored.as_ref().map(|b| b.device_id.clone()) == holder,
+        "the identity is bound to {stored:?}, not to the winner"
+    );
     Ok(())
 }
 
@@ -565,8 +629,13 @@ fn queue_finish_race<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
     let k = qkey(&a, "dev", None);
     s.enqueue(&k, &command(0)).map_err(e("enqueue"))?;
-    let wins = race(s, |s, _| s.finish_command(&k, &result(0)));
-    ensure!(wins == 1, "{wins} racing reports finished one command");
+    let outcomes = race(s, |s, _| s.finish_command(&k, &result(0)));
+    settle(
+        "racing reports finishing one command",
+        &outcomes,
+        1,
+        |err| *err == StoreError::NotFound,
+    )?;
     let n = s.results(&k).map_err(e("results"))?.len();
     ensure!(n == 1, "{n} results recorded for one command");
     Ok(())
@@ -678,9 +747,22 @@ fn certificate_unique_serial<S: Store>(s: &S) -> Result<(), String> {
 
 fn certificate_serial_race<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
-    let wins = race(s, |s, i| {
+    let outcomes = race(s, |s, i| {
         s.record_certificate(&certificate(&a, 9, 100 + i as u8))
     });
-    ensure!(wins == 1, "{wins} certificates recorded with one serial");
+    let winners = settle(
+        "certificates recorded with one serial",
+        &outcomes,
+        1,
+        |err| *err == StoreError::DuplicateSerial,
+    )?;
+    let stored = s
+        .certificate_by_serial(&[0x01, 9])
+        .map_err(e("by serial"))?;
+    let expected = winners.first().map(|&i| certificate(&a, 9, 100 + i as u8));
+    ensure!(
+        stored == expected,
+        "the serial holds {stored:?}, not the winner's certificate"
+    );
     Ok(())
 }

@@ -54,16 +54,24 @@ impl MemoryStore {
     }
 
     /// A canonical dump of every record (sorted), for tests that assert a
-    /// refused request changed nothing.
+    /// refused request changed nothing. It covers every table and index; a
+    /// table whose lock was poisoned (a panic while it was held) is still
+    /// dumped, after a `poisoned` line, so a refusal that panicked never reads
+    /// as "unchanged".
     pub fn snapshot(&self) -> Vec<String> {
+        fn open<'a, T>(name: &str, m: &'a Mutex<T>, out: &mut Vec<String>) -> MutexGuard<'a, T> {
+            m.lock().unwrap_or_else(|poisoned| {
+                out.push(format!("{name} lock poisoned"));
+                poisoned.into_inner()
+            })
+        }
         fn dump<K: std::fmt::Debug, V: std::fmt::Debug>(
             name: &str,
             m: &Mutex<HashMap<K, V>>,
             out: &mut Vec<String>,
         ) {
-            if let Ok(m) = m.lock() {
-                out.extend(m.iter().map(|(k, v)| format!("{name} {k:?} {v:?}")));
-            }
+            let m = open(name, m, out);
+            out.extend(m.iter().map(|(k, v)| format!("{name} {k:?} {v:?}")));
         }
         let mut out = Vec::new();
         dump("user", &self.users, &mut out);
@@ -71,19 +79,30 @@ impl MemoryStore {
         dump("device", &self.devices, &mut out);
         dump("challenge", &self.challenges, &mut out);
         dump("binding", &self.bindings, &mut out);
-        if let Ok(q) = self.queues.lock() {
-            for (k, v) in q.iter() {
-                let mut seen: Vec<_> = v.seen.iter().collect();
-                seen.sort();
-                out.push(format!(
-                    "queue {k:?} {:?} {:?} {seen:?}",
-                    v.pending, v.results
-                ));
-            }
+        let queues = open("queue", &self.queues, &mut out);
+        for (k, v) in queues.iter() {
+            let mut seen: Vec<_> = v.seen.iter().collect();
+            seen.sort();
+            out.push(format!(
+                "queue {k:?} {:?} {:?} {seen:?}",
+                v.pending, v.results
+            ));
         }
-        if let Ok(c) = self.certificates.lock() {
-            out.extend(c.by_serial.iter().map(|(k, v)| format!("cert {k:?} {v:?}")));
-        }
+        drop(queues);
+        let certs = open("cert", &self.certificates, &mut out);
+        out.extend(
+            certs
+                .by_serial
+                .iter()
+                .map(|(k, v)| format!("cert {k:?} {v:?}")),
+        );
+        out.extend(
+            certs
+                .by_fingerprint
+                .iter()
+                .map(|(k, v)| format!("cert-fingerprint {k:?} {v:?}")),
+        );
+        drop(certs);
         out.sort();
         out
     }
@@ -403,5 +422,38 @@ impl CertificateStore for MemoryStore {
         serial: &[u8],
     ) -> Result<Option<IssuedCertificate>, StoreError> {
         Ok(lock(&self.certificates)?.by_serial.get(serial).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sees_the_fingerprint_index() {
+        let store = MemoryStore::new();
+        let before = store.snapshot();
+        lock(&store.certificates)
+            .unwrap()
+            .by_fingerprint
+            .insert(CertFingerprint([7; 32]), vec![1]);
+        assert_ne!(store.snapshot(), before);
+    }
+
+    #[test]
+    fn snapshot_reports_a_poisoned_table() {
+        let store = MemoryStore::new();
+        let before = store.snapshot();
+        let poisoner = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = store.bindings.lock().unwrap();
+                panic!("poison the bindings table");
+            })
+            .join()
+        });
+        assert!(poisoner.is_err());
+        let after = store.snapshot();
+        assert_ne!(after, before);
+        assert_eq!(after, ["binding lock poisoned"]);
     }
 }

@@ -103,6 +103,13 @@ pub enum PlistError {
     /// (for example an unparseable `<integer>` or `<date>`).
     #[error("invalid plist value: {0}")]
     Invalid(String),
+    /// A string or key to encode holds U+0000, which no XML plist can carry
+    /// (XML 1.0 forbids it, even as `&#x0;`; every reader refuses it).
+    #[error("a {element} holds U+0000, which an XML plist cannot carry")]
+    NulCharacter {
+        /// The element it would have been written in (`"string"`, `"key"`).
+        element: &'static str,
+    },
     /// The top-level value is not of the expected type.
     #[error("expected a top-level {expected}")]
     UnexpectedRoot {
@@ -976,13 +983,14 @@ mod binary {
 /// Serialise `value` as an Apple-style XML plist (XML declaration, Apple
 /// DOCTYPE, `<plist version="1.0">`, tab indentation, trailing newline).
 ///
-/// Dictionary keys keep their order. Characters that XML 1.0 cannot carry
-/// (C0 controls other than tab, LF and CR) are written as character
-/// references, which [`decode`] reads back (strict XML readers such as
-/// expat refuse them); U+0000 has no XML form at all, and a document
-/// holding it is refused by every reader, [`decode`] included. The writer
-/// is iterative, so any depth of `value` is safe.
-pub fn encode_xml(value: &Value) -> Vec<u8> {
+/// Dictionary keys keep their order. C0 controls other than tab, LF, CR and
+/// U+0000 are written as character references, which [`decode`] reads back
+/// (strict XML readers such as expat refuse them). U+0000 has no XML form at
+/// all, raw or as a reference, and every reader refuses it, [`decode`]
+/// included: a string or key holding it is refused with
+/// [`PlistError::NulCharacter`] rather than written. The writer is
+/// iterative, so any depth of `value` is safe.
+pub fn encode_xml(value: &Value) -> Result<Vec<u8>, PlistError> {
     enum Item<'a> {
         Value(&'a Value),
         Key(&'a str),
@@ -1003,7 +1011,7 @@ pub fn encode_xml(value: &Value) -> Vec<u8> {
                 out.extend_from_slice(tag.as_bytes());
                 out.extend_from_slice(b">\n");
             }
-            Item::Key(k) => text_element(&mut out, "key", k),
+            Item::Key(k) => text_element(&mut out, "key", k)?,
             Item::Value(v) => match v {
                 Value::Array(a) if a.is_empty() => out.extend_from_slice(b"<array/>\n"),
                 Value::Array(a) => {
@@ -1037,16 +1045,16 @@ pub fn encode_xml(value: &Value) -> Vec<u8> {
                     indent(&mut out, depth);
                     out.extend_from_slice(b"</data>\n");
                 }
-                Value::Date(d) => text_element(&mut out, "date", &d.to_xml_format()),
-                Value::Real(r) => text_element(&mut out, "real", &format_real(*r)),
-                Value::Integer(i) => text_element(&mut out, "integer", &i.to_string()),
-                Value::String(s) => text_element(&mut out, "string", s),
+                Value::Date(d) => text_element(&mut out, "date", &d.to_xml_format())?,
+                Value::Real(r) => text_element(&mut out, "real", &format_real(*r))?,
+                Value::Integer(i) => text_element(&mut out, "integer", &i.to_string())?,
+                Value::String(s) => text_element(&mut out, "string", s)?,
                 Value::Uid(u) => {
                     out.extend_from_slice(b"<dict>\n");
                     indent(&mut out, depth + 1);
-                    text_element(&mut out, "key", "CF$UID");
+                    text_element(&mut out, "key", "CF$UID")?;
                     indent(&mut out, depth + 1);
-                    text_element(&mut out, "integer", &u.get().to_string());
+                    text_element(&mut out, "integer", &u.get().to_string())?;
                     stack.push((Item::Close("dict"), depth));
                 }
                 _ => out.extend_from_slice(b"<string></string>\n"),
@@ -1054,7 +1062,7 @@ pub fn encode_xml(value: &Value) -> Vec<u8> {
         }
     }
     out.extend_from_slice(b"</plist>\n");
-    out
+    Ok(out)
 }
 
 fn indent(out: &mut Vec<u8>, depth: usize) {
@@ -1071,7 +1079,10 @@ fn format_real(r: f64) -> String {
     }
 }
 
-fn text_element(out: &mut Vec<u8>, tag: &str, text: &str) {
+fn text_element(out: &mut Vec<u8>, tag: &'static str, text: &str) -> Result<(), PlistError> {
+    if text.contains('\0') {
+        return Err(PlistError::NulCharacter { element: tag });
+    }
     out.push(b'<');
     out.extend_from_slice(tag.as_bytes());
     out.push(b'>');
@@ -1093,11 +1104,43 @@ fn text_element(out: &mut Vec<u8>, tag: &str, text: &str) {
     out.extend_from_slice(b"</");
     out.extend_from_slice(tag.as_bytes());
     out.extend_from_slice(b">\n");
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whatever the writer emits, the reader reads back as the same value;
+    /// what no reader accepts (U+0000) the writer refuses with a typed error.
+    #[test]
+    fn the_writer_emits_only_what_the_reader_reads_back() {
+        for c in (0u32..0x20).chain([0x7F, 0xFFFD]) {
+            let c = char::from_u32(c).unwrap();
+            for (key, string) in [
+                (format!("k{c}"), "s".to_owned()),
+                ("k".into(), format!("a{c}b")),
+            ] {
+                let mut d = plist::Dictionary::new();
+                d.insert(key.clone(), Value::String(string.clone()));
+                let value = Value::Dictionary(d);
+                match encode_xml(&value) {
+                    Ok(xml) => assert_eq!(
+                        decode(&xml, &Limits::default()),
+                        Ok(value),
+                        "U+{:04X}",
+                        c as u32
+                    ),
+                    Err(e) => {
+                        assert_eq!(c, '\0');
+                        let element = if key.contains('\0') { "key" } else { "string" };
+                        assert_eq!(e, PlistError::NulCharacter { element });
+                    }
+                }
+            }
+        }
+        assert!(encode_xml(&Value::String("\0".into())).is_err());
+    }
 
     fn xml(body: &str) -> Vec<u8> {
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\">{body}</plist>")
@@ -1135,7 +1178,7 @@ mod tests {
     #[test]
     fn real_formatting_round_trips() {
         for r in [1.0, 1.5, -0.25, 1e300, 5e-324] {
-            let back = decode(&encode_xml(&Value::Real(r)), &Limits::default()).unwrap();
+            let back = decode(&encode_xml(&Value::Real(r)).unwrap(), &Limits::default()).unwrap();
             assert_eq!(back.as_real(), Some(r));
         }
     }

@@ -7,48 +7,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+#[path = "../example_binary/mod.rs"]
+pub mod example_binary;
 pub mod http;
 
 #[allow(unused_imports)]
 pub use http::{HttpResponse, HttpTransport};
 
-/// Path of the example binary: `cargo test` builds examples next to the
-/// test executables (`target/<profile>/examples/server`); run the whole
-/// suite (not just `--test server_http`) so it is current. A binary older
-/// than the crate's or the example's sources is refused rather than tested.
+/// Path of the example server, refused when missing or older than its
+/// sources (see [`example_binary`]).
 pub fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("examples").join("server");
-    let hint = "run `cargo test --all-features` (or `cargo build --all-features --examples`)";
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("{} missing: {hint}", bin.display()));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let newest = newest_source(&root.join("src")).max(newest_source(&root.join("examples/server")));
-    assert!(
-        newest.is_none_or(|t| t <= built),
-        "{} is older than its sources: {hint}",
-        bin.display()
-    );
-    bin
-}
-
-/// The newest modification time of a `.rs` file under `dir`.
-pub fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let t = if path.is_dir() {
-            newest_source(&path)
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            entry.metadata().and_then(|m| m.modified()).ok()
-        } else {
-            None
-        };
-        newest = newest.max(t);
-    }
-    newest
+    example_binary::example_binary("server")
 }
 
 /// A running server.
