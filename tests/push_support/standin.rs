@@ -207,6 +207,7 @@ impl StandIn {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
+                let _ = tcp.set_nodelay(true);
                 let (acceptor, st2) = (acceptor.clone(), st.clone());
                 conns.lock().await.spawn(async move {
                     let tls = match acceptor.accept(tcp).await {
