@@ -256,3 +256,14 @@ fn python_plistlib_reads_the_request() {
     assert_eq!(lines[1], hex);
     assert_eq!(lines[2], "3");
 }
+
+#[test]
+fn a_customers_csr_is_read_back_from_pem_or_der() {
+    let m = make();
+    let pem = request::csr_pem(&m.csr).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"));
+    assert_eq!(request::read_csr(pem.as_bytes()).unwrap(), m.csr);
+    assert_eq!(request::read_csr(&m.csr).unwrap(), m.csr);
+    assert!(request::read_csr(m.vendor.to_pem().as_bytes()).is_err());
+    assert!(request::read_csr(b"\x30\x03\x02\x01\x00").is_err());
+}

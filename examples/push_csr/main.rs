@@ -20,19 +20,22 @@ use mdm_enroll::cms::Certificate;
 use mdm_enroll::crypto::RsaKey;
 use request::Subject;
 
-const USAGE: &str =
-    "usage: push-csr [--out DIR] [--key EXISTING.key] [--cn NAME] [--country CC] [--email ADDR]
+const USAGE: &str = "usage: push-csr [--out DIR] [--key EXISTING.key | --csr EXISTING.csr]
+                [--cn NAME] [--country CC] [--email ADDR]
                 [--vendor-cert PEM --vendor-key PEM --chain PEM]
 
-Writes DIR/push.key (a new RSA-2048 key, unless --key names one), DIR/push.csr,
-and with --vendor-cert/--vendor-key/--chain DIR/push_request.plist.b64 for
-Apple's Push Certificates portal. --chain: Apple's WWDR intermediate and root
-certificates (PEM, in that order), downloaded from apple.com/certificateauthority.";
+Writes DIR/push.key (a new RSA-2048 key, unless --key names one; an existing
+file is never overwritten) and DIR/push.csr, or takes a customer's CSR with
+--csr; with --vendor-cert/--vendor-key/--chain it also writes
+DIR/push_request.plist.b64 for Apple's Push Certificates portal. --chain:
+Apple's WWDR intermediate and root certificates (PEM, in that order), from
+https://www.apple.com/certificateauthority/.";
 
 #[derive(Default)]
 struct Args {
     out: PathBuf,
     key: Option<PathBuf>,
+    csr: Option<PathBuf>,
     cn: String,
     country: String,
     email: Option<String>,
@@ -57,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--out" => a.out = value.into(),
             "--key" => a.key = Some(value.into()),
+            "--csr" => a.csr = Some(value.into()),
             "--cn" => a.cn = value,
             "--country" => a.country = value,
             "--email" => a.email = Some(value),
@@ -102,36 +106,52 @@ fn certificates(path: &Path) -> Result<Vec<Certificate>, String> {
 }
 
 fn run(a: Args) -> Result<(), String> {
+    let vendor_flags = [&a.vendor_cert, &a.vendor_key, &a.chain];
+    let given = vendor_flags.iter().filter(|f| f.is_some()).count();
+    if given != 0 && given != vendor_flags.len() {
+        return Err("--vendor-cert, --vendor-key and --chain go together".into());
+    }
+    if a.csr.is_some() && a.key.is_some() {
+        return Err("--key and --csr exclude each other".into());
+    }
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let key = match &a.key {
-        Some(p) => {
-            RsaKey::from_pem_or_der(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?
-        }
+    let csr = match &a.csr {
+        Some(p) => request::read_csr(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?,
         None => {
-            let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-            let key = RsaKey::generate(&mut rng, 2048).map_err(|e| e.to_string())?;
-            let path = a.out.join("push.key");
-            write(
-                &path,
-                key.to_pkcs8_pem().map_err(|e| e.to_string())?.as_bytes(),
-                true,
-            )?;
-            println!(
-                "wrote {} (keep it: the push certificate is useless without it)",
-                path.display()
-            );
-            key
+            let key = match &a.key {
+                Some(p) => RsaKey::from_pem_or_der(&read(p)?)
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
+                None => {
+                    let path = a.out.join("push.key");
+                    if path.exists() {
+                        return Err(format!(
+                            "{} exists: pass --key {0} to make a CSR for it (a key is never overwritten)",
+                            path.display()
+                        ));
+                    }
+                    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+                    let key = RsaKey::generate(&mut rng, 2048).map_err(|e| e.to_string())?;
+                    let pem = key.to_pkcs8_pem().map_err(|e| e.to_string())?;
+                    write(&path, pem.as_bytes(), true)?;
+                    println!(
+                        "wrote {} (keep it: the push certificate is useless without it)",
+                        path.display()
+                    );
+                    key
+                }
+            };
+            let subject = Subject {
+                common_name: a.cn,
+                country: a.country,
+                email: a.email,
+            };
+            let csr = request::csr(&key, &subject)?;
+            let path = a.out.join("push.csr");
+            write(&path, request::csr_pem(&csr)?.as_bytes(), false)?;
+            println!("wrote {}", path.display());
+            csr
         }
     };
-    let subject = Subject {
-        common_name: a.cn,
-        country: a.country,
-        email: a.email,
-    };
-    let csr = request::csr(&key, &subject)?;
-    let path = a.out.join("push.csr");
-    write(&path, request::csr_pem(&csr)?.as_bytes(), false)?;
-    println!("wrote {}", path.display());
 
     match (&a.vendor_cert, &a.vendor_key, &a.chain) {
         (None, None, None) => {

@@ -73,6 +73,24 @@ pub fn csr_pem(der: &[u8]) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A PKCS#10 request from PEM (`CERTIFICATE REQUEST`) or DER, checked to
+/// parse; its DER.
+pub fn read_csr(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use der::Decode;
+    let der = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        let (label, der) = der::pem::decode_vec(bytes).map_err(|e| format!("PEM: {e}"))?;
+        if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
+            return Err(format!("PEM block {label:?} is not a CERTIFICATE REQUEST"));
+        }
+        der
+    } else {
+        bytes.to_vec()
+    };
+    x509_cert::request::CertReq::from_der(&der)
+        .map_err(|e| format!("not a PKCS#10 request: {e}"))?;
+    Ok(der)
+}
+
 /// The signed request for the portal: base64 of the XML plist.
 ///
 /// `vendor_key` must be the key of `vendor_cert`; `chain` holds Apple's WWDR
