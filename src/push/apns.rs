@@ -7,7 +7,8 @@
 //! else [`ApnsConfig::backoff`]) and on transport failures, at most
 //! [`ApnsConfig::max_attempts`] times in all, and never on 400, 403 or 410.
 //! A push whose topic is not the certificate's is refused before anything is
-//! sent.
+//! sent. A transport failure after the request left may repeat a push the
+//! gateway already took; for MDM that only wakes the device once more.
 //!
 //! ```no_run
 //! # async fn run(cert: &[u8], key: &[u8], token: &[u8], magic: &str) -> Result<(), Box<dyn std::error::Error>> {

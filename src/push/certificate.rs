@@ -8,8 +8,9 @@
 //! enrolled devices no longer answer: [`PushCertificate::ensure_topic`].
 //!
 //! PEM and DER are read here. PKCS#12 (`.p12` as exported by Keychain
-//! Access) is not: no well-kept pure-Rust PKCS#12 reader fits the crate's
-//! RustCrypto versions. Convert one with
+//! Access) is not: the pure-Rust reader that would fit, `p12-keystore` 0.4,
+//! needs `pkcs12` 0.2.0-pre.0, which pins `cms` =0.3.0-pre.1 against this
+//! crate's `cms` =0.3.0-rc.0. Convert one with
 //! `openssl pkcs12 -in push.p12 -nokeys -out push.pem` and
 //! `openssl pkcs12 -in push.p12 -nocerts -nodes -out push.key`.
 

@@ -150,8 +150,9 @@ pub enum PushOutcome {
         status: u16,
         /// Why.
         reason: Reason,
-        /// The wait before the next attempt: `Retry-After` (seconds) if
-        /// present, else the backoff for this attempt.
+        /// The wait before the next attempt: `Retry-After` (delta-seconds,
+        /// at most the backoff's cap) if present, else the backoff for this
+        /// attempt. An HTTP-date `Retry-After` is not read (APNs sends none).
         after: Duration,
     },
 }
