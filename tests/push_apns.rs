@@ -190,6 +190,26 @@ async fn reconnects_after_the_connection_drops() {
 }
 
 #[tokio::test]
+async fn a_stalled_answer_times_out_and_the_next_push_reconnects() {
+    let standin = StandIn::start(pki().server.clone()).await;
+    let mut c = config(&standin);
+    c.request_timeout = Duration::from_millis(300);
+    c.max_attempts = 1;
+    let client = ApnsClient::new(pki().identity.clone(), c).unwrap();
+    standin.script([Reply::new(200, "").after(Duration::from_secs(30))]);
+    assert_eq!(
+        client.push(&TOKEN, "m").await,
+        Err(ApnsError::Timeout("request"))
+    );
+    assert!(client.push(&TOKEN, "m").await.unwrap().is_delivered());
+    assert_eq!(
+        standin.connections(),
+        2,
+        "the stalled connection was replaced"
+    );
+}
+
+#[tokio::test]
 async fn the_gateway_must_be_trusted() {
     let standin = StandIn::start(pki().server.clone()).await;
     let mut c = config(&standin);

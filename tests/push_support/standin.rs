@@ -126,6 +126,8 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     /// Response body.
     pub body: String,
+    /// How long to wait before answering.
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -135,7 +137,14 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: body.to_owned(),
+            delay: Duration::ZERO,
         }
+    }
+
+    /// The same answer, sent after `delay`.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// The same answer with a header.
@@ -295,6 +304,7 @@ async fn answer(
         });
         seen.len()
     };
+    tokio::time::sleep(reply.delay).await;
     let mut response = Response::builder()
         .status(reply.status)
         .header("apns-id", format!("00000000-0000-4000-8000-{n:012}"));
