@@ -12,7 +12,8 @@
 //! | [`wire`] | limits, the plist guard, the BER → DER normaliser |
 //! | [`http`] | neutral HTTP request/response values |
 //! | [`crypto`] | `Signer`, `KeyUnwrapper`, digests, the `rsa` backend |
-//! | [`mdm`] | check-in, report, command and push messages |
+//! | [`mdm`] | check-in, report and command messages |
+//! | [`push`] | the push certificate, APNs requests and outcomes, re-push policy; HTTP/2 client (feature `apns`) |
 //! | [`cms`] | SignedData, EnvelopedData, Mdm-Signature, device attributes |
 //! | [`profile`] | `.mobileconfig` payloads, building, validation, parsing |
 //! | [`pki`] | certificate authority helpers: CA/RA creation, issuing |
@@ -43,7 +44,7 @@
 //! | 7 | `ScepRequest` | SCEP GetCACaps, GetCACert, PKIOperation/PKCSReq | [`service::EnrollmentService::scep`], [`scep::ScepResponder::handle`], [`scep::CertificateRequest`] |
 //! | 8 | `CertificateIssued` | CertRep with the identity certificate | [`scep::CertificateRequest::issue`], [`pki::issue`], [`service::Engine::certificate_issued`] |
 //! | 9 | `MdmProfileInstalled` | check-in `Authenticate` (Mdm-Signature or mTLS identity) | [`service::MdmService::handle`], [`mdm::CheckinMessage`], [`cms::client_identity`] |
-//! | 10 | `MdmActivationComplete` | first device-channel `TokenUpdate`: MDM activation complete | [`service::Engine::checkin`], [`mdm::PushRequest`] |
+//! | 10 | `MdmActivationComplete` | first device-channel `TokenUpdate`: MDM activation complete | [`service::Engine::checkin`], [`push::PushRequest`] |
 //! | 11 | `ConfigurationRequested` | connect `Status=Idle` | [`service::Engine::connect`], [`mdm::Report`] |
 //! | 12 | `ConfigurationSent` | device information stored; initial commands, one per response | [`service::InitialConfiguration`], [`mdm::Command`], [`activation::queue`] |
 //! | 13 | `ConfigurationApplied` | every initial command Acknowledged (Error/NotNow handled) | [`activation::queue::dispose`], [`activation::Phase::Complete`] |
@@ -105,6 +106,7 @@ pub mod http;
 pub mod mdm;
 pub mod pki;
 pub mod profile;
+pub mod push;
 pub mod scep;
 pub mod service;
 pub mod store;

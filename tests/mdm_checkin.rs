@@ -4,7 +4,8 @@
 use mdm_enroll::mdm::channel::SHARED_IPAD_USER_ID;
 use mdm_enroll::mdm::checkin::CheckinPayload;
 use mdm_enroll::mdm::response::{self, ErrorFormat};
-use mdm_enroll::mdm::{Channel, CheckinMessage, Error, MessageType, PushRequest};
+use mdm_enroll::mdm::{Channel, CheckinMessage, Error, MessageType};
+use mdm_enroll::push::PushRequest;
 use mdm_enroll::wire::Limits;
 use mdm_enroll::wire::plist::PlistError;
 use plist::{Dictionary, Value};
@@ -267,8 +268,11 @@ fn push_request_from_token_update() {
     assert_eq!(
         PushRequest::new(&[0xAB], "t", "m").headers(),
         vec![
-            ("apns-topic".to_owned(), "t".to_owned()),
-            ("content-type".to_owned(), "application/json".to_owned())
+            ("apns-topic", "t".to_owned()),
+            ("apns-push-type", "mdm".to_owned()),
+            ("apns-priority", "10".to_owned()),
+            ("apns-expiration", "0".to_owned()),
+            ("content-type", "application/json".to_owned())
         ]
     );
 }

@@ -5,7 +5,8 @@
 
 use plist::{Dictionary, Value};
 
-use super::{Channel, DictBuilder, Error, Fields, PushRequest};
+use super::{Channel, DictBuilder, Error, Fields};
+use crate::push::PushRequest;
 use crate::wire::plist::PlistError;
 use crate::wire::{Limits, plist as wire_plist};
 

@@ -1,11 +1,10 @@
-//! MDM check-in, command/report and push messages.
+//! MDM check-in and command/report messages (the push is in [`crate::push`]).
 //!
 //! - [`checkin`]: the eight check-in `MessageType`s ([`CheckinMessage`]).
 //! - [`channel`]: who a message is for ([`Channel`]): device, user, Shared iPad, User Enrollment.
 //! - [`response`]: the replies a check-in expects.
 //! - [`report`]: what a device sends on `ServerURL` ([`Report`]).
 //! - [`command`]: what the server answers with ([`Command`]).
-//! - [`push`]: the APNs request that wakes a device ([`PushRequest`]).
 //!
 //! Every decoder goes through [`crate::wire::plist::decode`], so the bounds
 //! in [`crate::wire::Limits`] hold. Keys this crate does not model are kept
@@ -14,14 +13,12 @@
 pub mod channel;
 pub mod checkin;
 pub mod command;
-pub mod push;
 pub mod report;
 pub mod response;
 
 pub use channel::Channel;
 pub use checkin::{CheckinMessage, CheckinPayload, MessageType};
 pub use command::Command;
-pub use push::PushRequest;
 pub use report::{ErrorChainItem, Report, Status};
 
 use plist::{Dictionary, Value};

@@ -13,8 +13,8 @@
 
 use plist::{Dictionary, Value};
 
-use super::push::json_escape_into;
 use crate::http::{Response, media_type};
+use crate::wire::json::escape_into as json_escape_into;
 use crate::wire::plist::{PlistError, encode_xml};
 
 /// The `code` of the 403 reply that makes a device unenroll.

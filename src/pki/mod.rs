@@ -11,6 +11,7 @@
 //! - [`create_ra`]: an RA (SCEP encryption + signing) certificate issued by the CA.
 //! - [`issue`]: a leaf for a public key under a [`LeafPolicy`] the caller decides.
 //! - [`random_serial`]: a 127-bit random positive serial from the injected RNG.
+//! - [`certification_request`]: a PKCS#10 request (SCEP clients, the push certificate CSR).
 
 use std::time::{Duration, SystemTime};
 
@@ -242,6 +243,46 @@ pub fn issue(
         ca_signer,
         policy.digest,
     )
+}
+
+/// A PKCS#10 certification request (RFC 2986) for the key behind `signer`,
+/// naming `subject`, with a `challengePassword` attribute when `challenge`
+/// is given, signed with SHA-256; DER.
+pub fn certification_request(
+    signer: &dyn Signer,
+    subject: Name,
+    challenge: Option<&str>,
+) -> Result<Vec<u8>, PkiError> {
+    use der::asn1::{Any, BitString, SetOfVec};
+    use x509_cert::attr::Attribute;
+    use x509_cert::request::{CertReq, CertReqInfo, Version};
+    let mut attributes = SetOfVec::new();
+    if let Some(c) = challenge {
+        let mut values = SetOfVec::new();
+        values.insert(Any::encode_from(&der::asn1::Utf8StringRef::new(c)?)?)?;
+        attributes.insert(Attribute {
+            oid: const_oid::db::rfc2985::PKCS_9_AT_CHALLENGE_PASSWORD,
+            values,
+        })?;
+    }
+    let info = CertReqInfo {
+        version: Version::V1,
+        subject,
+        public_key: spki_of(signer.public_key())?,
+        attributes,
+    };
+    let signature = signer
+        .sign(DigestAlgorithm::Sha256, &info.to_der()?)
+        .map_err(|e| PkiError::Signing(e.to_string()))?;
+    let request = CertReq {
+        info,
+        algorithm: AlgorithmIdentifierOwned {
+            oid: DigestAlgorithm::Sha256.rsa_signature_oid(),
+            parameters: Some(Any::null()),
+        },
+        signature: BitString::from_bytes(&signature)?,
+    };
+    Ok(request.to_der()?)
 }
 
 /// Refuse to sign with a key that is not the issuer certificate's.

@@ -229,10 +229,6 @@ fn der_len(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    der_string(tag, &parts.concat())
-}
-
 /// A PKCS#10 request for `key` naming `subject`, with a `challengePassword`
 /// attribute when `challenge` is given, signed with SHA-256.
 pub fn build_csr(
@@ -240,43 +236,7 @@ pub fn build_csr(
     subject: &x509_cert::name::Name,
     challenge: Option<&str>,
 ) -> Result<Vec<u8>, DeviceError> {
-    use der::Encode;
-    /// 1.2.840.113549.1.9.7 challengePassword.
-    const CHALLENGE_PASSWORD: [u8; 11] = [
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x07,
-    ];
-    /// sha256WithRSAEncryption, NULL parameters.
-    const SHA256_RSA: [u8; 15] = [
-        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
-    ];
-    let spki = spki::SubjectPublicKeyInfoOwned::from_key(Signer::public_key(key))
-        .map_err(proto)?
-        .to_der()
-        .map_err(proto)?;
-    let attrs = match challenge {
-        Some(c) => tlv(
-            0xa0,
-            &[&tlv(
-                0x30,
-                &[
-                    &CHALLENGE_PASSWORD,
-                    &tlv(0x31, &[&der_string(0x0c, c.as_bytes())]),
-                ],
-            )],
-        ),
-        None => vec![0xa0, 0x00],
-    };
-    let info = tlv(
-        0x30,
-        &[
-            &[0x02, 0x01, 0x00],
-            &subject.to_der().map_err(proto)?,
-            &spki,
-            &attrs,
-        ],
-    );
-    let sig = key.sign(DigestAlgorithm::Sha256, &info).map_err(proto)?;
-    Ok(tlv(0x30, &[&info, &SHA256_RSA, &tlv(0x03, &[&[0], &sig])]))
+    crate::pki::certification_request(key, subject.clone(), challenge).map_err(proto)
 }
 
 impl SimulatedDevice {

@@ -4,8 +4,10 @@
 //! - [`Limits`]: one value holding every size, depth and count bound.
 //! - [`plist`]: a guard in front of the `plist` crate (depth, nodes, decoded bytes).
 //! - [`ber`]: a bounded BER reader and BER → DER normaliser for CMS.
+//! - [`json`]: JSON string escaping and a bounded flat-object reader (APNs answers).
 
 pub mod ber;
+pub mod json;
 pub mod plist;
 
 pub use ber::BerLimits;
