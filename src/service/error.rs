@@ -1,0 +1,126 @@
+//! Driver errors, the events a call reports and its result wrapper.
+
+use thiserror::Error;
+
+use crate::activation::{ActivationError, ActivationId, CommandOutcome, CommandUuid, Step};
+use crate::store::StoreError;
+
+/// Why a driver call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ServiceError {
+    /// The core (or a lost atomic gate) refused the input.
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request could not be decoded or its signature did not verify.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The server could not build, sign or issue what it answers with (its
+    /// configuration is wrong): nothing was stored.
+    #[error("server error: {0}")]
+    Internal(String),
+}
+
+/// Something notable that happened to an activation, for the caller's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The activation.
+    pub activation: ActivationId,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Kinds of [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// A step was reached.
+    Reached(Step),
+    /// A command finished.
+    CommandFinished {
+        /// The command.
+        uuid: CommandUuid,
+        /// How.
+        outcome: CommandOutcome,
+    },
+    /// The initial configuration finished with these commands not acknowledged.
+    ConfigurationFailed(Vec<CommandUuid>),
+    /// The device authenticated again (re-enrolment).
+    ReEnrolled,
+    /// The activation no longer has an enrolled device (CheckOut or superseded).
+    Unenrolled,
+}
+
+/// A driver result with the events it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    /// The result.
+    pub value: T,
+    /// Events, in order.
+    pub events: Vec<Event>,
+}
+
+impl ServiceError {
+    /// The HTTP status to answer a device or browser with.
+    ///
+    /// Never 401 on the MDM endpoints: to a device a 401 means "unenroll".
+    /// Authentication failures are 400 (as nanomdm), policy refusals 403,
+    /// lost races and replays 409, store trouble 503 (the device retries).
+    pub fn http_status(&self) -> u16 {
+        use ActivationError as A;
+        match self {
+            Self::Activation(e) => match e {
+                A::BadCredentials | A::PasswordExpired => 403,
+                A::NoticeNotAccepted
+                | A::ModelNotAllowed { .. }
+                | A::OsBelowFloor { .. }
+                | A::DeviceCapReached { .. } => 403,
+                A::ChallengeReplayed | A::OutOfOrder { .. } => 409,
+                A::UnknownActivation => 404,
+                A::InvalidTenant
+                | A::InvalidActivationId
+                | A::TenantMismatch
+                | A::UnknownUser
+                | A::MissingChallenge
+                | A::UnknownChallenge
+                | A::WrongChallenge
+                | A::ChallengeExpired
+                | A::UnexpectedPhase(_)
+                | A::UnknownIdentity
+                | A::IdentityMismatch
+                | A::DeviceMismatch
+                | A::NotEnrolled
+                | A::MissingCommandUuid
+                | A::UnknownCommand(_)
+                | A::UndecodableWithoutCommand => 400,
+            },
+            Self::Store(StoreError::VersionConflict { .. } | StoreError::Backend(_)) => 503,
+            Self::Store(StoreError::DuplicateSerial) => 503,
+            // The user's device limit: a policy refusal, like the others.
+            Self::Store(StoreError::LimitReached) => 403,
+            Self::Store(_) => 500,
+            Self::BadRequest(_) => 400,
+            Self::Internal(_) => 500,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_facing_errors_never_unenroll() {
+        let all = [
+            ActivationError::UnknownIdentity,
+            ActivationError::IdentityMismatch,
+            ActivationError::DeviceMismatch,
+            ActivationError::NotEnrolled,
+            ActivationError::BadCredentials,
+        ];
+        for e in all {
+            assert_ne!(ServiceError::Activation(e).http_status(), 401);
+        }
+    }
+}
