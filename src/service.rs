@@ -1,9 +1,10 @@
-//! The driver: wires the caller's [`Store`], [`Directory`] and [`PushSender`]
+//! The driver: wires the caller's [`Store`](crate::store::Store),
+//! [`Directory`](crate::store::Directory) and [`PushSender`](crate::store::PushSender)
 //! to the pure [`activation`](crate::activation) core.
 //!
 //! [`Engine`] is the evidence-level driver: one method per activation step,
 //! taking values the HTTP/CMS/SCEP layers already verified. Each call loads
-//! the activation, runs [`Activation::apply`], carries out the outputs in
+//! the activation, runs [`Activation::apply`](crate::activation::Activation::apply), carries out the outputs in
 //! order (atomic gates first: consume a challenge, claim a device slot, bind an
 //! identity, finish a command) and saves the new state with a versioned
 //! update. A failed gate stops the call with a typed error before the state
@@ -15,6 +16,12 @@
 //! the engine. [`Route`] names the per-tenant URLs (`<prefix>/<tenant>/enroll`,
 //! `/profile-service`, `/scep`, `/mdm`) the profiles give the device.
 //!
+//! The command API ([`Engine::enqueue_command`], [`Engine::enqueue_raw`],
+//! [`Engine::cancel`], [`Engine::queue`], [`Engine::results`],
+//! [`Engine::enrollments`]) serves day-2 operations after activation; it
+//! pushes through the [`PushSender`](crate::store::PushSender) and keeps per-channel push bookkeeping
+//! in the [`PushStore`](crate::store::PushStore) ([`RepushPolicy`]).
+//!
 //! # Sync and async
 //!
 //! Every call is synchronous and short: a few store operations and no key
@@ -23,14 +30,16 @@
 //! and from the executor's blocking pool (`spawn_blocking`) when the store
 //! performs network IO. The push sender only queues pushes.
 
+mod commands;
 mod engine;
 mod enrollment;
 mod error;
 mod mdm;
 mod route;
 
-pub use engine::{Engine, EngineConfig, EnrollmentGrant, LoginGrant, NewCommand};
+pub use commands::EnrollmentSummary;
+pub use engine::{Engine, EngineConfig, EnrollmentGrant, LoginGrant, NewCommand, RepushPolicy};
 pub use enrollment::{EnrollmentConfig, EnrollmentService, SingleTenantPaths};
-pub use error::{Event, EventKind, Outcome, ServiceError};
+pub use error::{CommandError, Event, EventKind, Outcome, ServiceError};
 pub use mdm::{InitialConfiguration, MdmService};
 pub use route::{Endpoint, Route, RouteError};

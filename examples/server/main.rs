@@ -10,6 +10,7 @@
 mod admin;
 mod cli;
 mod html;
+mod push;
 mod routes;
 mod tls;
 

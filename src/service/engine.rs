@@ -26,6 +26,76 @@ pub struct EngineConfig {
     pub scep_challenge_ttl: Duration,
     /// Queue tuning.
     pub queue: QueuePolicy,
+    /// When to push again after an unanswered push or a `NotNow`.
+    pub repush: RepushPolicy,
+}
+
+/// When to push a channel again, as pure arithmetic over plain values.
+///
+/// After the `n`-th push the device has not answered, the next push is due
+/// `first_delay · 2ⁿ⁻¹` later (at most `max_delay`), until `max_attempts`
+/// unanswered pushes; after a `NotNow` it is due `not_now_delay` later (the
+/// queue's retry budget caps those). Kept minimal on purpose: it is meant to
+/// merge with the APNs-side retry policy of the push client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepushPolicy {
+    /// Delay after the first unanswered push (default 1 minute).
+    pub first_delay: Duration,
+    /// Longest delay between re-pushes (default 1 hour).
+    pub max_delay: Duration,
+    /// Unanswered pushes after which re-pushing stops (default 8; 0 never re-pushes).
+    pub max_attempts: u32,
+    /// Delay before pushing a deferred (`NotNow`) command again (default 5 minutes).
+    pub not_now_delay: Duration,
+}
+
+impl Default for RepushPolicy {
+    fn default() -> Self {
+        Self {
+            first_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(3600),
+            max_attempts: 8,
+            not_now_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RepushPolicy {
+    /// A policy with these delays and cap.
+    pub fn new(
+        first_delay: Duration,
+        max_delay: Duration,
+        max_attempts: u32,
+        not_now_delay: Duration,
+    ) -> Self {
+        Self {
+            first_delay,
+            max_delay,
+            max_attempts,
+            not_now_delay,
+        }
+    }
+
+    /// When to push again after the `attempts`-th unanswered push sent at
+    /// `at` (`attempts` ≥ 1); `None` once the cap is reached.
+    pub fn after_push(&self, attempts: u32, at: SystemTime) -> Option<SystemTime> {
+        if attempts == 0 || attempts >= self.max_attempts {
+            return None;
+        }
+        let factor = 1u32.checked_shl(attempts - 1).unwrap_or(u32::MAX);
+        let delay = self
+            .first_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay);
+        at.checked_add(delay)
+    }
+
+    /// When to push again after a `NotNow` answered at `at`.
+    pub fn after_not_now(&self, at: SystemTime) -> Option<SystemTime> {
+        at.checked_add(self.not_now_delay)
+    }
 }
 
 impl Default for EngineConfig {
@@ -34,6 +104,7 @@ impl Default for EngineConfig {
             profile_challenge_ttl: Duration::from_secs(15 * 60),
             scep_challenge_ttl: Duration::from_secs(15 * 60),
             queue: QueuePolicy::default(),
+            repush: RepushPolicy::default(),
         }
     }
 }
@@ -70,10 +141,10 @@ pub struct NewCommand {
 /// The evidence-level driver.
 #[derive(Debug)]
 pub struct Engine<S, D, P> {
-    store: S,
+    pub(super) store: S,
     directory: D,
-    push: P,
-    config: EngineConfig,
+    pub(super) push: P,
+    pub(super) config: EngineConfig,
 }
 
 struct Ctx<'a> {
@@ -85,6 +156,8 @@ struct Ctx<'a> {
     channel: Option<Channel>,
     events: Vec<Event>,
     deliver: Option<QueuedCommand>,
+    deferred: bool,
+    lost_delivery: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -98,6 +171,8 @@ impl<'a> Ctx<'a> {
             channel: None,
             events: Vec::new(),
             deliver: None,
+            deferred: false,
+            lost_delivery: false,
         }
     }
 }
@@ -338,7 +413,16 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             }
         }
         let authenticate = matches!(event.message, CheckinMessage::Authenticate { .. });
+        let token_update = matches!(event.message, CheckinMessage::TokenUpdate { .. });
         let device_id = event.channel.device_id.clone();
+        let push_key = QueueKey {
+            tenant: tenant.clone(),
+            channel: event.channel.clone(),
+        };
+        if token_update {
+            // A new token is valid again (before a first push below uses it).
+            self.note_token_update(&push_key)?;
+        }
         ctx.channel = Some(event.channel.clone());
         let input = Input::Checkin {
             event,
@@ -407,55 +491,27 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             finished,
             policy: self.config.queue,
         };
-        self.run(current, input, &mut ctx)?;
+        let state = self.run(current, input, &mut ctx)?;
+        let next_due = if ctx.deferred {
+            self.config.repush.after_not_now(now)
+        } else {
+            None
+        };
+        self.note_answer(&key, next_due)?;
+        if ctx.lost_delivery {
+            // The command chosen was cancelled meanwhile: wake the device
+            // again for whatever else is queued.
+            if !self.store.pending(&key)?.is_empty() {
+                self.push_channel(&state, &key.channel, now, &mut ctx.events)?;
+            }
+        }
         Ok(Outcome {
             value: ctx.deliver.take(),
             events: ctx.events,
         })
     }
 
-    /// Queue a command for a channel of an enrolled device and push it.
-    pub fn enqueue(
-        &self,
-        tenant: &TenantId,
-        channel: &Channel,
-        command: NewCommand,
-        now: SystemTime,
-    ) -> Result<(), ServiceError> {
-        let id = self
-            .store
-            .device_activation(tenant, &channel.device_id)?
-            .ok_or(ActivationError::NotEnrolled)?;
-        let activation = self.load(tenant, &id)?.value;
-        let target = match &channel.user_id {
-            None => activation.push.clone(),
-            Some(user) => activation
-                .user_channels
-                .iter()
-                .find(|(u, _)| u == user)
-                .map(|(_, t)| t.clone()),
-        }
-        .ok_or(ActivationError::NotEnrolled)?;
-        let key = QueueKey {
-            tenant: tenant.clone(),
-            channel: channel.clone(),
-        };
-        self.store.enqueue(
-            &key,
-            &QueuedCommand {
-                uuid: command.uuid,
-                request_type: command.request_type,
-                body: command.body,
-                activation: None,
-                not_now_count: 0,
-                queued_at: now,
-            },
-        )?;
-        self.push.push(tenant, channel, &target)?;
-        Ok(())
-    }
-
-    fn load(
+    pub(super) fn load(
         &self,
         tenant: &TenantId,
         id: &ActivationId,
@@ -703,6 +759,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                                 activation: Some(after.id.clone()),
                                 not_now_count: 0,
                                 queued_at: ctx.now,
+                                delivered_at: None,
                             },
                         )?;
                     }
@@ -748,15 +805,28 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                     StoreError::NotFound => ActivationError::UnknownCommand(uuid.clone()).into(),
                     other => ServiceError::Store(other),
                 })?;
+                ctx.deferred = true;
             }
             Output::Deliver(uuid) => {
-                ctx.deliver = ctx.pending.iter().find(|c| c.uuid == *uuid).cloned();
+                let key = self.queue_key(ctx)?;
+                // The atomic gate against a racing cancel: only a command
+                // still queued is sent, and once marked it cannot be cancelled.
+                match store.mark_delivered(&key, uuid, ctx.now) {
+                    Ok(()) => {
+                        ctx.deliver = ctx.pending.iter().find(|c| c.uuid == *uuid).cloned();
+                    }
+                    Err(StoreError::NotFound) => {
+                        ctx.deliver = None;
+                        ctx.lost_delivery = true;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Output::EndConnection => ctx.deliver = None,
             Output::Push(channel) => {
-                if let Some(target) = &after.push {
-                    self.push.push(tenant, channel, target)?;
-                }
+                let mut events = Vec::new();
+                self.push_channel(after, channel, ctx.now, &mut events)?;
+                ctx.events.extend(events);
             }
         }
         Ok(())

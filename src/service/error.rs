@@ -2,8 +2,10 @@
 
 use thiserror::Error;
 
-use crate::activation::{ActivationError, ActivationId, CommandOutcome, CommandUuid, Step};
-use crate::store::StoreError;
+use crate::activation::{
+    ActivationError, ActivationId, Channel, CommandOutcome, CommandUuid, Step,
+};
+use crate::store::{PushError, StoreError};
 
 /// Why a driver call failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -21,6 +23,40 @@ pub enum ServiceError {
     /// configuration is wrong): nothing was stored.
     #[error("server error: {0}")]
     Internal(String),
+    /// The command API refused a command.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+/// Why the command API refused to queue or cancel a command.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The raw command plist is larger than the limit.
+    #[error("command plist is {len} bytes, the limit is {max}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The raw command plist is not a command: not a plist, not a
+    /// dictionary, or without a `CommandUUID` string or a `Command`
+    /// dictionary with a `RequestType` string (the message names which).
+    #[error("invalid command plist: {0}")]
+    Invalid(String),
+    /// A command with this uuid is or was queued on this channel.
+    #[error("command {0} is already queued or finished on this channel")]
+    Duplicate(CommandUuid),
+    /// The command was already sent to the device: too late to cancel.
+    #[error("command {0} was already delivered")]
+    AlreadyDelivered(CommandUuid),
+    /// The command already finished, was cancelled or was cleared.
+    #[error("command {0} already finished")]
+    AlreadyFinished(CommandUuid),
+    /// No command with this uuid was queued on this channel.
+    #[error("no command {0} on this channel")]
+    Unknown(CommandUuid),
 }
 
 /// Something notable that happened to an activation, for the caller's log.
@@ -34,6 +70,7 @@ pub struct Event {
 
 /// Kinds of [`Event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EventKind {
     /// A step was reached.
     Reached(Step),
@@ -50,6 +87,50 @@ pub enum EventKind {
     ReEnrolled,
     /// The activation no longer has an enrolled device (CheckOut or superseded).
     Unenrolled,
+    /// A command was queued through the command API.
+    CommandQueued {
+        /// The channel.
+        channel: Channel,
+        /// The command.
+        uuid: CommandUuid,
+        /// Its `RequestType`.
+        request_type: String,
+    },
+    /// A queued command was cancelled before it was delivered.
+    CommandCancelled {
+        /// The channel.
+        channel: Channel,
+        /// The command.
+        uuid: CommandUuid,
+    },
+    /// A push was handed to the [`PushSender`](crate::store::PushSender).
+    Pushed {
+        /// The channel.
+        channel: Channel,
+        /// Pushes sent since the device last answered, this one included.
+        attempt: u32,
+    },
+    /// No push was sent: APNs said the channel's token is invalid, and no
+    /// `TokenUpdate` has arrived since.
+    PushSkippedTokenInvalid {
+        /// The channel.
+        channel: Channel,
+    },
+    /// The push sender refused the push (the command stays queued).
+    PushFailed {
+        /// The channel.
+        channel: Channel,
+        /// Why.
+        error: PushError,
+    },
+    /// The re-push policy's cap was reached without an answer: no more
+    /// re-pushes until the device answers or a new command is queued.
+    RepushGaveUp {
+        /// The channel.
+        channel: Channel,
+        /// Unanswered pushes.
+        attempts: u32,
+    },
 }
 
 /// A driver result with the events it produced.
@@ -102,6 +183,13 @@ impl ServiceError {
             Self::Store(_) => 500,
             Self::BadRequest(_) => 400,
             Self::Internal(_) => 500,
+            Self::Command(e) => match e {
+                CommandError::TooLarge { .. } | CommandError::Invalid(_) => 400,
+                CommandError::Duplicate(_)
+                | CommandError::AlreadyDelivered(_)
+                | CommandError::AlreadyFinished(_) => 409,
+                CommandError::Unknown(_) => 404,
+            },
         }
     }
 }

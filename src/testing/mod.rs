@@ -24,7 +24,7 @@ use crate::activation::{
     ReportStatus, Secret, TenantId, VerifiedAttributes,
 };
 use crate::service::{Engine, Event, NewCommand, ServiceError};
-use crate::store::{Directory, PushSender, Store, StoreError};
+use crate::store::{Directory, PushError, PushSender, Store, StoreError};
 
 /// A [`Directory`] over a table of (tenant, username) → password.
 #[derive(Debug, Default)]
@@ -91,10 +91,10 @@ impl PushSender for RecordingPush {
         tenant: &TenantId,
         channel: &Channel,
         target: &PushTarget,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), PushError> {
         self.pushes
             .lock()
-            .map_err(|_| StoreError::Backend("lock poisoned".into()))?
+            .map_err(|_| PushError::Unavailable("lock poisoned".into()))?
             .push((tenant.clone(), channel.clone(), target.clone()));
         Ok(())
     }
