@@ -50,7 +50,7 @@ pub struct App {
     pub admin: (String, String),
 }
 
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
@@ -112,7 +112,7 @@ impl App {
     }
 
     /// Write the steps reached into the timeline and log every event.
-    fn record(&self, events: &[Event]) {
+    pub fn record(&self, events: &[Event]) {
         let now = self.now();
         for e in events {
             tracing::info!(activation = %e.activation.as_str(), event = ?e.kind, "activation event");
