@@ -465,6 +465,7 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         None => format!("{}://{local}", if config.http { "http" } else { "https" }),
     };
     let app = Arc::new(build_app(config, base_url.clone())?);
+    push::spawn_repush(app.clone(), Duration::from_secs(30));
     let tls = if config.http {
         None
     } else {

@@ -30,3 +30,26 @@ impl PushSender for LogPush {
         Ok(())
     }
 }
+
+/// Every `every`, re-push the channels whose push went unanswered or whose
+/// command the device deferred (`NotNow`), as the engine's `RepushPolicy`
+/// schedules them (`Engine::repush_due`, on the blocking pool).
+pub fn spawn_repush(app: std::sync::Arc<crate::routes::App>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let app = app.clone();
+            let sweep = tokio::task::spawn_blocking(move || {
+                let now = std::time::SystemTime::now();
+                match app.service.engine().repush_due(&app.tenant, now) {
+                    Ok(out) => app.record(&out.events),
+                    Err(e) => tracing::warn!(error = %e, "re-push sweep failed"),
+                }
+            });
+            if let Err(e) = sweep.await {
+                tracing::error!(error = %e, "re-push sweep panicked");
+            }
+        }
+    });
+}
