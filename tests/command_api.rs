@@ -12,8 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use mdm_enroll::activation::*;
 use mdm_enroll::mdm::Command;
-use mdm_enroll::service::{CommandError, Engine, EngineConfig, EventKind, ServiceError};
-use mdm_enroll::store::{MemoryStore, Store};
+use mdm_enroll::service::{
+    CommandError, Engine, EngineConfig, EventKind, RepushPolicy, ServiceError,
+};
+use mdm_enroll::store::{MemoryStore, PushError, Store};
 use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory};
 use rand_core::UnwrapErr;
 
@@ -32,10 +34,14 @@ struct Fx<S: Store> {
 
 /// An engine over `store` with one Mac that completed all 13 steps at t0.
 fn activated<S: Store>(store: S) -> Fx<S> {
+    activated_with(store, EngineConfig::default())
+}
+
+fn activated_with<S: Store>(store: S, config: EngineConfig) -> Fx<S> {
     let tenant = TenantId::new("acme").unwrap();
     let dir = StaticDirectory::new();
     dir.set_password(&tenant, "alice", "pw");
-    let engine = Engine::new(store, dir, RecordingPush::new(), EngineConfig::default());
+    let engine = Engine::new(store, dir, RecordingPush::new(), config);
     engine
         .provision_user(&UserAccount {
             tenant: tenant.clone(),
@@ -94,6 +100,8 @@ over_stores! {
     invalid_token_stops_pushes_until_token_update => invalid_token_stops_pushes_until_token_update;
     unanswered_push_is_repushed_with_backoff => unanswered_push_is_repushed_with_backoff;
     enrollments_list_the_device => enrollments_list_the_device;
+    refused_push_is_an_event_and_the_command_stays => refused_push_is_an_event_and_the_command_stays;
+    initial_configuration_is_not_cancellable => initial_configuration_is_not_cancellable;
 }
 
 fn idle<S: Store>(fx: &Fx<S>, at: SystemTime) -> Option<QueuedCommand> {
@@ -578,4 +586,176 @@ fn enrollments_list_the_device<S: Store>(mut fx: Fx<S>) {
         channel: ch,
     });
     assert_eq!(q.unwrap()[0].delivered_at, None);
+}
+
+fn refused_push_is_an_event_and_the_command_stays<S: Store>(mut fx: Fx<S>) {
+    let ch = fx.device.channel();
+    let at = t0() + Duration::from_secs(60);
+    let before = fx.engine.push_sender().pushes().len();
+    let refusal = PushError::Unavailable("APNs queue full".into());
+    fx.engine.push_sender().refuse_with(Some(refusal.clone()));
+    let cmd = Command::profile_list(mdm_enroll::mdm::command::random_uuid(&mut fx.rng));
+    let out = fx
+        .engine
+        .enqueue_command(&fx.tenant, &ch, &cmd, at)
+        .unwrap();
+    assert!(
+        out.events.iter().any(|e| e.kind
+            == EventKind::PushFailed {
+                channel: ch.clone(),
+                error: refusal.clone()
+            }),
+        "{:?}",
+        out.events
+    );
+    assert!(
+        !out.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Pushed { .. }))
+    );
+    assert_eq!(fx.engine.push_sender().pushes().len(), before);
+    let st = push_state(&fx);
+    assert_eq!(st.last_push, Some(t0()), "a refused push is not recorded");
+    assert_eq!(st.attempts, 0);
+    assert_eq!(fx.engine.queue(&fx.tenant, &ch).unwrap().value.len(), 1);
+    fx.engine.push_sender().refuse_with(None);
+    let out = fx.engine.push_now(&fx.tenant, &ch, at).unwrap();
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Pushed { attempt: 1, .. }))
+    );
+    assert_eq!(idle(&fx, at).map(|c| c.uuid.0), Some(cmd.command_uuid));
+}
+
+fn initial_configuration_is_not_cancellable<S: Store>(fx: Fx<S>) {
+    // A second Mac stops after TokenUpdate: its initial configuration is queued.
+    let ch = fx.device.channel();
+    let results = fx.engine.results(&fx.tenant, &ch).unwrap().value;
+    let initial = results
+        .first()
+        .expect("initial configuration results")
+        .uuid
+        .clone();
+    assert_eq!(
+        fx.engine.cancel(&fx.tenant, &ch, &initial).unwrap_err(),
+        ServiceError::Command(CommandError::AlreadyFinished(initial))
+    );
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    let mut mac = EvidenceDevice::random(&mut rng);
+    let t = &fx.tenant;
+    let e = &fx.engine;
+    let login = LoginAttempt {
+        username: "alice".into(),
+        password: Secret::new("pw"),
+        domain: "corp".into(),
+    };
+    let id = e.login(t, &login, t0(), &mut rng).unwrap().value.activation;
+    let challenge = e
+        .request_activation(t, &id, true, None, t0(), &mut rng)
+        .unwrap()
+        .value;
+    let grant = e
+        .device_attributes(t, mac.attributes(&challenge), t0(), &mut rng)
+        .unwrap()
+        .value;
+    e.authorize_scep(t, &grant.scep_challenge, t0()).unwrap();
+    let identity = EvidenceDevice::fresh_identity(&mut rng, t0());
+    mac.identity = Some(identity.clone());
+    e.certificate_issued(t, &id, identity, t0()).unwrap();
+    e.checkin(
+        t,
+        mac.checkin(CheckinMessage::Authenticate {
+            topic: mac.push_target().topic,
+            serial: Some(mac.serial.clone()),
+        }),
+        t0(),
+        |_| Vec::new(),
+    )
+    .unwrap();
+    let config = mdm_enroll::testing::placeholder_configuration(&mut rng);
+    let first = config[0].uuid.clone();
+    e.checkin(
+        t,
+        mac.checkin(CheckinMessage::TokenUpdate {
+            push: mac.push_target(),
+            awaiting_configuration: None,
+        }),
+        t0(),
+        move |_| config,
+    )
+    .unwrap();
+    let err = e.cancel(t, &mac.channel(), &first).unwrap_err();
+    assert_eq!(
+        err,
+        ServiceError::Command(CommandError::InitialConfiguration(first))
+    );
+    assert_eq!(err.http_status(), 409);
+    assert_eq!(
+        e.queue(t, &mac.channel()).unwrap().value.len(),
+        4,
+        "still queued"
+    );
+}
+
+/// After `max_attempts` unanswered pushes the engine stops re-pushing and says so.
+fn repush_gives_up_at_the_cap<S: Store>(mut fx: Fx<S>) {
+    let ch = fx.device.channel();
+    let s = Duration::from_secs;
+    let cmd = Command::security_info(mdm_enroll::mdm::command::random_uuid(&mut fx.rng));
+    let at = t0() + s(100);
+    fx.engine
+        .enqueue_command(&fx.tenant, &ch, &cmd, at)
+        .unwrap();
+    let out = fx.engine.repush_due(&fx.tenant, at + s(1)).unwrap();
+    assert_eq!(out.value, vec![ch.clone()]);
+    let out = fx.engine.repush_due(&fx.tenant, at + s(3)).unwrap();
+    assert_eq!(out.value, vec![ch.clone()]);
+    assert!(
+        out.events.iter().any(|e| e.kind
+            == EventKind::RepushGaveUp {
+                channel: ch.clone(),
+                attempts: 3
+            }),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(push_state(&fx).next_due, None);
+    assert!(
+        fx.engine
+            .repush_due(&fx.tenant, at + s(86_400))
+            .unwrap()
+            .value
+            .is_empty()
+    );
+    // A new command is still pushed once (the count runs on until the device answers).
+    let cmd = Command::profile_list(mdm_enroll::mdm::command::random_uuid(&mut fx.rng));
+    let out = fx
+        .engine
+        .enqueue_command(&fx.tenant, &ch, &cmd, at + s(200))
+        .unwrap();
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Pushed { attempt: 4, .. }))
+    );
+}
+
+fn capped() -> EngineConfig {
+    let s = Duration::from_secs;
+    EngineConfig {
+        repush: RepushPolicy::new(s(1), s(2), 3, s(5)),
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn memory_repush_gives_up_at_the_cap() {
+    repush_gives_up_at_the_cap(activated_with(MemoryStore::new(), capped()));
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_repush_gives_up_at_the_cap() {
+    repush_gives_up_at_the_cap(activated_with(sqlite(), capped()));
 }

@@ -167,9 +167,9 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
 
     /// Cancel a queued command that was not yet delivered. Refused with
     /// [`CommandError::AlreadyDelivered`], [`CommandError::AlreadyFinished`]
-    /// or [`CommandError::Unknown`]; a command of the initial configuration
-    /// is refused as [`CommandError::Invalid`] (the activation waits for its
-    /// answer). A racing connect either delivers it or never sees it.
+    /// or [`CommandError::Unknown`], and a command of the initial
+    /// configuration with [`CommandError::InitialConfiguration`]. A racing
+    /// connect either delivers it or never sees it.
     pub fn cancel(
         &self,
         tenant: &TenantId,
@@ -187,11 +187,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             .iter()
             .any(|c| c.uuid == *uuid && c.activation.is_some() && c.delivered_at.is_none())
         {
-            return Err(CommandError::Invalid(format!(
-                "command {} belongs to the initial configuration",
-                uuid.0
-            ))
-            .into());
+            return Err(CommandError::InitialConfiguration(uuid.clone()).into());
         }
         let cancelled = match self.store.cancel_command(&k, uuid)? {
             Cancellation::Cancelled(c) => c,

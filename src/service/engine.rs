@@ -839,3 +839,35 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repush_backs_off_doubling_up_to_the_cap() {
+        let t = SystemTime::UNIX_EPOCH;
+        let s = Duration::from_secs;
+        let p = RepushPolicy::new(s(10), s(35), 5, s(7));
+        let due: Vec<_> = (1..=5).map(|n| p.after_push(n, t)).collect();
+        assert_eq!(
+            due,
+            [
+                Some(t + s(10)),
+                Some(t + s(20)),
+                Some(t + s(35)),
+                Some(t + s(35)),
+                None
+            ]
+        );
+        assert_eq!(p.after_push(0, t), None);
+        assert_eq!(p.after_push(u32::MAX, t), None);
+        let many = RepushPolicy::new(s(10), s(3600), u32::MAX, s(7));
+        assert_eq!(many.after_push(64, t), Some(t + s(3600)), "no overflow");
+        assert_eq!(p.after_not_now(t), Some(t + s(7)));
+        assert_eq!(
+            RepushPolicy::new(s(1), s(1), 0, s(1)).after_push(1, t),
+            None
+        );
+    }
+}

@@ -57,6 +57,10 @@ pub enum CommandError {
     /// No command with this uuid was queued on this channel.
     #[error("no command {0} on this channel")]
     Unknown(CommandUuid),
+    /// The command belongs to the activation's initial configuration, whose
+    /// answers the activation waits for: not the caller's to cancel.
+    #[error("command {0} belongs to the initial configuration")]
+    InitialConfiguration(CommandUuid),
 }
 
 /// Something notable that happened to an activation, for the caller's log.
@@ -187,7 +191,8 @@ impl ServiceError {
                 CommandError::TooLarge { .. } | CommandError::Invalid(_) => 400,
                 CommandError::Duplicate(_)
                 | CommandError::AlreadyDelivered(_)
-                | CommandError::AlreadyFinished(_) => 409,
+                | CommandError::AlreadyFinished(_)
+                | CommandError::InitialConfiguration(_) => 409,
                 CommandError::Unknown(_) => 404,
             },
         }

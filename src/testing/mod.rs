@@ -67,10 +67,11 @@ impl Directory for StaticDirectory {
     }
 }
 
-/// A [`PushSender`] that records pushes.
+/// A [`PushSender`] that records pushes (or refuses them, when told to).
 #[derive(Debug, Default)]
 pub struct RecordingPush {
     pushes: Mutex<Vec<(TenantId, Channel, PushTarget)>>,
+    refuse: Mutex<Option<PushError>>,
 }
 
 impl RecordingPush {
@@ -83,6 +84,13 @@ impl RecordingPush {
     pub fn pushes(&self) -> Vec<(TenantId, Channel, PushTarget)> {
         self.pushes.lock().map(|p| p.clone()).unwrap_or_default()
     }
+
+    /// Refuse every push with `error` from now on (`None`: accept again).
+    pub fn refuse_with(&self, error: Option<PushError>) {
+        if let Ok(mut r) = self.refuse.lock() {
+            *r = error;
+        }
+    }
 }
 
 impl PushSender for RecordingPush {
@@ -92,6 +100,14 @@ impl PushSender for RecordingPush {
         channel: &Channel,
         target: &PushTarget,
     ) -> Result<(), PushError> {
+        if let Some(e) = self
+            .refuse
+            .lock()
+            .map_err(|_| PushError::Unavailable("lock poisoned".into()))?
+            .clone()
+        {
+            return Err(e);
+        }
         self.pushes
             .lock()
             .map_err(|_| PushError::Unavailable("lock poisoned".into()))?
