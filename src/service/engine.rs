@@ -158,6 +158,8 @@ struct Ctx<'a> {
     deliver: Option<QueuedCommand>,
     deferred: bool,
     lost_delivery: bool,
+    /// A `TokenUpdate` whose push-state reset is still to be written.
+    token_update: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -173,6 +175,7 @@ impl<'a> Ctx<'a> {
             deliver: None,
             deferred: false,
             lost_delivery: false,
+            token_update: false,
         }
     }
 }
@@ -413,22 +416,22 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             }
         }
         let authenticate = matches!(event.message, CheckinMessage::Authenticate { .. });
-        let token_update = matches!(event.message, CheckinMessage::TokenUpdate { .. });
+        ctx.token_update = matches!(event.message, CheckinMessage::TokenUpdate { .. });
         let device_id = event.channel.device_id.clone();
         let push_key = QueueKey {
             tenant: tenant.clone(),
             channel: event.channel.clone(),
         };
-        if token_update {
-            // A new token is valid again (before a first push below uses it).
-            self.note_token_update(&push_key)?;
-        }
         ctx.channel = Some(event.channel.clone());
         let input = Input::Checkin {
             event,
             initial_configuration,
         };
         let state = self.run(current, input, &mut ctx)?;
+        if ctx.token_update {
+            // An accepted TokenUpdate: the token is valid again.
+            self.note_token_update(&push_key)?;
+        }
         if authenticate {
             let previous = self
                 .store
@@ -824,6 +827,11 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             }
             Output::EndConnection => ctx.deliver = None,
             Output::Push(channel) => {
+                if ctx.token_update {
+                    // The new token is valid again before its first push.
+                    ctx.token_update = false;
+                    self.note_token_update(&self.queue_key(ctx)?)?;
+                }
                 let mut events = Vec::new();
                 self.push_channel(after, channel, ctx.now, &mut events)?;
                 ctx.events.extend(events);
