@@ -8,14 +8,12 @@
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mdm_enroll::activation::{
-    LoginAttempt, Policy, QueuePolicy, ReportStatus, Retention, Secret, TenantId, UserAccount,
-};
+use mdm_enroll::activation::{QueuePolicy, ReportStatus, Retention, TenantId};
 use mdm_enroll::mdm::Command;
 use mdm_enroll::service::{Engine, EngineConfig};
 use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{MemoryStore, Store};
-use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory};
+use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory, engine_with_alice};
 use rand_core::UnwrapErr;
 
 type Eng<S> = Engine<S, StaticDirectory, RecordingPush>;
@@ -27,22 +25,7 @@ fn activated<S: Store>(
 ) -> (Eng<S>, TenantId, EvidenceDevice) {
     let mut rng = UnwrapErr(getrandom::SysRng);
     let tenant = TenantId::new("bench").unwrap();
-    let dir = StaticDirectory::new();
-    dir.set_password(&tenant, "alice", "pw");
-    let engine = Engine::new(store, dir, RecordingPush::new(), config);
-    engine
-        .provision_user(&UserAccount {
-            tenant: tenant.clone(),
-            username: "alice".into(),
-            domain: "corp".into(),
-            policy: Policy::default(),
-        })
-        .unwrap();
-    let login = LoginAttempt {
-        username: "alice".into(),
-        password: Secret::new("pw"),
-        domain: "corp".into(),
-    };
+    let (engine, login) = engine_with_alice(store, &tenant, config).unwrap();
     let mut dev = EvidenceDevice::random(&mut rng);
     dev.activate(&engine, &tenant, &login, now, &mut rng)
         .unwrap();

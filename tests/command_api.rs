@@ -16,7 +16,7 @@ use mdm_enroll::service::{
     CommandError, Engine, EngineConfig, EventKind, RepushPolicy, ServiceError,
 };
 use mdm_enroll::store::{MemoryStore, PushError, Store};
-use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory};
+use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory, engine_with_alice};
 use rand_core::UnwrapErr;
 
 type Rng = UnwrapErr<getrandom::SysRng>;
@@ -29,6 +29,7 @@ struct Fx<S: Store> {
     engine: Engine<S, StaticDirectory, RecordingPush>,
     tenant: TenantId,
     device: EvidenceDevice,
+    login: LoginAttempt,
     rng: Rng,
 }
 
@@ -39,24 +40,9 @@ fn activated<S: Store>(store: S) -> Fx<S> {
 
 fn activated_with<S: Store>(store: S, config: EngineConfig) -> Fx<S> {
     let tenant = TenantId::new("acme").unwrap();
-    let dir = StaticDirectory::new();
-    dir.set_password(&tenant, "alice", "pw");
-    let engine = Engine::new(store, dir, RecordingPush::new(), config);
-    engine
-        .provision_user(&UserAccount {
-            tenant: tenant.clone(),
-            username: "alice".into(),
-            domain: "corp".into(),
-            policy: Policy::default(),
-        })
-        .unwrap();
+    let (engine, login) = engine_with_alice(store, &tenant, config).unwrap();
     let mut rng = UnwrapErr(getrandom::SysRng);
     let mut device = EvidenceDevice::random(&mut rng);
-    let login = LoginAttempt {
-        username: "alice".into(),
-        password: Secret::new("pw"),
-        domain: "corp".into(),
-    };
     let events = device
         .activate(&engine, &tenant, &login, t0(), &mut rng)
         .unwrap();
@@ -69,6 +55,7 @@ fn activated_with<S: Store>(store: S, config: EngineConfig) -> Fx<S> {
         engine,
         tenant,
         device,
+        login,
         rng,
     }
 }
@@ -645,12 +632,11 @@ fn initial_configuration_is_not_cancellable<S: Store>(fx: Fx<S>) {
     let mut mac = EvidenceDevice::random(&mut rng);
     let t = &fx.tenant;
     let e = &fx.engine;
-    let login = LoginAttempt {
-        username: "alice".into(),
-        password: Secret::new("pw"),
-        domain: "corp".into(),
-    };
-    let id = e.login(t, &login, t0(), &mut rng).unwrap().value.activation;
+    let id = e
+        .login(t, &fx.login, t0(), &mut rng)
+        .unwrap()
+        .value
+        .activation;
     let challenge = e
         .request_activation(t, &id, true, None, t0(), &mut rng)
         .unwrap()

@@ -23,7 +23,7 @@ use crate::activation::{
     CommandUuid, IssuedIdentity, LoginAttempt, OsVersion, PushTarget, Report, ReportEvent,
     ReportStatus, Secret, TenantId, VerifiedAttributes,
 };
-use crate::service::{Engine, Event, NewCommand, ServiceError};
+use crate::service::{Engine, EngineConfig, Event, NewCommand, ServiceError};
 use crate::store::{Directory, PushError, PushSender, Store, StoreError};
 
 /// A [`Directory`] over a table of (tenant, username) → password.
@@ -114,6 +114,30 @@ impl PushSender for RecordingPush {
             .push((tenant.clone(), channel.clone(), target.clone()));
         Ok(())
     }
+}
+
+/// An engine over `store` with user `alice` (password `pw`, domain `corp`,
+/// default policy) provisioned in `tenant`; returns it with alice's login.
+pub fn engine_with_alice<S: Store>(
+    store: S,
+    tenant: &TenantId,
+    config: EngineConfig,
+) -> Result<(Engine<S, StaticDirectory, RecordingPush>, LoginAttempt), ServiceError> {
+    let dir = StaticDirectory::new();
+    dir.set_password(tenant, "alice", "pw");
+    let engine = Engine::new(store, dir, RecordingPush::new(), config);
+    engine.provision_user(&crate::activation::UserAccount {
+        tenant: tenant.clone(),
+        username: "alice".into(),
+        domain: "corp".into(),
+        policy: crate::activation::Policy::default(),
+    })?;
+    let login = LoginAttempt {
+        username: "alice".into(),
+        password: Secret::new("pw"),
+        domain: "corp".into(),
+    };
+    Ok((engine, login))
 }
 
 /// The request types of the initial configuration the evidence-level tests queue.
