@@ -29,7 +29,7 @@ use mdm_enroll::scep::ScepResponder;
 use mdm_enroll::service::{
     Engine, EngineConfig, EnrollmentConfig, EnrollmentService, InitialConfiguration, MdmService,
 };
-use mdm_enroll::store::{Directory, MemoryStore, PushSender, StoreError};
+use mdm_enroll::store::{Directory, MemoryStore, PushError, PushSender, StoreError};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Service = EnrollmentService<MemoryStore, OneUser, PrintPush>;
@@ -54,7 +54,7 @@ impl Directory for OneUser {
 struct PrintPush;
 
 impl PushSender for PrintPush {
-    fn push(&self, _: &TenantId, channel: &Channel, t: &PushTarget) -> Result<(), StoreError> {
+    fn push(&self, _: &TenantId, channel: &Channel, t: &PushTarget) -> Result<(), PushError> {
         println!("push for {} on {} (not sent)", channel.device_id, t.topic);
         Ok(())
     }

@@ -44,7 +44,7 @@
 //! | 7 | `ScepRequest` | SCEP GetCACaps, GetCACert, PKIOperation/PKCSReq | [`service::EnrollmentService::scep`], [`scep::ScepResponder::handle`], [`scep::CertificateRequest`] |
 //! | 8 | `CertificateIssued` | CertRep with the identity certificate | [`scep::CertificateRequest::issue`], [`pki::issue`], [`service::Engine::certificate_issued`] |
 //! | 9 | `MdmProfileInstalled` | check-in `Authenticate` (Mdm-Signature or mTLS identity) | [`service::MdmService::handle`], [`mdm::CheckinMessage`], [`cms::client_identity`] |
-//! | 10 | `MdmActivationComplete` | first device-channel `TokenUpdate`: MDM activation complete | [`service::Engine::checkin`], [`push::PushRequest`] |
+//! | 10 | `MdmActivationComplete` | first device-channel `TokenUpdate`: MDM activation complete; the server pushes | [`service::Engine::checkin`], [`store::PushSender`], [`push::PushRequest`] |
 //! | 11 | `ConfigurationRequested` | connect `Status=Idle` | [`service::Engine::connect`], [`mdm::Report`] |
 //! | 12 | `ConfigurationSent` | device information stored; initial commands, one per response | [`service::InitialConfiguration`], [`mdm::Command`], [`activation::queue`] |
 //! | 13 | `ConfigurationApplied` | every initial command Acknowledged (Error/NotNow handled) | [`activation::queue::dispose`], [`activation::Phase::Complete`] |
@@ -86,6 +86,15 @@
 //! generated at start (`cargo run --example embed --features http`).
 //! `examples/server/` adds TLS, SQLite, a portal, an admin page, limits and
 //! timeouts.
+//! ## After activation
+//!
+//! The command API on [`service::Engine`] queues commands for an enrolled
+//! device ([`service::Engine::enqueue_command`] with a [`mdm::Command`], or
+//! [`service::Engine::enqueue_raw`] with a command plist), cancels those not
+//! yet delivered ([`service::Engine::cancel`]), lists queues, results and
+//! enrollments, and pushes through the [`store::PushSender`], keeping each
+//! channel's push state in the [`store::PushStore`] (last push, APNs status,
+//! invalid token, re-push schedule per [`service::RepushPolicy`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // No panics by construction in library code (tests may use them).

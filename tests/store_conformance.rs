@@ -12,7 +12,7 @@ use mdm_enroll::store::*;
 fn memory_store_conforms() {
     let report = conformance::run(MemoryStore::new);
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 20);
+    assert_eq!(report.passed.len(), 25);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,6 +32,9 @@ enum Flaw {
     LosersBusy,
     /// A racer that loses panics.
     LosersPanic,
+    CancelIgnoresDelivery,
+    RacyCancel,
+    TokenUpdateKeepsInvalid,
 }
 
 /// A store that delegates to [`MemoryStore`] except for one flaw.
@@ -134,6 +137,9 @@ impl ActivationStore for Broken {
         id: &ActivationId,
     ) -> Result<Option<ActivationId>, StoreError> {
         self.inner.set_device_activation(t, d, id)
+    }
+    fn device_activations(&self, t: &TenantId) -> Result<Vec<(String, ActivationId)>, StoreError> {
+        self.inner.device_activations(t)
     }
 }
 
@@ -245,6 +251,40 @@ impl QueueStore for Broken {
         }
         self.inner.clear_queue(k)
     }
+    fn mark_delivered(
+        &self,
+        k: &QueueKey,
+        u: &CommandUuid,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.inner.mark_delivered(k, u, at)
+    }
+    fn cancel_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<Cancellation, StoreError> {
+        match self.flaw {
+            Flaw::CancelIgnoresDelivery | Flaw::RacyCancel => {
+                // Checks "not delivered" in one step and removes in another.
+                let found = self.inner.pending(k)?.into_iter().find(|c| c.uuid == *u);
+                let Some(command) = found else {
+                    return self.inner.cancel_command(k, u);
+                };
+                if self.flaw == Flaw::RacyCancel && command.delivered_at.is_some() {
+                    return Ok(Cancellation::AlreadyDelivered);
+                }
+                pause();
+                let finished = CommandResult {
+                    uuid: u.clone(),
+                    request_type: command.request_type.clone(),
+                    outcome: CommandOutcome::Acknowledged,
+                    body: Vec::new(),
+                    at: SystemTime::UNIX_EPOCH,
+                };
+                // Removes it whether or not it was delivered meanwhile.
+                let _ = self.inner.finish_command(k, &finished);
+                Ok(Cancellation::Cancelled(command))
+            }
+            _ => self.inner.cancel_command(k, u),
+        }
+    }
     fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
         self.inner.results(k)
     }
@@ -279,6 +319,43 @@ impl CertificateStore for Broken {
     }
 }
 
+impl PushStore for Broken {
+    fn push_state(&self, k: &QueueKey) -> Result<Option<PushState>, StoreError> {
+        self.inner.push_state(k)
+    }
+    fn record_push(
+        &self,
+        k: &QueueKey,
+        at: SystemTime,
+        due: Option<SystemTime>,
+    ) -> Result<PushState, StoreError> {
+        self.inner.record_push(k, at, due)
+    }
+    fn record_push_response(
+        &self,
+        k: &QueueKey,
+        status: u16,
+        reason: Option<&str>,
+        invalid: bool,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .record_push_response(k, status, reason, invalid, at)
+    }
+    fn record_answer(&self, k: &QueueKey, due: Option<SystemTime>) -> Result<(), StoreError> {
+        self.inner.record_answer(k, due)
+    }
+    fn record_token_update(&self, k: &QueueKey) -> Result<(), StoreError> {
+        if self.flaw == Flaw::TokenUpdateKeepsInvalid {
+            return self.inner.record_answer(k, None);
+        }
+        self.inner.record_token_update(k)
+    }
+    fn due_pushes(&self, t: &TenantId, now: SystemTime) -> Result<Vec<QueueKey>, StoreError> {
+        self.inner.due_pushes(t, now)
+    }
+}
+
 fn run_broken(flaw: Flaw) -> ConformanceReport {
     conformance::run(|| Broken {
         inner: MemoryStore::new(),
@@ -301,6 +378,9 @@ fn kit_catches_each_flaw() {
         (Flaw::ClaimIgnoresLimit, "device_claims_respect_limit"),
         (Flaw::ClearClearsAllChannels, "queue_clear_isolated"),
         (Flaw::PruneIgnored, "results_prune"),
+        (Flaw::CancelIgnoresDelivery, "queue_deliver_and_cancel"),
+        (Flaw::RacyCancel, "queue_cancel_deliver_race"),
+        (Flaw::TokenUpdateKeepsInvalid, "push_state_bookkeeping"),
     ];
     for (flaw, check) in cases {
         let report = run_broken(flaw);

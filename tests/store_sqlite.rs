@@ -15,7 +15,7 @@ use mdm_enroll::store::*;
 fn in_memory_sqlite_store_conforms() {
     let report = conformance::run(|| SqliteStore::open_in_memory().expect("open"));
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 20);
+    assert_eq!(report.passed.len(), 25);
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn file_sqlite_store_conforms() {
         SqliteStore::open(path).expect("open")
     });
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 20);
+    assert_eq!(report.passed.len(), 25);
 }
 
 /// Several connections (as several server processes would have) to one file;
@@ -95,6 +95,9 @@ impl ActivationStore for Connections {
     ) -> Result<Option<ActivationId>, StoreError> {
         self.pick().set_device_activation(t, d, id)
     }
+    fn device_activations(&self, t: &TenantId) -> Result<Vec<(String, ActivationId)>, StoreError> {
+        self.pick().device_activations(t)
+    }
 }
 
 impl ChallengeStore for Connections {
@@ -146,11 +149,56 @@ impl QueueStore for Connections {
     fn clear_queue(&self, k: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
         self.pick().clear_queue(k)
     }
+    fn mark_delivered(
+        &self,
+        k: &QueueKey,
+        u: &CommandUuid,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.pick().mark_delivered(k, u, at)
+    }
+    fn cancel_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<Cancellation, StoreError> {
+        self.pick().cancel_command(k, u)
+    }
     fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
         self.pick().results(k)
     }
     fn prune_results(&self, k: &QueueKey, keep: usize) -> Result<(), StoreError> {
         self.pick().prune_results(k, keep)
+    }
+}
+
+impl PushStore for Connections {
+    fn push_state(&self, k: &QueueKey) -> Result<Option<PushState>, StoreError> {
+        self.pick().push_state(k)
+    }
+    fn record_push(
+        &self,
+        k: &QueueKey,
+        at: SystemTime,
+        due: Option<SystemTime>,
+    ) -> Result<PushState, StoreError> {
+        self.pick().record_push(k, at, due)
+    }
+    fn record_push_response(
+        &self,
+        k: &QueueKey,
+        status: u16,
+        reason: Option<&str>,
+        invalid: bool,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.pick()
+            .record_push_response(k, status, reason, invalid, at)
+    }
+    fn record_answer(&self, k: &QueueKey, due: Option<SystemTime>) -> Result<(), StoreError> {
+        self.pick().record_answer(k, due)
+    }
+    fn record_token_update(&self, k: &QueueKey) -> Result<(), StoreError> {
+        self.pick().record_token_update(k)
+    }
+    fn due_pushes(&self, t: &TenantId, now: SystemTime) -> Result<Vec<QueueKey>, StoreError> {
+        self.pick().due_pushes(t, now)
     }
 }
 
@@ -185,7 +233,7 @@ fn sqlite_store_conforms_across_connections() {
         }
     });
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 20);
+    assert_eq!(report.passed.len(), 25);
 }
 
 #[test]
@@ -216,6 +264,7 @@ fn records_survive_reopening_the_file() {
         activation: None,
         not_now_count: 0,
         queued_at: now,
+        delivered_at: None,
     };
     {
         let store = SqliteStore::open(&path).expect("open");
@@ -243,5 +292,68 @@ fn records_survive_reopening_the_file() {
         store.consume_challenge(&tenant, &secret.digest(), now),
         Err(StoreError::ChallengeConsumed),
         "the consumed flag was persisted"
+    );
+}
+
+/// A database written before the push-bookkeeping migration (no delivery
+/// column, no push table, `user_version` 0) opens, keeps its queue and
+/// gains the new records.
+#[test]
+fn pre_migration_database_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    let key = QueueKey {
+        tenant: TenantId::new("acme").expect("tenant"),
+        channel: Channel::device("UDID-1"),
+    };
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let command = QueuedCommand {
+        uuid: CommandUuid("C-OLD".into()),
+        request_type: "ProfileList".into(),
+        body: b"<plist/>".to_vec(),
+        activation: None,
+        not_now_count: 0,
+        queued_at: now,
+        delivered_at: None,
+    };
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        store.enqueue(&key, &command).expect("enqueue");
+        // Turn the file back into the previous schema.
+        store
+            .execute_batch(
+                "ALTER TABLE commands DROP COLUMN delivered;
+                 DROP TABLE push_state;
+                 PRAGMA user_version = 0;",
+            )
+            .expect("downgrade");
+        assert!(
+            store.push_state(&key).is_err(),
+            "the downgrade did not remove the push table"
+        );
+    }
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(store.pending(&key).expect("pending"), vec![command.clone()]);
+    store
+        .mark_delivered(&key, &command.uuid, now)
+        .expect("mark delivered");
+    assert_eq!(
+        store.cancel_command(&key, &command.uuid).expect("cancel"),
+        Cancellation::AlreadyDelivered
+    );
+    store.record_push(&key, now, None).expect("record push");
+    assert_eq!(
+        store
+            .push_state(&key)
+            .expect("push state")
+            .map(|s| s.attempts),
+        Some(1)
+    );
+    drop(store);
+    // Opening an up-to-date file again migrates nothing and keeps it all.
+    let store = SqliteStore::open(&path).expect("reopen again");
+    assert_eq!(
+        store.pending(&key).expect("pending")[0].delivered_at,
+        Some(now)
     );
 }

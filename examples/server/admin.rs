@@ -1,11 +1,11 @@
-//! `GET /admin`: every activation with its 13-step timeline, queue and results
-//! (HTTP basic auth).
+//! `GET /admin`: every activation with its 13-step timeline, push state,
+//! queue and results (HTTP basic auth).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mdm_enroll::activation::{Channel, CommandOutcome, Phase, QueueKey, Step};
 use mdm_enroll::http::{Request, Response};
-use mdm_enroll::store::QueueStore;
+use mdm_enroll::store::{PushStore, QueueStore};
 
 use crate::html::{esc, page};
 use crate::routes::App;
@@ -29,7 +29,26 @@ pub fn authorized(app: &App, req: &Request) -> bool {
     mdm_enroll::crypto::constant_time_eq(&decoded, expected.as_bytes())
 }
 
+/// The 401 answer asking for the admin credentials.
+pub fn unauthorized() -> Response {
+    let mut r = Response::with_body(401, "text/plain", b"authentication required".to_vec());
+    r.headers.push((
+        "WWW-Authenticate".into(),
+        "Basic realm=\"mdm-enroll admin\", charset=\"UTF-8\"".into(),
+    ));
+    r
+}
+
+/// `t` as an RFC 3339 UTC timestamp (`2025-06-15T12:00:00Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    civil(t, 'T')
+}
+
 fn when(t: SystemTime) -> String {
+    civil(t, ' ')
+}
+
+fn civil(t: SystemTime, separator: char) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -46,7 +65,7 @@ fn when(t: SystemTime) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}{separator}{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -64,12 +83,7 @@ fn outcome(o: &CommandOutcome) -> String {
 /// The admin page.
 pub fn page_for(app: &App, req: &Request) -> Response {
     if !authorized(app, req) {
-        let mut r = Response::with_body(401, "text/plain", b"authentication required".to_vec());
-        r.headers.push((
-            "WWW-Authenticate".into(),
-            "Basic realm=\"mdm-enroll admin\", charset=\"UTF-8\"".into(),
-        ));
-        return r;
+        return unauthorized();
     }
     let store = app.service.engine().store();
     let activations = match store.activations(200) {
@@ -130,6 +144,23 @@ pub fn page_for(app: &App, req: &Request) -> Response {
                 tenant: a.tenant.clone(),
                 channel: Channel::device(d.udid.clone()),
             };
+            let push = store
+                .push_state(&key)
+                .unwrap_or_default()
+                .unwrap_or_default();
+            let token_valid = a.push.is_some() && !push.token_invalid;
+            body.push_str(&format!(
+                "<p class=\"push\" data-token-valid=\"{token_valid}\">Push: token {}, last push {}, last APNs status {}{}.</p>",
+                if token_valid { "valid" } else { "not valid" },
+                push.last_push.map(when).unwrap_or_else(|| "never".into()),
+                push.last_status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "none".into()),
+                push.last_reason
+                    .as_deref()
+                    .map(|r| format!(" ({})", esc(r)))
+                    .unwrap_or_default()
+            ));
             let pending = store.pending(&key).unwrap_or_default();
             body.push_str(&format!(
                 "<h3>Queue ({})</h3><ul class=\"queue\">",

@@ -8,8 +8,10 @@
 //! structured logs via `tracing` (`RUST_LOG=debug` for more).
 
 mod admin;
+mod admin_api;
 mod cli;
 mod html;
+mod push;
 mod routes;
 mod tls;
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mdm_enroll::activation::{Policy, Secret, TenantId, UserAccount};
 use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, IdentityOptions, TrustAnchors};
@@ -49,6 +51,8 @@ mod limits {
     pub const CHECKIN: usize = 64 * 1024;
     /// Command reports (ProfileList and friends can be large).
     pub const CONNECT: usize = 4 * 1024 * 1024;
+    /// Admin API bodies (a command plist may carry a profile).
+    pub const ADMIN_API: usize = 4 * 1024 * 1024;
 }
 
 /// Whole-request timeout (read body, handle, respond).
@@ -163,6 +167,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/mdm/checkin", put(endpoint!(limits::CHECKIN, App::device)))
         .route("/mdm/connect", put(endpoint!(limits::CONNECT, App::device)))
         .route("/admin", get(endpoint!(0, admin::page_for)))
+        .route(
+            "/admin/api/{*rest}",
+            any(endpoint!(limits::ADMIN_API, admin_api::handle)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -516,6 +524,7 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         None => format!("{}://{local}", if config.http { "http" } else { "https" }),
     };
     let app = Arc::new(build_app(config, base_url.clone())?);
+    push::spawn_repush(app.clone(), Duration::from_secs(30));
     let tls = if config.http {
         None
     } else {

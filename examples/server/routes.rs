@@ -4,11 +4,11 @@
 
 use std::time::SystemTime;
 
-use mdm_enroll::activation::{self, LoginAttempt, PushTarget, Secret, TenantId};
+use mdm_enroll::activation::{LoginAttempt, Secret, TenantId};
 use mdm_enroll::http::{Request, Response};
 use mdm_enroll::service::{EnrollmentService, Event, EventKind, ServiceError};
 use mdm_enroll::store::sqlite::SqliteStore;
-use mdm_enroll::store::{Directory, PushSender, StoreError, UserStore};
+use mdm_enroll::store::{Directory, StoreError, UserStore};
 
 use crate::html::{esc, page};
 use crate::tls::Pki;
@@ -37,23 +37,10 @@ impl Directory for Users {
     }
 }
 
-/// A push sender that logs: the demo has no APNs certificate.
-pub struct LogPush;
-
-impl PushSender for LogPush {
-    fn push(
-        &self,
-        tenant: &TenantId,
-        channel: &activation::Channel,
-        target: &PushTarget,
-    ) -> Result<(), StoreError> {
-        tracing::info!(%tenant, device = %channel.device_id, topic = %target.topic, "push (not sent: no APNs certificate configured)");
-        Ok(())
-    }
-}
-
 /// The crate's driver for every device-facing endpoint, as this server uses it.
 pub type Service = EnrollmentService<SqliteStore, Users, LogPush>;
+
+pub use crate::push::LogPush;
 
 /// Everything a request needs.
 pub struct App {
@@ -63,7 +50,7 @@ pub struct App {
     pub admin: (String, String),
 }
 
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
@@ -125,7 +112,7 @@ impl App {
     }
 
     /// Write the steps reached into the timeline and log every event.
-    fn record(&self, events: &[Event]) {
+    pub fn record(&self, events: &[Event]) {
         let now = self.now();
         for e in events {
             tracing::info!(activation = %e.activation.as_str(), event = ?e.kind, "activation event");
@@ -294,6 +281,7 @@ fn refusal(e: &ServiceError) -> String {
         ServiceError::Activation(a) => a.to_string(),
         ServiceError::Store(StoreError::LimitReached) => "device limit reached".into(),
         ServiceError::BadRequest(why) => why.clone(),
+        ServiceError::Command(c) => c.to_string(),
         ServiceError::Store(_) | ServiceError::Internal(_) => {
             "the server could not complete the request".into()
         }

@@ -41,6 +41,10 @@ pub struct QueuedCommand {
     pub not_now_count: u32,
     /// When it was queued.
     pub queued_at: SystemTime,
+    /// When it was first sent to the device (`None`: not yet; it can still
+    /// be cancelled).
+    #[serde(default)]
+    pub delivered_at: Option<SystemTime>,
 }
 
 /// How a command finished.

@@ -12,7 +12,7 @@
 use std::sync::Barrier;
 use std::time::{Duration, SystemTime};
 
-use super::{Binding, ChallengeRecord, IssuedCertificate, Store, StoreError};
+use super::{Binding, Cancellation, ChallengeRecord, IssuedCertificate, Store, StoreError};
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeGrant, ChallengeKind, Channel,
     CommandOutcome, CommandResult, CommandUuid, IssuedIdentity, Policy, QueueKey, QueuedCommand,
@@ -76,6 +76,11 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("results_prune", results_prune),
         ("certificate_unique_serial", certificate_unique_serial),
         ("certificate_serial_race", certificate_serial_race),
+        ("device_index_listing", device_index_listing),
+        ("queue_deliver_and_cancel", queue_deliver_and_cancel),
+        ("queue_cancel_deliver_race", queue_cancel_deliver_race),
+        ("push_state_bookkeeping", push_state_bookkeeping),
+        ("push_state_isolated", push_state_isolated),
     ];
     let mut report = ConformanceReport::default();
     for (name, check) in checks {
@@ -185,6 +190,7 @@ fn command(n: usize) -> QueuedCommand {
         activation: None,
         not_now_count: 0,
         queued_at: t0(),
+        delivered_at: None,
     }
 }
 
@@ -763,6 +769,242 @@ fn certificate_serial_race<S: Store>(s: &S) -> Result<(), String> {
     ensure!(
         stored == expected,
         "the serial holds {stored:?}, not the winner's certificate"
+    );
+    Ok(())
+}
+
+fn device_index_listing<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    s.set_device_activation(&a, "udid-2", &id(2))
+        .map_err(e("set"))?;
+    s.set_device_activation(&a, "udid-1", &id(1))
+        .map_err(e("set"))?;
+    s.set_device_activation(&b, "udid-3", &id(3))
+        .map_err(e("set"))?;
+    let listed = s.device_activations(&a).map_err(e("list"))?;
+    ensure!(
+        listed == vec![("udid-1".to_owned(), id(1)), ("udid-2".to_owned(), id(2))],
+        "tenant a lists {listed:?}"
+    );
+    let listed = s.device_activations(&b).map_err(e("list"))?;
+    ensure!(listed.len() == 1, "tenant b lists {listed:?}");
+    Ok(())
+}
+
+fn queue_deliver_and_cancel<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let k = qkey(&a, "udid", None);
+    for n in 0..3 {
+        s.enqueue(&k, &command(n)).map_err(e("enqueue"))?;
+    }
+    let later = t0() + Duration::from_secs(5);
+    s.mark_delivered(&k, &command(1).uuid, t0())
+        .map_err(e("mark_delivered"))?;
+    s.mark_delivered(&k, &command(1).uuid, later)
+        .map_err(e("mark_delivered again"))?;
+    let pending = s.pending(&k).map_err(e("pending"))?;
+    let delivered: Vec<_> = pending.iter().map(|c| c.delivered_at).collect();
+    ensure!(
+        delivered == vec![None, Some(t0()), None],
+        "delivery marks (the first counts): {delivered:?}"
+    );
+    let got = s
+        .cancel_command(&k, &command(1).uuid)
+        .map_err(e("cancel"))?;
+    ensure!(
+        got == Cancellation::AlreadyDelivered,
+        "cancel of a delivered command: {got:?}"
+    );
+    let got = s
+        .cancel_command(&k, &command(2).uuid)
+        .map_err(e("cancel"))?;
+    ensure!(
+        got == Cancellation::Cancelled(command(2)),
+        "cancel of a queued command: {got:?}"
+    );
+    let uuids: Vec<_> = s
+        .pending(&k)
+        .map_err(e("pending"))?
+        .into_iter()
+        .map(|c| c.uuid)
+        .collect();
+    ensure!(
+        uuids == vec![command(0).uuid, command(1).uuid],
+        "cancelled command still queued: {uuids:?}"
+    );
+    let got = s
+        .cancel_command(&k, &command(2).uuid)
+        .map_err(e("cancel"))?;
+    ensure!(
+        got == Cancellation::AlreadyFinished,
+        "second cancel: {got:?}"
+    );
+    ensure!(
+        s.mark_delivered(&k, &command(2).uuid, t0()) == Err(StoreError::NotFound),
+        "a cancelled command was marked delivered"
+    );
+    ensure!(
+        s.enqueue(&k, &command(2)) == Err(StoreError::AlreadyExists),
+        "a cancelled command's uuid was reused"
+    );
+    s.finish_command(&k, &result(0)).map_err(e("finish"))?;
+    let got = s
+        .cancel_command(&k, &command(0).uuid)
+        .map_err(e("cancel"))?;
+    ensure!(
+        got == Cancellation::AlreadyFinished,
+        "cancel of a finished command: {got:?}"
+    );
+    let got = s
+        .cancel_command(&k, &command(9).uuid)
+        .map_err(e("cancel"))?;
+    ensure!(got == Cancellation::Unknown, "cancel of unknown: {got:?}");
+    let other = qkey(&b, "udid", None);
+    let got = s
+        .cancel_command(&other, &command(1).uuid)
+        .map_err(e("cancel"))?;
+    ensure!(
+        got == Cancellation::Unknown,
+        "cancel across tenants: {got:?}"
+    );
+    Ok(())
+}
+
+fn queue_cancel_deliver_race<S: Store>(s: &S) -> Result<(), String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let k = qkey(&tenant("a"), "udid", None);
+    for round in 0..10 {
+        let c = command(round);
+        s.enqueue(&k, &c).map_err(e("enqueue"))?;
+        let (cancelled, delivered) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        race(s, |s, i| -> Result<(), ()> {
+            if i % 2 == 0 {
+                if let Ok(Cancellation::Cancelled(_)) = s.cancel_command(&k, &c.uuid) {
+                    cancelled.fetch_add(1, Ordering::SeqCst);
+                }
+            } else if s.mark_delivered(&k, &c.uuid, t0()).is_ok() {
+                delivered.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        let (cancelled, delivered) = (cancelled.into_inner(), delivered.into_inner());
+        ensure!(
+            (cancelled == 1 && delivered == 0) || (cancelled == 0 && delivered > 0),
+            "round {round}: {cancelled} cancels and {delivered} deliveries both won"
+        );
+    }
+    Ok(())
+}
+
+fn push_state_bookkeeping<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let k = qkey(&a, "udid", None);
+    ensure!(
+        s.push_state(&k).map_err(e("push_state"))?.is_none(),
+        "push state before any push"
+    );
+    let due = t0() + Duration::from_secs(60);
+    let st = s
+        .record_push(&k, t0(), Some(due))
+        .map_err(e("record_push"))?;
+    ensure!(
+        st.attempts == 1 && st.last_push == Some(t0()) && st.next_due == Some(due),
+        "after one push: {st:?}"
+    );
+    ensure!(
+        s.due_pushes(&a, t0()).map_err(e("due"))?.is_empty(),
+        "due before its time"
+    );
+    ensure!(
+        s.due_pushes(&a, due).map_err(e("due"))? == vec![k.clone()],
+        "not due at its time"
+    );
+    let st = s.record_push(&k, due, None).map_err(e("record_push"))?;
+    ensure!(st.attempts == 2, "attempts not counted: {st:?}");
+    s.record_push_response(&k, 200, None, false, due)
+        .map_err(e("response"))?;
+    s.record_answer(&k, Some(due)).map_err(e("answer"))?;
+    let st = s
+        .push_state(&k)
+        .map_err(e("push_state"))?
+        .unwrap_or_default();
+    ensure!(
+        st.attempts == 0 && st.next_due == Some(due) && st.last_status == Some(200),
+        "after an answer: {st:?}"
+    );
+    s.record_push_response(&k, 410, Some("Unregistered"), true, due)
+        .map_err(e("response"))?;
+    let st = s
+        .push_state(&k)
+        .map_err(e("push_state"))?
+        .unwrap_or_default();
+    ensure!(
+        st.token_invalid
+            && st.last_status == Some(410)
+            && st.last_reason.as_deref() == Some("Unregistered"),
+        "410 not recorded: {st:?}"
+    );
+    ensure!(
+        s.due_pushes(&a, due).map_err(e("due"))?.is_empty(),
+        "an invalid token is due for a push"
+    );
+    s.record_push_response(&k, 200, None, false, due)
+        .map_err(e("response"))?;
+    let st = s
+        .push_state(&k)
+        .map_err(e("push_state"))?
+        .unwrap_or_default();
+    ensure!(
+        st.token_invalid,
+        "only a TokenUpdate clears an invalid token"
+    );
+    s.record_token_update(&k).map_err(e("token_update"))?;
+    let st = s
+        .push_state(&k)
+        .map_err(e("push_state"))?
+        .unwrap_or_default();
+    ensure!(
+        !st.token_invalid && st.attempts == 0 && st.next_due.is_none(),
+        "TokenUpdate did not clear: {st:?}"
+    );
+    ensure!(
+        st.last_push == Some(due),
+        "TokenUpdate lost history: {st:?}"
+    );
+    Ok(())
+}
+
+fn push_state_isolated<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let device = qkey(&a, "udid", None);
+    let user = qkey(&a, "udid", Some("user-1"));
+    let foreign = qkey(&b, "udid", None);
+    let due = t0() + Duration::from_secs(1);
+    s.record_push(&device, t0(), Some(due))
+        .map_err(e("record_push"))?;
+    s.record_push_response(&device, 410, None, true, t0())
+        .map_err(e("response"))?;
+    s.record_push(&user, t0(), Some(due))
+        .map_err(e("record_push"))?;
+    ensure!(
+        s.push_state(&foreign).map_err(e("push_state"))?.is_none(),
+        "push state leaks across tenants"
+    );
+    let st = s
+        .push_state(&user)
+        .map_err(e("push_state"))?
+        .unwrap_or_default();
+    ensure!(
+        !st.token_invalid,
+        "the device token's 410 hit the user channel"
+    );
+    ensure!(
+        s.due_pushes(&a, due).map_err(e("due"))? == vec![user],
+        "due pushes of tenant a"
+    );
+    ensure!(
+        s.due_pushes(&b, due).map_err(e("due"))?.is_empty(),
+        "due pushes leak across tenants"
     );
     Ok(())
 }

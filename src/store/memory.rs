@@ -5,8 +5,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::{
-    ActivationStore, Binding, BindingStore, CertificateStore, ChallengeRecord, ChallengeStore,
-    IssuedCertificate, QueueStore, StoreError, UserStore, Versioned,
+    ActivationStore, Binding, BindingStore, Cancellation, CertificateStore, ChallengeRecord,
+    ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore, StoreError, UserStore,
+    Versioned,
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
@@ -39,6 +40,7 @@ pub struct MemoryStore {
     bindings: Mutex<HashMap<CertFingerprint, Binding>>,
     queues: Mutex<HashMap<QueueKey, Queue>>,
     certificates: Mutex<Certificates>,
+    push: Mutex<HashMap<QueueKey, PushState>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -79,6 +81,7 @@ impl MemoryStore {
         dump("device", &self.devices, &mut out);
         dump("challenge", &self.challenges, &mut out);
         dump("binding", &self.bindings, &mut out);
+        dump("push", &self.push, &mut out);
         let queues = open("queue", &self.queues, &mut out);
         for (k, v) in queues.iter() {
             let mut seen: Vec<_> = v.seen.iter().collect();
@@ -236,6 +239,19 @@ impl ActivationStore for MemoryStore {
     ) -> Result<Option<ActivationId>, StoreError> {
         Ok(lock(&self.devices)?.insert((tenant.clone(), device_id.to_owned()), id.clone()))
     }
+
+    fn device_activations(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(String, ActivationId)>, StoreError> {
+        let mut out: Vec<_> = lock(&self.devices)?
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|((_, d), a)| (d.clone(), a.clone()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
 }
 
 impl ChallengeStore for MemoryStore {
@@ -362,6 +378,40 @@ impl QueueStore for MemoryStore {
         Ok(())
     }
 
+    fn mark_delivered(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let mut queues = lock(&self.queues)?;
+        let cmd = queues
+            .get_mut(key)
+            .and_then(|q| q.pending.iter_mut().find(|c| c.uuid == *uuid))
+            .ok_or(StoreError::NotFound)?;
+        cmd.delivered_at.get_or_insert(at);
+        Ok(())
+    }
+
+    fn cancel_command(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+    ) -> Result<Cancellation, StoreError> {
+        let mut queues = lock(&self.queues)?;
+        let Some(q) = queues.get_mut(key) else {
+            return Ok(Cancellation::Unknown);
+        };
+        Ok(match q.pending.iter().position(|c| c.uuid == *uuid) {
+            Some(pos) if q.pending.get(pos).is_some_and(|c| c.delivered_at.is_some()) => {
+                Cancellation::AlreadyDelivered
+            }
+            Some(pos) => Cancellation::Cancelled(q.pending.remove(pos)),
+            None if q.seen.contains(uuid) => Cancellation::AlreadyFinished,
+            None => Cancellation::Unknown,
+        })
+    }
+
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
         Ok(lock(&self.queues)?
             .get_mut(key)
@@ -422,6 +472,68 @@ impl CertificateStore for MemoryStore {
         serial: &[u8],
     ) -> Result<Option<IssuedCertificate>, StoreError> {
         Ok(lock(&self.certificates)?.by_serial.get(serial).cloned())
+    }
+}
+
+impl MemoryStore {
+    fn update_push(
+        &self,
+        key: &QueueKey,
+        f: impl FnOnce(&mut PushState),
+    ) -> Result<PushState, StoreError> {
+        let mut map = lock(&self.push)?;
+        let state = map.entry(key.clone()).or_default();
+        f(state);
+        Ok(state.clone())
+    }
+}
+
+impl PushStore for MemoryStore {
+    fn push_state(&self, key: &QueueKey) -> Result<Option<PushState>, StoreError> {
+        Ok(lock(&self.push)?.get(key).cloned())
+    }
+
+    fn record_push(
+        &self,
+        key: &QueueKey,
+        at: SystemTime,
+        next_due: Option<SystemTime>,
+    ) -> Result<PushState, StoreError> {
+        self.update_push(key, |s| s.pushed(at, next_due))
+    }
+
+    fn record_push_response(
+        &self,
+        key: &QueueKey,
+        status: u16,
+        reason: Option<&str>,
+        token_invalid: bool,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.update_push(key, |s| s.responded(status, reason, token_invalid, at))
+            .map(drop)
+    }
+
+    fn record_answer(
+        &self,
+        key: &QueueKey,
+        next_due: Option<SystemTime>,
+    ) -> Result<(), StoreError> {
+        self.update_push(key, |s| s.answered(next_due)).map(drop)
+    }
+
+    fn record_token_update(&self, key: &QueueKey) -> Result<(), StoreError> {
+        self.update_push(key, PushState::token_updated).map(drop)
+    }
+
+    fn due_pushes(&self, tenant: &TenantId, now: SystemTime) -> Result<Vec<QueueKey>, StoreError> {
+        let mut due: Vec<_> = lock(&self.push)?
+            .iter()
+            .filter(|(k, s)| k.tenant == *tenant && s.due(now))
+            .map(|(k, s)| (s.next_due, k.clone()))
+            .collect();
+        due.sort();
+        Ok(due.into_iter().map(|(_, k)| k).collect())
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Storage is the caller's: the driver reads and writes only through
 //! [`UserStore`], [`ActivationStore`], [`ChallengeStore`], [`BindingStore`],
-//! [`QueueStore`] and [`CertificateStore`] (together: [`Store`]), checks
+//! [`QueueStore`], [`CertificateStore`] and [`PushStore`] (together:
+//! [`Store`]), checks
 //! credentials through a [`Directory`] and wakes devices through a
 //! [`PushSender`].
 //!
@@ -197,6 +198,12 @@ pub trait ActivationStore: Send + Sync {
         device_id: &str,
         id: &ActivationId,
     ) -> Result<Option<ActivationId>, StoreError>;
+    /// The device index of `tenant`: every `(device_id, activation)` pair,
+    /// ordered by device id (for admin listings).
+    fn device_activations(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(String, ActivationId)>, StoreError>;
 }
 
 /// One-time challenges, stored by digest.
@@ -254,6 +261,24 @@ pub trait QueueStore: Send + Sync {
     /// [`StoreError::NotFound`] if it is not queued (already finished by a
     /// racing report, or never queued): a result is recorded at most once.
     fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError>;
+    /// **Atomic**: mark a queued command as sent to the device at `at` (the
+    /// first delivery counts; a later one keeps it). [`StoreError::NotFound`]
+    /// if it is not queued (cancelled or finished by a racing call): the
+    /// caller must then not send it.
+    fn mark_delivered(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+        at: std::time::SystemTime,
+    ) -> Result<(), StoreError>;
+    /// **Atomic**: remove a queued command that was never delivered, as if it
+    /// had never been queued (its uuid stays taken on this key). Racing a
+    /// [`Self::mark_delivered`], exactly one of the two wins.
+    fn cancel_command(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+    ) -> Result<Cancellation, StoreError>;
     /// Drop every queued command; returns their uuids.
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
     /// Recorded results, oldest first.
@@ -277,14 +302,149 @@ pub trait CertificateStore: Send + Sync {
     -> Result<Option<IssuedCertificate>, StoreError>;
 }
 
+/// What [`QueueStore::cancel_command`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancellation {
+    /// The command was queued and never delivered: it is gone.
+    Cancelled(QueuedCommand),
+    /// The command was already sent to the device (it stays queued until the
+    /// device answers).
+    AlreadyDelivered,
+    /// The command already finished (its result is stored), was cancelled
+    /// or was cleared.
+    AlreadyFinished,
+    /// No command with this uuid was ever queued on this key.
+    Unknown,
+}
+
+/// Push bookkeeping of one channel (kept apart from the activation record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushState {
+    /// When a push was last handed to the [`PushSender`].
+    pub last_push: Option<std::time::SystemTime>,
+    /// The HTTP status of the last APNs answer.
+    pub last_status: Option<u16>,
+    /// The APNs `reason` of the last answer, if any.
+    pub last_reason: Option<String>,
+    /// When the last APNs answer arrived.
+    pub last_response: Option<std::time::SystemTime>,
+    /// APNs said the token is no longer valid (410, or 400 `BadDeviceToken`):
+    /// no pushes until the device's next `TokenUpdate`.
+    pub token_invalid: bool,
+    /// Pushes sent since the device last answered on this channel.
+    pub attempts: u32,
+    /// When to push again if the device has not answered (unanswered push)
+    /// or deferred a command (`NotNow`); `None`: no re-push scheduled.
+    pub next_due: Option<std::time::SystemTime>,
+}
+
+impl PushState {
+    /// Apply [`PushStore::record_push`].
+    pub fn pushed(&mut self, at: std::time::SystemTime, next_due: Option<std::time::SystemTime>) {
+        self.last_push = Some(at);
+        self.attempts = self.attempts.saturating_add(1);
+        self.next_due = next_due;
+    }
+
+    /// Apply [`PushStore::record_push_response`].
+    pub fn responded(
+        &mut self,
+        status: u16,
+        reason: Option<&str>,
+        token_invalid: bool,
+        at: std::time::SystemTime,
+    ) {
+        self.last_status = Some(status);
+        self.last_reason = reason.map(str::to_owned);
+        self.last_response = Some(at);
+        if token_invalid {
+            self.token_invalid = true;
+            self.next_due = None;
+        }
+    }
+
+    /// Apply [`PushStore::record_answer`].
+    pub fn answered(&mut self, next_due: Option<std::time::SystemTime>) {
+        self.attempts = 0;
+        self.next_due = next_due;
+    }
+
+    /// Apply [`PushStore::record_token_update`].
+    pub fn token_updated(&mut self) {
+        self.token_invalid = false;
+        self.attempts = 0;
+        self.next_due = None;
+    }
+
+    /// Whether a re-push is due at `now` ([`PushStore::due_pushes`]).
+    pub fn due(&self, now: std::time::SystemTime) -> bool {
+        !self.token_invalid && self.next_due.is_some_and(|d| d <= now)
+    }
+}
+
+/// Push bookkeeping per channel ([`QueueKey`]): every write is **atomic**
+/// (a read-modify-write of one channel's record under the store's lock or
+/// transaction); reads may lag.
+pub trait PushStore: Send + Sync {
+    /// The channel's record (`None`: never pushed nor answered).
+    fn push_state(&self, key: &QueueKey) -> Result<Option<PushState>, StoreError>;
+    /// A push was handed to the sender at `at`: set `last_push`, add one to
+    /// `attempts`, set `next_due`. Returns the new record.
+    fn record_push(
+        &self,
+        key: &QueueKey,
+        at: std::time::SystemTime,
+        next_due: Option<std::time::SystemTime>,
+    ) -> Result<PushState, StoreError>;
+    /// APNs answered a push at `at` with `status` (and `reason`); if
+    /// `token_invalid`, mark the token invalid (only a `TokenUpdate` clears it).
+    fn record_push_response(
+        &self,
+        key: &QueueKey,
+        status: u16,
+        reason: Option<&str>,
+        token_invalid: bool,
+        at: std::time::SystemTime,
+    ) -> Result<(), StoreError>;
+    /// The device answered on the channel (it connected): reset `attempts`
+    /// and set `next_due` (a re-push for a deferred command, or `None`).
+    fn record_answer(
+        &self,
+        key: &QueueKey,
+        next_due: Option<std::time::SystemTime>,
+    ) -> Result<(), StoreError>;
+    /// A `TokenUpdate` arrived: the token is valid again, `attempts` and
+    /// `next_due` are reset (the status history stays).
+    fn record_token_update(&self, key: &QueueKey) -> Result<(), StoreError>;
+    /// Channels of `tenant` whose `next_due` is at or before `now` and whose
+    /// token is not marked invalid, ordered by `next_due`.
+    fn due_pushes(
+        &self,
+        tenant: &TenantId,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<QueueKey>, StoreError>;
+}
+
 /// Everything the driver stores.
 pub trait Store:
-    UserStore + ActivationStore + ChallengeStore + BindingStore + QueueStore + CertificateStore
+    UserStore
+    + ActivationStore
+    + ChallengeStore
+    + BindingStore
+    + QueueStore
+    + CertificateStore
+    + PushStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + ActivationStore + ChallengeStore + BindingStore + QueueStore + CertificateStore
+    T: UserStore
+        + ActivationStore
+        + ChallengeStore
+        + BindingStore
+        + QueueStore
+        + CertificateStore
+        + PushStore
 {
 }
 
@@ -299,7 +459,24 @@ pub trait Directory: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Why a [`PushSender`] could not take a push.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The sender is not configured for this push (no certificate, wrong topic).
+    #[error("push not configured: {0}")]
+    NotConfigured(String),
+    /// The sender's queue or transport is unavailable; try again later.
+    #[error("push sender unavailable: {0}")]
+    Unavailable(String),
+}
+
 /// Wakes a device channel through APNs.
+///
+/// The sender reports APNs' answer later, through
+/// [`PushStore::record_push_response`] (or
+/// [`Engine::push_response`](crate::service::Engine::push_response)), with
+/// plain values: status, reason, whether the token is now invalid.
 pub trait PushSender: Send + Sync {
     /// Hand a push for `channel` to the caller's sender. Must not block on the
     /// network: queue it and return.
@@ -308,5 +485,5 @@ pub trait PushSender: Send + Sync {
         tenant: &TenantId,
         channel: &Channel,
         target: &PushTarget,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), PushError>;
 }

@@ -31,8 +31,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    ActivationStore, Binding, BindingStore, CertificateStore, ChallengeRecord, ChallengeStore,
-    IssuedCertificate, QueueStore, StoreError, UserStore, Versioned,
+    ActivationStore, Binding, BindingStore, Cancellation, CertificateStore, ChallengeRecord,
+    ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore, StoreError, UserStore,
+    Versioned,
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
@@ -76,9 +77,25 @@ CREATE TABLE IF NOT EXISTS steps (
     UNIQUE (tenant, activation, step));
 ";
 
+/// Schema changes after the first release, applied in order to databases
+/// whose `PRAGMA user_version` is below their number (1-based). Existing
+/// databases keep their data: columns are added, tables created.
+const MIGRATIONS: &[&str] = &[
+    // 1: delivery marks (cancel before delivery) and per-channel push bookkeeping.
+    "ALTER TABLE commands ADD COLUMN delivered INTEGER;
+     CREATE TABLE IF NOT EXISTS push_state (
+         qkey BLOB PRIMARY KEY, tenant TEXT NOT NULL, key BLOB NOT NULL,
+         next_due INTEGER, token_invalid INTEGER NOT NULL, value BLOB NOT NULL);
+     CREATE INDEX IF NOT EXISTS push_state_due ON push_state (tenant, next_due);",
+];
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+
 const PENDING: i64 = 0;
 const FINISHED: i64 = 1;
 const CLEARED: i64 = 2;
+const CANCELLED: i64 = 3;
 
 /// A store in one SQLite database file (or in memory).
 pub struct SqliteStore {
@@ -143,6 +160,23 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Bring the schema to [`SCHEMA_VERSION`], one transaction per migration.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let current: u32 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    for (n, sql) in (1u32..).zip(MIGRATIONS) {
+        if n > current {
+            tx.execute_batch(sql).map_err(backend)?;
+            tx.pragma_update(None, "user_version", n).map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -156,7 +190,7 @@ impl SqliteStore {
         Self::init(conn, false)
     }
 
-    fn init(conn: Connection, file: bool) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection, file: bool) -> Result<Self, StoreError> {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(backend)?;
         if file {
@@ -168,6 +202,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -497,6 +532,29 @@ impl ActivationStore for SqliteStore {
                 .transpose()
         })
     }
+
+    fn device_activations(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(String, ActivationId)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT device_id, activation FROM devices WHERE tenant = ?1 ORDER BY device_id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![tenant.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, activation) = row.map_err(backend)?;
+            out.push((device, ActivationId::new(activation).map_err(backend)?));
+        }
+        Ok(out)
+    }
 }
 
 impl ChallengeStore for SqliteStore {
@@ -674,19 +732,25 @@ impl QueueStore for SqliteStore {
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT value, not_now FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
+                "SELECT value, not_now, delivered FROM commands
+                 WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
             )
             .map_err(backend)?;
         let rows = stmt
             .query_map(params![queue_key(key), PENDING], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u32>(1)?))
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
             })
             .map_err(backend)?;
         let mut out = Vec::new();
         for row in rows {
-            let (value, not_now) = row.map_err(backend)?;
+            let (value, not_now, delivered) = row.map_err(backend)?;
             let mut command: QueuedCommand = decode(&value)?;
             command.not_now_count = not_now;
+            command.delivered_at = delivered.map(from_unix_millis);
             out.push(command);
         }
         Ok(out)
@@ -738,6 +802,60 @@ impl QueueStore for SqliteStore {
                 }
             })?;
             Ok(())
+        })
+    }
+
+    fn mark_delivered(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let n = self
+            .lock()?
+            .execute(
+                "UPDATE commands SET delivered = COALESCE(delivered, ?1)
+                 WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
+                params![unix_millis(at), queue_key(key), uuid.as_str(), PENDING],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    fn cancel_command(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+    ) -> Result<Cancellation, StoreError> {
+        let qkey = queue_key(key);
+        self.write(|tx| {
+            let row: Option<(i64, Option<i64>, Vec<u8>, u32)> = tx
+                .query_row(
+                    "SELECT state, delivered, value, not_now FROM commands
+                     WHERE qkey = ?1 AND uuid = ?2",
+                    params![qkey, uuid.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(match row {
+                None => Cancellation::Unknown,
+                Some((PENDING, Some(_), _, _)) => Cancellation::AlreadyDelivered,
+                Some((PENDING, None, value, not_now)) => {
+                    tx.execute(
+                        "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3",
+                        params![CANCELLED, qkey, uuid.as_str()],
+                    )
+                    .map_err(backend)?;
+                    let mut command: QueuedCommand = decode(&value)?;
+                    command.not_now_count = not_now;
+                    Cancellation::Cancelled(command)
+                }
+                Some(_) => Cancellation::AlreadyFinished,
+            })
         })
     }
 
@@ -862,5 +980,114 @@ impl CertificateStore for SqliteStore {
             .optional()
             .map_err(backend)?;
         value.map(|v| decode(&v)).transpose()
+    }
+}
+
+impl SqliteStore {
+    /// Read-modify-write one channel's push record in one transaction.
+    fn update_push(
+        &self,
+        key: &QueueKey,
+        f: impl FnOnce(&mut PushState),
+    ) -> Result<PushState, StoreError> {
+        let qkey = queue_key(key);
+        self.write(|tx| {
+            let mut state: PushState = tx
+                .query_row(
+                    "SELECT value FROM push_state WHERE qkey = ?1",
+                    params![qkey],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .map(|v| decode(&v))
+                .transpose()?
+                .unwrap_or_default();
+            f(&mut state);
+            tx.execute(
+                "INSERT INTO push_state (qkey, tenant, key, next_due, token_invalid, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (qkey) DO UPDATE SET next_due = excluded.next_due,
+                     token_invalid = excluded.token_invalid, value = excluded.value",
+                params![
+                    qkey,
+                    key.tenant.as_str(),
+                    encode(key)?,
+                    state.next_due.map(unix_millis),
+                    state.token_invalid,
+                    encode(&state)?
+                ],
+            )
+            .map_err(backend)?;
+            Ok(state)
+        })
+    }
+}
+
+impl PushStore for SqliteStore {
+    fn push_state(&self, key: &QueueKey) -> Result<Option<PushState>, StoreError> {
+        self.lock()?
+            .query_row(
+                "SELECT value FROM push_state WHERE qkey = ?1",
+                params![queue_key(key)],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map_err(backend)?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn record_push(
+        &self,
+        key: &QueueKey,
+        at: SystemTime,
+        next_due: Option<SystemTime>,
+    ) -> Result<PushState, StoreError> {
+        self.update_push(key, |s| s.pushed(at, next_due))
+    }
+
+    fn record_push_response(
+        &self,
+        key: &QueueKey,
+        status: u16,
+        reason: Option<&str>,
+        token_invalid: bool,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.update_push(key, |s| s.responded(status, reason, token_invalid, at))
+            .map(drop)
+    }
+
+    fn record_answer(
+        &self,
+        key: &QueueKey,
+        next_due: Option<SystemTime>,
+    ) -> Result<(), StoreError> {
+        self.update_push(key, |s| s.answered(next_due)).map(drop)
+    }
+
+    fn record_token_update(&self, key: &QueueKey) -> Result<(), StoreError> {
+        self.update_push(key, PushState::token_updated).map(drop)
+    }
+
+    fn due_pushes(&self, tenant: &TenantId, now: SystemTime) -> Result<Vec<QueueKey>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key FROM push_state WHERE tenant = ?1 AND token_invalid = 0
+                 AND next_due IS NOT NULL AND next_due <= ?2 ORDER BY next_due, qkey",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![tenant.as_str(), unix_millis(now)], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(decode(&row.map_err(backend)?)?);
+        }
+        Ok(out)
     }
 }

@@ -23,8 +23,8 @@ use crate::activation::{
     CommandUuid, IssuedIdentity, LoginAttempt, OsVersion, PushTarget, Report, ReportEvent,
     ReportStatus, Secret, TenantId, VerifiedAttributes,
 };
-use crate::service::{Engine, Event, NewCommand, ServiceError};
-use crate::store::{Directory, PushSender, Store, StoreError};
+use crate::service::{Engine, EngineConfig, Event, NewCommand, ServiceError};
+use crate::store::{Directory, PushError, PushSender, Store, StoreError};
 
 /// A [`Directory`] over a table of (tenant, username) → password.
 #[derive(Debug, Default)]
@@ -67,10 +67,11 @@ impl Directory for StaticDirectory {
     }
 }
 
-/// A [`PushSender`] that records pushes.
+/// A [`PushSender`] that records pushes (or refuses them, when told to).
 #[derive(Debug, Default)]
 pub struct RecordingPush {
     pushes: Mutex<Vec<(TenantId, Channel, PushTarget)>>,
+    refuse: Mutex<Option<PushError>>,
 }
 
 impl RecordingPush {
@@ -83,6 +84,13 @@ impl RecordingPush {
     pub fn pushes(&self) -> Vec<(TenantId, Channel, PushTarget)> {
         self.pushes.lock().map(|p| p.clone()).unwrap_or_default()
     }
+
+    /// Refuse every push with `error` from now on (`None`: accept again).
+    pub fn refuse_with(&self, error: Option<PushError>) {
+        if let Ok(mut r) = self.refuse.lock() {
+            *r = error;
+        }
+    }
 }
 
 impl PushSender for RecordingPush {
@@ -91,13 +99,45 @@ impl PushSender for RecordingPush {
         tenant: &TenantId,
         channel: &Channel,
         target: &PushTarget,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), PushError> {
+        if let Some(e) = self
+            .refuse
+            .lock()
+            .map_err(|_| PushError::Unavailable("lock poisoned".into()))?
+            .clone()
+        {
+            return Err(e);
+        }
         self.pushes
             .lock()
-            .map_err(|_| StoreError::Backend("lock poisoned".into()))?
+            .map_err(|_| PushError::Unavailable("lock poisoned".into()))?
             .push((tenant.clone(), channel.clone(), target.clone()));
         Ok(())
     }
+}
+
+/// An engine over `store` with user `alice` (password `pw`, domain `corp`,
+/// default policy) provisioned in `tenant`; returns it with alice's login.
+pub fn engine_with_alice<S: Store>(
+    store: S,
+    tenant: &TenantId,
+    config: EngineConfig,
+) -> Result<(Engine<S, StaticDirectory, RecordingPush>, LoginAttempt), ServiceError> {
+    let dir = StaticDirectory::new();
+    dir.set_password(tenant, "alice", "pw");
+    let engine = Engine::new(store, dir, RecordingPush::new(), config);
+    engine.provision_user(&crate::activation::UserAccount {
+        tenant: tenant.clone(),
+        username: "alice".into(),
+        domain: "corp".into(),
+        policy: crate::activation::Policy::default(),
+    })?;
+    let login = LoginAttempt {
+        username: "alice".into(),
+        password: Secret::new("pw"),
+        domain: "corp".into(),
+    };
+    Ok((engine, login))
 }
 
 /// The request types of the initial configuration the evidence-level tests queue.

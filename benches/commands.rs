@@ -1,0 +1,104 @@
+//! The command API after activation: one command's round trip (enqueue with
+//! push bookkeeping → the device's `Idle` connect delivers it, marked
+//! delivered → `Acknowledged`, result stored, push state answered) on the
+//! in-memory store and on SQLite (in memory and on a file in WAL mode), and
+//! the added cost of the push bookkeeping on the 13 steps. Run with
+//! `cargo bench --features test-support,sqlite --bench commands`.
+
+use std::time::{Duration, SystemTime};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mdm_enroll::activation::{QueuePolicy, ReportStatus, Retention, TenantId};
+use mdm_enroll::mdm::Command;
+use mdm_enroll::service::{Engine, EngineConfig};
+use mdm_enroll::store::sqlite::SqliteStore;
+use mdm_enroll::store::{MemoryStore, Store};
+use mdm_enroll::testing::{EvidenceDevice, RecordingPush, StaticDirectory, engine_with_alice};
+use rand_core::UnwrapErr;
+
+type Eng<S> = Engine<S, StaticDirectory, RecordingPush>;
+
+fn activated<S: Store>(
+    store: S,
+    now: SystemTime,
+    config: EngineConfig,
+) -> (Eng<S>, TenantId, EvidenceDevice) {
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    let tenant = TenantId::new("bench").unwrap();
+    let (engine, login) = engine_with_alice(store, &tenant, config).unwrap();
+    let mut dev = EvidenceDevice::random(&mut rng);
+    dev.activate(&engine, &tenant, &login, now, &mut rng)
+        .unwrap();
+    (engine, tenant, dev)
+}
+
+fn round_trip<S: Store>(c: &mut Criterion, name: &str, store: S, config: EngineConfig) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let (engine, tenant, dev) = activated(store, now, config);
+    let channel = dev.channel();
+    let mut n = 0u64;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            n += 1;
+            let cmd = Command::profile_list(format!("BENCH-{n}"));
+            let uuid = engine
+                .enqueue_command(&tenant, &channel, &cmd, now)
+                .unwrap()
+                .value;
+            let sent = engine
+                .connect(&tenant, dev.report(ReportStatus::Idle, None), now)
+                .unwrap()
+                .value
+                .unwrap();
+            assert_eq!(sent.uuid, uuid);
+            let next = engine
+                .connect(
+                    &tenant,
+                    dev.report(ReportStatus::Acknowledged, Some(uuid)),
+                    now,
+                )
+                .unwrap()
+                .value;
+            assert!(next.is_none());
+        })
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    let keep_all = EngineConfig {
+        queue: QueuePolicy {
+            retention: Retention::KeepAll,
+            ..QueuePolicy::default()
+        },
+        ..EngineConfig::default()
+    };
+    round_trip(
+        c,
+        "command_round_trip_memory_store",
+        MemoryStore::new(),
+        EngineConfig::default(),
+    );
+    round_trip(
+        c,
+        "command_round_trip_sqlite_in_memory",
+        SqliteStore::open_in_memory().unwrap(),
+        EngineConfig::default(),
+    );
+    // Without pruning results (KeepLast(1000) deletes the oldest per finish).
+    round_trip(
+        c,
+        "command_round_trip_sqlite_in_memory_keep_all",
+        SqliteStore::open_in_memory().unwrap(),
+        keep_all,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(
+        c,
+        "command_round_trip_sqlite_file_wal",
+        SqliteStore::open(dir.path().join("bench.db")).unwrap(),
+        EngineConfig::default(),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,881 @@
+//! [`Engine`]: the evidence-level driver over the caller's store,
+//! directory and push sender.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use crate::activation::{
+    Activation, ActivationError, ActivationId, AttributesPhase, ChallengeKind, Channel,
+    CheckinEvent, CheckinMessage, CommandOutcome, CommandResult, CommandUuid, Input,
+    IssuedIdentity, LoginAttempt, Output, Phase, QueueKey, QueuePolicy, QueuedCommand, Report,
+    ReportEvent, Secret, TenantId, UserAccount, VerifiedAttributes,
+};
+use crate::store::{
+    Binding, ChallengeRecord, Directory, IssuedCertificate, PushSender, Store, StoreError,
+    Versioned,
+};
+
+use super::{Event, EventKind, Outcome, ServiceError};
+
+/// Driver tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Lifetime of the Profile Service challenge (step 4 → 5).
+    pub profile_challenge_ttl: Duration,
+    /// Lifetime of the SCEP challenge (step 6 → 7).
+    pub scep_challenge_ttl: Duration,
+    /// Queue tuning.
+    pub queue: QueuePolicy,
+    /// When to push again after an unanswered push or a `NotNow`.
+    pub repush: RepushPolicy,
+}
+
+/// When to push a channel again, as pure arithmetic over plain values.
+///
+/// After the `n`-th push the device has not answered, the next push is due
+/// `first_delay · 2ⁿ⁻¹` later (at most `max_delay`), until `max_attempts`
+/// unanswered pushes; after a `NotNow` it is due `not_now_delay` later (the
+/// queue's retry budget caps those). Kept minimal on purpose: it is meant to
+/// merge with the APNs-side retry policy of the push client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepushPolicy {
+    /// Delay after the first unanswered push (default 1 minute).
+    pub first_delay: Duration,
+    /// Longest delay between re-pushes (default 1 hour).
+    pub max_delay: Duration,
+    /// Unanswered pushes after which re-pushing stops (default 8; 0 never re-pushes).
+    pub max_attempts: u32,
+    /// Delay before pushing a deferred (`NotNow`) command again (default 5 minutes).
+    pub not_now_delay: Duration,
+}
+
+impl Default for RepushPolicy {
+    fn default() -> Self {
+        Self {
+            first_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(3600),
+            max_attempts: 8,
+            not_now_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RepushPolicy {
+    /// A policy with these delays and cap.
+    pub fn new(
+        first_delay: Duration,
+        max_delay: Duration,
+        max_attempts: u32,
+        not_now_delay: Duration,
+    ) -> Self {
+        Self {
+            first_delay,
+            max_delay,
+            max_attempts,
+            not_now_delay,
+        }
+    }
+
+    /// When to push again after the `attempts`-th unanswered push sent at
+    /// `at` (`attempts` ≥ 1); `None` once the cap is reached.
+    pub fn after_push(&self, attempts: u32, at: SystemTime) -> Option<SystemTime> {
+        if attempts == 0 || attempts >= self.max_attempts {
+            return None;
+        }
+        let factor = 1u32.checked_shl(attempts - 1).unwrap_or(u32::MAX);
+        let delay = self
+            .first_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay);
+        at.checked_add(delay)
+    }
+
+    /// When to push again after a `NotNow` answered at `at`.
+    pub fn after_not_now(&self, at: SystemTime) -> Option<SystemTime> {
+        at.checked_add(self.not_now_delay)
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            profile_challenge_ttl: Duration::from_secs(15 * 60),
+            scep_challenge_ttl: Duration::from_secs(15 * 60),
+            queue: QueuePolicy::default(),
+            repush: RepushPolicy::default(),
+        }
+    }
+}
+
+/// Result of step 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginGrant {
+    /// The new activation.
+    pub activation: ActivationId,
+    /// The organisation notice to show before step 3.
+    pub notice: Option<String>,
+}
+
+/// Result of steps 5–6: what the enrollment profile needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentGrant {
+    /// The activation.
+    pub activation: ActivationId,
+    /// The SCEP challenge to put into the profile.
+    pub scep_challenge: Secret,
+}
+
+/// A command to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCommand {
+    /// `CommandUUID`.
+    pub uuid: CommandUuid,
+    /// `RequestType`.
+    pub request_type: String,
+    /// The complete command plist.
+    pub body: Vec<u8>,
+}
+
+/// The evidence-level driver.
+#[derive(Debug)]
+pub struct Engine<S, D, P> {
+    pub(super) store: S,
+    directory: D,
+    pub(super) push: P,
+    pub(super) config: EngineConfig,
+}
+
+struct Ctx<'a> {
+    tenant: &'a TenantId,
+    now: SystemTime,
+    initial: HashMap<CommandUuid, NewCommand>,
+    pending: Vec<QueuedCommand>,
+    report_body: Vec<u8>,
+    channel: Option<Channel>,
+    events: Vec<Event>,
+    deliver: Option<QueuedCommand>,
+    deferred: bool,
+    lost_delivery: bool,
+    /// A `TokenUpdate` whose push-state reset is still to be written.
+    token_update: bool,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(tenant: &'a TenantId, now: SystemTime) -> Self {
+        Self {
+            tenant,
+            now,
+            initial: HashMap::new(),
+            pending: Vec::new(),
+            report_body: Vec::new(),
+            channel: None,
+            events: Vec::new(),
+            deliver: None,
+            deferred: false,
+            lost_delivery: false,
+            token_update: false,
+        }
+    }
+}
+
+impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
+    /// A driver over the caller's store, directory and push sender.
+    pub fn new(store: S, directory: D, push: P, config: EngineConfig) -> Self {
+        Self {
+            store,
+            directory,
+            push,
+            config,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &D {
+        &self.directory
+    }
+
+    /// The push sender.
+    pub fn push_sender(&self) -> &P {
+        &self.push
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Step 1: create or update a user account and its policy.
+    pub fn provision_user(&self, user: &UserAccount) -> Result<(), ServiceError> {
+        Ok(self.store.put_user(user)?)
+    }
+
+    /// Step 2: self-service login. Unknown users and wrong passwords are the
+    /// same error ([`ActivationError::BadCredentials`]).
+    pub fn login<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        attempt: &LoginAttempt,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<LoginGrant>, ServiceError> {
+        let user = self
+            .store
+            .user(tenant, &attempt.username)?
+            .filter(|u| u.domain.eq_ignore_ascii_case(&attempt.domain))
+            .ok_or(ActivationError::BadCredentials)?;
+        if !self.directory.check_credentials(tenant, attempt)? {
+            return Err(ActivationError::BadCredentials.into());
+        }
+        let t = Activation::start(ActivationId::random(rng), &user, now)?;
+        let mut ctx = Ctx::new(tenant, now);
+        let notice = t.outputs.iter().find_map(|o| match o {
+            Output::ShowNotice(n) => Some(n.clone()),
+            _ => None,
+        });
+        self.store.insert_activation(&t.state)?;
+        self.record_events(&t.state.id, &t.outputs, &mut ctx);
+        Ok(Outcome {
+            value: LoginGrant {
+                activation: t.state.id,
+                notice,
+            },
+            events: ctx.events,
+        })
+    }
+
+    /// Steps 3–4: the activation request; returns the Profile Service challenge.
+    pub fn request_activation<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        notice_accepted: bool,
+        language: Option<String>,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<Secret>, ServiceError> {
+        let current = self.load(tenant, activation)?;
+        let challenge = Secret::random(rng);
+        let input = Input::ActivationRequest {
+            notice_accepted,
+            language,
+            challenge: challenge.clone(),
+            ttl: self.config.profile_challenge_ttl,
+        };
+        let mut ctx = Ctx::new(tenant, now);
+        self.run(current, input, &mut ctx)?;
+        Ok(Outcome {
+            value: challenge,
+            events: ctx.events,
+        })
+    }
+
+    /// Steps 5–6: verified device attributes; returns what the enrollment profile needs.
+    pub fn device_attributes<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        attributes: VerifiedAttributes,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<EnrollmentGrant>, ServiceError> {
+        if attributes.phase != AttributesPhase::DeviceIdentity {
+            return Err(ActivationError::UnexpectedPhase(attributes.phase).into());
+        }
+        let presented = attributes
+            .challenge
+            .as_ref()
+            .ok_or(ActivationError::MissingChallenge)?;
+        let record = self.find_challenge(tenant, presented, ChallengeKind::ProfileService)?;
+        let current = self.load(tenant, &record.activation)?;
+        let scep_challenge = Secret::random(rng);
+        let input = Input::DeviceAttributes {
+            attributes,
+            scep_challenge: scep_challenge.clone(),
+            ttl: self.config.scep_challenge_ttl,
+        };
+        let mut ctx = Ctx::new(tenant, now);
+        self.run(current, input, &mut ctx)?;
+        Ok(Outcome {
+            value: EnrollmentGrant {
+                activation: record.activation,
+                scep_challenge,
+            },
+            events: ctx.events,
+        })
+    }
+
+    /// Step 7: a SCEP request presented `challenge`; on success the caller's
+    /// CA may issue a certificate for the returned activation.
+    pub fn authorize_scep(
+        &self,
+        tenant: &TenantId,
+        challenge: &Secret,
+        now: SystemTime,
+    ) -> Result<Outcome<Activation>, ServiceError> {
+        self.authorize_scep_request(tenant, challenge, None, now)
+    }
+
+    /// Step 7 for a known request: as [`Self::authorize_scep`], keeping
+    /// `request` (SHA-256 of the CSR, [`crate::scep::RequestFingerprint`]) so
+    /// that a resend of the same request is recognised by
+    /// [`Self::scep_resend`].
+    pub fn authorize_scep_request(
+        &self,
+        tenant: &TenantId,
+        challenge: &Secret,
+        request: Option<[u8; 32]>,
+        now: SystemTime,
+    ) -> Result<Outcome<Activation>, ServiceError> {
+        let record = self.find_challenge(tenant, challenge, ChallengeKind::Scep)?;
+        let current = self.load(tenant, &record.activation)?;
+        let input = Input::ScepRequest {
+            challenge: challenge.clone(),
+            request,
+        };
+        let mut ctx = Ctx::new(tenant, now);
+        let state = self.run(current, input, &mut ctx)?;
+        Ok(Outcome {
+            value: state,
+            events: ctx.events,
+        })
+    }
+
+    /// A resend of the SCEP request that consumed `challenge` (the client
+    /// never got the answer): the activation it belongs to, if `request` is
+    /// the very request the challenge was consumed for and the activation
+    /// is still waiting for or holding that certificate. Changes nothing;
+    /// the caller answers with the certificate again, or issues it if the
+    /// first attempt never got that far (only while the challenge would
+    /// still be valid at `now`).
+    pub fn scep_resend(
+        &self,
+        tenant: &TenantId,
+        challenge: &Secret,
+        request: &[u8; 32],
+        now: SystemTime,
+    ) -> Result<Option<Activation>, ServiceError> {
+        let Some(record) = self.store.challenge(tenant, &challenge.digest())? else {
+            return Ok(None);
+        };
+        if record.tenant != *tenant || record.grant.kind != ChallengeKind::Scep || !record.consumed
+        {
+            return Ok(None);
+        }
+        let activation = self.load(tenant, &record.activation)?.value;
+        let same_request = activation
+            .scep_request
+            .is_some_and(|r| crate::crypto::constant_time_eq(&r, request));
+        let current = (activation.phase == Phase::ScepAuthorized && now < record.grant.expires)
+            || (activation.identity.is_some()
+                && !matches!(activation.phase, Phase::Unenrolled | Phase::Superseded));
+        Ok((same_request && current).then_some(activation))
+    }
+
+    /// Step 8: the CA issued `identity` for `activation`.
+    pub fn certificate_issued(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        identity: IssuedIdentity,
+        now: SystemTime,
+    ) -> Result<Outcome<()>, ServiceError> {
+        let current = self.load(tenant, activation)?;
+        let mut ctx = Ctx::new(tenant, now);
+        self.run(current, Input::CertificateIssued(identity), &mut ctx)?;
+        Ok(Outcome {
+            value: (),
+            events: ctx.events,
+        })
+    }
+
+    /// Steps 9–10 and `CheckOut`. `initial` builds the initial configuration;
+    /// it is called only for the first device-channel `TokenUpdate`.
+    pub fn checkin(
+        &self,
+        tenant: &TenantId,
+        event: CheckinEvent,
+        now: SystemTime,
+        initial: impl FnOnce(&Activation) -> Vec<NewCommand>,
+    ) -> Result<Outcome<()>, ServiceError> {
+        let current = self.sender_activation(tenant, &event.identity, &event.channel)?;
+        let mut ctx = Ctx::new(tenant, now);
+        let mut initial_configuration = Vec::new();
+        if event.channel.is_device()
+            && current.value.phase == Phase::Authenticated
+            && matches!(event.message, CheckinMessage::TokenUpdate { .. })
+        {
+            for cmd in initial(&current.value) {
+                initial_configuration.push((cmd.uuid.clone(), cmd.request_type.clone()));
+                ctx.initial.insert(cmd.uuid.clone(), cmd);
+            }
+        }
+        let authenticate = matches!(event.message, CheckinMessage::Authenticate { .. });
+        ctx.token_update = matches!(event.message, CheckinMessage::TokenUpdate { .. });
+        let device_id = event.channel.device_id.clone();
+        let push_key = QueueKey {
+            tenant: tenant.clone(),
+            channel: event.channel.clone(),
+        };
+        ctx.channel = Some(event.channel.clone());
+        let input = Input::Checkin {
+            event,
+            initial_configuration,
+        };
+        let state = self.run(current, input, &mut ctx)?;
+        if ctx.token_update {
+            // An accepted TokenUpdate: the token is valid again.
+            self.note_token_update(&push_key)?;
+        }
+        if authenticate {
+            let previous = self
+                .store
+                .set_device_activation(tenant, &device_id, &state.id)?;
+            if let Some(previous) = previous.filter(|p| *p != state.id) {
+                self.supersede(tenant, &previous, &state.username, &mut ctx)?;
+            }
+        }
+        Ok(Outcome {
+            value: (),
+            events: ctx.events,
+        })
+    }
+
+    /// Steps 11–13: a connect request; returns the command to answer with
+    /// (`None`: answer with an empty body).
+    pub fn connect(
+        &self,
+        tenant: &TenantId,
+        event: ReportEvent,
+        now: SystemTime,
+    ) -> Result<Outcome<Option<QueuedCommand>>, ServiceError> {
+        let current = self.sender_activation(tenant, &event.identity, &event.channel)?;
+        let key = QueueKey {
+            tenant: tenant.clone(),
+            channel: event.channel.clone(),
+        };
+        let mut ctx = Ctx::new(tenant, now);
+        ctx.pending = self.store.pending(&key)?;
+        ctx.report_body = match &event.report {
+            Report::Status { body, .. } => body.clone(),
+            Report::Undecodable { .. } => Vec::new(),
+        };
+        ctx.channel = Some(event.channel.clone());
+        // Initial commands gone from the queue that the activation still
+        // waits for: their stored results (normally none; see Input::Connect).
+        let waiting = |c: &&crate::activation::InitialCommand| {
+            c.outcome.is_none() && !ctx.pending.iter().any(|p| p.uuid == c.uuid)
+        };
+        let finished =
+            if event.channel.is_device() && current.value.initial.iter().any(|c| waiting(&c)) {
+                self.store
+                    .results(&key)?
+                    .into_iter()
+                    .filter(|r| {
+                        current
+                            .value
+                            .initial
+                            .iter()
+                            .any(|c| waiting(&c) && c.uuid == r.uuid)
+                    })
+                    .map(|r| (r.uuid, r.outcome))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let input = Input::Connect {
+            event,
+            pending: ctx.pending.clone(),
+            finished,
+            policy: self.config.queue,
+        };
+        let state = self.run(current, input, &mut ctx)?;
+        let next_due = if ctx.deferred {
+            self.config.repush.after_not_now(now)
+        } else {
+            None
+        };
+        self.note_answer(&key, next_due)?;
+        if ctx.lost_delivery {
+            // The command chosen was cancelled meanwhile: wake the device
+            // again for whatever else is queued.
+            if !self.store.pending(&key)?.is_empty() {
+                self.push_channel(&state, &key.channel, now, &mut ctx.events)?;
+            }
+        }
+        Ok(Outcome {
+            value: ctx.deliver.take(),
+            events: ctx.events,
+        })
+    }
+
+    pub(super) fn load(
+        &self,
+        tenant: &TenantId,
+        id: &ActivationId,
+    ) -> Result<Versioned<Activation>, ServiceError> {
+        let found = self
+            .store
+            .activation(tenant, id)?
+            .ok_or(ActivationError::UnknownActivation)?;
+        if found.value.tenant != *tenant {
+            return Err(ActivationError::TenantMismatch.into());
+        }
+        Ok(found)
+    }
+
+    fn find_challenge(
+        &self,
+        tenant: &TenantId,
+        presented: &Secret,
+        kind: ChallengeKind,
+    ) -> Result<ChallengeRecord, ServiceError> {
+        let record = self
+            .store
+            .challenge(tenant, &presented.digest())?
+            .ok_or(ActivationError::UnknownChallenge)?;
+        if record.tenant != *tenant {
+            return Err(ActivationError::TenantMismatch.into());
+        }
+        if record.grant.kind != kind {
+            return Err(ActivationError::WrongChallenge.into());
+        }
+        if record.consumed {
+            return Err(ActivationError::ChallengeReplayed.into());
+        }
+        Ok(record)
+    }
+
+    /// The activation an identity belongs to, after checking its binding.
+    fn sender_activation(
+        &self,
+        tenant: &TenantId,
+        identity: &crate::activation::CertFingerprint,
+        channel: &Channel,
+    ) -> Result<Versioned<Activation>, ServiceError> {
+        let cert = self
+            .store
+            .certificate_by_fingerprint(identity)?
+            .ok_or(ActivationError::UnknownIdentity)?;
+        if cert.tenant != *tenant {
+            return Err(ActivationError::TenantMismatch.into());
+        }
+        if let Some(binding) = self.store.identity(identity)? {
+            if binding.retired {
+                return Err(ActivationError::IdentityMismatch.into());
+            }
+            if binding.device_id != channel.device_id || binding.tenant != *tenant {
+                return Err(ActivationError::DeviceMismatch.into());
+            }
+        }
+        self.load(tenant, &cert.activation)
+    }
+
+    fn supersede(
+        &self,
+        tenant: &TenantId,
+        previous: &ActivationId,
+        by_user: &str,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), ServiceError> {
+        for _ in 0..3 {
+            let Some(current) = self.store.activation(tenant, previous)? else {
+                return Ok(());
+            };
+            if matches!(current.value.phase, Phase::Superseded | Phase::Unenrolled) {
+                return Ok(());
+            }
+            let input = Input::Superseded {
+                by_user: by_user.to_owned(),
+            };
+            match self.run(current, input, ctx) {
+                Err(ServiceError::Store(StoreError::VersionConflict { .. })) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(StoreError::VersionConflict {
+            expected: 0,
+            found: 0,
+        }
+        .into())
+    }
+
+    fn record_events(&self, id: &ActivationId, outputs: &[Output], ctx: &mut Ctx<'_>) {
+        for o in outputs {
+            let kind = match o {
+                Output::Reached(step) => EventKind::Reached(*step),
+                Output::Finish { uuid, outcome } => EventKind::CommandFinished {
+                    uuid: uuid.clone(),
+                    outcome: outcome.clone(),
+                },
+                Output::ConfigurationFailed(failed) => {
+                    EventKind::ConfigurationFailed(failed.clone())
+                }
+                Output::ReEnrolled => EventKind::ReEnrolled,
+                Output::Unenrolled => EventKind::Unenrolled,
+                _ => continue,
+            };
+            ctx.events.push(Event {
+                activation: id.clone(),
+                kind,
+            });
+        }
+    }
+
+    /// Apply one input: transition, carry out outputs, save.
+    fn run(
+        &self,
+        current: Versioned<Activation>,
+        input: Input,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Activation, ServiceError> {
+        let Versioned {
+            value: state,
+            version,
+        } = current;
+        let t = state.apply(input, ctx.now)?;
+        let tenant = ctx.tenant;
+        let mut claimed: Option<String> = None;
+        let result = (|| -> Result<(), ServiceError> {
+            for output in &t.outputs {
+                self.carry_out(&state, &t.state, output, ctx, &mut claimed)?;
+            }
+            if t.state != state {
+                self.store.update_activation(&t.state, version)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            if let Some(device) = claimed {
+                // Undo a device slot this call claimed before a later gate failed.
+                let _ = self.store.release_device(tenant, &state.username, &device);
+            }
+            return Err(e);
+        }
+        self.record_events(&t.state.id, &t.outputs, ctx);
+        Ok(t.state)
+    }
+
+    fn carry_out(
+        &self,
+        before: &Activation,
+        after: &Activation,
+        output: &Output,
+        ctx: &mut Ctx<'_>,
+        claimed: &mut Option<String>,
+    ) -> Result<(), ServiceError> {
+        let tenant = ctx.tenant;
+        let store = &self.store;
+        match output {
+            Output::Reached(_)
+            | Output::ShowNotice(_)
+            | Output::ConfigurationFailed(_)
+            | Output::ReEnrolled
+            | Output::Unenrolled => {}
+            Output::IssueChallenge(grant) => store.insert_challenge(&ChallengeRecord {
+                tenant: tenant.clone(),
+                activation: after.id.clone(),
+                grant: *grant,
+                consumed: false,
+            })?,
+            Output::ConsumeChallenge(grant) => {
+                store
+                    .consume_challenge(tenant, &grant.digest, ctx.now)
+                    .map_err(|e| match e {
+                        StoreError::ChallengeConsumed => ActivationError::ChallengeReplayed.into(),
+                        StoreError::ChallengeExpired => ActivationError::ChallengeExpired.into(),
+                        StoreError::NotFound => ActivationError::UnknownChallenge.into(),
+                        other => ServiceError::Store(other),
+                    })?;
+            }
+            Output::ClaimDevice { device_id, max } => {
+                let newly = store
+                    .claim_device(tenant, &before.username, device_id, *max)
+                    .map_err(|e| match e {
+                        StoreError::LimitReached => ActivationError::DeviceCapReached {
+                            max: max.unwrap_or(0),
+                        }
+                        .into(),
+                        other => ServiceError::Store(other),
+                    })?;
+                if newly {
+                    *claimed = Some(device_id.clone());
+                }
+            }
+            Output::ReleaseDevice { device_id } => {
+                store.release_device(tenant, &before.username, device_id)?
+            }
+            Output::RecordCertificate(identity) => {
+                store.record_certificate(&IssuedCertificate {
+                    tenant: tenant.clone(),
+                    activation: after.id.clone(),
+                    identity: identity.clone(),
+                })?
+            }
+            Output::BindIdentity {
+                fingerprint,
+                device_id,
+            } => store
+                .bind_identity(&Binding {
+                    fingerprint: *fingerprint,
+                    tenant: tenant.clone(),
+                    device_id: device_id.clone(),
+                    activation: after.id.clone(),
+                    retired: false,
+                })
+                .map_err(|e| match e {
+                    StoreError::BindingConflict(_) => ActivationError::DeviceMismatch.into(),
+                    StoreError::IdentityRetired => ActivationError::IdentityMismatch.into(),
+                    other => ServiceError::Store(other),
+                })?,
+            Output::RetireIdentity(fingerprint) => {
+                match store.retire_identity(fingerprint, tenant) {
+                    Ok(()) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Output::ClearQueue(channel) => {
+                store.clear_queue(&QueueKey {
+                    tenant: tenant.clone(),
+                    channel: channel.clone(),
+                })?;
+            }
+            Output::EnqueueInitial(uuids) => {
+                let channel = ctx.channel.clone().ok_or(ActivationError::NotEnrolled)?;
+                let key = QueueKey {
+                    tenant: tenant.clone(),
+                    channel,
+                };
+                for uuid in uuids {
+                    if let Some(cmd) = ctx.initial.remove(uuid) {
+                        store.enqueue(
+                            &key,
+                            &QueuedCommand {
+                                uuid: cmd.uuid,
+                                request_type: cmd.request_type,
+                                body: cmd.body,
+                                activation: Some(after.id.clone()),
+                                not_now_count: 0,
+                                queued_at: ctx.now,
+                                delivered_at: None,
+                            },
+                        )?;
+                    }
+                }
+            }
+            Output::Finish { uuid, outcome } => {
+                let key = self.queue_key(ctx)?;
+                let request_type = ctx
+                    .pending
+                    .iter()
+                    .find(|c| c.uuid == *uuid)
+                    .map(|c| c.request_type.clone())
+                    .unwrap_or_default();
+                let body = if matches!(outcome, CommandOutcome::Undecodable(_)) {
+                    Vec::new()
+                } else {
+                    ctx.report_body.clone()
+                };
+                store
+                    .finish_command(
+                        &key,
+                        &CommandResult {
+                            uuid: uuid.clone(),
+                            request_type,
+                            outcome: outcome.clone(),
+                            body,
+                            at: ctx.now,
+                        },
+                    )
+                    .map_err(|e| match e {
+                        StoreError::NotFound => {
+                            ActivationError::UnknownCommand(uuid.clone()).into()
+                        }
+                        other => ServiceError::Store(other),
+                    })?;
+                if let Some(keep) = self.config.queue.retention.keep() {
+                    store.prune_results(&key, keep)?;
+                }
+            }
+            Output::Defer(uuid) => {
+                let key = self.queue_key(ctx)?;
+                store.defer_command(&key, uuid).map_err(|e| match e {
+                    StoreError::NotFound => ActivationError::UnknownCommand(uuid.clone()).into(),
+                    other => ServiceError::Store(other),
+                })?;
+                ctx.deferred = true;
+            }
+            Output::Deliver(uuid) => {
+                let key = self.queue_key(ctx)?;
+                // The atomic gate against a racing cancel: only a command
+                // still queued is sent, and once marked it cannot be cancelled.
+                match store.mark_delivered(&key, uuid, ctx.now) {
+                    Ok(()) => {
+                        ctx.deliver = ctx.pending.iter().find(|c| c.uuid == *uuid).cloned();
+                    }
+                    Err(StoreError::NotFound) => {
+                        ctx.deliver = None;
+                        ctx.lost_delivery = true;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Output::EndConnection => ctx.deliver = None,
+            Output::Push(channel) => {
+                if ctx.token_update {
+                    // The new token is valid again before its first push.
+                    ctx.token_update = false;
+                    self.note_token_update(&self.queue_key(ctx)?)?;
+                }
+                let mut events = Vec::new();
+                self.push_channel(after, channel, ctx.now, &mut events)?;
+                ctx.events.extend(events);
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_key(&self, ctx: &Ctx<'_>) -> Result<QueueKey, ServiceError> {
+        Ok(QueueKey {
+            tenant: ctx.tenant.clone(),
+            channel: ctx.channel.clone().ok_or(ActivationError::NotEnrolled)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repush_backs_off_doubling_up_to_the_cap() {
+        let t = SystemTime::UNIX_EPOCH;
+        let s = Duration::from_secs;
+        let p = RepushPolicy::new(s(10), s(35), 5, s(7));
+        let due: Vec<_> = (1..=5).map(|n| p.after_push(n, t)).collect();
+        assert_eq!(
+            due,
+            [
+                Some(t + s(10)),
+                Some(t + s(20)),
+                Some(t + s(35)),
+                Some(t + s(35)),
+                None
+            ]
+        );
+        assert_eq!(p.after_push(0, t), None);
+        assert_eq!(p.after_push(u32::MAX, t), None);
+        let many = RepushPolicy::new(s(10), s(3600), u32::MAX, s(7));
+        assert_eq!(many.after_push(64, t), Some(t + s(3600)), "no overflow");
+        assert_eq!(p.after_not_now(t), Some(t + s(7)));
+        assert_eq!(
+            RepushPolicy::new(s(1), s(1), 0, s(1)).after_push(1, t),
+            None
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Driver errors, the events a call reports and its result wrapper.
+
+use thiserror::Error;
+
+use crate::activation::{
+    ActivationError, ActivationId, Channel, CommandOutcome, CommandUuid, Step,
+};
+use crate::store::{PushError, StoreError};
+
+/// Why a driver call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ServiceError {
+    /// The core (or a lost atomic gate) refused the input.
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request could not be decoded or its signature did not verify.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The server could not build, sign or issue what it answers with (its
+    /// configuration is wrong): nothing was stored.
+    #[error("server error: {0}")]
+    Internal(String),
+    /// The command API refused a command.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+/// Why the command API refused to queue or cancel a command.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The raw command plist is larger than the limit.
+    #[error("command plist is {len} bytes, the limit is {max}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The raw command plist is not a command: not a plist, not a
+    /// dictionary, or without a `CommandUUID` string or a `Command`
+    /// dictionary with a `RequestType` string (the message names which).
+    #[error("invalid command plist: {0}")]
+    Invalid(String),
+    /// A command with this uuid is or was queued on this channel.
+    #[error("command {0} is already queued or finished on this channel")]
+    Duplicate(CommandUuid),
+    /// The command was already sent to the device: too late to cancel.
+    #[error("command {0} was already delivered")]
+    AlreadyDelivered(CommandUuid),
+    /// The command already finished, was cancelled or was cleared.
+    #[error("command {0} already finished")]
+    AlreadyFinished(CommandUuid),
+    /// No command with this uuid was queued on this channel.
+    #[error("no command {0} on this channel")]
+    Unknown(CommandUuid),
+    /// The command belongs to the activation's initial configuration, whose
+    /// answers the activation waits for: not the caller's to cancel.
+    #[error("command {0} belongs to the initial configuration")]
+    InitialConfiguration(CommandUuid),
+}
+
+/// Something notable that happened to an activation, for the caller's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The activation.
+    pub activation: ActivationId,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Kinds of [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A step was reached.
+    Reached(Step),
+    /// A command finished.
+    CommandFinished {
+        /// The command.
+        uuid: CommandUuid,
+        /// How.
+        outcome: CommandOutcome,
+    },
+    /// The initial configuration finished with these commands not acknowledged.
+    ConfigurationFailed(Vec<CommandUuid>),
+    /// The device authenticated again (re-enrolment).
+    ReEnrolled,
+    /// The activation no longer has an enrolled device (CheckOut or superseded).
+    Unenrolled,
+    /// A command was queued through the command API.
+    CommandQueued {
+        /// The channel.
+        channel: Channel,
+        /// The command.
+        uuid: CommandUuid,
+        /// Its `RequestType`.
+        request_type: String,
+    },
+    /// A queued command was cancelled before it was delivered.
+    CommandCancelled {
+        /// The channel.
+        channel: Channel,
+        /// The command.
+        uuid: CommandUuid,
+    },
+    /// A push was handed to the [`PushSender`](crate::store::PushSender).
+    Pushed {
+        /// The channel.
+        channel: Channel,
+        /// Pushes sent since the device last answered, this one included.
+        attempt: u32,
+    },
+    /// No push was sent: APNs said the channel's token is invalid, and no
+    /// `TokenUpdate` has arrived since.
+    PushSkippedTokenInvalid {
+        /// The channel.
+        channel: Channel,
+    },
+    /// The push sender refused the push (the command stays queued).
+    PushFailed {
+        /// The channel.
+        channel: Channel,
+        /// Why.
+        error: PushError,
+    },
+    /// The re-push policy's cap was reached without an answer: no more
+    /// re-pushes until the device answers or a new command is queued.
+    RepushGaveUp {
+        /// The channel.
+        channel: Channel,
+        /// Unanswered pushes.
+        attempts: u32,
+    },
+}
+
+/// A driver result with the events it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    /// The result.
+    pub value: T,
+    /// Events, in order.
+    pub events: Vec<Event>,
+}
+
+impl ServiceError {
+    /// The HTTP status to answer a device or browser with.
+    ///
+    /// Never 401 on the MDM endpoints: to a device a 401 means "unenroll".
+    /// Authentication failures are 400 (as nanomdm), policy refusals 403,
+    /// lost races and replays 409, store trouble 503 (the device retries).
+    pub fn http_status(&self) -> u16 {
+        use ActivationError as A;
+        match self {
+            Self::Activation(e) => match e {
+                A::BadCredentials | A::PasswordExpired => 403,
+                A::NoticeNotAccepted
+                | A::ModelNotAllowed { .. }
+                | A::OsBelowFloor { .. }
+                | A::DeviceCapReached { .. } => 403,
+                A::ChallengeReplayed | A::OutOfOrder { .. } => 409,
+                A::UnknownActivation => 404,
+                A::InvalidTenant
+                | A::InvalidActivationId
+                | A::TenantMismatch
+                | A::UnknownUser
+                | A::MissingChallenge
+                | A::UnknownChallenge
+                | A::WrongChallenge
+                | A::ChallengeExpired
+                | A::UnexpectedPhase(_)
+                | A::UnknownIdentity
+                | A::IdentityMismatch
+                | A::DeviceMismatch
+                | A::NotEnrolled
+                | A::MissingCommandUuid
+                | A::UnknownCommand(_)
+                | A::UndecodableWithoutCommand => 400,
+            },
+            Self::Store(StoreError::VersionConflict { .. } | StoreError::Backend(_)) => 503,
+            Self::Store(StoreError::DuplicateSerial) => 503,
+            // The user's device limit: a policy refusal, like the others.
+            Self::Store(StoreError::LimitReached) => 403,
+            Self::Store(_) => 500,
+            Self::BadRequest(_) => 400,
+            Self::Internal(_) => 500,
+            Self::Command(e) => match e {
+                CommandError::TooLarge { .. } | CommandError::Invalid(_) => 400,
+                CommandError::Duplicate(_)
+                | CommandError::AlreadyDelivered(_)
+                | CommandError::AlreadyFinished(_)
+                | CommandError::InitialConfiguration(_) => 409,
+                CommandError::Unknown(_) => 404,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_facing_errors_never_unenroll() {
+        let all = [
+            ActivationError::UnknownIdentity,
+            ActivationError::IdentityMismatch,
+            ActivationError::DeviceMismatch,
+            ActivationError::NotEnrolled,
+            ActivationError::BadCredentials,
+        ];
+        for e in all {
+            assert_ne!(ServiceError::Activation(e).http_status(), 401);
+        }
+    }
+}
