@@ -13,7 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let (retry_after, body) = rest.split_at(rest.len().min(4));
     let retry_after = String::from_utf8_lossy(retry_after);
     let headers = [("retry-after", retry_after.as_ref()), ("apns-id", "x")];
-    let o = PushOutcome::from_response(status, &headers, body, u32::from(status), &Backoff::default());
+    let o = PushOutcome::from_response(
+        status,
+        &headers,
+        body,
+        u32::from(status),
+        &Backoff::default(),
+    );
     let _ = (o.token_invalid(), o.retry_after(), o.status(), o.reason());
     let _ = mdm_enroll::wire::json::flat_object(body, 4096);
 });
