@@ -2,40 +2,20 @@
 //! `http::Request`/`Response` (the axum glue in `main.rs` runs them on the
 //! blocking pool: they sign with RSA and write to SQLite).
 
-use std::time::SystemTime;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
-use mdm_enroll::activation::{LoginAttempt, Secret, TenantId};
+use mdm_enroll::activation::{ActivationError, LoginAttempt, Secret, TenantId};
 use mdm_enroll::http::{Request, Response};
 use mdm_enroll::service::{EnrollmentService, Event, EventKind, ServiceError};
 use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{Directory, StoreError, UserStore};
 
+pub use crate::secrets::Users;
+
 use crate::html::{esc, page};
+use crate::throttle::Throttle;
 use crate::tls::Pki;
-
-/// Self-service credentials (the demo's directory): constant-time compare.
-#[derive(Default)]
-pub struct Users {
-    pub passwords: Vec<(TenantId, String, Secret)>,
-}
-
-impl Directory for Users {
-    fn check_credentials(
-        &self,
-        tenant: &TenantId,
-        attempt: &LoginAttempt,
-    ) -> Result<bool, StoreError> {
-        let mut ok = false;
-        for (t, name, password) in &self.passwords {
-            let same = mdm_enroll::crypto::constant_time_eq(
-                password.expose().as_bytes(),
-                attempt.password.expose().as_bytes(),
-            );
-            ok |= t == tenant && *name == attempt.username && same;
-        }
-        Ok(ok)
-    }
-}
 
 /// The crate's driver for every device-facing endpoint, as this server uses it.
 pub type Service = EnrollmentService<SqliteStore, Users, LogPush>;
@@ -48,6 +28,10 @@ pub struct App {
     pub service: Service,
     pub pki: Pki,
     pub admin: (String, String),
+    /// Failed logins per (username, address).
+    pub throttle: Throttle,
+    /// Permits for unauthenticated RSA work (`/scep`, `/enroll`).
+    pub rsa_work: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -134,26 +118,35 @@ impl App {
         html(200, page("Activate your Mac", &portal_form("", "")))
     }
 
-    /// `POST /`: check the credentials, list the user's devices, offer activation.
-    pub fn portal_login(&self, req: &Request) -> Response {
+    /// `POST /`: check the credentials, list the user's devices, offer
+    /// activation. The directory is asked before the store, so an unknown
+    /// username costs the same password-hash work as a known one.
+    pub fn portal_login(&self, req: &Request, peer: IpAddr) -> Response {
         let fields = form(&req.body);
         let attempt = attempt(&fields);
+        let now = self.now();
+        if let Some(wait) = self.throttle.check(&attempt.username, peer, now) {
+            return too_many_attempts(wait);
+        }
         let store = self.service.engine().store();
-        let user = match store.user(&self.tenant, &attempt.username) {
-            Ok(Some(u)) if u.domain.eq_ignore_ascii_case(&attempt.domain) => u,
-            Ok(_) => return login_failed(&attempt),
-            Err(e) => return error_page(500, &e.to_string()),
-        };
-        match self
+        let verified = match self
             .service
             .engine()
             .directory()
             .check_credentials(&self.tenant, &attempt)
         {
-            Ok(true) => {}
-            Ok(false) => return login_failed(&attempt),
-            Err(e) => return error_page(500, &e.to_string()),
-        }
+            Ok(v) => v,
+            Err(e) => return internal_error(&e),
+        };
+        let user = match store.user(&self.tenant, &attempt.username) {
+            Ok(Some(u)) if verified && u.domain.eq_ignore_ascii_case(&attempt.domain) => u,
+            Ok(_) => {
+                self.throttle.failed(&attempt.username, peer, now);
+                return login_failed(&attempt);
+            }
+            Err(e) => return internal_error(&e),
+        };
+        self.throttle.succeeded(&attempt.username, peer);
         let devices = store
             .devices(&self.tenant, &user.username)
             .unwrap_or_default();
@@ -215,13 +208,20 @@ impl App {
     }
 
     /// `POST /self-service/activate`: steps 2–4, through
-    /// [`EnrollmentService::self_service`]; a refusal is an HTML page.
-    pub fn activate(&self, req: &Request) -> Response {
+    /// [`EnrollmentService::self_service`]; a refusal is an HTML page. It
+    /// checks the password too, so it shares the portal's login throttle.
+    pub fn activate(&self, req: &Request, peer: IpAddr) -> Response {
+        let username = attempt(&form(&req.body)).username;
+        let now = self.now();
+        if let Some(wait) = self.throttle.check(&username, peer, now) {
+            return too_many_attempts(wait);
+        }
         match self
             .service
-            .self_service(&self.tenant, req, self.now(), &mut rng())
+            .self_service(&self.tenant, req, now, &mut rng())
         {
             Ok(out) => {
+                self.throttle.succeeded(&username, peer);
                 self.record(&out.events);
                 let mut r = out.value;
                 r.headers.push((
@@ -231,6 +231,9 @@ impl App {
                 r
             }
             Err(e) => {
+                if matches!(e, ServiceError::Activation(ActivationError::BadCredentials)) {
+                    self.throttle.failed(&username, peer, now);
+                }
                 tracing::info!(error = %e, "self-service activation refused");
                 error_page(e.http_status(), &refusal(&e))
             }
@@ -260,6 +263,23 @@ fn portal_form(username: &str, domain: &str) -> String {
         esc(username),
         esc(domain)
     )
+}
+
+/// 500 for a store or directory failure: logged, never shown.
+fn internal_error(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "portal request failed");
+    error_page(500, "the server could not complete the request")
+}
+
+/// 429 with `Retry-After` (whole seconds, rounded up).
+pub fn too_many_attempts(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = error_page(
+        429,
+        "Too many failed sign-ins for this username from your address. Try again later.",
+    );
+    r.headers.push(("Retry-After".into(), secs.to_string()));
+    r
 }
 
 fn login_failed(attempt: &LoginAttempt) -> Response {

@@ -38,11 +38,22 @@ impl Server {
 
     /// Start on a given address (to restart on the same port).
     pub fn start_on(data: &Path, listen: &str, args: &[&str]) -> Server {
+        Self::start_with_env(data, listen, args, &[])
+    }
+
+    /// Start with extra environment variables (secrets given the production way).
+    pub fn start_with_env(
+        data: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(server_binary())
             .args(["--listen", listen, "--data"])
             .arg(data)
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
