@@ -232,6 +232,22 @@ pub fn simulated_device(
     mdm_enroll::testing::SimulatedDevice::new(identity, new_key(), server_ca(data), &mut rng())
 }
 
+/// Steps 2–8 for `device` as `(username, password, domain)`: everything up
+/// to the SCEP identity, before the check-ins.
+pub fn through_scep(
+    device: &mut mdm_enroll::testing::SimulatedDevice,
+    t: &mut dyn mdm_enroll::testing::Transport,
+    (username, password, domain): (&str, &str, &str),
+) {
+    let service = device
+        .self_service(t, "/self-service/activate", username, password, domain)
+        .expect("steps 2-4");
+    device.send_attributes(t, &service).expect("steps 5-6");
+    device
+        .scep_enroll(t, std::time::SystemTime::now(), &mut rng())
+        .expect("steps 7-8");
+}
+
 /// HTTP basic-auth header value.
 pub fn basic(user: &str, password: &str) -> String {
     use base64ct::{Base64, Encoding};
