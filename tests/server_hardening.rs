@@ -101,6 +101,43 @@ fn ten_failed_logins_from_one_address_answer_429_with_retry_after() {
 }
 
 #[test]
+fn the_portal_never_writes_the_password_back_into_the_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--http", "--user", "ann:pw-ann-77@corp.example"],
+    );
+    let page = login(&server, "ann", "pw-ann-77", "corp.example");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(!html.contains("pw-ann-77"), "{html}");
+    let token = html
+        .split("name=\"login_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a sign-in token in the activation form")
+        .to_owned();
+    let activate = |token: &str| {
+        server.request(
+            "POST",
+            "/self-service/activate",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &form(&[("login_token", token), ("accept_notice", "1")]),
+        )
+    };
+    let r = activate("0123456789abcdef0123456789abcdef");
+    assert_eq!(r.status, 403, "an unknown token signs nobody in");
+    let r = activate(&token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/x-apple-aspen-config")
+    );
+    // Used: the token is gone.
+    assert_eq!(activate(&token).status, 403);
+}
+
+#[test]
 fn users_file_with_argon2_hashes_and_plain_passwords() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hash = hash_password("hashed pw");

@@ -11,6 +11,7 @@ mod admin;
 mod admin_api;
 mod cli;
 mod html;
+mod login_tokens;
 mod push;
 mod routes;
 mod secrets;
@@ -523,6 +524,7 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         pki,
         admin,
         throttle: throttle::Throttle::default(),
+        login_tokens: login_tokens::LoginTokens::default(),
         rsa_work: Arc::new(tokio::sync::Semaphore::new(rsa_permits())),
     })
 }

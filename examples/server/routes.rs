@@ -14,6 +14,7 @@ use mdm_enroll::store::{Directory, StoreError, UserStore};
 pub use crate::secrets::Users;
 
 use crate::html::{esc, page};
+use crate::login_tokens::LoginTokens;
 use crate::throttle::Throttle;
 use crate::tls::Pki;
 
@@ -30,6 +31,8 @@ pub struct App {
     pub admin: (String, String),
     /// Failed logins per (username, address).
     pub throttle: Throttle,
+    /// Portal sign-ins waiting for their activation.
+    pub login_tokens: LoginTokens,
     /// Permits for unauthenticated RSA work (`/scep`, `/enroll`).
     pub rsa_work: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -72,6 +75,27 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
             Some((dec(k)?, dec(v)?))
         })
         .collect()
+}
+
+/// `application/x-www-form-urlencoded` encoding of `pairs`.
+fn form_encode(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let enc = |s: &str| {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
@@ -172,12 +196,11 @@ impl App {
             ));
         }
         body.push_str("<form method=\"post\" action=\"/self-service/activate\">");
-        for name in ["username", "password", "domain"] {
-            body.push_str(&format!(
-                "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
-                esc(field(&fields, name))
-            ));
-        }
+        // A sign-in token, never the password, goes back into the page.
+        body.push_str(&format!(
+            "<input type=\"hidden\" name=\"login_token\" value=\"{}\">",
+            esc(&self.login_tokens.issue(&attempt, now))
+        ));
         // The activation's language: the browser's first Accept-Language
         // tag, if it is one (the crate refuses anything else).
         let language = req
@@ -210,17 +233,56 @@ impl App {
     /// `POST /self-service/activate`: steps 2–4, through
     /// [`EnrollmentService::self_service`]; a refusal is an HTML page. It
     /// checks the password too, so it shares the portal's login throttle.
+    ///
+    /// The portal's form carries a sign-in token ([`LoginTokens`]): its
+    /// credentials are put back into the form the crate reads. A form with
+    /// the credentials themselves (a script, the simulated device) works too.
     pub fn activate(&self, req: &Request, peer: IpAddr) -> Response {
-        let username = attempt(&form(&req.body)).username;
+        let fields = form(&req.body);
         let now = self.now();
+        let token = field(&fields, "login_token").to_owned();
+        let signed_in = if token.is_empty() {
+            None
+        } else {
+            match self.login_tokens.get(&token, now) {
+                Some(a) => Some(a),
+                None => return error_page(403, "Your sign-in expired: sign in again."),
+            }
+        };
+        let username = match &signed_in {
+            Some(a) => a.username.clone(),
+            None => attempt(&fields).username,
+        };
         if let Some(wait) = self.throttle.check(&username, peer, now) {
             return too_many_attempts(wait);
         }
+        let rebuilt;
+        let req = match &signed_in {
+            None => req,
+            Some(a) => {
+                let mut pairs = vec![
+                    ("username", a.username.as_str()),
+                    ("password", a.password.expose()),
+                    ("domain", a.domain.as_str()),
+                ];
+                pairs.extend(
+                    fields
+                        .iter()
+                        .filter(|(k, _)| k == "accept_notice" || k == "language")
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                let mut r = req.clone();
+                r.body = form_encode(&pairs);
+                rebuilt = r;
+                &rebuilt
+            }
+        };
         match self
             .service
             .self_service(&self.tenant, req, now, &mut rng())
         {
             Ok(out) => {
+                self.login_tokens.forget(&token);
                 self.throttle.succeeded(&username, peer);
                 self.record(&out.events);
                 let mut r = out.value;

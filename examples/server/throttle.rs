@@ -62,16 +62,13 @@ impl Throttle {
     pub fn failed(&self, username: &str, addr: IpAddr, now: SystemTime) {
         let mut entries = self.lock();
         let key = Self::key(username, addr);
-        if !entries.contains_key(&key) && entries.len() >= Self::MAX_ENTRIES {
-            entries.retain(|_, w| Self::remaining(w, now).is_some());
-            if entries.len() >= Self::MAX_ENTRIES
-                && let Some(oldest) = entries
-                    .iter()
-                    .min_by_key(|(_, w)| w.started)
-                    .map(|(k, _)| k.clone())
-            {
-                entries.remove(&oldest);
-            }
+        if !entries.contains_key(&key) {
+            make_room(
+                &mut entries,
+                Self::MAX_ENTRIES,
+                |w| Self::remaining(w, now).is_some(),
+                |w| w.started,
+            );
         }
         let w = entries.entry(key).or_insert(Window {
             started: now,
@@ -95,6 +92,29 @@ impl Throttle {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// Before an insert into a map holding at most `cap` entries: when full,
+/// evict the entries no longer `live`, then, if still full, the one with the
+/// oldest `stamp`.
+pub fn make_room<K: Clone + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    cap: usize,
+    live: impl Fn(&V) -> bool,
+    stamp: impl Fn(&V) -> SystemTime,
+) {
+    if map.len() < cap {
+        return;
+    }
+    map.retain(|_, v| live(v));
+    if map.len() >= cap
+        && let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| stamp(v))
+            .map(|(k, _)| k.clone())
+    {
+        map.remove(&oldest);
     }
 }
 
