@@ -228,3 +228,43 @@ fn a_scep_flood_does_not_starve_check_ins() {
     let mut late = new_device(&ca, &server);
     through_scep(&mut late, &mut t);
 }
+
+#[test]
+fn slow_scep_uploads_hold_no_rsa_permit() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, ca_pem) = device_ca(dir.path());
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--http",
+            "--user",
+            "alice:s3cret pw@corp.example",
+            "--device-ca",
+            ca_pem.to_str().expect("utf-8"),
+        ],
+    );
+    // More half-sent SCEP bodies than any machine has cores (permits are
+    // cores−1), held open for the whole enrollment below.
+    let slow: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+            s.write_all(
+                b"POST /scep?operation=PKIOperation HTTP/1.1\r\nHost: x\r\n\
+                  Content-Type: application/x-pki-message\r\nContent-Length: 10000\r\n\r\nabc",
+            )
+            .expect("write");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut t = HttpTransport::new(server.addr);
+    let mut device = new_device(&ca, &server);
+    let start = Instant::now();
+    // SCEP (step 8 would be a 503 after the permit wait if the uploads held
+    // the permits) and the check-ins go through.
+    through_scep(&mut device, &mut t);
+    timed_check_ins(&mut device, &mut t);
+    println!("enrollment beside 40 slow uploads: {:?}", start.elapsed());
+    drop(slow);
+}

@@ -107,9 +107,9 @@ fn busy() -> axum::response::Response {
         .into_response()
 }
 
-/// Run `f` on the blocking pool. `rsa` requests (unauthenticated RSA work)
-/// first take a permit of `App::rsa_work`, waiting at most
-/// [`RSA_QUEUE_WAIT`], else answer 503.
+/// Read the body (at most `limit` bytes), then run `f` on the blocking pool.
+/// `rsa` requests (unauthenticated RSA work) first take a permit of
+/// `App::rsa_work`, waiting at most [`RSA_QUEUE_WAIT`], else answer 503.
 ///
 /// A request timeout (the `TimeoutLayer`) drops this future, never the
 /// blocking task: `spawn_blocking` runs `f` to completion, so a store lock
@@ -123,14 +123,6 @@ async fn dispatch(
     f: Handler,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let permit = if rsa {
-        match tokio::time::timeout(RSA_QUEUE_WAIT, app.rsa_work.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Some(p),
-            _ => return busy(),
-        }
-    } else {
-        None
-    };
     let (parts, body) = req.into_parts();
     let conn = parts.extensions.get::<ConnInfo>().cloned();
     let body = match axum::body::to_bytes(body, limit).await {
@@ -159,6 +151,15 @@ async fn dispatch(
             .collect(),
         body: body.to_vec(),
         tls_client_certificate: conn.as_ref().and_then(|c| c.client_certificate.clone()),
+    };
+    // The permit is taken once the body is in: a slow upload holds none.
+    let permit = if rsa {
+        match tokio::time::timeout(RSA_QUEUE_WAIT, app.rsa_work.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => return busy(),
+        }
+    } else {
+        None
     };
     let peer = conn.map(|c| c.peer);
     let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
