@@ -29,21 +29,27 @@ const USER: (&str, &str, &str) = ("alice", "s3cret pw", "corp.example");
 const STATIC_CHALLENGE: &str = "interop-static-7c1e";
 const INITIAL_COMMANDS: [&str; 3] = ["DeviceInformation", "SecurityInfo", "ProfileList"];
 
+/// The production form: every secret from a file beside `device_ca`.
 fn args(device_ca: &Path) -> Vec<String> {
-    [
-        "--http",
-        "--user",
-        "alice:s3cret pw@corp.example",
-        "--admin",
-        "root:adminpw",
-        "--scep-static-challenge",
-        STATIC_CHALLENGE,
-        "--device-ca",
+    let dir = device_ca.parent().expect("folder");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write secret file");
+        path.display().to_string()
+    };
+    vec![
+        "--http".into(),
+        "--users-file".into(),
+        file("users", "alice:s3cret pw@corp.example\n"),
+        "--admin-user".into(),
+        "root".into(),
+        "--admin-password-file".into(),
+        file("admin-password", "adminpw\n"),
+        "--scep-static-challenge-file".into(),
+        file("scep-challenge", &format!("{STATIC_CHALLENGE}\n")),
+        "--device-ca".into(),
+        device_ca.display().to_string(),
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([device_ca.display().to_string()])
-    .collect()
 }
 
 /// A temporary folder with a test device CA (`device-ca.pem`) and the
@@ -478,10 +484,12 @@ fn a_static_challenge_certificate_cannot_check_in() {
 #[test]
 fn without_the_flag_no_static_challenge_is_accepted() {
     let (_dir, ca, ca_pem, data) = fixture();
-    let args: Vec<String> = args(&ca_pem)
-        .into_iter()
-        .filter(|a| a != "--scep-static-challenge" && a != STATIC_CHALLENGE)
-        .collect();
+    let mut args = args(&ca_pem);
+    let at = args
+        .iter()
+        .position(|a| a == "--scep-static-challenge-file")
+        .expect("flag");
+    args.drain(at..at + 2);
     let server = start(&data, "127.0.0.1:0", &args);
     assert!(!server.banner.iter().any(|l| l.contains("static")));
     let mut t = HttpTransport::new(server.addr);
@@ -504,7 +512,7 @@ fn real_scep_clients_enroll_at_scep_with_the_static_challenge() {
         server
             .banner
             .iter()
-            .any(|l| l.contains("--scep-static-challenge is on")),
+            .any(|l| l.contains("static SCEP challenge is on")),
         "the static challenge is announced: {:?}",
         server.banner
     );

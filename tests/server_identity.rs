@@ -10,12 +10,11 @@ mod server_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use mdm_enroll::http::{Request, Response};
 use mdm_enroll::testing::{SimulatedDevice, Transport};
 use server_support::{
-    HttpTransport, Server, admin_page, admin_section, device_ca, rng, simulated_device,
+    HttpTransport, Server, admin_page, admin_section, device_ca, simulated_device,
 };
 
 const USER: (&str, &str, &str) = ("alice", "pw", "corp.example");
@@ -35,14 +34,7 @@ fn start(data: &Path, device_ca: &Path, extra: &[&str]) -> Server {
 
 /// Steps 2–8: everything up to the SCEP identity.
 fn enroll(device: &mut SimulatedDevice, t: &mut dyn Transport) {
-    let (u, p, d) = USER;
-    let service = device
-        .self_service(t, "/self-service/activate", u, p, d)
-        .expect("steps 2-4");
-    device.send_attributes(t, &service).expect("steps 5-6");
-    device
-        .scep_enroll(t, SystemTime::now(), &mut rng())
-        .expect("steps 7-8");
+    server_support::through_scep(device, t, USER);
 }
 
 fn is_mdm(req: &Request) -> bool {

@@ -88,7 +88,11 @@ pub fn page_for(app: &App, req: &Request) -> Response {
     let store = app.service.engine().store();
     let activations = match store.activations(200) {
         Ok(a) => a,
-        Err(e) => return Response::with_body(500, "text/plain", e.to_string().into_bytes()),
+        Err(e) => {
+            // Logged, never shown: store errors name files and SQL.
+            tracing::error!(error = %e, "admin page: store failed");
+            return Response::with_body(500, "text/plain", b"server error".to_vec());
+        }
     };
     let mut body = format!("<p>{} activation(s), newest first.</p>", activations.len());
     for v in &activations {

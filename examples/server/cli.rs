@@ -6,10 +6,27 @@ use std::path::PathBuf;
 /// Usage text for `--help` and errors.
 pub const USAGE: &str = "\
 usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
-              [--user NAME:PASSWORD@DOMAIN]... [--admin NAME:PASSWORD]
+              [--users-file PATH] [--admin-user NAME] [--admin-password-file PATH]
               [--device-ca PEM]... [--topic com.apple.mgmt.X]
-              [--scep-static-challenge SECRET] [--store sqlite://PATH]
+              [--scep-static-challenge-file PATH] [--store sqlite://PATH]
               [--client-cert-header NAME] [--tenant ID]
+       server hash-password    (reads a password on stdin, prints its argon2id PHC string)
+
+Secrets never go on the command line in production (ps and shell history show it):
+  --users-file PATH             self-service users, one NAME:PASSWORD@DOMAIN or
+                                NAME:$argon2id$…@DOMAIN per line (# comments); hashes from
+                                `server hash-password`. Only argon2id hashes are kept in memory
+  --admin-password-file PATH    the /admin password (first line); or MDM_ADMIN_PASSWORD
+                                (default: generated and kept in <data>/admin-password)
+  --admin-user NAME             the /admin username (default admin)
+  --scep-static-challenge-file PATH
+                                also accept this fixed SCEP challenge (first line; non-device
+                                clients, interop); or MDM_SCEP_STATIC_CHALLENGE
+  MDM_KEY_PASSPHRASE            encrypts the private keys in the data folder (PKCS#8, scrypt)
+For tests and demos (warned about on stderr):
+  --user NAME:PASSWORD@DOMAIN   a self-service user (repeatable; default: one demo user)
+  --admin NAME:PASSWORD         basic-auth credentials of /admin
+  --scep-static-challenge S     the fixed SCEP challenge
 
   --listen ADDR                 address to bind (default 127.0.0.1:8443)
   --data DIR                    folder for the CA and signer keys, TLS certificate and database
@@ -17,11 +34,8 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
                                 never inside the checkout unless asked for)
   --http                        plain HTTP (behind a TLS-terminating proxy, or for tests)
   --public-url URL              base URL devices reach (default https://<listen> or http://<listen>)
-  --user NAME:PASSWORD@DOMAIN   a self-service user (repeatable; default: one demo user)
-  --admin NAME:PASSWORD         basic-auth credentials of /admin (default: admin + printed password)
   --device-ca PEM               extra trust anchor for device attribute signatures (repeatable)
   --topic TOPIC                 APNs push topic put in the MDM payload (default com.apple.mgmt.External.demo)
-  --scep-static-challenge S     also accept this fixed SCEP challenge (non-device clients, interop)
   --store sqlite://PATH         SQLite database (default sqlite://<data>/mdm.sqlite3)
   --tenant ID                   tenant (customer) id served (default demo)
   --client-cert-header NAME     with --http behind a TLS proxy: the header carrying the client
@@ -53,6 +67,12 @@ pub struct Config {
     pub store: Option<PathBuf>,
     pub tenant: String,
     pub client_cert_header: Option<String>,
+    pub users_file: Option<PathBuf>,
+    pub admin_user: Option<String>,
+    pub admin_password_file: Option<PathBuf>,
+    pub scep_static_challenge_file: Option<PathBuf>,
+    /// Flags that put a secret on the command line (warned about).
+    pub secret_flags: Vec<&'static str>,
 }
 
 impl Default for Config {
@@ -70,6 +90,11 @@ impl Default for Config {
             store: None,
             tenant: "demo".into(),
             client_cert_header: None,
+            users_file: None,
+            admin_user: None,
+            admin_password_file: None,
+            scep_static_challenge_file: None,
+            secret_flags: Vec::new(),
         }
     }
 }
@@ -79,6 +104,8 @@ impl Default for Config {
 pub enum Command {
     Run(Box<Config>),
     Help,
+    /// `hash-password`: read a password on stdin, print its PHC string.
+    HashPassword,
 }
 
 impl Config {
@@ -102,17 +129,16 @@ impl Config {
     }
 }
 
+/// Errors never repeat the value: it holds a password.
 fn parse_user(s: &str) -> Result<UserSpec, String> {
     let (name, rest) = s
         .split_once(':')
-        .ok_or_else(|| format!("--user {s:?}: expected NAME:PASSWORD@DOMAIN"))?;
+        .ok_or_else(|| "--user: expected NAME:PASSWORD@DOMAIN".to_owned())?;
     let (password, domain) = rest
         .rsplit_once('@')
-        .ok_or_else(|| format!("--user {s:?}: expected NAME:PASSWORD@DOMAIN"))?;
+        .ok_or_else(|| format!("--user {name}:…: expected NAME:PASSWORD@DOMAIN"))?;
     if name.is_empty() || password.is_empty() || domain.is_empty() {
-        return Err(format!(
-            "--user {s:?}: name, password and domain must not be empty"
-        ));
+        return Err("--user: name, password and domain must not be empty".to_owned());
     }
     Ok(UserSpec {
         name: name.into(),
@@ -161,7 +187,15 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
 ) -> Result<Command, String> {
     let mut config = Config::default();
     let mut data = None;
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("hash-password") {
+        return match args.nth(1) {
+            None => Ok(Command::HashPassword),
+            Some(_) => {
+                Err("hash-password takes no arguments (the password is read on stdin)".into())
+            }
+        };
+    }
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -196,8 +230,27 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                 }
                 config.public_url = Some(v);
             }
-            "--user" => config.users.push(parse_user(&value("--user")?)?),
+            "--user" => {
+                config.users.push(parse_user(&value("--user")?)?);
+                config.secret_flags.push("--user");
+            }
+            "--users-file" => config.users_file = Some(PathBuf::from(value("--users-file")?)),
+            "--admin-user" => {
+                let v = value("--admin-user")?;
+                if v.is_empty() || v.contains(':') {
+                    return Err("--admin-user: a non-empty name without ':'".into());
+                }
+                config.admin_user = Some(v);
+            }
+            "--admin-password-file" => {
+                config.admin_password_file = Some(PathBuf::from(value("--admin-password-file")?));
+            }
+            "--scep-static-challenge-file" => {
+                config.scep_static_challenge_file =
+                    Some(PathBuf::from(value("--scep-static-challenge-file")?));
+            }
             "--admin" => {
+                config.secret_flags.push("--admin");
                 let v = value("--admin")?;
                 let (n, p) = v
                     .split_once(':')
@@ -219,6 +272,7 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                     return Err("--scep-static-challenge must not be empty".into());
                 }
                 config.scep_static_challenge = Some(v);
+                config.secret_flags.push("--scep-static-challenge");
             }
             "--store" => {
                 let v = value("--store")?;
@@ -246,6 +300,14 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if config.admin.is_some()
+        && (config.admin_user.is_some() || config.admin_password_file.is_some())
+    {
+        return Err("--admin conflicts with --admin-user/--admin-password-file".into());
+    }
+    if config.scep_static_challenge.is_some() && config.scep_static_challenge_file.is_some() {
+        return Err("--scep-static-challenge conflicts with --scep-static-challenge-file".into());
+    }
     if config.client_cert_header.is_some() && !config.http {
         return Err("--client-cert-header needs --http (a TLS proxy in front)".into());
     }
@@ -265,6 +327,7 @@ mod tests {
         match parse_with_env(args.iter().map(|s| s.to_string()), None, Some(home))? {
             Command::Run(c) => Ok(*c),
             Command::Help => Err("help".into()),
+            Command::HashPassword => Err("hash-password".into()),
         }
     }
 
@@ -346,6 +409,40 @@ mod tests {
     }
 
     #[test]
+    fn secret_flags_are_noted_and_errors_hide_passwords() {
+        let c = run(&["--user", "ann:pw@x", "--scep-static-challenge", "s"]).unwrap();
+        assert_eq!(c.secret_flags, ["--user", "--scep-static-challenge"]);
+        let c = run(&[
+            "--users-file",
+            "/etc/users",
+            "--admin-user",
+            "root",
+            "--admin-password-file",
+            "/etc/admin",
+            "--scep-static-challenge-file",
+            "/etc/challenge",
+        ])
+        .unwrap();
+        assert!(c.secret_flags.is_empty());
+        assert_eq!(c.users_file, Some(PathBuf::from("/etc/users")));
+        assert_eq!(c.admin_user.as_deref(), Some("root"));
+        for args in [
+            &["--user", "ann:hunter2-no-domain"][..],
+            &["--user", "hunter2"],
+            &["--user", "ann:hunter2@"],
+        ] {
+            let e = run(args).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert!(run(&["--admin", "a:b", "--admin-password-file", "/x"]).is_err());
+        assert_eq!(
+            parse(["hash-password".to_string()]),
+            Ok(Command::HashPassword)
+        );
+        assert!(parse(["hash-password".to_string(), "pw".to_string()]).is_err());
+    }
+
+    #[test]
     fn the_data_folder_is_per_user_unless_given() {
         use std::ffi::OsStr;
         let parse_in = |args: &[&str], xdg: Option<&str>, home: Option<&str>| match parse_with_env(
@@ -354,7 +451,7 @@ mod tests {
             home.map(OsStr::new),
         )? {
             Command::Run(c) => Ok(c.data),
-            Command::Help => Err("help".to_owned()),
+            Command::Help | Command::HashPassword => Err("not run".to_owned()),
         };
         assert_eq!(
             parse_in(&[], Some("/x/data"), Some("/home/ann")),

@@ -11,11 +11,14 @@ mod admin;
 mod admin_api;
 mod cli;
 mod html;
+mod login_tokens;
 mod push;
 mod routes;
+mod secrets;
+mod throttle;
 mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use axum::routing::{any, get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mdm_enroll::activation::{Policy, Secret, TenantId, UserAccount};
 use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, IdentityOptions, TrustAnchors};
+use mdm_enroll::crypto::{CryptoError, KeyUnwrapper};
 use mdm_enroll::http::{Method, Request, Response};
 use mdm_enroll::profile::ValidationOptions;
 use mdm_enroll::scep::ScepResponder;
@@ -33,6 +37,7 @@ use mdm_enroll::service::{
     SingleTenantPaths,
 };
 use mdm_enroll::store::sqlite::SqliteStore;
+use rsa::PublicKey;
 use tokio::net::TcpListener;
 
 use routes::{App, LogPush, Users};
@@ -61,6 +66,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long graceful shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long an unauthenticated RSA request waits for a permit before 503.
+const RSA_QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Permits for unauthenticated RSA work: one fewer than the cores (at least
+/// one), so a flood of SCEP or `/enroll` requests always leaves a core for
+/// check-ins, the portal and `/healthz`.
+fn rsa_permits() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
 
 /// Per-connection facts handed to handlers.
 #[derive(Clone, Debug)]
@@ -77,11 +93,34 @@ fn random_secret() -> String {
         .collect()
 }
 
+/// A handler: the app, the request and the client's address.
+type Handler = fn(&App, &Request, IpAddr) -> Response;
+
+/// 503 with `Retry-After` when the RSA permits stay taken.
+fn busy() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [("Retry-After", RSA_QUEUE_WAIT.as_secs().to_string())],
+        "busy, retry later\n",
+    )
+        .into_response()
+}
+
+/// Read the body (at most `limit` bytes), then run `f` on the blocking pool.
+/// `rsa` requests (unauthenticated RSA work) first take a permit of
+/// `App::rsa_work`, waiting at most [`RSA_QUEUE_WAIT`], else answer 503.
+///
+/// A request timeout (the `TimeoutLayer`) drops this future, never the
+/// blocking task: `spawn_blocking` runs `f` to completion, so a store lock
+/// taken inside `f` is always released by `f` itself, and the RSA permit,
+/// moved into the task, is returned only when the work is really done.
 async fn dispatch(
     app: Arc<App>,
     req: axum::extract::Request,
     limit: usize,
-    f: fn(&App, &Request) -> Response,
+    rsa: bool,
+    f: Handler,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = req.into_parts();
@@ -113,8 +152,24 @@ async fn dispatch(
         body: body.to_vec(),
         tls_client_certificate: conn.as_ref().and_then(|c| c.client_certificate.clone()),
     };
+    // The permit is taken once the body is in: a slow upload holds none.
+    let permit = if rsa {
+        match tokio::time::timeout(RSA_QUEUE_WAIT, app.rsa_work.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => return busy(),
+        }
+    } else {
+        None
+    };
     let peer = conn.map(|c| c.peer);
-    let response = match tokio::task::spawn_blocking(move || f(&app, &request)).await {
+    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+    let response = match tokio::task::spawn_blocking(move || {
+        let response = f(&app, &request, ip);
+        drop(permit);
+        response
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "handler failed");
@@ -137,11 +192,23 @@ async fn dispatch(
         })
 }
 
-/// An axum handler running `f` with a body limit of `limit` bytes.
+/// An axum handler running `f` with a body limit of `limit` bytes;
+/// `rsa` endpoints (unauthenticated RSA work) run under the RSA permits;
+/// `peer` handlers also get the client's address.
 macro_rules! endpoint {
+    (rsa $limit:expr, $f:expr) => {
+        move |State(app): State<Arc<App>>, req: axum::extract::Request| async move {
+            dispatch(app, req, $limit, true, |a, r, _| ($f)(a, r)).await
+        }
+    };
+    (peer $limit:expr, $f:expr) => {
+        move |State(app): State<Arc<App>>, req: axum::extract::Request| async move {
+            dispatch(app, req, $limit, false, $f).await
+        }
+    };
     ($limit:expr, $f:expr) => {
         move |State(app): State<Arc<App>>, req: axum::extract::Request| async move {
-            dispatch(app, req, $limit, $f).await
+            dispatch(app, req, $limit, false, |a, r, _| ($f)(a, r)).await
         }
     };
 }
@@ -153,16 +220,17 @@ fn router(app: Arc<App>) -> Router {
         .route(
             "/",
             get(endpoint!(0, |a: &App, _: &Request| a.portal()))
-                .post(endpoint!(limits::FORM, App::portal_login)),
+                .post(endpoint!(peer limits::FORM, App::portal_login)),
         )
         .route(
             "/self-service/activate",
-            post(endpoint!(limits::FORM, App::activate)),
+            post(endpoint!(peer limits::FORM, App::activate)),
         )
-        .route("/enroll", post(endpoint!(limits::ENROLL, App::device)))
+        .route("/enroll", post(endpoint!(rsa limits::ENROLL, App::device)))
         .route(
             "/scep",
-            get(endpoint!(limits::SCEP, App::device)).post(endpoint!(limits::SCEP, App::device)),
+            get(endpoint!(rsa limits::SCEP, App::device))
+                .post(endpoint!(rsa limits::SCEP, App::device)),
         )
         .route("/mdm/checkin", put(endpoint!(limits::CHECKIN, App::device)))
         .route("/mdm/connect", put(endpoint!(limits::CONNECT, App::device)))
@@ -319,47 +387,71 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     if let Some(h) = host.filter(|h| !hosts.contains(h)) {
         hosts.push(h);
     }
-    let pki = tls::load_or_create(&config.data, &hosts)?;
+    let passphrase = secrets::env_secret(secrets::KEY_PASSPHRASE_ENV);
+    let pki = tls::load_or_create(&config.data, &hosts, passphrase.as_deref())?;
     let store = SqliteStore::open(config.store_path())?;
 
-    let mut users = Users::default();
-    let mut specs = config.users.clone();
+    // (name, password or hash, domain): --user, then --users-file, else the demo user.
+    let mut specs: Vec<(String, secrets::Password, String)> = config
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u.name.clone(),
+                secrets::Password::Plain(u.password.clone()),
+                u.domain.clone(),
+            )
+        })
+        .collect();
+    if let Some(path) = &config.users_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("users file {}: {e}", path.display()))?;
+        specs.extend(secrets::parse_users_file(&text)?);
+    }
     if specs.is_empty() {
         let password = remembered_password(
             &config.data,
             "demo-password",
             "demo user: username demo, domain example.com",
         )?;
-        specs.push(cli::UserSpec {
-            name: "demo".into(),
-            password,
-            domain: "example.com".into(),
-        });
-    }
-    for u in &specs {
-        users.passwords.push((
-            tenant.clone(),
-            u.name.clone(),
-            Secret::new(u.password.clone()),
+        specs.push((
+            "demo".into(),
+            secrets::Password::Plain(password),
+            "example.com".into(),
         ));
     }
+    let mut users = Users::new()?;
+    for (name, password, _) in &specs {
+        users.add(&tenant, name, password)?;
+    }
     let engine = Engine::new(store, users, LogPush, EngineConfig::default());
-    for u in &specs {
+    for (name, _, domain) in &specs {
         engine.provision_user(&UserAccount {
             tenant: tenant.clone(),
-            username: u.name.clone(),
-            domain: u.domain.clone(),
+            username: name.clone(),
+            domain: domain.clone(),
             policy: Policy::default(),
         })?;
     }
 
-    let admin = match &config.admin {
-        Some(a) => a.clone(),
-        None => {
-            let password =
-                remembered_password(&config.data, "admin-password", "admin: username admin")?;
-            ("admin".to_owned(), password)
-        }
+    let admin_user = config.admin_user.clone().unwrap_or_else(|| "admin".into());
+    let admin = match (&config.admin, &config.admin_password_file) {
+        (Some(a), _) => a.clone(),
+        (None, Some(path)) => (
+            admin_user,
+            secrets::read_secret_file(path, "admin password")?,
+        ),
+        (None, None) => match secrets::env_secret(secrets::ADMIN_PASSWORD_ENV) {
+            Some(p) => (admin_user, p),
+            None => {
+                let password = remembered_password(
+                    &config.data,
+                    "admin-password",
+                    &format!("admin: username {admin_user}"),
+                )?;
+                (admin_user, password)
+            }
+        },
     };
 
     // Device attributes: Apple's device CA (built in), test device CAs from
@@ -383,7 +475,14 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         .with_attributes_verifier(verifier)
         .with_identity_options(identity);
 
-    let scep = ScepResponder::new(pki.ca.cert.der(), pki.ca.key.clone(), pki.ca.key.clone())?;
+    // One key per role: the CA key signs certificates and never decrypts;
+    // the RA key decrypts requests and signs CertReps.
+    let scep = ScepResponder::new(
+        pki.ca.cert.der(),
+        pki.ca.key.clone(),
+        Arc::new(NoDecryption(pki.ca.key.public_key().clone())),
+    )?
+    .with_ra(pki.ra.cert.der(), pki.ra.key.clone(), pki.ra.key.clone())?;
     let mut enrollment = EnrollmentConfig::new(
         base_url,
         config.topic.clone(),
@@ -404,20 +503,59 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     if enrollment.base_url.starts_with("http://") {
         enrollment.validation = ValidationOptions::allowing_http();
     }
-    if let Some(secret) = &config.scep_static_challenge {
+    let static_challenge = match (
+        &config.scep_static_challenge,
+        &config.scep_static_challenge_file,
+    ) {
+        (Some(s), _) => Some(s.clone()),
+        (None, Some(path)) => Some(secrets::read_secret_file(path, "SCEP static challenge")?),
+        (None, None) => secrets::env_secret(secrets::SCEP_CHALLENGE_ENV),
+    };
+    if let Some(secret) = static_challenge {
         tracing::warn!(
-            "--scep-static-challenge is on: any SCEP client knowing it gets a certificate \
+            "a static SCEP challenge is on: any SCEP client knowing it gets a certificate \
              (bound to no device; device activations still use one-time challenges)"
         );
-        println!("warning: --scep-static-challenge is on");
-        enrollment.static_scep_challenge = Some(Secret::new(secret.clone()));
+        println!("warning: a static SCEP challenge is on");
+        enrollment.static_scep_challenge = Some(Secret::new(secret));
     }
     Ok(App {
         tenant,
         service: EnrollmentService::new(mdm, enrollment),
         pki,
         admin,
+        throttle: throttle::Throttle::default(),
+        login_tokens: login_tokens::LoginTokens::default(),
+        rsa_work: Arc::new(tokio::sync::Semaphore::new(rsa_permits())),
     })
+}
+
+/// The CA's stand-in decryption key: it refuses, so the CA key is never a
+/// decryption oracle (SCEP requests are for the RA).
+struct NoDecryption(PublicKey);
+
+impl KeyUnwrapper for NoDecryption {
+    fn public_key(&self) -> &PublicKey {
+        &self.0
+    }
+
+    fn unwrap_key(&self, _: &[u8], _: usize) -> Result<Vec<u8>, CryptoError> {
+        Err(CryptoError::Backend(
+            "the CA key does not decrypt: encrypt to the RA".into(),
+        ))
+    }
+}
+
+/// `server hash-password`: the argon2id PHC string of the password on stdin.
+fn hash_password_command() -> Result<(), BoxError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("no password on stdin".into());
+    }
+    println!("{}", secrets::hash_password(password)?);
+    Ok(())
 }
 
 /// The banner's walk-through for a newcomer with a Mac: reaching the
@@ -501,11 +639,25 @@ async fn main() {
             print!("{}", cli::USAGE);
             return;
         }
+        Ok(cli::Command::HashPassword) => {
+            if let Err(e) = hash_password_command() {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
         Err(e) => {
             eprintln!("error: {e}\n\n{}", cli::USAGE);
             std::process::exit(2);
         }
     };
+    for flag in &config.secret_flags {
+        eprintln!(
+            "warning: {flag} puts a secret on the command line (visible to other users in ps \
+             and kept in shell history): use --users-file, --admin-password-file or \
+             MDM_ADMIN_PASSWORD, --scep-static-challenge-file or MDM_SCEP_STATIC_CHALLENGE"
+        );
+    }
     if let Err(e) = run(&config).await {
         eprintln!("error: {e}");
         std::process::exit(1);

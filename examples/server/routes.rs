@@ -2,40 +2,21 @@
 //! `http::Request`/`Response` (the axum glue in `main.rs` runs them on the
 //! blocking pool: they sign with RSA and write to SQLite).
 
-use std::time::SystemTime;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
-use mdm_enroll::activation::{LoginAttempt, Secret, TenantId};
+use mdm_enroll::activation::{ActivationError, LoginAttempt, Secret, TenantId};
 use mdm_enroll::http::{Request, Response};
 use mdm_enroll::service::{EnrollmentService, Event, EventKind, ServiceError};
 use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{Directory, StoreError, UserStore};
 
+pub use crate::secrets::Users;
+
 use crate::html::{esc, page};
+use crate::login_tokens::LoginTokens;
+use crate::throttle::Throttle;
 use crate::tls::Pki;
-
-/// Self-service credentials (the demo's directory): constant-time compare.
-#[derive(Default)]
-pub struct Users {
-    pub passwords: Vec<(TenantId, String, Secret)>,
-}
-
-impl Directory for Users {
-    fn check_credentials(
-        &self,
-        tenant: &TenantId,
-        attempt: &LoginAttempt,
-    ) -> Result<bool, StoreError> {
-        let mut ok = false;
-        for (t, name, password) in &self.passwords {
-            let same = mdm_enroll::crypto::constant_time_eq(
-                password.expose().as_bytes(),
-                attempt.password.expose().as_bytes(),
-            );
-            ok |= t == tenant && *name == attempt.username && same;
-        }
-        Ok(ok)
-    }
-}
 
 /// The crate's driver for every device-facing endpoint, as this server uses it.
 pub type Service = EnrollmentService<SqliteStore, Users, LogPush>;
@@ -48,6 +29,12 @@ pub struct App {
     pub service: Service,
     pub pki: Pki,
     pub admin: (String, String),
+    /// Failed logins per (username, address).
+    pub throttle: Throttle,
+    /// Portal sign-ins waiting for their activation.
+    pub login_tokens: LoginTokens,
+    /// Permits for unauthenticated RSA work (`/scep`, `/enroll`).
+    pub rsa_work: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -88,6 +75,27 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
             Some((dec(k)?, dec(v)?))
         })
         .collect()
+}
+
+/// `application/x-www-form-urlencoded` encoding of `pairs`.
+fn form_encode(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let enc = |s: &str| {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
@@ -134,26 +142,35 @@ impl App {
         html(200, page("Activate your Mac", &portal_form("", "")))
     }
 
-    /// `POST /`: check the credentials, list the user's devices, offer activation.
-    pub fn portal_login(&self, req: &Request) -> Response {
+    /// `POST /`: check the credentials, list the user's devices, offer
+    /// activation. The directory is asked before the store, so an unknown
+    /// username costs the same password-hash work as a known one.
+    pub fn portal_login(&self, req: &Request, peer: IpAddr) -> Response {
         let fields = form(&req.body);
         let attempt = attempt(&fields);
+        let now = self.now();
+        if let Some(wait) = self.throttle.check(&attempt.username, peer, now) {
+            return too_many_attempts(wait);
+        }
         let store = self.service.engine().store();
-        let user = match store.user(&self.tenant, &attempt.username) {
-            Ok(Some(u)) if u.domain.eq_ignore_ascii_case(&attempt.domain) => u,
-            Ok(_) => return login_failed(&attempt),
-            Err(e) => return error_page(500, &e.to_string()),
-        };
-        match self
+        let verified = match self
             .service
             .engine()
             .directory()
             .check_credentials(&self.tenant, &attempt)
         {
-            Ok(true) => {}
-            Ok(false) => return login_failed(&attempt),
-            Err(e) => return error_page(500, &e.to_string()),
-        }
+            Ok(v) => v,
+            Err(e) => return internal_error(&e),
+        };
+        let user = match store.user(&self.tenant, &attempt.username) {
+            Ok(Some(u)) if verified && u.domain.eq_ignore_ascii_case(&attempt.domain) => u,
+            Ok(_) => {
+                self.throttle.failed(&attempt.username, peer, now);
+                return login_failed(&attempt);
+            }
+            Err(e) => return internal_error(&e),
+        };
+        self.throttle.succeeded(&attempt.username, peer);
         let devices = store
             .devices(&self.tenant, &user.username)
             .unwrap_or_default();
@@ -179,12 +196,11 @@ impl App {
             ));
         }
         body.push_str("<form method=\"post\" action=\"/self-service/activate\">");
-        for name in ["username", "password", "domain"] {
-            body.push_str(&format!(
-                "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
-                esc(field(&fields, name))
-            ));
-        }
+        // A sign-in token, never the password, goes back into the page.
+        body.push_str(&format!(
+            "<input type=\"hidden\" name=\"login_token\" value=\"{}\">",
+            esc(&self.login_tokens.issue(&attempt, now))
+        ));
         // The activation's language: the browser's first Accept-Language
         // tag, if it is one (the crate refuses anything else).
         let language = req
@@ -215,13 +231,59 @@ impl App {
     }
 
     /// `POST /self-service/activate`: steps 2–4, through
-    /// [`EnrollmentService::self_service`]; a refusal is an HTML page.
-    pub fn activate(&self, req: &Request) -> Response {
+    /// [`EnrollmentService::self_service`]; a refusal is an HTML page. It
+    /// checks the password too, so it shares the portal's login throttle.
+    ///
+    /// The portal's form carries a sign-in token ([`LoginTokens`]): its
+    /// credentials are put back into the form the crate reads. A form with
+    /// the credentials themselves (a script, the simulated device) works too.
+    pub fn activate(&self, req: &Request, peer: IpAddr) -> Response {
+        let fields = form(&req.body);
+        let now = self.now();
+        let token = field(&fields, "login_token").to_owned();
+        let signed_in = if token.is_empty() {
+            None
+        } else {
+            match self.login_tokens.get(&token, now) {
+                Some(a) => Some(a),
+                None => return error_page(403, "Your sign-in expired: sign in again."),
+            }
+        };
+        let username = match &signed_in {
+            Some(a) => a.username.clone(),
+            None => attempt(&fields).username,
+        };
+        if let Some(wait) = self.throttle.check(&username, peer, now) {
+            return too_many_attempts(wait);
+        }
+        let rebuilt;
+        let req = match &signed_in {
+            None => req,
+            Some(a) => {
+                let mut pairs = vec![
+                    ("username", a.username.as_str()),
+                    ("password", a.password.expose()),
+                    ("domain", a.domain.as_str()),
+                ];
+                pairs.extend(
+                    fields
+                        .iter()
+                        .filter(|(k, _)| k == "accept_notice" || k == "language")
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                let mut r = req.clone();
+                r.body = form_encode(&pairs);
+                rebuilt = r;
+                &rebuilt
+            }
+        };
         match self
             .service
-            .self_service(&self.tenant, req, self.now(), &mut rng())
+            .self_service(&self.tenant, req, now, &mut rng())
         {
             Ok(out) => {
+                self.login_tokens.forget(&token);
+                self.throttle.succeeded(&username, peer);
                 self.record(&out.events);
                 let mut r = out.value;
                 r.headers.push((
@@ -231,6 +293,9 @@ impl App {
                 r
             }
             Err(e) => {
+                if matches!(e, ServiceError::Activation(ActivationError::BadCredentials)) {
+                    self.throttle.failed(&username, peer, now);
+                }
                 tracing::info!(error = %e, "self-service activation refused");
                 error_page(e.http_status(), &refusal(&e))
             }
@@ -260,6 +325,23 @@ fn portal_form(username: &str, domain: &str) -> String {
         esc(username),
         esc(domain)
     )
+}
+
+/// 500 for a store or directory failure: logged, never shown.
+fn internal_error(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "portal request failed");
+    error_page(500, "the server could not complete the request")
+}
+
+/// 429 with `Retry-After` (whole seconds, rounded up).
+pub fn too_many_attempts(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = error_page(
+        429,
+        "Too many failed sign-ins for this username from your address. Try again later.",
+    );
+    r.headers.push(("Retry-After".into(), secs.to_string()));
+    r
 }
 
 fn login_failed(attempt: &LoginAttempt) -> Response {

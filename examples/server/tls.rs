@@ -1,15 +1,25 @@
 //! The data folder's keys and certificates, and the rustls configuration.
 //!
 //! On first start the server creates, under `--data`, with the crate's
-//! [`mdm_enroll::pki`]: a CA (`ca.pem`, `ca.key.pem`: issues the TLS
-//! certificate, the profile signer and, through SCEP, the device identities;
-//! it goes into the enrollment profile as a trust payload), a TLS server
-//! certificate (`tls.pem`, `tls.key.pem`) and a profile signing certificate
-//! (`signer.pem`, `signer.key.pem`). Later starts reuse them, except a TLS
-//! certificate that does not name every host the server is reached by (say
-//! a new `--public-url`): that one is re-issued from the kept CA, so the Mac,
-//! which trusts the CA, keeps trusting the server. Keys are written with
-//! mode 0600.
+//! [`mdm_enroll::pki`], one key per role, so that no key does two jobs (a
+//! decryption oracle on the SCEP key could never sign anything):
+//!
+//! - the CA (`ca.pem`, `ca.key.pem`): signs certificates only — the TLS
+//!   certificate, the profile signer, the RA and, through SCEP, the device
+//!   identities; it goes into the enrollment profile as a trust payload;
+//! - the SCEP RA (`ra.pem`, `ra.key.pem`, digitalSignature+keyEncipherment,
+//!   issued by the CA): decrypts SCEP requests and signs CertReps; GetCACert
+//!   serves `[RA, CA]`, and requests encrypted to the CA are refused;
+//! - the TLS server certificate (`tls.pem`, `tls.key.pem`);
+//! - the profile signer (`signer.pem`, `signer.key.pem`).
+//!
+//! Later starts reuse them (a data folder from before the RA gets one), except
+//! a TLS certificate that does not name every host the server is reached by
+//! (say a new `--public-url`): that one is re-issued from the kept CA, so the
+//! Mac, which trusts the CA, keeps trusting the server. Keys are written with
+//! mode 0600 (a kept key file readable by others is narrowed to 0600); with
+//! `MDM_KEY_PASSPHRASE` set they are encrypted PKCS#8 (PBES2: scrypt and
+//! AES-256-CBC), and kept unencrypted keys are re-written encrypted.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,9 +41,13 @@ pub struct Identity {
 /// Everything the data folder holds.
 pub struct Pki {
     pub ca: Identity,
+    pub ra: Identity,
     pub tls: Identity,
     pub signer: Identity,
 }
+
+/// The PEM label of an encrypted PKCS#8 key.
+const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -51,7 +65,65 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     opts.open(path)?.write_all(text.as_bytes())
 }
 
-fn load(dir: &Path, name: &str) -> Result<Option<Identity>, BoxError> {
+/// `key` as PEM: encrypted PKCS#8 with `passphrase`, else plain PKCS#8.
+fn key_pem(key: &RsaKey, passphrase: Option<&str>) -> Result<String, BoxError> {
+    let Some(passphrase) = passphrase else {
+        return Ok(key.to_pkcs8_pem()?);
+    };
+    use rsa::pkcs8::EncodePrivateKey;
+    let der = key.private_key().to_pkcs8_der()?;
+    let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_bytes())?;
+    let encrypted = info.encrypt_with_rng(&mut getrandom::SysRng, passphrase.as_bytes())?;
+    Ok(encrypted
+        .to_pem(ENCRYPTED_LABEL, der::pem::LineEnding::LF)?
+        .to_string())
+}
+
+/// Read the key file at `path` (encrypted with `passphrase` or not), narrow
+/// its mode to 0600, and re-write a plain one encrypted when a passphrase is
+/// set. Errors name the file, never the passphrase.
+fn read_key(path: &Path, passphrase: Option<&str>) -> Result<RsaKey, BoxError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            eprintln!(
+                "warning: {} was readable by others (mode {:o}): narrowed to 0600",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    let bytes = std::fs::read(path)?;
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
+    if text.contains(&format!("-----BEGIN {ENCRYPTED_LABEL}-----")) {
+        let passphrase = passphrase.ok_or_else(|| {
+            format!(
+                "{} is encrypted: set {} to its passphrase",
+                path.display(),
+                crate::secrets::KEY_PASSPHRASE_ENV
+            )
+        })?;
+        let (_, doc) =
+            der::SecretDocument::from_pem(text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let plain = info
+            .decrypt(passphrase.as_bytes())
+            .map_err(|_| format!("{}: wrong passphrase or damaged key", path.display()))?;
+        return Ok(RsaKey::from_pem_or_der(plain.as_bytes())?);
+    }
+    let key = RsaKey::from_pem_or_der(&bytes)?;
+    if passphrase.is_some() {
+        write_private(path, &key_pem(&key, passphrase)?)?;
+        tracing::info!(file = %path.display(), "key encrypted with the passphrase");
+    }
+    Ok(key)
+}
+
+fn load(dir: &Path, name: &str, passphrase: Option<&str>) -> Result<Option<Identity>, BoxError> {
     let (cert, key) = (
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key.pem")),
@@ -59,7 +131,7 @@ fn load(dir: &Path, name: &str) -> Result<Option<Identity>, BoxError> {
     if !cert.exists() || !key.exists() {
         return Ok(None);
     }
-    let key = RsaKey::from_pem_or_der(&std::fs::read(&key)?)?;
+    let key = read_key(&key, passphrase)?;
     let cert = Certificate::from_pem(&std::fs::read(&cert)?)?
         .into_iter()
         .next()
@@ -74,6 +146,7 @@ fn load(dir: &Path, name: &str) -> Result<Option<Identity>, BoxError> {
 /// `None`, else a leaf under `policy` issued by `issuer`.
 fn create(
     dir: &Path,
+    passphrase: Option<&str>,
     name: &str,
     subject: &str,
     issuer: Option<(&Identity, LeafPolicy)>,
@@ -91,7 +164,10 @@ fn create(
         }
     };
     let cert = Certificate::from_der(&pki::to_der(&cert)?)?;
-    write_private(&dir.join(format!("{name}.key.pem")), &key.to_pkcs8_pem()?)?;
+    write_private(
+        &dir.join(format!("{name}.key.pem")),
+        &key_pem(&key, passphrase)?,
+    )?;
     std::fs::write(dir.join(format!("{name}.pem")), cert.to_pem())?;
     tracing::info!(file = %dir.join(format!("{name}.pem")).display(), "created {name} certificate");
     Ok(Identity {
@@ -102,20 +178,23 @@ fn create(
 
 /// Load the data folder's keys and certificates, creating what is missing.
 /// `hosts` are the TLS certificate's subject alternative names (DNS names
-/// or IP literals).
-pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
+/// or IP literals). `passphrase` encrypts the keys at rest.
+pub fn load_or_create(
+    dir: &Path,
+    hosts: &[String],
+    passphrase: Option<&str>,
+) -> Result<Pki, BoxError> {
     std::fs::create_dir_all(dir)?;
-    let ca = match load(dir, "ca")? {
+    let load = |name: &str| load(dir, name, passphrase);
+    let create =
+        |name: &str, subject: &str, issuer: Option<(&Identity, LeafPolicy)>, lifetime: Duration| {
+            create(dir, passphrase, name, subject, issuer, lifetime)
+        };
+    let ca = match load("ca")? {
         Some(ca) => ca,
-        None => create(
-            dir,
-            "ca",
-            "CN=mdm-enroll demo CA,O=mdm-enroll",
-            None,
-            10 * YEAR,
-        )?,
+        None => create("ca", "CN=mdm-enroll demo CA,O=mdm-enroll", None, 10 * YEAR)?,
     };
-    let kept = load(dir, "tls")?;
+    let kept = load("tls")?;
     let stale = match &kept {
         Some(tls) if tls.cert.verify_issued_by(&ca.cert).is_err() => {
             Some("was not issued by the kept CA".to_owned())
@@ -133,7 +212,6 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
             let policy =
                 LeafPolicy::tls_server("CN=mdm-enroll server,O=mdm-enroll".parse()?, &names)?;
             let tls = create(
-                dir,
                 "tls",
                 "CN=mdm-enroll server,O=mdm-enroll",
                 Some((&ca, policy)),
@@ -150,7 +228,7 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
             tls
         }
     };
-    let signer = match load(dir, "signer")? {
+    let signer = match load("signer")? {
         Some(s) => s,
         None => {
             let subject = "CN=mdm-enroll profile signer,O=mdm-enroll";
@@ -161,10 +239,29 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, BoxError> {
                 extended_key_usage: Vec::new(),
                 digest: DigestAlgorithm::Sha256,
             };
-            create(dir, "signer", subject, Some((&ca, policy)), 2 * YEAR)?
+            create("signer", subject, Some((&ca, policy)), 2 * YEAR)?
         }
     };
-    Ok(Pki { ca, tls, signer })
+    let ra = match load("ra")? {
+        Some(ra) if ra.cert.verify_issued_by(&ca.cert).is_ok() => ra,
+        _ => {
+            let subject = "CN=mdm-enroll SCEP RA,O=mdm-enroll";
+            let policy = LeafPolicy {
+                subject: subject.parse()?,
+                subject_alt_names: Vec::new(),
+                key_usage: KeyUsage(KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment),
+                extended_key_usage: Vec::new(),
+                digest: DigestAlgorithm::Sha256,
+            };
+            create("ra", subject, Some((&ca, policy)), 2 * YEAR)?
+        }
+    };
+    Ok(Pki {
+        ca,
+        ra,
+        tls,
+        signer,
+    })
 }
 
 /// The entries of `hosts` that `cert`'s subject alternative names do not

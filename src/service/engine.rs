@@ -217,7 +217,9 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     }
 
     /// Step 2: self-service login. Unknown users and wrong passwords are the
-    /// same error ([`ActivationError::BadCredentials`]).
+    /// same error ([`ActivationError::BadCredentials`]), and the directory is
+    /// asked first in both cases, so a directory that spends the same work on
+    /// unknown names (a dummy hash) keeps their existence out of the timing.
     pub fn login<R: rand_core::CryptoRng + ?Sized>(
         &self,
         tenant: &TenantId,
@@ -225,12 +227,13 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Outcome<LoginGrant>, ServiceError> {
+        let credentials_ok = self.directory.check_credentials(tenant, attempt)?;
         let user = self
             .store
             .user(tenant, &attempt.username)?
             .filter(|u| u.domain.eq_ignore_ascii_case(&attempt.domain))
             .ok_or(ActivationError::BadCredentials)?;
-        if !self.directory.check_credentials(tenant, attempt)? {
+        if !credentials_ok {
             return Err(ActivationError::BadCredentials.into());
         }
         let t = Activation::start(ActivationId::random(rng), &user, now)?;

@@ -451,7 +451,9 @@ impl SimulatedDevice {
     /// challenge, AES-128 envelope to the CA, signed by a self-signed
     /// certificate for the SCEP key, transactionID = hex SHA-1 of the
     /// public key as Apple's client does); decrypts the issued certificate.
-    /// Calling it again resends the same request.
+    /// When GetCACert answers `[RA, CA]` (`application/x-x509-ca-ra-cert`)
+    /// the request is encrypted to the RA and the CertRep must be signed by
+    /// it, as a real client does. Calling it again resends the same request.
     pub fn scep_enroll<T: Transport + ?Sized, R: rand_core::CryptoRng + ?Sized>(
         &mut self,
         t: &mut T,
@@ -468,7 +470,25 @@ impl SimulatedDevice {
                 status: resp.status,
             });
         }
-        let ca = Certificate::from_der(&resp.body).map_err(proto)?;
+        let limits = Limits::default().ber;
+        let (ca, ra) = if resp.header("content-type") == Some(media_type::CA_RA_CERT) {
+            let bag = cms::SignedData::parse(&resp.body, &limits).map_err(proto)?;
+            let certs = bag.certificates();
+            let ca = certs
+                .iter()
+                .find(|c| c.verify_issued_by(c).is_ok())
+                .cloned()
+                .ok_or_else(|| proto("no CA in the GetCACert answer"))?;
+            let ra = certs
+                .iter()
+                .find(|c| c.der() != ca.der() && c.verify_issued_by(&ca).is_ok())
+                .cloned()
+                .ok_or_else(|| proto("no RA issued by the CA in the GetCACert answer"))?;
+            (ca, Some(ra))
+        } else {
+            (Certificate::from_der(&resp.body).map_err(proto)?, None)
+        };
+        let recipient = ra.as_ref().unwrap_or(&ca);
         if let Some(root) = &e.root
             && root.der() != ca.der()
             && ca.verify_issued_by(root).is_err()
@@ -487,11 +507,11 @@ impl SimulatedDevice {
             )
             .map_err(proto)?,
         )?;
-        let ca_key = ca.public_key().map_err(proto)?;
+        let recipient_key = recipient.public_key().map_err(proto)?;
         let envelope = EnvelopedData::encrypt(
             &csr,
-            &RecipientIdentity::of(&ca),
-            &ca_key,
+            &RecipientIdentity::of(recipient),
+            &recipient_key,
             ContentCipher::Aes128Cbc,
             rng,
         )
@@ -526,11 +546,10 @@ impl SimulatedDevice {
                 status: resp.status,
             });
         }
-        let limits = Limits::default().ber;
         let rep = PkiMessage::decode(&resp.body, &limits).map_err(proto)?;
         rep.verify().map_err(proto)?;
-        if rep.signer_certificate().map_err(proto)?.der() != ca.der() {
-            return Err(proto("CertRep not signed by the CA"));
+        if rep.signer_certificate().map_err(proto)?.der() != recipient.der() {
+            return Err(proto("CertRep not signed by the CA (or its RA)"));
         }
         if rep.recipient_nonce() != Some(&nonce[..]) || rep.transaction_id() != tid {
             return Err(proto("CertRep does not answer this request"));

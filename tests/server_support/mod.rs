@@ -38,11 +38,22 @@ impl Server {
 
     /// Start on a given address (to restart on the same port).
     pub fn start_on(data: &Path, listen: &str, args: &[&str]) -> Server {
+        Self::start_with_env(data, listen, args, &[])
+    }
+
+    /// Start with extra environment variables (secrets given the production way).
+    pub fn start_with_env(
+        data: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(server_binary())
             .args(["--listen", listen, "--data"])
             .arg(data)
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -219,6 +230,22 @@ pub fn simulated_device(
         .issue(new_key(), now, &mut rng())
         .expect("device identity");
     mdm_enroll::testing::SimulatedDevice::new(identity, new_key(), server_ca(data), &mut rng())
+}
+
+/// Steps 2–8 for `device` as `(username, password, domain)`: everything up
+/// to the SCEP identity, before the check-ins.
+pub fn through_scep(
+    device: &mut mdm_enroll::testing::SimulatedDevice,
+    t: &mut dyn mdm_enroll::testing::Transport,
+    (username, password, domain): (&str, &str, &str),
+) {
+    let service = device
+        .self_service(t, "/self-service/activate", username, password, domain)
+        .expect("steps 2-4");
+    device.send_attributes(t, &service).expect("steps 5-6");
+    device
+        .scep_enroll(t, std::time::SystemTime::now(), &mut rng())
+        .expect("steps 7-8");
 }
 
 /// HTTP basic-auth header value.
