@@ -35,7 +35,7 @@ use mdm_enroll::service::{
 use mdm_enroll::store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-use routes::{App, LogPush, Users};
+use routes::{App, ServerPush, Users};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -312,7 +312,17 @@ fn remembered_password(data: &std::path::Path, file: &str, who: &str) -> Result<
     }
 }
 
-fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
+/// The APNs client and the queue its task drains, when a push certificate is given.
+type ApnsWorker = (
+    mdm_enroll::push::apns::ApnsClient,
+    tokio::sync::mpsc::Receiver<push::Job>,
+);
+
+fn build_app(
+    config: &cli::Config,
+    base_url: String,
+    push_setup: push::PushSetup,
+) -> Result<(App, Option<ApnsWorker>), BoxError> {
     let tenant = TenantId::new(config.tenant.clone())?;
     let host = url_host(&base_url);
     let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
@@ -321,6 +331,19 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     }
     let pki = tls::load_or_create(&config.data, &hosts)?;
     let store = SqliteStore::open(config.store_path())?;
+    let push_certificate = push_setup
+        .identity
+        .as_ref()
+        .map(|i| i.certificate().clone());
+    let (sender, worker) = match push_setup.identity {
+        Some(identity) => {
+            push::check_enrolled_topic(&store, identity.certificate())?;
+            let client = push::client(identity, config)?;
+            let (sender, jobs) = push::apns_queue(push_setup.topic.clone());
+            (sender, Some((client, jobs)))
+        }
+        None => (ServerPush::Log, None),
+    };
 
     let mut users = Users::default();
     let mut specs = config.users.clone();
@@ -343,7 +366,7 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
             Secret::new(u.password.clone()),
         ));
     }
-    let engine = Engine::new(store, users, LogPush, EngineConfig::default());
+    let engine = Engine::new(store, users, sender, EngineConfig::default());
     for u in &specs {
         engine.provision_user(&UserAccount {
             tenant: tenant.clone(),
@@ -386,7 +409,7 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     let scep = ScepResponder::new(pki.ca.cert.der(), pki.ca.key.clone(), pki.ca.key.clone())?;
     let mut enrollment = EnrollmentConfig::new(
         base_url,
-        config.topic.clone(),
+        push_setup.topic,
         pki.signer.key.clone(),
         pki.signer.cert.clone(),
         scep,
@@ -412,18 +435,25 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         println!("warning: --scep-static-challenge is on");
         enrollment.static_scep_challenge = Some(Secret::new(secret.clone()));
     }
-    Ok(App {
+    let app = App {
         tenant,
         service: EnrollmentService::new(mdm, enrollment),
         pki,
         admin,
-    })
+        push_certificate,
+    };
+    Ok((app, worker))
 }
 
 /// The banner's walk-through for a newcomer with a Mac: reaching the
 /// server, trusting the CA, installing the profile, and what the missing
 /// push certificate means.
-fn mac_steps(config: &cli::Config, base_url: &str, local: SocketAddr) -> Vec<String> {
+fn mac_steps(
+    config: &cli::Config,
+    base_url: &str,
+    local: SocketAddr,
+    push_certificate: Option<&mdm_enroll::push::PushCertificate>,
+) -> Vec<String> {
     let host = url_host(base_url).unwrap_or_default();
     let loopback = host == "localhost"
         || host
@@ -468,9 +498,18 @@ fn mac_steps(config: &cli::Config, base_url: &str, local: SocketAddr) -> Vec<Str
         "  3. open the portal in Safari, sign in, click \"Activate this Mac\", then install the downloaded \
          profile in System Settings > Privacy & Security > Profiles (\"Device Management\" on recent macOS)"
             .to_owned(),
-        "  4. no APNs push certificate here: pushes are only logged. After the check-in (step 10) a real \
-         Mac waits for a push, so steps 11-13 wait for the Mac's own next check-in"
-            .to_owned(),
+        match push_certificate {
+            None => "  4. no APNs push certificate here: pushes are only logged. After the check-in (step 10) a real \
+                     Mac waits for a push, so steps 11-13 wait for the Mac's own next check-in"
+                .to_owned(),
+            Some(cert) => format!(
+                "  4. pushes go to APNs at {} with topic {} (push certificate valid until {}): after the \
+                 check-in (step 10) the Mac is woken for steps 11-13",
+                config.apns_url,
+                cert.topic(),
+                admin::rfc3339(cert.not_after())
+            ),
+        },
     ]
 }
 
@@ -523,7 +562,20 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         Some(_) => config.base_url(),
         None => format!("{}://{local}", if config.http { "http" } else { "https" }),
     };
-    let app = Arc::new(build_app(config, base_url.clone())?);
+    let push_setup = push::setup(config)?;
+    let (app, worker) = build_app(config, base_url.clone(), push_setup)?;
+    let app = Arc::new(app);
+    if let Some((client, jobs)) = worker {
+        push::spawn_apns(app.clone(), client, jobs);
+    }
+    if let Some(warning) = app
+        .push_certificate
+        .as_ref()
+        .and_then(|c| push::expiry_warning(c, std::time::SystemTime::now()))
+    {
+        tracing::warn!("{warning}");
+        println!("warning: {warning}");
+    }
     push::spawn_repush(app.clone(), Duration::from_secs(30));
     let tls = if config.http {
         None
@@ -533,7 +585,7 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         )?))
     };
     println!("portal: {base_url}/");
-    for line in mac_steps(config, &base_url, local) {
+    for line in mac_steps(config, &base_url, local, app.push_certificate.as_ref()) {
         println!("{line}");
     }
     println!("admin: {base_url}/admin");

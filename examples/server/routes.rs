@@ -38,9 +38,9 @@ impl Directory for Users {
 }
 
 /// The crate's driver for every device-facing endpoint, as this server uses it.
-pub type Service = EnrollmentService<SqliteStore, Users, LogPush>;
+pub type Service = EnrollmentService<SqliteStore, Users, ServerPush>;
 
-pub use crate::push::LogPush;
+pub use crate::push::ServerPush;
 
 /// Everything a request needs.
 pub struct App {
@@ -48,6 +48,8 @@ pub struct App {
     pub service: Service,
     pub pki: Pki,
     pub admin: (String, String),
+    /// The push certificate (`--push-cert`), shown on the admin page.
+    pub push_certificate: Option<mdm_enroll::push::PushCertificate>,
 }
 
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {

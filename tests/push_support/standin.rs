@@ -33,7 +33,7 @@ pub struct Pki {
     /// The CA: trust anchor for the stand-in's TLS certificate, and issuer of
     /// the client certificates it accepts.
     pub ca: Certificate,
-    /// A push certificate (UID = [`TOPIC`]) and key issued by the CA.
+    /// A push certificate (UID = the topic) and key issued by the CA.
     pub identity: PushIdentity,
     /// The stand-in's rustls configuration (client certificate required, ALPN h2).
     pub server: Arc<rustls::ServerConfig>,
@@ -44,8 +44,13 @@ fn cms(c: &x509_cert::Certificate) -> Certificate {
 }
 
 impl Pki {
-    /// A fresh CA, a TLS certificate for 127.0.0.1 and a push identity.
+    /// A fresh CA, a TLS certificate for 127.0.0.1 and a push identity for [`TOPIC`].
     pub fn new() -> Self {
+        Self::with_topic(TOPIC)
+    }
+
+    /// A fresh CA, a TLS certificate for 127.0.0.1 and a push identity for `topic`.
+    pub fn with_topic(topic: &str) -> Self {
         let mut rng = UnwrapErr(getrandom::SysRng);
         let now = SystemTime::now();
         let year = Duration::from_secs(365 * 86_400);
@@ -79,7 +84,7 @@ impl Pki {
         let push_key = RsaKey::generate(&mut rng, 2048).unwrap();
         let push_cert = issue(
             &push_key,
-            LeafPolicy::client_auth(format!("CN=APSP:standin,UID={TOPIC}").parse().unwrap()),
+            LeafPolicy::client_auth(format!("CN=APSP:standin,UID={topic}").parse().unwrap()),
             &mut rng,
         );
         let identity =
