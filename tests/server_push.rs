@@ -14,13 +14,13 @@ mod standin;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mdm_enroll::testing::{SimulatedDevice, TestDeviceCa};
 use serde_json::Value;
 use server_support::{
-    HttpResponse, HttpTransport, Server, basic, command_plist, device_ca, results, rng,
-    simulated_device,
+    HttpResponse, HttpTransport, Server, basic, command_plist, device_ca, results,
+    simulated_device, walk_to_step_10,
 };
 use standin::{Pki, Reply, Seen, StandIn};
 
@@ -169,16 +169,7 @@ impl Rig {
     fn checked_in(&self) -> SimulatedDevice {
         let mut t = HttpTransport::new(self.server.addr);
         let mut device = simulated_device(&self.ca, &self.data);
-        let (user, password, domain) = USER;
-        let service = device
-            .self_service(&mut t, "/self-service/activate", user, password, domain)
-            .expect("steps 2-4");
-        device.send_attributes(&mut t, &service).expect("steps 5-7");
-        device
-            .scep_enroll(&mut t, SystemTime::now(), &mut rng())
-            .expect("step 8");
-        device.check_in(&mut t, "Authenticate").expect("step 9");
-        device.check_in(&mut t, "TokenUpdate").expect("step 10");
+        walk_to_step_10(&mut t, &mut device, USER);
         device
     }
 

@@ -172,6 +172,8 @@ pub struct Seen {
     pub body: Vec<u8>,
     /// The status answered.
     pub status: u16,
+    /// When the request's body had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -306,6 +308,7 @@ async fn answer(
                 .collect(),
             body,
             status: reply.status,
+            at: std::time::Instant::now(),
         });
         seen.len()
     };

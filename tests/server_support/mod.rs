@@ -282,3 +282,21 @@ pub fn results(device: &serde_json::Value) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// Steps 2–10 over `t`: self-service login, attributes, SCEP, Authenticate
+/// and TokenUpdate. The device does not connect for commands yet.
+pub fn walk_to_step_10(
+    t: &mut HttpTransport,
+    device: &mut mdm_enroll::testing::SimulatedDevice,
+    (user, password, domain): (&str, &str, &str),
+) {
+    let service = device
+        .self_service(t, "/self-service/activate", user, password, domain)
+        .expect("steps 2-4");
+    device.send_attributes(t, &service).expect("steps 5-7");
+    device
+        .scep_enroll(t, std::time::SystemTime::now(), &mut rng())
+        .expect("step 8");
+    device.check_in(t, "Authenticate").expect("step 9");
+    device.check_in(t, "TokenUpdate").expect("step 10");
+}
