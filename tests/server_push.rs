@@ -462,3 +462,32 @@ fn a_topic_that_is_not_the_certificates_refuses_the_start() {
     assert!(stderr.contains("openssl pkcs12"), "{stderr}");
     drop(rig.rt);
 }
+
+#[test]
+fn a_push_certificate_near_expiry_is_warned_about_at_start_and_on_the_admin_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = fresh_topic();
+    let pki = Pki::with_push_validity(&topic, Duration::from_secs(10 * 86_400));
+    let (_ca, ca_pem) = device_ca(dir.path());
+    let files = write_push_files(dir.path(), "push", &pki);
+    // No stand-in needed: nothing is pushed.
+    let server = start_server(
+        &dir.path().join("data"),
+        &server_args(&ca_pem, &files, "https://127.0.0.1:9", &[]),
+    );
+    let warning = server
+        .banner
+        .iter()
+        .find(|l| l.starts_with("warning: "))
+        .unwrap_or_else(|| panic!("no warning: {:?}", server.banner));
+    assert!(
+        warning.contains(&topic) && warning.contains("day(s)") && warning.contains("renew"),
+        "{warning}"
+    );
+    let page = server_support::admin_page(&server);
+    let shown = page
+        .split("class=\"err push-expiry\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no expiry warning on the page: {page}"));
+    assert!(shown.contains("renew") && shown.contains(&topic), "{shown}");
+}

@@ -354,6 +354,39 @@ mod tests {
     }
 
     #[test]
+    fn apns_sender_queues_without_blocking_and_refuses_when_full_or_off_topic() {
+        let tenant = TenantId::new("t".to_owned()).unwrap();
+        let channel = Channel::device("UDID-1".to_owned());
+        let target = |topic: &str| PushTarget {
+            topic: topic.to_owned(),
+            token: vec![1, 2, 3],
+            push_magic: "magic".to_owned(),
+        };
+        let (sender, mut rx) = apns_queue("com.apple.mgmt.External.a".into());
+        let on = target("com.apple.mgmt.External.a");
+        for _ in 0..QUEUE {
+            sender.push(&tenant, &channel, &on).unwrap();
+        }
+        assert!(matches!(
+            sender.push(&tenant, &channel, &on),
+            Err(PushError::Unavailable(m)) if m.contains("full")
+        ));
+        let job = rx.try_recv().unwrap();
+        assert_eq!((job.channel, job.target), (channel.clone(), on.clone()));
+        sender.push(&tenant, &channel, &on).unwrap();
+        assert!(matches!(
+            sender.push(&tenant, &channel, &target("com.apple.mgmt.External.b")),
+            Err(PushError::NotConfigured(m)) if m.contains("External.b")
+        ));
+        drop(rx);
+        assert!(matches!(
+            sender.push(&tenant, &channel, &on),
+            Err(PushError::Unavailable(m)) if m.contains("stopped")
+        ));
+        assert_eq!(ServerPush::Log.push(&tenant, &channel, &on), Ok(()));
+    }
+
+    #[test]
     fn p12_refusal_names_the_conversion() {
         let m = p12_refusal(Path::new("/x/push.p12"));
         assert!(m.contains("openssl pkcs12 -in /x/push.p12 -clcerts -nokeys -out push.pem"));
