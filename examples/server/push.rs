@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mdm_enroll::activation::{Channel, PushTarget, TenantId};
+use mdm_enroll::activation::{Channel, Phase, PushTarget, TenantId};
 use mdm_enroll::cms::Certificate;
 use mdm_enroll::push::apns::{ApnsClient, ApnsConfig};
 use mdm_enroll::push::{PushCertificate, PushIdentity};
@@ -163,7 +163,13 @@ pub fn check_enrolled_topic(store: &SqliteStore, cert: &PushCertificate) -> Resu
         .map_err(|e| format!("reading enrolled devices: {e}"))?;
     let mut others: Vec<(&str, usize)> = Vec::new();
     for a in &activations {
-        let Some(target) = &a.value.push else {
+        // Devices that checked out (or never finished step 10) hold no
+        // enrollment under the old topic.
+        let enrolled = matches!(
+            a.value.phase,
+            Phase::Enrolled | Phase::Configuring | Phase::Complete | Phase::ConfigurationFailed
+        );
+        let Some(target) = a.value.push.as_ref().filter(|_| enrolled) else {
             continue;
         };
         if target.topic == cert.topic() {
