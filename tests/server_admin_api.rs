@@ -15,7 +15,8 @@ use mdm_enroll::http::media_type;
 use mdm_enroll::testing::{SimulatedDevice, TestDeviceCa, Transport};
 use serde_json::Value;
 use server_support::{
-    HttpResponse, HttpTransport, Server, basic, device_ca, rng, simulated_device,
+    HttpResponse, HttpTransport, Server, basic, command_plist, device_ca, results, rng,
+    simulated_device,
 };
 
 const USER: (&str, &str, &str) = ("alice", "s3cret pw", "corp.example");
@@ -71,26 +72,6 @@ fn get_device(server: &Server, udid: &str) -> Value {
     json(&r)
 }
 
-fn command_plist(uuid: &str, request_type: &str) -> Vec<u8> {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0">
-<dict>
-	<key>Command</key>
-	<dict>
-		<key>RequestType</key>
-		<string>{request_type}</string>
-	</dict>
-	<key>CommandUUID</key>
-	<string>{uuid}</string>
-</dict>
-</plist>
-"#
-    )
-    .into_bytes()
-}
-
 fn post_command(server: &Server, udid: &str, body: &[u8]) -> HttpResponse {
     api(
         server,
@@ -98,21 +79,6 @@ fn post_command(server: &Server, udid: &str, body: &[u8]) -> HttpResponse {
         &format!("/admin/api/devices/{udid}/commands"),
         body,
     )
-}
-
-fn results(device: &Value) -> Vec<(String, String, String)> {
-    device["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| {
-            (
-                r["command_uuid"].as_str().unwrap_or_default().to_owned(),
-                r["request_type"].as_str().unwrap_or_default().to_owned(),
-                r["status"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn is_rfc3339(v: &Value) -> bool {

@@ -81,6 +81,26 @@ fn outcome(o: &CommandOutcome) -> String {
 }
 
 /// The admin page.
+/// The push certificate's topic and expiry, with the 30-day warning.
+fn push_certificate_section(app: &App) -> String {
+    let Some(cert) = &app.push_certificate else {
+        return "<p class=\"push-certificate\" data-configured=\"false\">No push certificate: \
+                pushes are only logged; devices run steps 11–13 at their own next check-in.</p>"
+            .to_owned();
+    };
+    let warning = crate::push::expiry_warning(cert, SystemTime::now());
+    format!(
+        "<p class=\"push-certificate\" data-configured=\"true\" data-topic=\"{topic}\" \
+         data-expires=\"{expires}\">Push certificate: topic <code>{topic}</code>, valid until {until}.</p>{warning}",
+        topic = esc(cert.topic()),
+        expires = rfc3339(cert.not_after()),
+        until = when(cert.not_after()),
+        warning = warning
+            .map(|w| format!("<p class=\"err push-expiry\">Warning: {}</p>", esc(&w)))
+            .unwrap_or_default()
+    )
+}
+
 pub fn page_for(app: &App, req: &Request) -> Response {
     if !authorized(app, req) {
         return unauthorized();
@@ -94,7 +114,11 @@ pub fn page_for(app: &App, req: &Request) -> Response {
             return Response::with_body(500, "text/plain", b"server error".to_vec());
         }
     };
-    let mut body = format!("<p>{} activation(s), newest first.</p>", activations.len());
+    let mut body = push_certificate_section(app);
+    body.push_str(&format!(
+        "<p>{} activation(s), newest first.</p>",
+        activations.len()
+    ));
     for v in &activations {
         let a = &v.value;
         // The activation record is authoritative; the timeline adds when

@@ -10,6 +10,8 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--device-ca PEM]... [--topic com.apple.mgmt.X]
               [--scep-static-challenge-file PATH] [--store sqlite://PATH]
               [--client-cert-header NAME] [--tenant ID]
+              [--push-cert PEM --push-key PEM | --push-p12 FILE]
+              [--apns-url URL] [--apns-ca PEM]...
        server hash-password    (reads a password on stdin, prints its argon2id PHC string)
 
 Secrets never go on the command line in production (ps and shell history show it):
@@ -35,14 +37,32 @@ For tests and demos (warned about on stderr):
   --http                        plain HTTP (behind a TLS-terminating proxy, or for tests)
   --public-url URL              base URL devices reach (default https://<listen> or http://<listen>)
   --device-ca PEM               extra trust anchor for device attribute signatures (repeatable)
-  --topic TOPIC                 APNs push topic put in the MDM payload (default com.apple.mgmt.External.demo)
+  --topic TOPIC                 APNs push topic put in the MDM payload (default: the push
+                                certificate's, else com.apple.mgmt.External.demo); with
+                                --push-cert it must be the certificate's topic
   --store sqlite://PATH         SQLite database (default sqlite://<data>/mdm.sqlite3)
   --tenant ID                   tenant (customer) id served (default demo)
   --client-cert-header NAME     with --http behind a TLS proxy: the header carrying the client
                                 certificate (RFC 9440 Client-Cert, or URL-escaped PEM); the proxy
                                 must strip it from client requests. Off by default: devices sign
                                 their messages (Mdm-Signature), which needs no proxy cooperation
+  --push-cert PEM --push-key PEM
+                                the MDM push certificate (from Apple's Push Certificates portal)
+                                and its private key: the server wakes devices through APNs.
+                                Without them pushes are only logged
+  --push-p12 FILE               a PKCS#12 push identity (password in MDM_PUSH_P12_PASSWORD): not
+                                read by this server; refused with the openssl commands that
+                                convert it to --push-cert/--push-key
+  --apns-url URL                APNs gateway (default https://api.push.apple.com)
+  --apns-ca PEM                 extra trust anchor for --apns-url: a local stand-in or a proxy
+                                (repeatable)
 ";
+
+/// Apple's production APNs gateway, the default `--apns-url`.
+pub const DEFAULT_APNS_URL: &str = "https://api.push.apple.com";
+
+/// The push topic used without `--topic` and without a push certificate.
+pub const DEMO_TOPIC: &str = "com.apple.mgmt.External.demo";
 
 /// A self-service user from `--user`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +82,8 @@ pub struct Config {
     pub users: Vec<UserSpec>,
     pub admin: Option<(String, String)>,
     pub device_cas: Vec<PathBuf>,
-    pub topic: String,
+    /// `--topic`, if given.
+    pub topic: Option<String>,
     pub scep_static_challenge: Option<String>,
     pub store: Option<PathBuf>,
     pub tenant: String,
@@ -73,6 +94,12 @@ pub struct Config {
     pub scep_static_challenge_file: Option<PathBuf>,
     /// Flags that put a secret on the command line (warned about).
     pub secret_flags: Vec<&'static str>,
+    /// `--push-cert` and `--push-key`.
+    pub push_cert: Option<(PathBuf, PathBuf)>,
+    /// `--push-p12` (refused when the server starts).
+    pub push_p12: Option<PathBuf>,
+    pub apns_url: String,
+    pub apns_cas: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -85,7 +112,7 @@ impl Default for Config {
             users: Vec::new(),
             admin: None,
             device_cas: Vec::new(),
-            topic: "com.apple.mgmt.External.demo".into(),
+            topic: None,
             scep_static_challenge: None,
             store: None,
             tenant: "demo".into(),
@@ -95,6 +122,10 @@ impl Default for Config {
             admin_password_file: None,
             scep_static_challenge_file: None,
             secret_flags: Vec::new(),
+            push_cert: None,
+            push_p12: None,
+            apns_url: DEFAULT_APNS_URL.into(),
+            apns_cas: Vec::new(),
         }
     }
 }
@@ -187,6 +218,7 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
 ) -> Result<Command, String> {
     let mut config = Config::default();
     let mut data = None;
+    let (mut push_cert, mut push_key) = (None, None);
     let mut args = args.into_iter().peekable();
     if args.peek().map(String::as_str) == Some("hash-password") {
         return match args.nth(1) {
@@ -264,7 +296,7 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                 if !v.starts_with("com.apple.mgmt.") {
                     return Err(format!("--topic {v:?}: expected com.apple.mgmt.…"));
                 }
-                config.topic = v;
+                config.topic = Some(v);
             }
             "--scep-static-challenge" => {
                 let v = value("--scep-static-challenge")?;
@@ -297,6 +329,18 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                 }
                 config.client_cert_header = Some(v);
             }
+            "--push-cert" => push_cert = Some(PathBuf::from(value("--push-cert")?)),
+            "--push-key" => push_key = Some(PathBuf::from(value("--push-key")?)),
+            "--push-p12" => config.push_p12 = Some(PathBuf::from(value("--push-p12")?)),
+            "--apns-url" => {
+                let v = value("--apns-url")?;
+                let host = v.strip_prefix("https://").unwrap_or_default();
+                if host.is_empty() || host.contains(['/', '?', '#']) {
+                    return Err(format!("--apns-url {v:?}: expected https://HOST[:PORT]"));
+                }
+                config.apns_url = v;
+            }
+            "--apns-ca" => config.apns_cas.push(PathBuf::from(value("--apns-ca")?)),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -307,6 +351,17 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
     }
     if config.scep_static_challenge.is_some() && config.scep_static_challenge_file.is_some() {
         return Err("--scep-static-challenge conflicts with --scep-static-challenge-file".into());
+    }
+    config.push_cert = match (push_cert, push_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err("--push-cert needs --push-key (its private key)".into()),
+        (None, Some(_)) => return Err("--push-key needs --push-cert".into()),
+    };
+    if config.push_cert.is_some() && config.push_p12.is_some() {
+        return Err(
+            "--push-p12 and --push-cert/--push-key both name a push identity: give one".into(),
+        );
     }
     if config.client_cert_header.is_some() && !config.http {
         return Err("--client-cert-header needs --http (a TLS proxy in front)".into());
@@ -344,6 +399,10 @@ mod tests {
         );
         assert!(c.scep_static_challenge.is_none());
         assert!(c.client_cert_header.is_none());
+        assert_eq!(c.topic, None);
+        assert_eq!(c.push_cert, None);
+        assert_eq!(c.apns_url, "https://api.push.apple.com");
+        assert!(c.apns_cas.is_empty());
     }
 
     #[test]
@@ -373,6 +432,13 @@ mod tests {
             "sqlite:///tmp/db.sqlite3",
             "--client-cert-header",
             "X-Client-Cert",
+            "--push-cert",
+            "push.pem",
+            "--push-key=push.key",
+            "--apns-url",
+            "https://127.0.0.1:9443",
+            "--apns-ca",
+            "standin.pem",
         ])
         .unwrap();
         assert_eq!(c.listen.port(), 0);
@@ -383,7 +449,15 @@ mod tests {
         assert_eq!(c.users[1].name, "bob");
         assert_eq!(c.admin, Some(("root".into(), "secret".into())));
         assert_eq!(c.device_cas.len(), 2);
-        assert_eq!(c.topic, "com.apple.mgmt.X");
+        assert_eq!(c.topic.as_deref(), Some("com.apple.mgmt.X"));
+        assert_eq!(
+            c.push_cert,
+            Some((PathBuf::from("push.pem"), PathBuf::from("push.key")))
+        );
+        assert_eq!(c.apns_url, "https://127.0.0.1:9443");
+        assert_eq!(c.apns_cas, [PathBuf::from("standin.pem")]);
+        let p12 = run(&["--push-p12", "push.p12"]).unwrap();
+        assert_eq!(p12.push_p12, Some(PathBuf::from("push.p12")));
         assert_eq!(c.scep_static_challenge.as_deref(), Some("s3cret"));
         assert_eq!(c.store_path(), PathBuf::from("/tmp/db.sqlite3"));
         assert_eq!(c.client_cert_header.as_deref(), Some("X-Client-Cert"));
@@ -402,6 +476,12 @@ mod tests {
             &["--tenant", "has space"],
             &["--client-cert-header", "Client-Cert"],
             &["--http", "--client-cert-header", "Bad Header"],
+            &["--push-cert", "push.pem"],
+            &["--push-key", "push.key"],
+            &["--push-cert", "c", "--push-key", "k", "--push-p12", "p"],
+            &["--apns-url", "http://api.push.apple.com"],
+            &["--apns-url", "https://"],
+            &["--apns-url", "https://host/3/device"],
         ] {
             assert!(run(args).is_err(), "{args:?} accepted");
         }

@@ -40,7 +40,7 @@ use mdm_enroll::store::sqlite::SqliteStore;
 use rsa::PublicKey;
 use tokio::net::TcpListener;
 
-use routes::{App, LogPush, Users};
+use routes::{App, ServerPush, Users};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -380,7 +380,17 @@ fn remembered_password(data: &std::path::Path, file: &str, who: &str) -> Result<
     }
 }
 
-fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
+/// The APNs client and the queue its task drains, when a push certificate is given.
+type ApnsWorker = (
+    mdm_enroll::push::apns::ApnsClient,
+    tokio::sync::mpsc::Receiver<push::Job>,
+);
+
+fn build_app(
+    config: &cli::Config,
+    base_url: String,
+    push_setup: push::PushSetup,
+) -> Result<(App, Option<ApnsWorker>), BoxError> {
     let tenant = TenantId::new(config.tenant.clone())?;
     let host = url_host(&base_url);
     let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
@@ -390,6 +400,19 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     let passphrase = secrets::env_secret(secrets::KEY_PASSPHRASE_ENV);
     let pki = tls::load_or_create(&config.data, &hosts, passphrase.as_deref())?;
     let store = SqliteStore::open(config.store_path())?;
+    let push_certificate = push_setup
+        .identity
+        .as_ref()
+        .map(|i| i.certificate().clone());
+    let (sender, worker) = match push_setup.identity {
+        Some(identity) => {
+            push::check_enrolled_topic(&store, identity.certificate())?;
+            let client = push::client(identity, config)?;
+            let (sender, jobs) = push::apns_queue(push_setup.topic.clone());
+            (sender, Some((client, jobs)))
+        }
+        None => (ServerPush::Log, None),
+    };
 
     // (name, password or hash, domain): --user, then --users-file, else the demo user.
     let mut specs: Vec<(String, secrets::Password, String)> = config
@@ -424,7 +447,7 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     for (name, password, _) in &specs {
         users.add(&tenant, name, password)?;
     }
-    let engine = Engine::new(store, users, LogPush, EngineConfig::default());
+    let engine = Engine::new(store, users, sender, EngineConfig::default());
     for (name, _, domain) in &specs {
         engine.provision_user(&UserAccount {
             tenant: tenant.clone(),
@@ -485,7 +508,7 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
     .with_ra(pki.ra.cert.der(), pki.ra.key.clone(), pki.ra.key.clone())?;
     let mut enrollment = EnrollmentConfig::new(
         base_url,
-        config.topic.clone(),
+        push_setup.topic,
         pki.signer.key.clone(),
         pki.signer.cert.clone(),
         scep,
@@ -519,7 +542,7 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         println!("warning: a static SCEP challenge is on");
         enrollment.static_scep_challenge = Some(Secret::new(secret));
     }
-    Ok(App {
+    let app = App {
         tenant,
         service: EnrollmentService::new(mdm, enrollment),
         pki,
@@ -527,7 +550,9 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         throttle: throttle::Throttle::default(),
         login_tokens: login_tokens::LoginTokens::default(),
         rsa_work: Arc::new(tokio::sync::Semaphore::new(rsa_permits())),
-    })
+        push_certificate,
+    };
+    Ok((app, worker))
 }
 
 /// The CA's stand-in decryption key: it refuses, so the CA key is never a
@@ -561,7 +586,12 @@ fn hash_password_command() -> Result<(), BoxError> {
 /// The banner's walk-through for a newcomer with a Mac: reaching the
 /// server, trusting the CA, installing the profile, and what the missing
 /// push certificate means.
-fn mac_steps(config: &cli::Config, base_url: &str, local: SocketAddr) -> Vec<String> {
+fn mac_steps(
+    config: &cli::Config,
+    base_url: &str,
+    local: SocketAddr,
+    push_certificate: Option<&mdm_enroll::push::PushCertificate>,
+) -> Vec<String> {
     let host = url_host(base_url).unwrap_or_default();
     let loopback = host == "localhost"
         || host
@@ -606,9 +636,18 @@ fn mac_steps(config: &cli::Config, base_url: &str, local: SocketAddr) -> Vec<Str
         "  3. open the portal in Safari, sign in, click \"Activate this Mac\", then install the downloaded \
          profile in System Settings > Privacy & Security > Profiles (\"Device Management\" on recent macOS)"
             .to_owned(),
-        "  4. no APNs push certificate here: pushes are only logged. After the check-in (step 10) a real \
-         Mac waits for a push, so steps 11-13 wait for the Mac's own next check-in"
-            .to_owned(),
+        match push_certificate {
+            None => "  4. no APNs push certificate here: pushes are only logged. After the check-in (step 10) a real \
+                     Mac waits for a push, so steps 11-13 wait for the Mac's own next check-in"
+                .to_owned(),
+            Some(cert) => format!(
+                "  4. pushes go to APNs at {} with topic {} (push certificate valid until {}): after the \
+                 check-in (step 10) the Mac is woken for steps 11-13",
+                config.apns_url,
+                cert.topic(),
+                admin::rfc3339(cert.not_after())
+            ),
+        },
     ]
 }
 
@@ -675,7 +714,20 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         Some(_) => config.base_url(),
         None => format!("{}://{local}", if config.http { "http" } else { "https" }),
     };
-    let app = Arc::new(build_app(config, base_url.clone())?);
+    let push_setup = push::setup(config)?;
+    let (app, worker) = build_app(config, base_url.clone(), push_setup)?;
+    let app = Arc::new(app);
+    if let Some((client, jobs)) = worker {
+        push::spawn_apns(app.clone(), client, jobs);
+    }
+    if let Some(warning) = app
+        .push_certificate
+        .as_ref()
+        .and_then(|c| push::expiry_warning(c, std::time::SystemTime::now()))
+    {
+        tracing::warn!("{warning}");
+        println!("warning: {warning}");
+    }
     push::spawn_repush(app.clone(), Duration::from_secs(30));
     let tls = if config.http {
         None
@@ -685,7 +737,7 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         )?))
     };
     println!("portal: {base_url}/");
-    for line in mac_steps(config, &base_url, local) {
+    for line in mac_steps(config, &base_url, local, app.push_certificate.as_ref()) {
         println!("{line}");
     }
     println!("admin: {base_url}/admin");

@@ -19,9 +19,9 @@ use crate::throttle::Throttle;
 use crate::tls::Pki;
 
 /// The crate's driver for every device-facing endpoint, as this server uses it.
-pub type Service = EnrollmentService<SqliteStore, Users, LogPush>;
+pub type Service = EnrollmentService<SqliteStore, Users, ServerPush>;
 
-pub use crate::push::LogPush;
+pub use crate::push::ServerPush;
 
 /// Everything a request needs.
 pub struct App {
@@ -35,6 +35,8 @@ pub struct App {
     pub login_tokens: LoginTokens,
     /// Permits for unauthenticated RSA work (`/scep`, `/enroll`).
     pub rsa_work: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The push certificate (`--push-cert`), shown on the admin page.
+    pub push_certificate: Option<mdm_enroll::push::PushCertificate>,
 }
 
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {

@@ -33,7 +33,7 @@ pub struct Pki {
     /// The CA: trust anchor for the stand-in's TLS certificate, and issuer of
     /// the client certificates it accepts.
     pub ca: Certificate,
-    /// A push certificate (UID = [`TOPIC`]) and key issued by the CA.
+    /// A push certificate (UID = the topic) and key issued by the CA.
     pub identity: PushIdentity,
     /// The stand-in's rustls configuration (client certificate required, ALPN h2).
     pub server: Arc<rustls::ServerConfig>,
@@ -44,8 +44,18 @@ fn cms(c: &x509_cert::Certificate) -> Certificate {
 }
 
 impl Pki {
-    /// A fresh CA, a TLS certificate for 127.0.0.1 and a push identity.
+    /// A fresh CA, a TLS certificate for 127.0.0.1 and a push identity for [`TOPIC`].
     pub fn new() -> Self {
+        Self::with_topic(TOPIC)
+    }
+
+    /// A fresh CA, a TLS certificate for 127.0.0.1 and a push identity for `topic`.
+    pub fn with_topic(topic: &str) -> Self {
+        Self::with_push_validity(topic, Duration::from_secs(365 * 86_400))
+    }
+
+    /// [`Pki::with_topic`] with a push certificate valid for `push_validity` from now.
+    pub fn with_push_validity(topic: &str, push_validity: Duration) -> Self {
         let mut rng = UnwrapErr(getrandom::SysRng);
         let now = SystemTime::now();
         let year = Duration::from_secs(365 * 86_400);
@@ -57,7 +67,10 @@ impl Pki {
             pki::validity(now, year).unwrap(),
         )
         .unwrap();
-        let issue = |key: &RsaKey, policy: LeafPolicy, rng: &mut UnwrapErr<getrandom::SysRng>| {
+        let issue = |key: &RsaKey,
+                     policy: LeafPolicy,
+                     valid: Duration,
+                     rng: &mut UnwrapErr<getrandom::SysRng>| {
             let spki = spki::SubjectPublicKeyInfoOwned::from_key(key.public_key()).unwrap();
             let cert = pki::issue(
                 &ca,
@@ -65,7 +78,7 @@ impl Pki {
                 spki,
                 &policy,
                 pki::random_serial(rng),
-                pki::validity(now, year).unwrap(),
+                pki::validity(now, valid).unwrap(),
             )
             .unwrap();
             cms(&cert)
@@ -74,12 +87,14 @@ impl Pki {
         let tls_cert = issue(
             &tls_key,
             LeafPolicy::tls_server("CN=127.0.0.1".parse().unwrap(), &["127.0.0.1"]).unwrap(),
+            year,
             &mut rng,
         );
         let push_key = RsaKey::generate(&mut rng, 2048).unwrap();
         let push_cert = issue(
             &push_key,
-            LeafPolicy::client_auth(format!("CN=APSP:standin,UID={TOPIC}").parse().unwrap()),
+            LeafPolicy::client_auth(format!("CN=APSP:standin,UID={topic}").parse().unwrap()),
+            push_validity,
             &mut rng,
         );
         let identity =
@@ -167,6 +182,8 @@ pub struct Seen {
     pub body: Vec<u8>,
     /// The status answered.
     pub status: u16,
+    /// When the request's body had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -301,6 +318,7 @@ async fn answer(
                 .collect(),
             body,
             status: reply.status,
+            at: std::time::Instant::now(),
         });
         seen.len()
     };

@@ -272,3 +272,58 @@ pub fn admin_section(page: &str, udid: &str) -> String {
         .unwrap_or_else(|| panic!("no activation for {udid} on the admin page"))
         .to_owned()
 }
+
+/// A command plist as Apple documents it (for the admin API).
+pub fn command_plist(uuid: &str, request_type: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+	<key>Command</key>
+	<dict>
+		<key>RequestType</key>
+		<string>{request_type}</string>
+	</dict>
+	<key>CommandUUID</key>
+	<string>{uuid}</string>
+</dict>
+</plist>
+"#
+    )
+    .into_bytes()
+}
+
+/// The admin API device's `results` as `(command_uuid, request_type, status)`.
+pub fn results(device: &serde_json::Value) -> Vec<(String, String, String)> {
+    device["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["command_uuid"].as_str().unwrap_or_default().to_owned(),
+                r["request_type"].as_str().unwrap_or_default().to_owned(),
+                r["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Steps 2–10 over `t`: self-service login, attributes, SCEP, Authenticate
+/// and TokenUpdate. The device does not connect for commands yet.
+pub fn walk_to_step_10(
+    t: &mut HttpTransport,
+    device: &mut mdm_enroll::testing::SimulatedDevice,
+    (user, password, domain): (&str, &str, &str),
+) {
+    let service = device
+        .self_service(t, "/self-service/activate", user, password, domain)
+        .expect("steps 2-4");
+    device.send_attributes(t, &service).expect("steps 5-7");
+    device
+        .scep_enroll(t, std::time::SystemTime::now(), &mut rng())
+        .expect("step 8");
+    device.check_in(t, "Authenticate").expect("step 9");
+    device.check_in(t, "TokenUpdate").expect("step 10");
+}
