@@ -142,11 +142,24 @@ fn build(n: &Node, depth: usize, size: &mut Size) -> Value {
             size.bytes += d.len();
             Value::Data(d)
         }
-        Node::Int(i) => Value::Integer((*i).into()),
-        Node::UInt(u) => Value::Integer((*u).into()),
-        Node::Real(r) => Value::Real(*r),
+        // The guard counts the text of every leaf element: bound it from
+        // above (a sign and 20 digits; a real written out in full can take
+        // over 300; 20 for a date).
+        Node::Int(i) => {
+            size.bytes += 21;
+            Value::Integer((*i).into())
+        }
+        Node::UInt(u) => {
+            size.bytes += 21;
+            Value::Integer((*u).into())
+        }
+        Node::Real(r) => {
+            size.bytes += 400;
+            Value::Real(*r)
+        }
         Node::Bool(b) => Value::Boolean(*b),
         Node::Date(s) => {
+            size.bytes += 20;
             Value::Date((SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(*s))).into())
         }
         Node::Deep(n, inner) => {
