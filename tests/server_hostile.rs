@@ -27,7 +27,9 @@ fn start() -> (tempfile::TempDir, Server) {
 fn oversized_bodies_per_endpoint() {
     let (_dir, server) = start();
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let cases: &[(&str, &str, &[(&str, &str)], usize, u16)] = &[
+    /// Method, path, headers, body limit, status of a body at the limit.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], usize, u16);
+    let cases: &[Case] = &[
         ("POST", "/", &form, 8 * 1024, 403),
         ("POST", "/self-service/activate", &form, 8 * 1024, 403),
         ("POST", "/enroll", &[], 64 * 1024, 400),
