@@ -1065,3 +1065,126 @@ fn mdm_checkin_and_connect() {
         assert!(typed(), "{case}: typed refusal");
     }
 }
+
+// ------------------------------------------- absurd certificate extensions
+
+/// `cert` with 2 000 critical extensions of an unknown OID and one 40 KB
+/// subjectAltName added (its own signature no longer matches).
+fn absurd_extensions(cert: &Certificate) -> Vec<u8> {
+    let l = BerLimits::default();
+    let root = Element::parse(cert.der(), &l).unwrap();
+    let parts = root.children().unwrap();
+    let tbs = parts[0];
+    let mut fields: Vec<Vec<u8>> = tbs
+        .children()
+        .unwrap()
+        .iter()
+        .map(|e| e.raw.to_vec())
+        .collect();
+    let unknown = |i: u16| {
+        let oid = [
+            0x06,
+            0x05,
+            0x2b,
+            0x06,
+            0x01,
+            (i >> 7) as u8 | 0x80,
+            (i & 0x7f) as u8,
+        ];
+        let critical = [0x01, 0x01, 0xff];
+        encode_tlv(
+            0x30,
+            &[&oid[..], &critical, &encode_tlv(0x04, &[0x05, 0x00])].concat(),
+        )
+    };
+    let mut exts: Vec<u8> = (0..2000).flat_map(unknown).collect();
+    let huge_name = encode_tlv(0x82, &vec![b'a'; 40_000]);
+    exts.extend(encode_tlv(
+        0x30,
+        &[
+            &[0x06, 0x03, 0x55, 0x1d, 0x11][..],
+            &encode_tlv(0x04, &encode_tlv(0x30, &huge_name)),
+        ]
+        .concat(),
+    ));
+    let ext_index = fields.iter().position(|f| f[0] == 0xa3);
+    let old = match ext_index {
+        Some(i) => {
+            let seq = Element::parse(&fields[i], &l).unwrap().children().unwrap()[0];
+            seq.contents.to_vec()
+        }
+        None => Vec::new(),
+    };
+    let block = encode_tlv(0xa3, &encode_tlv(0x30, &[old, exts].concat()));
+    match ext_index {
+        Some(i) => fields[i] = block,
+        None => fields.push(block),
+    }
+    let tbs = encode_tlv(0x30, &fields.concat());
+    encode_tlv(
+        0x30,
+        &[tbs, parts[1].raw.to_vec(), parts[2].raw.to_vec()].concat(),
+    )
+}
+
+#[test]
+fn absurd_certificate_extensions() {
+    let fx = fixture();
+    let (_, challenge) = fx.through_step_6();
+    let k4 = keys()[4].as_ref();
+    // As the signer of a SCEP request (self-signed: nothing vouches for it).
+    let signer = self_signed(k4, "CN=absurd,O=acme", t0());
+    let absurd = absurd_extensions(&signer);
+    // Bounded (under the BER limits), so it parses; nothing vouches for a
+    // self-signed signer, so only the challenge decides.
+    let cert = Certificate::from_der(&absurd).expect("absurd but bounded");
+    let body = ScepReq {
+        message_type: MessageType::PkcsReq,
+        csr_key: k4,
+        challenge: Some("never-issued"),
+        signer_key: k4,
+        signer: &cert,
+        transaction_id: "A1".into(),
+    }
+    .build(&fx);
+    let resp = refused(
+        &fx,
+        "SCEP: signer with absurd extensions",
+        scep_post(body),
+        200,
+    );
+    assert_failure(
+        "SCEP: signer with absurd extensions",
+        &resp,
+        FailInfo::BadRequest,
+    );
+    // As the device identity signing the attributes: its CA's signature no
+    // longer matches, so it is not a device identity.
+    let ps_absurd = absurd_extensions(&fx.attributes.certificate);
+    {
+        let cert = Certificate::from_der(&ps_absurd).expect("absurd but bounded");
+        let dev = fx.device();
+        let body = SignedDataBuilder::new(
+            cms::oid::ID_DATA,
+            &dev.attributes_plist(Some(&challenge)).unwrap(),
+            fx.attributes.key.as_ref(),
+            &cert,
+        )
+        .digest(DigestAlgorithm::Sha256)
+        .without_signed_attributes()
+        .build()
+        .unwrap();
+        let req = post(PROFILE_SERVICE, "application/pkcs7-signature", body);
+        refused(
+            &fx,
+            "attributes: identity with absurd extensions",
+            req.clone(),
+            400,
+        );
+        let e =
+            fx.d.service
+                .profile_service(&fx.d.tenant, &req, t0(), &mut rng())
+                .unwrap_err();
+        assert!(matches!(e, ServiceError::BadRequest(_)), "{e:?}");
+    }
+}
