@@ -952,6 +952,38 @@ fn mdm_checkin_and_connect() {
         })
     };
     let _ = limits;
+    // The body decodes to this typed refusal (check-in decoder, or report
+    // decoder when the check-in one is not the question).
+    let decoded = |body: Vec<u8>, f: fn(&MdmError) -> bool| -> Typed {
+        Box::new(
+            move || match CheckinMessage::decode(&body, &Limits::default()) {
+                Err(ref e) => f(e),
+                Ok(_) => false,
+            },
+        )
+    };
+    // The signature verifies: what refuses the request is whose it is.
+    let sig_ok = |req: Request| -> Typed {
+        Box::new(move || {
+            let h = req
+                .headers
+                .iter()
+                .find(|(k, _)| k == "Mdm-Signature")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            verify_mdm_signature(&h, &req.body, &Limits::default().ber).is_ok()
+        })
+    };
+    let other_udid_req = signed(media_type::CHECKIN, other_udid);
+    let teleport = String::from_utf8(auth.clone())
+        .unwrap()
+        .replace(">Authenticate<", ">Teleport<")
+        .into_bytes();
+    let whatever = String::from_utf8(report.clone())
+        .unwrap()
+        .replace(">Idle<", ">Whatever<")
+        .into_bytes();
+    let whatever_body = whatever.clone();
     let cases: Vec<(&str, Request, u16, Typed)> = vec![
         (
             "check-in: no Mdm-Signature",
@@ -999,7 +1031,9 @@ fn mdm_checkin_and_connect() {
             "check-in: signed 6 MiB <data>",
             signed(media_type::CHECKIN, huge_data_plist(6 << 20)),
             400,
-            Box::new(|| true),
+            decoded(huge_data_plist(6 << 20), |e| {
+                matches!(e, MdmError::NoIdentity)
+            }),
         ),
         (
             "check-in: over 8 MiB",
@@ -1011,33 +1045,32 @@ fn mdm_checkin_and_connect() {
         ),
         (
             "check-in: identity bound to another UDID",
-            signed(media_type::CHECKIN, other_udid),
+            other_udid_req.clone(),
             400,
-            Box::new(|| true),
+            sig_ok(other_udid_req.clone()),
         ),
         (
             "check-in: identity from another CA",
-            foreign_req,
+            foreign_req.clone(),
             400,
-            Box::new(|| true),
+            sig_ok(foreign_req),
         ),
         (
             "check-in: unknown MessageType",
-            signed(
-                media_type::CHECKIN,
-                String::from_utf8(auth.clone())
-                    .unwrap()
-                    .replace(">Authenticate<", ">Teleport<")
-                    .into_bytes(),
-            ),
+            signed(media_type::CHECKIN, teleport.clone()),
             400,
-            Box::new(|| true),
+            decoded(
+                teleport.clone(),
+                |e| matches!(e, MdmError::UnknownMessageType(t) if t == "Teleport"),
+            ),
         ),
         (
             "connect: report under the check-in content type",
             signed(media_type::CHECKIN, report.clone()),
             400,
-            Box::new(|| true),
+            decoded(report.clone(), |e| {
+                matches!(e, MdmError::MissingKey("MessageType"))
+            }),
         ),
         (
             "connect: signed nesting bomb",
@@ -1049,15 +1082,14 @@ fn mdm_checkin_and_connect() {
         ),
         (
             "connect: unknown Status",
-            signed(
-                "application/x-apple-aspen-mdm",
-                String::from_utf8(report)
-                    .unwrap()
-                    .replace(">Idle<", ">Whatever<")
-                    .into_bytes(),
-            ),
+            signed("application/x-apple-aspen-mdm", whatever.clone()),
             400,
-            Box::new(|| true),
+            Box::new(move || {
+                matches!(
+                    Report::decode(&whatever_body, &Limits::default()),
+                    Err(MdmError::UnknownStatus(s)) if s == "Whatever"
+                )
+            }),
         ),
     ];
     for (case, req, status, typed) in cases {
