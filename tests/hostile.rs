@@ -661,7 +661,7 @@ fn scep_transport() {
         ),
         (
             "SCEP POST: a signed attributes message (wrong content)",
-            attributes_request(&fx, b"<plist/>").clone().tap_scep(),
+            scep_post(signed_by(&fx.attributes, b"<plist/>")),
             400,
         ),
     ];
@@ -684,15 +684,6 @@ fn scep_transport() {
                 Err(mdm_enroll::cms::CmsError::Ber(BerError::TooDeep { .. }))
             ));
         }
-    }
-}
-
-trait TapScep {
-    fn tap_scep(self) -> Request;
-}
-impl TapScep for Request {
-    fn tap_scep(self) -> Request {
-        scep_post(self.body)
     }
 }
 
