@@ -292,10 +292,11 @@ fn check_der(input: &[u8]) -> usize {
         while cur < contents.len() {
             let n = check_der(&contents[cur..]);
             let child = &contents[cur..cur + n];
-            if universal && number == 17 {
-                if let Some(p) = prev {
-                    assert!(p <= child, "DER: SET elements out of order");
-                }
+            if universal
+                && number == 17
+                && let Some(p) = prev
+            {
+                assert!(p <= child, "DER: SET elements out of order");
             }
             prev = Some(child);
             cur += n;
