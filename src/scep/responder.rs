@@ -289,6 +289,13 @@ impl ScepResponder {
             Err(_) => return fail(FailInfo::BadRequest, rng),
         };
         let renewal_of = self.issued_by_us(&signer, now).then(|| signer.clone());
+        // RFC 8894: without a certificate from this CA the requester signs
+        // with a self-signed certificate for the key it asks a certificate for. A CSR for another
+        // key would put the certificate for a key the signer need not hold
+        // (a replayed CSR) into an envelope the signer can open.
+        if renewal_of.is_none() && !same_key(&signer, &csr) {
+            return fail(FailInfo::BadRequest, rng);
+        }
         let challenge = csr
             .challenge_password()
             .or(message.outer_challenge())
@@ -384,6 +391,14 @@ impl ScepResponder {
         let body = rep.encode(keys.signer.as_ref(), &keys.cert, now)?;
         Ok(Response::with_body(200, media_type::PKI_MESSAGE, body))
     }
+}
+
+/// Whether `csr` asks for the key `cert` names (compared as DER SPKI).
+fn same_key(cert: &cms::Certificate, csr: &Csr) -> bool {
+    use der::Encode;
+    csr.public_key()
+        .to_der()
+        .is_ok_and(|spki| spki.as_slice() == cert.spki_der())
 }
 
 /// What [`ScepResponder::handle`] produced.

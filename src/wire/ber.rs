@@ -65,7 +65,8 @@ pub enum BerError {
         /// Byte offset of the length octets.
         offset: usize,
     },
-    /// A tag number that does not fit in 28 bits.
+    /// A tag X.690 does not allow: a number over 28 bits, or a high-form
+    /// tag with a leading zero group or a number below 31.
     #[error("invalid BER tag at offset {offset}")]
     InvalidTag {
         /// Byte offset of the tag.
@@ -176,13 +177,20 @@ impl Walker<'_> {
                     .get(pos)
                     .ok_or(BerError::Truncated { offset: base + pos })?;
                 pos += 1;
-                if number > (u32::MAX >> 7) || pos > 5 {
+                // X.690 8.1.2.4.2: the first subsequent octet is never 0x80
+                // (no leading zero bits), and at most 28 bits of tag number.
+                if number > (u32::MAX >> 7) || pos > 5 || (pos == 2 && b == 0x80) {
                     return Err(BerError::InvalidTag { offset: base });
                 }
                 number = (number << 7) | u32::from(b & 0x7f);
                 if b & 0x80 == 0 {
                     break;
                 }
+            }
+            // X.690 8.1.2.2: numbers 0 to 30 only in the one-octet form
+            // (anything else would pass through to "DER" that is not).
+            if number < 0x1f {
+                return Err(BerError::InvalidTag { offset: base });
             }
         }
         let tag_len = pos;
