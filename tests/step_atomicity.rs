@@ -96,6 +96,8 @@ delegate! {
         fn clear_queue(&self, k: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
         fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError>;
         fn prune_results(&self, k: &QueueKey, n: usize) -> Result<(), StoreError>;
+        fn connection(&self, k: &QueueKey) -> Result<Connection, StoreError>;
+        fn set_connection(&self, k: &QueueKey, c: &Connection) -> Result<(), StoreError>;
     }
     CertificateStore {
         fn record_certificate(&self, c: &IssuedCertificate) -> Result<(), StoreError>;

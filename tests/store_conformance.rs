@@ -12,7 +12,7 @@ use mdm_enroll::store::*;
 fn memory_store_conforms() {
     let report = conformance::run(MemoryStore::new);
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 27);
+    assert_eq!(report.passed.len(), 28);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -287,6 +287,12 @@ impl QueueStore for Broken {
             }
             _ => self.inner.cancel_command(k, u),
         }
+    }
+    fn connection(&self, k: &QueueKey) -> Result<Connection, StoreError> {
+        self.inner.connection(k)
+    }
+    fn set_connection(&self, k: &QueueKey, c: &Connection) -> Result<(), StoreError> {
+        self.inner.set_connection(k, c)
     }
     fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
         self.inner.results(k)

@@ -501,6 +501,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             pending: ctx.pending.clone(),
             finished,
             policy: self.config.queue,
+            connection: self.store.connection(&key)?,
         };
         let state = self.run(current, input, &mut ctx)?;
         let next_due = if ctx.deferred {
@@ -728,6 +729,9 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             Output::EndConnection => {
                 ctx.deliver = None;
                 return Ok(());
+            }
+            Output::SaveConnection(connection) => {
+                Write::SetConnection(self.queue_key(ctx)?, connection.clone())
             }
             Output::Push(channel) => {
                 pushes.push(channel.clone());

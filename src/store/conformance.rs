@@ -20,8 +20,8 @@ use super::{
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeGrant, ChallengeKind, Channel,
-    CommandOutcome, CommandResult, CommandUuid, IssuedIdentity, Policy, QueueKey, QueuedCommand,
-    Secret, TenantId, UserAccount,
+    CommandOutcome, CommandResult, CommandUuid, Connection, IssuedIdentity, Policy, QueueKey,
+    QueuedCommand, Secret, TenantId, UserAccount,
 };
 
 /// Threads used by the race checks.
@@ -88,6 +88,7 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("push_state_isolated", push_state_isolated),
         ("step_all_or_nothing", step_all_or_nothing),
         ("step_race", step_race),
+        ("connection_per_channel", connection_per_channel),
     ];
     let mut report = ConformanceReport::default();
     for (name, check) in checks {
@@ -1044,6 +1045,7 @@ fn observe<S: Store>(s: &S, a: &TenantId) -> Result<Vec<String>, String> {
         format!("{:?}", s.pending(&q).map_err(e("pending"))?),
         format!("{:?}", s.results(&q).map_err(e("results"))?),
         format!("{:?}", s.pending(&q2).map_err(e("pending"))?),
+        format!("{:?}", s.connection(&q).map_err(e("connection"))?),
         format!(
             "{:?}",
             s.certificate_by_fingerprint(&fp(1))
@@ -1118,6 +1120,7 @@ fn step_fixture<S: Store>(s: &S, a: &TenantId) -> Result<Vec<Write>, String> {
             activation: moved,
             expected: 1,
         },
+        Write::SetConnection(q, session(7)),
     ])
 }
 
@@ -1236,5 +1239,51 @@ fn step_race<S: Store>(s: &S) -> Result<(), String> {
         counted == expected,
         "devices counted {counted:?}, only the winner's {expected:?}"
     );
+    Ok(())
+}
+
+fn session(n: usize) -> Connection {
+    Connection {
+        skip: vec![CommandUuid(format!("cmd-{n}"))],
+        last_sent: Some(CommandUuid(format!("cmd-{}", n + 1))),
+    }
+}
+
+fn connection_per_channel<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let keys = [
+        qkey(&a, "dev1", None),
+        qkey(&a, "dev1", Some("u")),
+        qkey(&a, "dev2", None),
+        qkey(&b, "dev1", None),
+    ];
+    for k in &keys {
+        let c = s.connection(k).map_err(e("connection"))?;
+        ensure!(c == Connection::default(), "{k:?} starts with {c:?}");
+    }
+    for (n, k) in keys.iter().enumerate() {
+        s.set_connection(k, &session(n))
+            .map_err(e("set_connection"))?;
+    }
+    for (n, k) in keys.iter().enumerate() {
+        let c = s.connection(k).map_err(e("connection"))?;
+        ensure!(c == session(n), "{k:?}: {c:?}, stored {:?}", session(n));
+    }
+    s.set_connection(&keys[0], &session(9))
+        .map_err(e("set_connection"))?;
+    let c = s.connection(&keys[0]).map_err(e("connection"))?;
+    ensure!(c == session(9), "the last write did not win: {c:?}");
+    // Clearing a channel's queue ends its session, and only its.
+    s.enqueue(&keys[0], &command(1)).map_err(e("enqueue"))?;
+    s.clear_queue(&keys[0]).map_err(e("clear_queue"))?;
+    let c = s.connection(&keys[0]).map_err(e("connection"))?;
+    ensure!(c == Connection::default(), "cleared queue kept {c:?}");
+    for (n, k) in keys.iter().enumerate().skip(1) {
+        let c = s.connection(k).map_err(e("connection"))?;
+        ensure!(
+            c == session(n),
+            "clearing another channel changed {k:?}: {c:?}"
+        );
+    }
     Ok(())
 }

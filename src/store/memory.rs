@@ -11,11 +11,12 @@ use super::{
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
-    QueueKey, QueuedCommand, TenantId, UserAccount,
+    Connection, QueueKey, QueuedCommand, TenantId, UserAccount,
 };
 
 #[derive(Default, Clone)]
 struct Queue {
+    connection: Connection,
     pending: Vec<QueuedCommand>,
     results: Vec<CommandResult>,
     seen: HashSet<CommandUuid>,
@@ -93,8 +94,8 @@ impl MemoryStore {
             let mut seen: Vec<_> = v.seen.iter().collect();
             seen.sort();
             out.push(format!(
-                "queue {k:?} {:?} {:?} {seen:?}",
-                v.pending, v.results
+                "queue {k:?} {:?} {:?} {:?} {seen:?}",
+                v.connection, v.pending, v.results
             ));
         }
         drop(queues);
@@ -299,8 +300,15 @@ fn mark(
 fn clear(queues: &mut Queues, key: &QueueKey) -> Vec<CommandUuid> {
     queues
         .get_mut(key)
-        .map(|q| q.pending.drain(..).map(|c| c.uuid).collect())
+        .map(|q| {
+            q.connection = Connection::default();
+            q.pending.drain(..).map(|c| c.uuid).collect()
+        })
         .unwrap_or_default()
+}
+
+fn set_connection(queues: &mut Queues, key: &QueueKey, connection: &Connection) {
+    queues.entry(key.clone()).or_default().connection = connection.clone();
 }
 
 fn prune(queues: &mut Queues, key: &QueueKey, keep: usize) {
@@ -522,6 +530,18 @@ impl QueueStore for MemoryStore {
         Ok(clear(&mut *lock(&self.queues)?, key))
     }
 
+    fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError> {
+        Ok(lock(&self.queues)?
+            .get(key)
+            .map(|q| q.connection.clone())
+            .unwrap_or_default())
+    }
+
+    fn set_connection(&self, key: &QueueKey, connection: &Connection) -> Result<(), StoreError> {
+        set_connection(&mut *lock(&self.queues)?, key, connection);
+        Ok(())
+    }
+
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
         Ok(lock(&self.queues)?
             .get(key)
@@ -713,6 +733,11 @@ impl Locked<'_> {
             Write::ClearQueue(key) => {
                 self.save_queue(key, undo);
                 Applied::Cleared(clear(&mut self.queues, key))
+            }
+            Write::SetConnection(key, connection) => {
+                self.save_queue(key, undo);
+                set_connection(&mut self.queues, key, connection);
+                Applied::Done
             }
         })
     }

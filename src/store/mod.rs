@@ -61,8 +61,8 @@ use thiserror::Error;
 
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, ChallengeGrant, Channel,
-    CommandResult, CommandUuid, IssuedIdentity, LoginAttempt, PushTarget, QueueKey, QueuedCommand,
-    TenantId, UserAccount,
+    CommandResult, CommandUuid, Connection, IssuedIdentity, LoginAttempt, PushTarget, QueueKey,
+    QueuedCommand, TenantId, UserAccount,
 };
 
 /// A storage failure or a lost race.
@@ -289,8 +289,14 @@ pub trait QueueStore: Send + Sync {
         key: &QueueKey,
         uuid: &CommandUuid,
     ) -> Result<Cancellation, StoreError>;
-    /// Drop every queued command; returns their uuids.
+    /// Drop every queued command and reset the channel's connection state;
+    /// returns the dropped commands' uuids.
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
+    /// **Fresh**: the channel's connection state (the default if none was stored).
+    fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError>;
+    /// Store the channel's connection state (the last write wins: it is the
+    /// device's own session, never the activation record).
+    fn set_connection(&self, key: &QueueKey, connection: &Connection) -> Result<(), StoreError>;
     /// Recorded results, oldest first.
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError>;
     /// Keep only the newest `keep` results.
@@ -514,6 +520,8 @@ pub enum Write {
     MarkDelivered(QueueKey, CommandUuid, std::time::SystemTime),
     /// [`QueueStore::clear_queue`].
     ClearQueue(QueueKey),
+    /// [`QueueStore::set_connection`].
+    SetConnection(QueueKey, Connection),
 }
 
 /// What one [`Write`] did, in the order of the step's writes.
@@ -629,6 +637,10 @@ impl Write {
                 Err(e) => return Err(e),
             },
             Write::ClearQueue(k) => Applied::Cleared(store.clear_queue(k)?),
+            Write::SetConnection(k, c) => {
+                store.set_connection(k, c)?;
+                Applied::Done
+            }
         })
     }
 }

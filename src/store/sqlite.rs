@@ -37,7 +37,7 @@ use super::{
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
-    QueueKey, QueuedCommand, Step, TenantId, UserAccount,
+    Connection as ChannelConnection, QueueKey, QueuedCommand, Step, TenantId, UserAccount,
 };
 
 const SCHEMA: &str = "
@@ -87,10 +87,12 @@ const MIGRATIONS: &[&str] = &[
          qkey BLOB PRIMARY KEY, tenant TEXT NOT NULL, key BLOB NOT NULL,
          next_due INTEGER, token_invalid INTEGER NOT NULL, value BLOB NOT NULL);
      CREATE INDEX IF NOT EXISTS push_state_due ON push_state (tenant, next_due);",
+    // 2: per-channel connection state, out of the activation record.
+    "CREATE TABLE IF NOT EXISTS connections (qkey BLOB PRIMARY KEY, value BLOB NOT NULL);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const PENDING: i64 = 0;
 const FINISHED: i64 = 1;
@@ -513,6 +515,8 @@ fn clear_queue(tx: &Connection, key: &QueueKey) -> Result<Vec<CommandUuid>, Stor
         params![CLEARED, qkey, PENDING],
     )
     .map_err(backend)?;
+    tx.execute("DELETE FROM connections WHERE qkey = ?1", params![qkey])
+        .map_err(backend)?;
     Ok(uuids)
 }
 
@@ -559,6 +563,20 @@ fn record_certificate(tx: &Connection, certificate: &IssuedCertificate) -> Resul
     tx.execute(
         "INSERT INTO certificates (serial, fingerprint, value) VALUES (?1, ?2, ?3)",
         params![serial, fingerprint, value],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn set_connection(
+    tx: &Connection,
+    key: &QueueKey,
+    connection: &ChannelConnection,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO connections (qkey, value) VALUES (?1, ?2)
+         ON CONFLICT (qkey) DO UPDATE SET value = excluded.value",
+        params![queue_key(key), encode(connection)?],
     )
     .map_err(backend)?;
     Ok(())
@@ -638,6 +656,10 @@ fn apply_write(tx: &Connection, write: &Write) -> Result<Applied, StoreError> {
             Err(e) => return Err(e),
         },
         Write::ClearQueue(k) => Applied::Cleared(clear_queue(tx, k)?),
+        Write::SetConnection(k, c) => {
+            set_connection(tx, k, c)?;
+            Applied::Done
+        }
     })
 }
 
@@ -1081,6 +1103,27 @@ impl QueueStore for SqliteStore {
 
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
         self.write(|tx| clear_queue(tx, key))
+    }
+
+    fn connection(&self, key: &QueueKey) -> Result<ChannelConnection, StoreError> {
+        let value: Option<Vec<u8>> = self
+            .lock()?
+            .query_row(
+                "SELECT value FROM connections WHERE qkey = ?1",
+                params![queue_key(key)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        Ok(value.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+
+    fn set_connection(
+        &self,
+        key: &QueueKey,
+        connection: &ChannelConnection,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| set_connection(tx, key, connection))
     }
 
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
