@@ -51,8 +51,14 @@ mod memory;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod codec;
+
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use memory::MemoryStore;
 

@@ -24,12 +24,11 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::codec::{backend, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore,
@@ -108,50 +107,6 @@ impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
-    plist::to_writer_binary(&mut out, value).map_err(backend)?;
-    Ok(out)
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    plist::from_bytes(bytes).map_err(backend)
-}
-
-/// A queue key as one unambiguous byte string (length-prefixed fields).
-fn queue_key(key: &QueueKey) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut field = |s: &str| {
-        out.extend_from_slice(&(s.len() as u64).to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    };
-    field(key.tenant.as_str());
-    field(&key.channel.device_id);
-    match &key.channel.user_id {
-        None => out.push(0),
-        Some(user) => {
-            out.push(1);
-            out.extend_from_slice(&(user.len() as u64).to_be_bytes());
-            out.extend_from_slice(user.as_bytes());
-        }
-    }
-    out
-}
-
-fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn from_unix_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
