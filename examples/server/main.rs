@@ -13,6 +13,7 @@ mod cli;
 mod html;
 mod push;
 mod routes;
+mod store;
 mod tls;
 
 use std::net::SocketAddr;
@@ -32,7 +33,6 @@ use mdm_enroll::service::{
     Engine, EngineConfig, EnrollmentConfig, EnrollmentService, InitialConfiguration, MdmService,
     SingleTenantPaths,
 };
-use mdm_enroll::store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 use routes::{App, LogPush, Users};
@@ -320,7 +320,7 @@ fn build_app(config: &cli::Config, base_url: String) -> Result<App, BoxError> {
         hosts.push(h);
     }
     let pki = tls::load_or_create(&config.data, &hosts)?;
-    let store = SqliteStore::open(config.store_path())?;
+    let store = store::ServerStore::open(config)?;
 
     let mut users = Users::default();
     let mut specs = config.users.clone();

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 use mdm_enroll::activation::{LoginAttempt, Secret, TenantId};
 use mdm_enroll::http::{Request, Response};
 use mdm_enroll::service::{EnrollmentService, Event, EventKind, ServiceError};
-use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{Directory, StoreError, UserStore};
 
 use crate::html::{esc, page};
@@ -38,7 +37,7 @@ impl Directory for Users {
 }
 
 /// The crate's driver for every device-facing endpoint, as this server uses it.
-pub type Service = EnrollmentService<SqliteStore, Users, LogPush>;
+pub type Service = EnrollmentService<crate::store::ServerStore, Users, LogPush>;
 
 pub use crate::push::LogPush;
 

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
-    Connection, QueueKey, QueuedCommand, TenantId, UserAccount,
+    Connection, QueueKey, QueuedCommand, Step, TenantId, UserAccount,
 };
 
 /// The embedded migrations, applied in order to a database whose recorded
@@ -72,7 +72,11 @@ const MIGRATIONS: &[&str] = &[
          qkey BYTEA PRIMARY KEY, tenant TEXT NOT NULL, key BYTEA NOT NULL,
          next_due BIGINT, token_invalid BOOLEAN NOT NULL, value BYTEA NOT NULL);
      CREATE INDEX push_state_due ON push_state (tenant, next_due);
-     CREATE TABLE connections (qkey BYTEA PRIMARY KEY, value BYTEA NOT NULL);",
+     CREATE TABLE connections (qkey BYTEA PRIMARY KEY, value BYTEA NOT NULL);
+     CREATE TABLE steps (
+         tenant TEXT NOT NULL, activation TEXT NOT NULL, step SMALLINT NOT NULL,
+         at BIGINT NOT NULL, PRIMARY KEY (tenant, activation, step));
+     CREATE INDEX activations_created ON activations (created DESC, id);",
 ];
 
 /// The schema version this build writes.
@@ -194,6 +198,72 @@ impl PostgresStore {
             .query_one("SELECT version FROM mdm_schema", &[])
             .map(|r| r.get(0))
             .map_err(pg)
+    }
+
+    /// Record that `activation` reached `step` at `at` (first time only).
+    pub fn record_step(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        step: Step,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.op(|tx| {
+            tx.execute(
+                "INSERT INTO steps (tenant, activation, step, at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &tenant.as_str(),
+                    &activation.as_str(),
+                    &i16::from(step.number()),
+                    &unix_millis(at),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The steps `activation` reached, with when, in step order.
+    pub fn steps(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+    ) -> Result<Vec<(Step, SystemTime)>, StoreError> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT step, at FROM steps WHERE tenant = $1 AND activation = $2 ORDER BY step",
+                &[&tenant.as_str(), &activation.as_str()],
+            )
+            .map_err(pg)?
+            .iter()
+            .filter_map(|r| {
+                let step = u8::try_from(r.get::<_, i16>(0))
+                    .ok()
+                    .and_then(Step::from_number)?;
+                Some((step, from_unix_millis(r.get(1))))
+            })
+            .collect())
+        })
+    }
+
+    /// Every activation, newest first, at most `limit`.
+    pub fn activations(&self, limit: usize) -> Result<Vec<Versioned<Activation>>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            c.query(
+                "SELECT value, version FROM activations ORDER BY created DESC, id LIMIT $1",
+                &[&limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| {
+                Ok(Versioned {
+                    value: decode(r.get(0))?,
+                    version: count(r.get(1)),
+                })
+            })
+            .collect()
+        })
     }
 
     /// Run raw SQL (maintenance) on one of the store's connections.
