@@ -40,9 +40,11 @@ fn main() {
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rerun-if-env-changed=CARGO_FEATURE_TEST_SUPPORT");
+    println!("cargo::rerun-if-env-changed=MDM_TEST_POSTGRES");
     for (cfg, _, _, _) in PROBES {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
+    println!("cargo::rustc-check-cfg=cfg(mdm_have_postgres)");
     if std::env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_none() {
         return;
     }
@@ -58,6 +60,11 @@ fn main() {
             println!("cargo::rustc-cfg={cfg}");
         }
     }
+    // PostgreSQL: a server named by MDM_TEST_POSTGRES, or Debian's
+    // `postgresql` binaries to start a throwaway cluster with.
+    if ci || std::env::var_os("MDM_TEST_POSTGRES").is_some() || postgres_bin().is_some() {
+        println!("cargo::rustc-cfg=mdm_have_postgres");
+    }
 }
 
 /// Where Debian's packages put the programs and modules probed: watched, so
@@ -67,7 +74,23 @@ const WATCHED: &[&str] = &[
     "/usr/sbin",
     "/usr/lib/certmonger",
     "/usr/lib/python3/dist-packages",
+    "/usr/lib/postgresql",
 ];
+
+/// The directory holding `initdb` and `pg_ctl` (on `PATH`, or Debian's
+/// `/usr/lib/postgresql/*/bin`).
+fn postgres_bin() -> Option<PathBuf> {
+    if on_path("initdb") && on_path("pg_ctl") {
+        return Some(PathBuf::new());
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| executable(&d.join("initdb")) && executable(&d.join("pg_ctl")))
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
 
 /// Whether `program` is an executable file in a `PATH` directory (or in
 /// `/usr/sbin` and `/usr/lib/certmonger`, where Debian puts daemons).

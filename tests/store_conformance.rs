@@ -12,7 +12,7 @@ use mdm_enroll::store::*;
 fn memory_store_conforms() {
     let report = conformance::run(MemoryStore::new);
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 25);
+    assert_eq!(report.passed.len(), 28);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,6 +35,9 @@ enum Flaw {
     CancelIgnoresDelivery,
     RacyCancel,
     TokenUpdateKeepsInvalid,
+    /// A step's writes are applied one by one, each committed alone: a
+    /// failing write leaves the ones before it.
+    StepOneByOne,
 }
 
 /// A store that delegates to [`MemoryStore`] except for one flaw.
@@ -296,6 +299,12 @@ impl QueueStore for Broken {
             _ => self.inner.cancel_command(k, u),
         }
     }
+    fn connection(&self, k: &QueueKey) -> Result<Connection, StoreError> {
+        self.inner.connection(k)
+    }
+    fn set_connection(&self, k: &QueueKey, c: &Connection) -> Result<(), StoreError> {
+        self.inner.set_connection(k, c)
+    }
     fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
         self.inner.results(k)
     }
@@ -367,6 +376,23 @@ impl PushStore for Broken {
     }
 }
 
+impl StepStore for Broken {
+    fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>, StepFailed> {
+        if self.flaw != Flaw::StepOneByOne {
+            return self.inner.apply(writes);
+        }
+        let mut applied = Vec::new();
+        for (index, write) in writes.iter().enumerate() {
+            applied.push(
+                write
+                    .apply_alone(&self.inner)
+                    .map_err(|error| StepFailed { index, error })?,
+            );
+        }
+        Ok(applied)
+    }
+}
+
 fn run_broken(flaw: Flaw) -> ConformanceReport {
     conformance::run(|| Broken {
         inner: MemoryStore::new(),
@@ -392,6 +418,8 @@ fn kit_catches_each_flaw() {
         (Flaw::CancelIgnoresDelivery, "queue_deliver_and_cancel"),
         (Flaw::RacyCancel, "queue_cancel_deliver_race"),
         (Flaw::TokenUpdateKeepsInvalid, "push_state_bookkeeping"),
+        (Flaw::StepOneByOne, "step_all_or_nothing"),
+        (Flaw::StepOneByOne, "step_race"),
     ];
     for (flaw, check) in cases {
         // A race is lost only when the threads interleave badly: a racy

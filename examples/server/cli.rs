@@ -8,7 +8,7 @@ pub const USAGE: &str = "\
 usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--users-file PATH] [--admin-user NAME] [--admin-password-file PATH]
               [--device-ca PEM]... [--topic com.apple.mgmt.X]
-              [--scep-static-challenge-file PATH] [--store sqlite://PATH]
+              [--scep-static-challenge-file PATH] [--store sqlite://PATH|postgres://USER@HOST:PORT/DB]
               [--client-cert-header NAME] [--tenant ID]
               [--push-cert PEM --push-key PEM | --push-p12 FILE]
               [--apns-url URL] [--apns-ca PEM]...
@@ -41,6 +41,10 @@ For tests and demos (warned about on stderr):
                                 certificate's, else com.apple.mgmt.External.demo); with
                                 --push-cert it must be the certificate's topic
   --store sqlite://PATH         SQLite database (default sqlite://<data>/mdm.sqlite3)
+  --store postgres://USER@HOST:PORT/DB
+                                PostgreSQL database (feature postgres; password from the
+                                URL or PGPASSWORD); replicas with the same --data and
+                                --store serve the same devices
   --tenant ID                   tenant (customer) id served (default demo)
   --client-cert-header NAME     with --http behind a TLS proxy: the header carrying the client
                                 certificate (RFC 9440 Client-Cert, or URL-escaped PEM); the proxy
@@ -86,6 +90,8 @@ pub struct Config {
     pub topic: Option<String>,
     pub scep_static_challenge: Option<String>,
     pub store: Option<PathBuf>,
+    /// `--store postgres://…`: the PostgreSQL URL instead of SQLite.
+    pub postgres: Option<String>,
     pub tenant: String,
     pub client_cert_header: Option<String>,
     pub users_file: Option<PathBuf>,
@@ -115,6 +121,7 @@ impl Default for Config {
             topic: None,
             scep_static_challenge: None,
             store: None,
+            postgres: None,
             tenant: "demo".into(),
             client_cert_header: None,
             users_file: None,
@@ -308,11 +315,25 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
             }
             "--store" => {
                 let v = value("--store")?;
-                let path = v
-                    .strip_prefix("sqlite://")
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| format!("--store {v:?}: expected sqlite://PATH"))?;
-                config.store = Some(PathBuf::from(path));
+                if ["postgres://", "postgresql://"]
+                    .iter()
+                    .any(|p| v.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+                {
+                    if !cfg!(feature = "postgres") {
+                        return Err(format!(
+                            "--store {v:?}: this build has no PostgreSQL store (build with --features postgres)"
+                        ));
+                    }
+                    config.postgres = Some(v);
+                } else {
+                    let path = v
+                        .strip_prefix("sqlite://")
+                        .filter(|p| !p.is_empty())
+                        .ok_or_else(|| {
+                            format!("--store {v:?}: expected sqlite://PATH or postgres://USER@HOST:PORT/DB")
+                        })?;
+                    config.store = Some(PathBuf::from(path));
+                }
             }
             "--tenant" => {
                 let v = value("--tenant")?;
@@ -464,12 +485,24 @@ mod tests {
     }
 
     #[test]
+    fn store_takes_a_postgres_url_when_built_with_postgres() {
+        let url = "postgres://mdm@127.0.0.1:5432/mdm";
+        let parsed = run(&["--store", url]);
+        if cfg!(feature = "postgres") {
+            assert_eq!(parsed.unwrap().postgres.as_deref(), Some(url));
+        } else {
+            assert!(parsed.unwrap_err().contains("--features postgres"));
+        }
+    }
+
+    #[test]
     fn bad_flags_are_errors() {
         for args in [
             &["--listen", "nope"][..],
             &["--user", "nodomain:pw"],
             &["--admin", "nopassword"],
-            &["--store", "postgres://x"],
+            &["--store", "postgres://"],
+            &["--store", "mysql://u@h/db"],
             &["--topic", "com.example"],
             &["--bogus"],
             &["--data"],

@@ -15,6 +15,7 @@ mod login_tokens;
 mod push;
 mod routes;
 mod secrets;
+mod store;
 mod throttle;
 mod tls;
 
@@ -36,7 +37,6 @@ use mdm_enroll::service::{
     Engine, EngineConfig, EnrollmentConfig, EnrollmentService, InitialConfiguration, MdmService,
     SingleTenantPaths,
 };
-use mdm_enroll::store::sqlite::SqliteStore;
 use rsa::PublicKey;
 use tokio::net::TcpListener;
 
@@ -399,7 +399,7 @@ fn build_app(
     }
     let passphrase = secrets::env_secret(secrets::KEY_PASSPHRASE_ENV);
     let pki = tls::load_or_create(&config.data, &hosts, passphrase.as_deref())?;
-    let store = SqliteStore::open(config.store_path())?;
+    let store = store::ServerStore::open(config)?;
     let push_certificate = push_setup
         .identity
         .as_ref()

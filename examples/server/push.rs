@@ -19,7 +19,6 @@ use mdm_enroll::activation::{Channel, Phase, PushTarget, TenantId};
 use mdm_enroll::cms::Certificate;
 use mdm_enroll::push::apns::{ApnsClient, ApnsConfig};
 use mdm_enroll::push::{PushCertificate, PushIdentity};
-use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{PushError, PushSender};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -157,7 +156,10 @@ pub fn setup(config: &Config) -> Result<PushSetup, String> {
 
 /// Renewal must keep the topic: refuse a push certificate whose topic is not
 /// the one the devices already enrolled in `store` use.
-pub fn check_enrolled_topic(store: &SqliteStore, cert: &PushCertificate) -> Result<(), String> {
+pub fn check_enrolled_topic(
+    store: &crate::store::ServerStore,
+    cert: &PushCertificate,
+) -> Result<(), String> {
     let activations = store
         .activations(usize::MAX)
         .map_err(|e| format!("reading enrolled devices: {e}"))?;

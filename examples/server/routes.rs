@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use mdm_enroll::activation::{ActivationError, LoginAttempt, Secret, TenantId};
 use mdm_enroll::http::{Request, Response};
 use mdm_enroll::service::{EnrollmentService, Event, EventKind, ServiceError};
-use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{Directory, StoreError, UserStore};
 
 pub use crate::secrets::Users;
@@ -19,7 +18,7 @@ use crate::throttle::Throttle;
 use crate::tls::Pki;
 
 /// The crate's driver for every device-facing endpoint, as this server uses it.
-pub type Service = EnrollmentService<SqliteStore, Users, ServerPush>;
+pub type Service = EnrollmentService<crate::store::ServerStore, Users, ServerPush>;
 
 pub use crate::push::ServerPush;
 

@@ -86,8 +86,11 @@ pub struct InitialCommand {
     pub outcome: Option<CommandOutcome>,
 }
 
-/// Per-connection state: a connection starts with `Idle` and ends when the
-/// server answers with an empty body.
+/// Per-connection state of one channel: a connection starts with `Idle` and
+/// ends when the server answers with an empty body. Kept in the channel's own
+/// row ([`QueueStore::connection`](crate::store::QueueStore::connection)), not
+/// in the activation, so that steady-state connects never rewrite the
+/// activation record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// Commands the device answered `NotNow` on this connection.
@@ -134,8 +137,6 @@ pub struct Activation {
     pub user_channels: Vec<(String, PushTarget)>,
     /// The initial configuration (step 12).
     pub initial: Vec<InitialCommand>,
-    /// The current connect session of the device channel.
-    pub connection: Connection,
 }
 
 /// An input to [`Activation::apply`]. Secrets and ids are minted by the
@@ -193,6 +194,8 @@ pub enum Input {
         finished: Vec<(CommandUuid, CommandOutcome)>,
         /// Queue tuning.
         policy: QueuePolicy,
+        /// The channel's connection state as the store has it.
+        connection: Connection,
     },
     /// A newer activation of the same device authenticated.
     Superseded {
@@ -254,6 +257,8 @@ pub enum Output {
     Deliver(CommandUuid),
     /// Answer with an empty body: the connection ends.
     EndConnection,
+    /// Store the channel's new connection state (it changed).
+    SaveConnection(Connection),
     /// Wake the channel with a push.
     Push(Channel),
     /// The initial configuration finished with failures.
@@ -302,7 +307,6 @@ impl Activation {
             push: None,
             user_channels: Vec::new(),
             initial: Vec::new(),
-            connection: Connection::default(),
         };
         let mut outputs = vec![
             Output::Reached(Step::AccountReady),
@@ -400,7 +404,15 @@ impl Activation {
                 pending,
                 finished,
                 policy,
-            } => self.connect(&mut next, &mut out, event, &pending, &finished, &policy)?,
+                connection,
+            } => self.connect(
+                &mut next,
+                &mut out,
+                event,
+                (&pending, &finished),
+                connection,
+                &policy,
+            )?,
             Input::Superseded { by_user } => {
                 if let Some(identity) = &self.identity {
                     out.push(Output::RetireIdentity(identity.fingerprint));
@@ -416,7 +428,6 @@ impl Activation {
                 next.phase = Phase::Superseded;
                 next.push = None;
                 next.user_channels.clear();
-                next.connection = Connection::default();
             }
         }
         if let Some(step) = out.iter().rev().find_map(|o| match o {
@@ -525,7 +536,6 @@ impl Activation {
                 next.push = None;
                 next.user_channels.clear();
                 next.initial.clear();
-                next.connection = Connection::default();
             }
             CheckinMessage::TokenUpdate { push, .. } => {
                 if !self.phase.authenticated() {
@@ -580,7 +590,6 @@ impl Activation {
                 next.phase = Phase::Unenrolled;
                 next.push = None;
                 next.user_channels.clear();
-                next.connection = Connection::default();
             }
         }
         Ok(())
@@ -591,8 +600,8 @@ impl Activation {
         next: &mut Self,
         out: &mut Vec<Output>,
         event: ReportEvent,
-        pending: &[QueuedCommand],
-        finished_earlier: &[(CommandUuid, CommandOutcome)],
+        (pending, finished_earlier): (&[QueuedCommand], &[(CommandUuid, CommandOutcome)]),
+        connection: Connection,
         policy: &QueuePolicy,
     ) -> Result<(), ActivationError> {
         if !self.phase.enrolled() {
@@ -616,13 +625,9 @@ impl Activation {
         {
             return Err(ActivationError::NotEnrolled);
         }
-        // User channels have their own queue and connection; this state tracks
-        // the device channel's connection only.
-        let mut connection = if device_channel {
-            next.connection.clone()
-        } else {
-            Connection::default()
-        };
+        // Each channel has its own queue and connection (its own rows).
+        let before = connection.clone();
+        let mut connection = connection;
         let mut finished: Option<(CommandUuid, CommandOutcome)> = None;
         match event.report {
             Report::Status {
@@ -700,8 +705,8 @@ impl Activation {
                 connection = Connection::default();
             }
         }
-        if device_channel {
-            next.connection = connection;
+        if connection != before {
+            out.push(Output::SaveConnection(connection));
         }
         if device_channel && next.phase == Phase::Configuring && next.initial.is_empty() {
             // No initial configuration: nothing to send, nothing to wait for.

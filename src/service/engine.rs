@@ -11,8 +11,8 @@ use crate::activation::{
     ReportEvent, Secret, TenantId, UserAccount, VerifiedAttributes,
 };
 use crate::store::{
-    Binding, ChallengeRecord, Directory, IssuedCertificate, PushSender, Store, StoreError,
-    Versioned,
+    Applied, Binding, ChallengeRecord, Directory, IssuedCertificate, PushSender, Store, StoreError,
+    Versioned, Write,
 };
 
 use super::{Event, EventKind, Outcome, ServiceError};
@@ -160,6 +160,8 @@ struct Ctx<'a> {
     lost_delivery: bool,
     /// A `TokenUpdate` whose push-state reset is still to be written.
     token_update: bool,
+    /// The activation that owned the device before this `Authenticate`.
+    previous: Option<ActivationId>,
 }
 
 impl<'a> Ctx<'a> {
@@ -176,6 +178,7 @@ impl<'a> Ctx<'a> {
             deferred: false,
             lost_delivery: false,
             token_update: false,
+            previous: None,
         }
     }
 }
@@ -430,18 +433,23 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             event,
             initial_configuration,
         };
-        let state = self.run(current, input, &mut ctx)?;
+        // Authenticate makes this activation the device's in the same step.
+        let extra = if authenticate {
+            vec![Write::SetDeviceActivation {
+                tenant: tenant.clone(),
+                device_id,
+                activation: current.value.id.clone(),
+            }]
+        } else {
+            Vec::new()
+        };
+        let state = self.run_with(current, input, &mut ctx, extra)?;
         if ctx.token_update {
             // An accepted TokenUpdate: the token is valid again.
             self.note_token_update(&push_key)?;
         }
-        if authenticate {
-            let previous = self
-                .store
-                .set_device_activation(tenant, &device_id, &state.id)?;
-            if let Some(previous) = previous.filter(|p| *p != state.id) {
-                self.supersede(tenant, &previous, &state.username, &mut ctx)?;
-            }
+        if let Some(previous) = ctx.previous.take().filter(|p| *p != state.id) {
+            self.supersede(tenant, &previous, &state.username, &mut ctx)?;
         }
         Ok(Outcome {
             value: (),
@@ -496,6 +504,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             pending: ctx.pending.clone(),
             finished,
             policy: self.config.queue,
+            connection: self.store.connection(&key)?,
         };
         let state = self.run(current, input, &mut ctx)?;
         let next_due = if ctx.deferred {
@@ -630,135 +639,159 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         }
     }
 
-    /// Apply one input: transition, carry out outputs, save.
+    /// Apply one input: transition, then commit the step's writes (with
+    /// `extra` ones and the activation update) as one unit, then push.
     fn run(
         &self,
         current: Versioned<Activation>,
         input: Input,
         ctx: &mut Ctx<'_>,
     ) -> Result<Activation, ServiceError> {
+        self.run_with(current, input, ctx, Vec::new())
+    }
+
+    fn run_with(
+        &self,
+        current: Versioned<Activation>,
+        input: Input,
+        ctx: &mut Ctx<'_>,
+        extra: Vec<Write>,
+    ) -> Result<Activation, ServiceError> {
         let Versioned {
             value: state,
             version,
         } = current;
         let t = state.apply(input, ctx.now)?;
-        let tenant = ctx.tenant;
-        let mut claimed: Option<String> = None;
-        let result = (|| -> Result<(), ServiceError> {
-            for output in &t.outputs {
-                self.carry_out(&state, &t.state, output, ctx, &mut claimed)?;
+        let mut writes = Vec::new();
+        let mut pushes = Vec::new();
+        for output in &t.outputs {
+            self.plan(&state, &t.state, output, ctx, &mut writes, &mut pushes)?;
+        }
+        writes.extend(extra);
+        if t.state != state {
+            writes.push(Write::UpdateActivation {
+                activation: t.state.clone(),
+                expected: version,
+            });
+        }
+        let applied = if writes.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .apply(&writes)
+                .map_err(|f| step_error(writes.get(f.index), f.error))?
+        };
+        for (write, applied) in writes.iter().zip(applied) {
+            match (write, applied) {
+                (Write::MarkDelivered(_, uuid, _), Applied::Delivered(true)) => {
+                    ctx.deliver = ctx.pending.iter().find(|c| c.uuid == *uuid).cloned();
+                }
+                (Write::MarkDelivered(..), Applied::Delivered(false)) => {
+                    // Cancelled or finished by a racing call: not sent.
+                    ctx.deliver = None;
+                    ctx.lost_delivery = true;
+                }
+                (Write::DeferCommand(..), _) => ctx.deferred = true,
+                (Write::SetDeviceActivation { .. }, Applied::Previous(previous)) => {
+                    ctx.previous = previous;
+                }
+                _ => {}
             }
-            if t.state != state {
-                self.store.update_activation(&t.state, version)?;
+        }
+        for channel in pushes {
+            if ctx.token_update {
+                // The new token is valid again before its first push.
+                ctx.token_update = false;
+                self.note_token_update(&self.queue_key(ctx)?)?;
             }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            if let Some(device) = claimed {
-                // Undo a device slot this call claimed before a later gate failed.
-                let _ = self.store.release_device(tenant, &state.username, &device);
-            }
-            return Err(e);
+            let mut events = Vec::new();
+            self.push_channel(&t.state, &channel, ctx.now, &mut events)?;
+            ctx.events.extend(events);
         }
         self.record_events(&t.state.id, &t.outputs, ctx);
         Ok(t.state)
     }
 
-    fn carry_out(
+    /// The store write an output asks for (pushes wait until the step committed).
+    fn plan(
         &self,
         before: &Activation,
         after: &Activation,
         output: &Output,
         ctx: &mut Ctx<'_>,
-        claimed: &mut Option<String>,
+        writes: &mut Vec<Write>,
+        pushes: &mut Vec<Channel>,
     ) -> Result<(), ServiceError> {
         let tenant = ctx.tenant;
-        let store = &self.store;
-        match output {
+        let write = match output {
             Output::Reached(_)
             | Output::ShowNotice(_)
             | Output::ConfigurationFailed(_)
             | Output::ReEnrolled
-            | Output::Unenrolled => {}
-            Output::IssueChallenge(grant) => store.insert_challenge(&ChallengeRecord {
+            | Output::Unenrolled => return Ok(()),
+            Output::EndConnection => {
+                ctx.deliver = None;
+                return Ok(());
+            }
+            Output::SaveConnection(connection) => {
+                Write::SetConnection(self.queue_key(ctx)?, connection.clone())
+            }
+            Output::Push(channel) => {
+                pushes.push(channel.clone());
+                return Ok(());
+            }
+            Output::IssueChallenge(grant) => Write::InsertChallenge(ChallengeRecord {
                 tenant: tenant.clone(),
                 activation: after.id.clone(),
                 grant: *grant,
                 consumed: false,
-            })?,
-            Output::ConsumeChallenge(grant) => {
-                store
-                    .consume_challenge(tenant, &grant.digest, ctx.now)
-                    .map_err(|e| match e {
-                        StoreError::ChallengeConsumed => ActivationError::ChallengeReplayed.into(),
-                        StoreError::ChallengeExpired => ActivationError::ChallengeExpired.into(),
-                        StoreError::NotFound => ActivationError::UnknownChallenge.into(),
-                        other => ServiceError::Store(other),
-                    })?;
-            }
-            Output::ClaimDevice { device_id, max } => {
-                let newly = store
-                    .claim_device(tenant, &before.username, device_id, *max)
-                    .map_err(|e| match e {
-                        StoreError::LimitReached => ActivationError::DeviceCapReached {
-                            max: max.unwrap_or(0),
-                        }
-                        .into(),
-                        other => ServiceError::Store(other),
-                    })?;
-                if newly {
-                    *claimed = Some(device_id.clone());
-                }
-            }
-            Output::ReleaseDevice { device_id } => {
-                store.release_device(tenant, &before.username, device_id)?
-            }
-            Output::RecordCertificate(identity) => {
-                store.record_certificate(&IssuedCertificate {
-                    tenant: tenant.clone(),
-                    activation: after.id.clone(),
-                    identity: identity.clone(),
-                })?
-            }
+            }),
+            Output::ConsumeChallenge(grant) => Write::ConsumeChallenge {
+                tenant: tenant.clone(),
+                digest: grant.digest,
+                now: ctx.now,
+            },
+            Output::ClaimDevice { device_id, max } => Write::ClaimDevice {
+                tenant: tenant.clone(),
+                username: before.username.clone(),
+                device_id: device_id.clone(),
+                max: *max,
+            },
+            Output::ReleaseDevice { device_id } => Write::ReleaseDevice {
+                tenant: tenant.clone(),
+                username: before.username.clone(),
+                device_id: device_id.clone(),
+            },
+            Output::RecordCertificate(identity) => Write::RecordCertificate(IssuedCertificate {
+                tenant: tenant.clone(),
+                activation: after.id.clone(),
+                identity: identity.clone(),
+            }),
             Output::BindIdentity {
                 fingerprint,
                 device_id,
-            } => store
-                .bind_identity(&Binding {
-                    fingerprint: *fingerprint,
-                    tenant: tenant.clone(),
-                    device_id: device_id.clone(),
-                    activation: after.id.clone(),
-                    retired: false,
-                })
-                .map_err(|e| match e {
-                    StoreError::BindingConflict(_) => ActivationError::DeviceMismatch.into(),
-                    StoreError::IdentityRetired => ActivationError::IdentityMismatch.into(),
-                    other => ServiceError::Store(other),
-                })?,
-            Output::RetireIdentity(fingerprint) => {
-                match store.retire_identity(fingerprint, tenant) {
-                    Ok(()) | Err(StoreError::NotFound) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Output::ClearQueue(channel) => {
-                store.clear_queue(&QueueKey {
-                    tenant: tenant.clone(),
-                    channel: channel.clone(),
-                })?;
-            }
+            } => Write::BindIdentity(Binding {
+                fingerprint: *fingerprint,
+                tenant: tenant.clone(),
+                device_id: device_id.clone(),
+                activation: after.id.clone(),
+                retired: false,
+            }),
+            Output::RetireIdentity(fingerprint) => Write::RetireIdentity {
+                fingerprint: *fingerprint,
+                tenant: tenant.clone(),
+            },
+            Output::ClearQueue(channel) => Write::ClearQueue(QueueKey {
+                tenant: tenant.clone(),
+                channel: channel.clone(),
+            }),
             Output::EnqueueInitial(uuids) => {
-                let channel = ctx.channel.clone().ok_or(ActivationError::NotEnrolled)?;
-                let key = QueueKey {
-                    tenant: tenant.clone(),
-                    channel,
-                };
+                let key = self.queue_key(ctx)?;
                 for uuid in uuids {
                     if let Some(cmd) = ctx.initial.remove(uuid) {
-                        store.enqueue(
-                            &key,
-                            &QueuedCommand {
+                        writes.push(Write::Enqueue(
+                            key.clone(),
+                            QueuedCommand {
                                 uuid: cmd.uuid,
                                 request_type: cmd.request_type,
                                 body: cmd.body,
@@ -767,9 +800,10 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                                 queued_at: ctx.now,
                                 delivered_at: None,
                             },
-                        )?;
+                        ));
                     }
                 }
+                return Ok(());
             }
             Output::Finish { uuid, outcome } => {
                 let key = self.queue_key(ctx)?;
@@ -784,62 +818,29 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 } else {
                     ctx.report_body.clone()
                 };
-                store
-                    .finish_command(
-                        &key,
-                        &CommandResult {
-                            uuid: uuid.clone(),
-                            request_type,
-                            outcome: outcome.clone(),
-                            body,
-                            at: ctx.now,
-                        },
-                    )
-                    .map_err(|e| match e {
-                        StoreError::NotFound => {
-                            ActivationError::UnknownCommand(uuid.clone()).into()
-                        }
-                        other => ServiceError::Store(other),
-                    })?;
-                if let Some(keep) = self.config.queue.retention.keep() {
-                    store.prune_results(&key, keep)?;
+                writes.push(Write::FinishCommand(
+                    key.clone(),
+                    CommandResult {
+                        uuid: uuid.clone(),
+                        request_type,
+                        outcome: outcome.clone(),
+                        body,
+                        at: ctx.now,
+                    },
+                ));
+                match self.config.queue.retention.keep() {
+                    Some(keep) => Write::PruneResults(key, keep),
+                    None => return Ok(()),
                 }
             }
-            Output::Defer(uuid) => {
-                let key = self.queue_key(ctx)?;
-                store.defer_command(&key, uuid).map_err(|e| match e {
-                    StoreError::NotFound => ActivationError::UnknownCommand(uuid.clone()).into(),
-                    other => ServiceError::Store(other),
-                })?;
-                ctx.deferred = true;
-            }
+            Output::Defer(uuid) => Write::DeferCommand(self.queue_key(ctx)?, uuid.clone()),
+            // The atomic gate against a racing cancel: only a command still
+            // queued is sent, and once marked it cannot be cancelled.
             Output::Deliver(uuid) => {
-                let key = self.queue_key(ctx)?;
-                // The atomic gate against a racing cancel: only a command
-                // still queued is sent, and once marked it cannot be cancelled.
-                match store.mark_delivered(&key, uuid, ctx.now) {
-                    Ok(()) => {
-                        ctx.deliver = ctx.pending.iter().find(|c| c.uuid == *uuid).cloned();
-                    }
-                    Err(StoreError::NotFound) => {
-                        ctx.deliver = None;
-                        ctx.lost_delivery = true;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                Write::MarkDelivered(self.queue_key(ctx)?, uuid.clone(), ctx.now)
             }
-            Output::EndConnection => ctx.deliver = None,
-            Output::Push(channel) => {
-                if ctx.token_update {
-                    // The new token is valid again before its first push.
-                    ctx.token_update = false;
-                    self.note_token_update(&self.queue_key(ctx)?)?;
-                }
-                let mut events = Vec::new();
-                self.push_channel(after, channel, ctx.now, &mut events)?;
-                ctx.events.extend(events);
-            }
-        }
+        };
+        writes.push(write);
         Ok(())
     }
 
@@ -848,6 +849,40 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             tenant: ctx.tenant.clone(),
             channel: ctx.channel.clone().ok_or(ActivationError::NotEnrolled)?,
         })
+    }
+}
+
+/// The protocol error a refused write of a step stands for.
+fn step_error(write: Option<&Write>, error: StoreError) -> ServiceError {
+    match (write, error) {
+        (Some(Write::ConsumeChallenge { .. }), StoreError::ChallengeConsumed) => {
+            ActivationError::ChallengeReplayed.into()
+        }
+        (Some(Write::ConsumeChallenge { .. }), StoreError::ChallengeExpired) => {
+            ActivationError::ChallengeExpired.into()
+        }
+        (Some(Write::ConsumeChallenge { .. }), StoreError::NotFound) => {
+            ActivationError::UnknownChallenge.into()
+        }
+        (Some(Write::ClaimDevice { max, .. }), StoreError::LimitReached) => {
+            ActivationError::DeviceCapReached {
+                max: max.unwrap_or(0),
+            }
+            .into()
+        }
+        (Some(Write::BindIdentity(_)), StoreError::BindingConflict(_)) => {
+            ActivationError::DeviceMismatch.into()
+        }
+        (Some(Write::BindIdentity(_)), StoreError::IdentityRetired) => {
+            ActivationError::IdentityMismatch.into()
+        }
+        (Some(Write::FinishCommand(_, result)), StoreError::NotFound) => {
+            ActivationError::UnknownCommand(result.uuid.clone()).into()
+        }
+        (Some(Write::DeferCommand(_, uuid)), StoreError::NotFound) => {
+            ActivationError::UnknownCommand(uuid.clone()).into()
+        }
+        (_, other) => ServiceError::Store(other),
     }
 }
 

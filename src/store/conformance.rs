@@ -2,7 +2,9 @@
 //! implementation must pass [`run`]. It checks the atomic operations under
 //! real thread races (exactly the expected winners, every loser with its
 //! documented error, a racer that panics fails the run), tenant isolation of
-//! every keyed read, and the error each refused operation must return.
+//! every keyed read, the error each refused operation must return, and that
+//! a step ([`StepStore::apply`](super::StepStore::apply)) failing at any of
+//! its writes leaves every read as before the step.
 //!
 //! ```
 //! use mdm_enroll::store::{MemoryStore, conformance};
@@ -12,11 +14,14 @@
 use std::sync::Barrier;
 use std::time::{Duration, SystemTime};
 
-use super::{Binding, Cancellation, ChallengeRecord, IssuedCertificate, Store, StoreError};
+use super::{
+    Applied, Binding, Cancellation, ChallengeRecord, IssuedCertificate, StepFailed, Store,
+    StoreError, Write,
+};
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeGrant, ChallengeKind, Channel,
-    CommandOutcome, CommandResult, CommandUuid, IssuedIdentity, Policy, QueueKey, QueuedCommand,
-    Secret, TenantId, UserAccount,
+    CommandOutcome, CommandResult, CommandUuid, Connection, IssuedIdentity, Policy, QueueKey,
+    QueuedCommand, Secret, TenantId, UserAccount,
 };
 
 /// Threads used by the race checks.
@@ -81,6 +86,9 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("queue_cancel_deliver_race", queue_cancel_deliver_race),
         ("push_state_bookkeeping", push_state_bookkeeping),
         ("push_state_isolated", push_state_isolated),
+        ("step_all_or_nothing", step_all_or_nothing),
+        ("step_race", step_race),
+        ("connection_per_channel", connection_per_channel),
     ];
     let mut report = ConformanceReport::default();
     for (name, check) in checks {
@@ -1006,5 +1014,276 @@ fn push_state_isolated<S: Store>(s: &S) -> Result<(), String> {
         s.due_pushes(&b, due).map_err(e("due"))?.is_empty(),
         "due pushes leak across tenants"
     );
+    Ok(())
+}
+
+/// The store's observable state around a step's records, through the
+/// trait's reads (one line per read).
+fn observe<S: Store>(s: &S, a: &TenantId) -> Result<Vec<String>, String> {
+    let q = qkey(a, "dev1", None);
+    let q2 = qkey(a, "dev1", Some("u"));
+    Ok(vec![
+        format!("{:?}", s.devices(a, "alice").map_err(e("devices"))?),
+        format!("{:?}", s.activation(a, &id(1)).map_err(e("activation"))?),
+        format!("{:?}", s.activation(a, &id(2)).map_err(e("activation"))?),
+        format!(
+            "{:?}",
+            s.device_activations(a).map_err(e("device_activations"))?
+        ),
+        format!(
+            "{:?}",
+            s.challenge(a, &Secret::new("c1").digest())
+                .map_err(e("challenge"))?
+        ),
+        format!(
+            "{:?}",
+            s.challenge(a, &Secret::new("c2").digest())
+                .map_err(e("challenge"))?
+        ),
+        format!("{:?}", s.identity(&fp(1)).map_err(e("identity"))?),
+        format!("{:?}", s.identity(&fp(2)).map_err(e("identity"))?),
+        format!("{:?}", s.pending(&q).map_err(e("pending"))?),
+        format!("{:?}", s.results(&q).map_err(e("results"))?),
+        format!("{:?}", s.pending(&q2).map_err(e("pending"))?),
+        format!("{:?}", s.connection(&q).map_err(e("connection"))?),
+        format!(
+            "{:?}",
+            s.certificate_by_fingerprint(&fp(1))
+                .map_err(e("certificate_by_fingerprint"))?
+        ),
+        format!(
+            "{:?}",
+            s.certificate_by_serial(&[0x01, 1])
+                .map_err(e("certificate_by_serial"))?
+        ),
+    ])
+}
+
+/// Records a step of [`step_writes`] builds on, and the step: one write of
+/// every kind.
+fn step_fixture<S: Store>(s: &S, a: &TenantId) -> Result<Vec<Write>, String> {
+    s.put_user(&user(a, "alice")).map_err(e("put_user"))?;
+    s.claim_device(a, "alice", "dev0", None)
+        .map_err(e("claim_device"))?;
+    let first = activation(a, 1)?;
+    s.insert_activation(&first)
+        .map_err(e("insert_activation"))?;
+    s.insert_challenge(&challenge(a, "c1", 60))
+        .map_err(e("insert_challenge"))?;
+    s.bind_identity(&binding(a, 2, "dev0"))
+        .map_err(e("bind_identity"))?;
+    let q = qkey(a, "dev1", None);
+    let q2 = qkey(a, "dev1", Some("u"));
+    for n in 1..=2 {
+        s.enqueue(&q, &command(n)).map_err(e("enqueue"))?;
+    }
+    s.enqueue(&q2, &command(9)).map_err(e("enqueue"))?;
+    let mut moved = first.clone();
+    moved.language = Some("fr".into());
+    Ok(vec![
+        Write::ConsumeChallenge {
+            tenant: a.clone(),
+            digest: Secret::new("c1").digest(),
+            now: t0(),
+        },
+        Write::ClaimDevice {
+            tenant: a.clone(),
+            username: "alice".into(),
+            device_id: "dev1".into(),
+            max: Some(5),
+        },
+        Write::InsertChallenge(challenge(a, "c2", 60)),
+        Write::RecordCertificate(certificate(a, 1, 1)),
+        Write::BindIdentity(binding(a, 1, "dev1")),
+        Write::SetDeviceActivation {
+            tenant: a.clone(),
+            device_id: "dev1".into(),
+            activation: id(1),
+        },
+        Write::Enqueue(q.clone(), command(3)),
+        Write::MarkDelivered(q.clone(), CommandUuid("cmd-1".into()), t0()),
+        Write::FinishCommand(q.clone(), result(1)),
+        Write::DeferCommand(q.clone(), CommandUuid("cmd-2".into())),
+        Write::PruneResults(q.clone(), 1),
+        Write::RetireIdentity {
+            fingerprint: fp(2),
+            tenant: a.clone(),
+        },
+        Write::ReleaseDevice {
+            tenant: a.clone(),
+            username: "alice".into(),
+            device_id: "dev0".into(),
+        },
+        Write::InsertActivation(activation(a, 2)?),
+        Write::ClearQueue(q2),
+        Write::UpdateActivation {
+            activation: moved,
+            expected: 1,
+        },
+        Write::SetConnection(q, session(7)),
+    ])
+}
+
+fn step_all_or_nothing<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let writes = step_fixture(s, &a)?;
+    let before = observe(s, &a)?;
+    // A write that fails on every store: there is no activation 99.
+    let failing = Write::UpdateActivation {
+        activation: activation(&a, 99)?,
+        expected: 1,
+    };
+    for k in 0..=writes.len() {
+        let mut step = writes.clone();
+        step.insert(k, failing.clone());
+        match s.apply(&step) {
+            Ok(_) => return Err(format!("a step failing at write {k} was applied")),
+            Err(StepFailed {
+                index,
+                error: StoreError::NotFound,
+            }) if index == k => {}
+            Err(other) => {
+                return Err(format!(
+                    "a step failing at write {k}: expected NotFound at {k}, got {other:?}"
+                ));
+            }
+        }
+        let after = observe(s, &a)?;
+        for (was, is) in before.iter().zip(&after) {
+            ensure!(
+                was == is,
+                "a failure after {k} writes of the step left a change: {was} became {is}"
+            );
+        }
+    }
+    let applied = s
+        .apply(&writes)
+        .map_err(|f| format!("the whole step, after the failed ones: {f:?}"))?;
+    ensure!(
+        applied.len() == writes.len(),
+        "{} results for {} writes",
+        applied.len(),
+        writes.len()
+    );
+    let expect = |i: usize, want: &dyn Fn(&Applied) -> bool| -> Result<(), String> {
+        let got = applied.get(i);
+        ensure!(
+            got.is_some_and(want),
+            "write {i} ({:?}): result {got:?}",
+            writes.get(i)
+        );
+        Ok(())
+    };
+    expect(0, &|r| matches!(r, Applied::Consumed(c) if c.consumed))?;
+    expect(1, &|r| *r == Applied::Claimed(true))?;
+    expect(5, &|r| *r == Applied::Previous(None))?;
+    expect(7, &|r| *r == Applied::Delivered(true))?;
+    expect(9, &|r| *r == Applied::Deferred(1))?;
+    expect(11, &|r| *r == Applied::Retired(true))?;
+    expect(14, &|r| {
+        *r == Applied::Cleared(vec![CommandUuid("cmd-9".into())])
+    })?;
+    expect(15, &|r| *r == Applied::Version(2))?;
+    let devices = s.devices(&a, "alice").map_err(e("devices"))?;
+    ensure!(devices == ["dev1"], "devices after the step: {devices:?}");
+    let pending = s.pending(&qkey(&a, "dev1", None)).map_err(e("pending"))?;
+    let uuids: Vec<_> = pending.iter().map(|c| c.uuid.as_str()).collect();
+    ensure!(
+        uuids == ["cmd-2", "cmd-3"],
+        "queue after the step: {uuids:?}"
+    );
+    // Applying the step again fails at its first write and changes nothing.
+    let done = observe(s, &a)?;
+    match s.apply(&writes) {
+        Err(StepFailed {
+            index: 0,
+            error: StoreError::ChallengeConsumed,
+        }) => {}
+        other => return Err(format!("the step applied twice: {other:?}")),
+    }
+    ensure!(
+        observe(s, &a)? == done,
+        "a refused replay changed the store"
+    );
+    Ok(())
+}
+
+fn step_race<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    s.put_user(&user(&a, "alice")).map_err(e("put_user"))?;
+    s.insert_challenge(&challenge(&a, "c1", 60))
+        .map_err(e("insert_challenge"))?;
+    // Each racer claims its own device, then consumes the one challenge:
+    // the losers' claims must not stay counted.
+    let outcomes = race(s, |s, i| {
+        s.apply(&[
+            Write::ClaimDevice {
+                tenant: a.clone(),
+                username: "alice".into(),
+                device_id: format!("d{i}"),
+                max: None,
+            },
+            Write::ConsumeChallenge {
+                tenant: a.clone(),
+                digest: Secret::new("c1").digest(),
+                now: t0(),
+            },
+        ])
+    });
+    let winners = settle("racing steps over one challenge", &outcomes, 1, |f| {
+        f.index == 1 && f.error == StoreError::ChallengeConsumed
+    })?;
+    let counted = s.devices(&a, "alice").map_err(e("devices"))?;
+    let expected: Vec<String> = winners.iter().map(|i| format!("d{i}")).collect();
+    ensure!(
+        counted == expected,
+        "devices counted {counted:?}, only the winner's {expected:?}"
+    );
+    Ok(())
+}
+
+fn session(n: usize) -> Connection {
+    Connection {
+        skip: vec![CommandUuid(format!("cmd-{n}"))],
+        last_sent: Some(CommandUuid(format!("cmd-{}", n + 1))),
+    }
+}
+
+fn connection_per_channel<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let keys = [
+        qkey(&a, "dev1", None),
+        qkey(&a, "dev1", Some("u")),
+        qkey(&a, "dev2", None),
+        qkey(&b, "dev1", None),
+    ];
+    for k in &keys {
+        let c = s.connection(k).map_err(e("connection"))?;
+        ensure!(c == Connection::default(), "{k:?} starts with {c:?}");
+    }
+    for (n, k) in keys.iter().enumerate() {
+        s.set_connection(k, &session(n))
+            .map_err(e("set_connection"))?;
+    }
+    for (n, k) in keys.iter().enumerate() {
+        let c = s.connection(k).map_err(e("connection"))?;
+        ensure!(c == session(n), "{k:?}: {c:?}, stored {:?}", session(n));
+    }
+    s.set_connection(&keys[0], &session(9))
+        .map_err(e("set_connection"))?;
+    let c = s.connection(&keys[0]).map_err(e("connection"))?;
+    ensure!(c == session(9), "the last write did not win: {c:?}");
+    // Clearing a channel's queue ends its session, and only its.
+    s.enqueue(&keys[0], &command(1)).map_err(e("enqueue"))?;
+    s.clear_queue(&keys[0]).map_err(e("clear_queue"))?;
+    let c = s.connection(&keys[0]).map_err(e("connection"))?;
+    ensure!(c == Connection::default(), "cleared queue kept {c:?}");
+    for (n, k) in keys.iter().enumerate().skip(1) {
+        let c = s.connection(k).map_err(e("connection"))?;
+        ensure!(
+            c == session(n),
+            "clearing another channel changed {k:?}: {c:?}"
+        );
+    }
     Ok(())
 }

@@ -5,17 +5,18 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::{
-    ActivationStore, Binding, BindingStore, Cancellation, CertificateStore, ChallengeRecord,
-    ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore, StoreError, UserStore,
-    Versioned,
+    ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
+    ChallengeRecord, ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore,
+    StepFailed, StepStore, StoreError, UserStore, Versioned, Write,
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
-    QueueKey, QueuedCommand, TenantId, UserAccount,
+    Connection, QueueKey, QueuedCommand, TenantId, UserAccount,
 };
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Queue {
+    connection: Connection,
     pending: Vec<QueuedCommand>,
     results: Vec<CommandResult>,
     seen: HashSet<CommandUuid>,
@@ -28,17 +29,23 @@ struct Certificates {
 }
 
 type UserKey = (TenantId, String);
+type Users = HashMap<UserKey, (UserAccount, BTreeSet<String>)>;
+type Activations = HashMap<(TenantId, ActivationId), Versioned<Activation>>;
+type Devices = HashMap<(TenantId, String), ActivationId>;
+type Challenges = HashMap<(TenantId, ChallengeDigest), ChallengeRecord>;
+type Bindings = HashMap<CertFingerprint, Binding>;
+type Queues = HashMap<QueueKey, Queue>;
 
 /// An in-memory store: every table behind its own mutex, every atomic
 /// operation done under one lock. For tests, demos and single-process servers.
 #[derive(Default)]
 pub struct MemoryStore {
-    users: Mutex<HashMap<UserKey, (UserAccount, BTreeSet<String>)>>,
-    activations: Mutex<HashMap<(TenantId, ActivationId), Versioned<Activation>>>,
-    devices: Mutex<HashMap<(TenantId, String), ActivationId>>,
-    challenges: Mutex<HashMap<(TenantId, ChallengeDigest), ChallengeRecord>>,
-    bindings: Mutex<HashMap<CertFingerprint, Binding>>,
-    queues: Mutex<HashMap<QueueKey, Queue>>,
+    users: Mutex<Users>,
+    activations: Mutex<Activations>,
+    devices: Mutex<Devices>,
+    challenges: Mutex<Challenges>,
+    bindings: Mutex<Bindings>,
+    queues: Mutex<Queues>,
     certificates: Mutex<Certificates>,
     push: Mutex<HashMap<QueueKey, PushState>>,
 }
@@ -87,8 +94,8 @@ impl MemoryStore {
             let mut seen: Vec<_> = v.seen.iter().collect();
             seen.sort();
             out.push(format!(
-                "queue {k:?} {:?} {:?} {seen:?}",
-                v.pending, v.results
+                "queue {k:?} {:?} {:?} {:?} {seen:?}",
+                v.connection, v.pending, v.results
             ));
         }
         drop(queues);
@@ -114,6 +121,219 @@ impl MemoryStore {
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
     m.lock()
         .map_err(|_| StoreError::Backend("lock poisoned".into()))
+}
+
+// The write operations, each over the tables it touches: the single
+// operations below run one under its table's lock, `StepStore::apply` runs
+// a step's under all locks at once.
+
+fn claim(
+    users: &mut Users,
+    tenant: &TenantId,
+    username: &str,
+    device_id: &str,
+    max: Option<u32>,
+) -> Result<bool, StoreError> {
+    let (_, devices) = users
+        .get_mut(&(tenant.clone(), username.to_owned()))
+        .ok_or(StoreError::NotFound)?;
+    if devices.contains(device_id) {
+        return Ok(false);
+    }
+    if max.is_some_and(|max| devices.len() >= usize::try_from(max).unwrap_or(usize::MAX)) {
+        return Err(StoreError::LimitReached);
+    }
+    devices.insert(device_id.to_owned());
+    Ok(true)
+}
+
+fn release(users: &mut Users, tenant: &TenantId, username: &str, device_id: &str) {
+    if let Some((_, devices)) = users.get_mut(&(tenant.clone(), username.to_owned())) {
+        devices.remove(device_id);
+    }
+}
+
+fn insert_activation(map: &mut Activations, activation: &Activation) -> Result<(), StoreError> {
+    let key = (activation.tenant.clone(), activation.id.clone());
+    if map.contains_key(&key) {
+        return Err(StoreError::AlreadyExists);
+    }
+    map.insert(
+        key,
+        Versioned {
+            value: activation.clone(),
+            version: 1,
+        },
+    );
+    Ok(())
+}
+
+fn update_activation(
+    map: &mut Activations,
+    activation: &Activation,
+    expected: u64,
+) -> Result<u64, StoreError> {
+    let entry = map
+        .get_mut(&(activation.tenant.clone(), activation.id.clone()))
+        .ok_or(StoreError::NotFound)?;
+    if entry.version != expected {
+        return Err(StoreError::VersionConflict {
+            expected,
+            found: entry.version,
+        });
+    }
+    entry.value = activation.clone();
+    entry.version += 1;
+    Ok(entry.version)
+}
+
+fn insert_challenge(map: &mut Challenges, record: &ChallengeRecord) -> Result<(), StoreError> {
+    let key = (record.tenant.clone(), record.grant.digest);
+    if map.contains_key(&key) {
+        return Err(StoreError::AlreadyExists);
+    }
+    map.insert(key, record.clone());
+    Ok(())
+}
+
+fn consume(
+    map: &mut Challenges,
+    tenant: &TenantId,
+    digest: &ChallengeDigest,
+    now: SystemTime,
+) -> Result<ChallengeRecord, StoreError> {
+    let record = map
+        .get_mut(&(tenant.clone(), *digest))
+        .ok_or(StoreError::NotFound)?;
+    if record.consumed {
+        return Err(StoreError::ChallengeConsumed);
+    }
+    if now >= record.grant.expires {
+        return Err(StoreError::ChallengeExpired);
+    }
+    record.consumed = true;
+    Ok(record.clone())
+}
+
+fn bind(map: &mut Bindings, binding: &Binding) -> Result<(), StoreError> {
+    match map.get(&binding.fingerprint) {
+        Some(existing) if existing.retired => Err(StoreError::IdentityRetired),
+        Some(existing)
+            if existing.tenant == binding.tenant
+                && existing.device_id == binding.device_id
+                && existing.activation == binding.activation =>
+        {
+            Ok(())
+        }
+        Some(existing) => Err(StoreError::BindingConflict(Box::new(existing.clone()))),
+        None => {
+            let mut b = binding.clone();
+            b.retired = false;
+            map.insert(b.fingerprint, b);
+            Ok(())
+        }
+    }
+}
+
+fn retire(
+    map: &mut Bindings,
+    fingerprint: &CertFingerprint,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    match map.get_mut(fingerprint) {
+        Some(b) if b.tenant == *tenant => {
+            b.retired = true;
+            Ok(())
+        }
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+fn enqueue(queues: &mut Queues, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
+    let q = queues.entry(key.clone()).or_default();
+    if !q.seen.insert(command.uuid.clone()) {
+        return Err(StoreError::AlreadyExists);
+    }
+    q.pending.push(command.clone());
+    Ok(())
+}
+
+fn queued<'a>(
+    queues: &'a mut Queues,
+    key: &QueueKey,
+    uuid: &CommandUuid,
+) -> Result<&'a mut QueuedCommand, StoreError> {
+    queues
+        .get_mut(key)
+        .and_then(|q| q.pending.iter_mut().find(|c| c.uuid == *uuid))
+        .ok_or(StoreError::NotFound)
+}
+
+fn defer(queues: &mut Queues, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
+    let cmd = queued(queues, key, uuid)?;
+    cmd.not_now_count = cmd.not_now_count.saturating_add(1);
+    Ok(cmd.not_now_count)
+}
+
+fn finish(queues: &mut Queues, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError> {
+    let q = queues.get_mut(key).ok_or(StoreError::NotFound)?;
+    let pos = q
+        .pending
+        .iter()
+        .position(|c| c.uuid == result.uuid)
+        .ok_or(StoreError::NotFound)?;
+    q.pending.remove(pos);
+    q.results.push(result.clone());
+    Ok(())
+}
+
+fn mark(
+    queues: &mut Queues,
+    key: &QueueKey,
+    uuid: &CommandUuid,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    queued(queues, key, uuid)?.delivered_at.get_or_insert(at);
+    Ok(())
+}
+
+fn clear(queues: &mut Queues, key: &QueueKey) -> Vec<CommandUuid> {
+    queues
+        .get_mut(key)
+        .map(|q| {
+            q.connection = Connection::default();
+            q.pending.drain(..).map(|c| c.uuid).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn set_connection(queues: &mut Queues, key: &QueueKey, connection: &Connection) {
+    queues.entry(key.clone()).or_default().connection = connection.clone();
+}
+
+fn prune(queues: &mut Queues, key: &QueueKey, keep: usize) {
+    if let Some(q) = queues.get_mut(key) {
+        let excess = q.results.len().saturating_sub(keep);
+        q.results.drain(..excess);
+    }
+}
+
+fn record(certs: &mut Certificates, certificate: &IssuedCertificate) -> Result<(), StoreError> {
+    let serial = certificate.identity.serial.clone();
+    if certs.by_serial.contains_key(&serial) {
+        return Err(StoreError::DuplicateSerial);
+    }
+    if certs
+        .by_fingerprint
+        .contains_key(&certificate.identity.fingerprint)
+    {
+        return Err(StoreError::AlreadyExists);
+    }
+    certs
+        .by_fingerprint
+        .insert(certificate.identity.fingerprint, serial.clone());
+    certs.by_serial.insert(serial, certificate.clone());
+    Ok(())
 }
 
 impl UserStore for MemoryStore {
@@ -142,18 +362,7 @@ impl UserStore for MemoryStore {
         device_id: &str,
         max: Option<u32>,
     ) -> Result<bool, StoreError> {
-        let mut users = lock(&self.users)?;
-        let (_, devices) = users
-            .get_mut(&(tenant.clone(), username.to_owned()))
-            .ok_or(StoreError::NotFound)?;
-        if devices.contains(device_id) {
-            return Ok(false);
-        }
-        if max.is_some_and(|max| devices.len() >= usize::try_from(max).unwrap_or(usize::MAX)) {
-            return Err(StoreError::LimitReached);
-        }
-        devices.insert(device_id.to_owned());
-        Ok(true)
+        claim(&mut *lock(&self.users)?, tenant, username, device_id, max)
     }
 
     fn release_device(
@@ -162,11 +371,7 @@ impl UserStore for MemoryStore {
         username: &str,
         device_id: &str,
     ) -> Result<(), StoreError> {
-        if let Some((_, devices)) =
-            lock(&self.users)?.get_mut(&(tenant.clone(), username.to_owned()))
-        {
-            devices.remove(device_id);
-        }
+        release(&mut *lock(&self.users)?, tenant, username, device_id);
         Ok(())
     }
 
@@ -180,19 +385,7 @@ impl UserStore for MemoryStore {
 
 impl ActivationStore for MemoryStore {
     fn insert_activation(&self, activation: &Activation) -> Result<(), StoreError> {
-        let mut map = lock(&self.activations)?;
-        let key = (activation.tenant.clone(), activation.id.clone());
-        if map.contains_key(&key) {
-            return Err(StoreError::AlreadyExists);
-        }
-        map.insert(
-            key,
-            Versioned {
-                value: activation.clone(),
-                version: 1,
-            },
-        );
-        Ok(())
+        insert_activation(&mut *lock(&self.activations)?, activation)
     }
 
     fn activation(
@@ -206,19 +399,7 @@ impl ActivationStore for MemoryStore {
     }
 
     fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError> {
-        let mut map = lock(&self.activations)?;
-        let entry = map
-            .get_mut(&(activation.tenant.clone(), activation.id.clone()))
-            .ok_or(StoreError::NotFound)?;
-        if entry.version != expected {
-            return Err(StoreError::VersionConflict {
-                expected,
-                found: entry.version,
-            });
-        }
-        entry.value = activation.clone();
-        entry.version += 1;
-        Ok(entry.version)
+        update_activation(&mut *lock(&self.activations)?, activation, expected)
     }
 
     fn device_activation(
@@ -256,13 +437,7 @@ impl ActivationStore for MemoryStore {
 
 impl ChallengeStore for MemoryStore {
     fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        let mut map = lock(&self.challenges)?;
-        let key = (record.tenant.clone(), record.grant.digest);
-        if map.contains_key(&key) {
-            return Err(StoreError::AlreadyExists);
-        }
-        map.insert(key, record.clone());
-        Ok(())
+        insert_challenge(&mut *lock(&self.challenges)?, record)
     }
 
     fn challenge(
@@ -281,41 +456,13 @@ impl ChallengeStore for MemoryStore {
         digest: &ChallengeDigest,
         now: SystemTime,
     ) -> Result<ChallengeRecord, StoreError> {
-        let mut map = lock(&self.challenges)?;
-        let record = map
-            .get_mut(&(tenant.clone(), *digest))
-            .ok_or(StoreError::NotFound)?;
-        if record.consumed {
-            return Err(StoreError::ChallengeConsumed);
-        }
-        if now >= record.grant.expires {
-            return Err(StoreError::ChallengeExpired);
-        }
-        record.consumed = true;
-        Ok(record.clone())
+        consume(&mut *lock(&self.challenges)?, tenant, digest, now)
     }
 }
 
 impl BindingStore for MemoryStore {
     fn bind_identity(&self, binding: &Binding) -> Result<(), StoreError> {
-        let mut map = lock(&self.bindings)?;
-        match map.get(&binding.fingerprint) {
-            Some(existing) if existing.retired => Err(StoreError::IdentityRetired),
-            Some(existing)
-                if existing.tenant == binding.tenant
-                    && existing.device_id == binding.device_id
-                    && existing.activation == binding.activation =>
-            {
-                Ok(())
-            }
-            Some(existing) => Err(StoreError::BindingConflict(Box::new(existing.clone()))),
-            None => {
-                let mut b = binding.clone();
-                b.retired = false;
-                map.insert(b.fingerprint, b);
-                Ok(())
-            }
-        }
+        bind(&mut *lock(&self.bindings)?, binding)
     }
 
     fn identity(&self, fingerprint: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
@@ -327,25 +474,13 @@ impl BindingStore for MemoryStore {
         fingerprint: &CertFingerprint,
         tenant: &TenantId,
     ) -> Result<(), StoreError> {
-        match lock(&self.bindings)?.get_mut(fingerprint) {
-            Some(b) if b.tenant == *tenant => {
-                b.retired = true;
-                Ok(())
-            }
-            _ => Err(StoreError::NotFound),
-        }
+        retire(&mut *lock(&self.bindings)?, fingerprint, tenant)
     }
 }
 
 impl QueueStore for MemoryStore {
     fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
-        let mut queues = lock(&self.queues)?;
-        let q = queues.entry(key.clone()).or_default();
-        if !q.seen.insert(command.uuid.clone()) {
-            return Err(StoreError::AlreadyExists);
-        }
-        q.pending.push(command.clone());
-        Ok(())
+        enqueue(&mut *lock(&self.queues)?, key, command)
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
@@ -356,26 +491,11 @@ impl QueueStore for MemoryStore {
     }
 
     fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
-        let mut queues = lock(&self.queues)?;
-        let cmd = queues
-            .get_mut(key)
-            .and_then(|q| q.pending.iter_mut().find(|c| c.uuid == *uuid))
-            .ok_or(StoreError::NotFound)?;
-        cmd.not_now_count = cmd.not_now_count.saturating_add(1);
-        Ok(cmd.not_now_count)
+        defer(&mut *lock(&self.queues)?, key, uuid)
     }
 
     fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError> {
-        let mut queues = lock(&self.queues)?;
-        let q = queues.get_mut(key).ok_or(StoreError::NotFound)?;
-        let pos = q
-            .pending
-            .iter()
-            .position(|c| c.uuid == result.uuid)
-            .ok_or(StoreError::NotFound)?;
-        q.pending.remove(pos);
-        q.results.push(result.clone());
-        Ok(())
+        finish(&mut *lock(&self.queues)?, key, result)
     }
 
     fn mark_delivered(
@@ -384,13 +504,7 @@ impl QueueStore for MemoryStore {
         uuid: &CommandUuid,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        let mut queues = lock(&self.queues)?;
-        let cmd = queues
-            .get_mut(key)
-            .and_then(|q| q.pending.iter_mut().find(|c| c.uuid == *uuid))
-            .ok_or(StoreError::NotFound)?;
-        cmd.delivered_at.get_or_insert(at);
-        Ok(())
+        mark(&mut *lock(&self.queues)?, key, uuid, at)
     }
 
     fn cancel_command(
@@ -413,10 +527,19 @@ impl QueueStore for MemoryStore {
     }
 
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
+        Ok(clear(&mut *lock(&self.queues)?, key))
+    }
+
+    fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError> {
         Ok(lock(&self.queues)?
-            .get_mut(key)
-            .map(|q| q.pending.drain(..).map(|c| c.uuid).collect())
+            .get(key)
+            .map(|q| q.connection.clone())
             .unwrap_or_default())
+    }
+
+    fn set_connection(&self, key: &QueueKey, connection: &Connection) -> Result<(), StoreError> {
+        set_connection(&mut *lock(&self.queues)?, key, connection);
+        Ok(())
     }
 
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
@@ -427,32 +550,14 @@ impl QueueStore for MemoryStore {
     }
 
     fn prune_results(&self, key: &QueueKey, keep: usize) -> Result<(), StoreError> {
-        if let Some(q) = lock(&self.queues)?.get_mut(key) {
-            let excess = q.results.len().saturating_sub(keep);
-            q.results.drain(..excess);
-        }
+        prune(&mut *lock(&self.queues)?, key, keep);
         Ok(())
     }
 }
 
 impl CertificateStore for MemoryStore {
     fn record_certificate(&self, certificate: &IssuedCertificate) -> Result<(), StoreError> {
-        let mut certs = lock(&self.certificates)?;
-        let serial = certificate.identity.serial.clone();
-        if certs.by_serial.contains_key(&serial) {
-            return Err(StoreError::DuplicateSerial);
-        }
-        if certs
-            .by_fingerprint
-            .contains_key(&certificate.identity.fingerprint)
-        {
-            return Err(StoreError::AlreadyExists);
-        }
-        certs
-            .by_fingerprint
-            .insert(certificate.identity.fingerprint, serial.clone());
-        certs.by_serial.insert(serial, certificate.clone());
-        Ok(())
+        record(&mut *lock(&self.certificates)?, certificate)
     }
 
     fn certificate_by_fingerprint(
@@ -472,6 +577,220 @@ impl CertificateStore for MemoryStore {
         serial: &[u8],
     ) -> Result<Option<IssuedCertificate>, StoreError> {
         Ok(lock(&self.certificates)?.by_serial.get(serial).cloned())
+    }
+}
+
+/// The prior content of one entry a step's write touched.
+enum Undo {
+    User(UserKey, Option<(UserAccount, BTreeSet<String>)>),
+    Activation((TenantId, ActivationId), Option<Box<Versioned<Activation>>>),
+    Device((TenantId, String), Option<ActivationId>),
+    Challenge((TenantId, ChallengeDigest), Option<ChallengeRecord>),
+    Binding(CertFingerprint, Option<Binding>),
+    Queue(QueueKey, Option<Queue>),
+    Serial(Vec<u8>, Option<IssuedCertificate>),
+    Fingerprint(CertFingerprint, Option<Vec<u8>>),
+}
+
+fn saved<K: Clone + Eq + std::hash::Hash, V: Clone>(
+    map: &HashMap<K, V>,
+    key: &K,
+) -> (K, Option<V>) {
+    (key.clone(), map.get(key).cloned())
+}
+
+fn restore<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, (key, value): (K, Option<V>)) {
+    match value {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
+}
+
+/// Every table a step writes, locked in one fixed order.
+struct Locked<'a> {
+    users: MutexGuard<'a, Users>,
+    activations: MutexGuard<'a, Activations>,
+    devices: MutexGuard<'a, Devices>,
+    challenges: MutexGuard<'a, Challenges>,
+    bindings: MutexGuard<'a, Bindings>,
+    queues: MutexGuard<'a, Queues>,
+    certificates: MutexGuard<'a, Certificates>,
+}
+
+impl Locked<'_> {
+    /// Save what `write` will touch, then apply it.
+    fn apply(&mut self, write: &Write, undo: &mut Vec<Undo>) -> Result<Applied, StoreError> {
+        let user = |t: &TenantId, u: &str| (t.clone(), u.to_owned());
+        Ok(match write {
+            Write::InsertActivation(a) => {
+                let (k, v) = saved(&self.activations, &(a.tenant.clone(), a.id.clone()));
+                undo.push(Undo::Activation(k, v.map(Box::new)));
+                insert_activation(&mut self.activations, a)?;
+                Applied::Done
+            }
+            Write::UpdateActivation {
+                activation,
+                expected,
+            } => {
+                let key = (activation.tenant.clone(), activation.id.clone());
+                let (k, v) = saved(&self.activations, &key);
+                undo.push(Undo::Activation(k, v.map(Box::new)));
+                Applied::Version(update_activation(
+                    &mut self.activations,
+                    activation,
+                    *expected,
+                )?)
+            }
+            Write::SetDeviceActivation {
+                tenant,
+                device_id,
+                activation,
+            } => {
+                let (k, v) = saved(&self.devices, &(tenant.clone(), device_id.clone()));
+                undo.push(Undo::Device(k.clone(), v));
+                Applied::Previous(self.devices.insert(k, activation.clone()))
+            }
+            Write::InsertChallenge(r) => {
+                let (k, v) = saved(&self.challenges, &(r.tenant.clone(), r.grant.digest));
+                undo.push(Undo::Challenge(k, v));
+                insert_challenge(&mut self.challenges, r)?;
+                Applied::Done
+            }
+            Write::ConsumeChallenge {
+                tenant,
+                digest,
+                now,
+            } => {
+                let (k, v) = saved(&self.challenges, &(tenant.clone(), *digest));
+                undo.push(Undo::Challenge(k, v));
+                Applied::Consumed(consume(&mut self.challenges, tenant, digest, *now)?)
+            }
+            Write::ClaimDevice {
+                tenant,
+                username,
+                device_id,
+                max,
+            } => {
+                let (k, v) = saved(&self.users, &user(tenant, username));
+                undo.push(Undo::User(k, v));
+                Applied::Claimed(claim(&mut self.users, tenant, username, device_id, *max)?)
+            }
+            Write::ReleaseDevice {
+                tenant,
+                username,
+                device_id,
+            } => {
+                let (k, v) = saved(&self.users, &user(tenant, username));
+                undo.push(Undo::User(k, v));
+                release(&mut self.users, tenant, username, device_id);
+                Applied::Done
+            }
+            Write::RecordCertificate(c) => {
+                let (k, v) = saved(&self.certificates.by_serial, &c.identity.serial);
+                undo.push(Undo::Serial(k, v));
+                let (k, v) = saved(&self.certificates.by_fingerprint, &c.identity.fingerprint);
+                undo.push(Undo::Fingerprint(k, v));
+                record(&mut self.certificates, c)?;
+                Applied::Done
+            }
+            Write::BindIdentity(b) => {
+                let (k, v) = saved(&self.bindings, &b.fingerprint);
+                undo.push(Undo::Binding(k, v));
+                bind(&mut self.bindings, b)?;
+                Applied::Done
+            }
+            Write::RetireIdentity {
+                fingerprint,
+                tenant,
+            } => {
+                let (k, v) = saved(&self.bindings, fingerprint);
+                undo.push(Undo::Binding(k, v));
+                Applied::Retired(retire(&mut self.bindings, fingerprint, tenant).is_ok())
+            }
+            Write::Enqueue(key, c) => {
+                self.save_queue(key, undo);
+                enqueue(&mut self.queues, key, c)?;
+                Applied::Done
+            }
+            Write::FinishCommand(key, r) => {
+                self.save_queue(key, undo);
+                finish(&mut self.queues, key, r)?;
+                Applied::Done
+            }
+            Write::PruneResults(key, keep) => {
+                self.save_queue(key, undo);
+                prune(&mut self.queues, key, *keep);
+                Applied::Done
+            }
+            Write::DeferCommand(key, uuid) => {
+                self.save_queue(key, undo);
+                Applied::Deferred(defer(&mut self.queues, key, uuid)?)
+            }
+            Write::MarkDelivered(key, uuid, at) => {
+                self.save_queue(key, undo);
+                Applied::Delivered(mark(&mut self.queues, key, uuid, *at).is_ok())
+            }
+            Write::ClearQueue(key) => {
+                self.save_queue(key, undo);
+                Applied::Cleared(clear(&mut self.queues, key))
+            }
+            Write::SetConnection(key, connection) => {
+                self.save_queue(key, undo);
+                set_connection(&mut self.queues, key, connection);
+                Applied::Done
+            }
+        })
+    }
+
+    fn save_queue(&self, key: &QueueKey, undo: &mut Vec<Undo>) {
+        let (k, v) = saved(&self.queues, key);
+        undo.push(Undo::Queue(k, v));
+    }
+
+    /// Put back what the step changed, newest first.
+    fn undo(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::User(k, v) => restore(&mut self.users, (k, v)),
+                Undo::Activation(k, v) => restore(&mut self.activations, (k, v.map(|v| *v))),
+                Undo::Device(k, v) => restore(&mut self.devices, (k, v)),
+                Undo::Challenge(k, v) => restore(&mut self.challenges, (k, v)),
+                Undo::Binding(k, v) => restore(&mut self.bindings, (k, v)),
+                Undo::Queue(k, v) => restore(&mut self.queues, (k, v)),
+                Undo::Serial(k, v) => restore(&mut self.certificates.by_serial, (k, v)),
+                Undo::Fingerprint(k, v) => restore(&mut self.certificates.by_fingerprint, (k, v)),
+            }
+        }
+    }
+}
+
+impl StepStore for MemoryStore {
+    fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>, StepFailed> {
+        let failed = |error| StepFailed {
+            index: writes.len(),
+            error,
+        };
+        let mut tables = Locked {
+            users: lock(&self.users).map_err(failed)?,
+            activations: lock(&self.activations).map_err(failed)?,
+            devices: lock(&self.devices).map_err(failed)?,
+            challenges: lock(&self.challenges).map_err(failed)?,
+            bindings: lock(&self.bindings).map_err(failed)?,
+            queues: lock(&self.queues).map_err(failed)?,
+            certificates: lock(&self.certificates).map_err(failed)?,
+        };
+        let mut undo = Vec::new();
+        let mut applied = Vec::with_capacity(writes.len());
+        for (index, write) in writes.iter().enumerate() {
+            match tables.apply(write, &mut undo) {
+                Ok(a) => applied.push(a),
+                Err(error) => {
+                    tables.undo(undo);
+                    return Err(StepFailed { index, error });
+                }
+            }
+        }
+        Ok(applied)
     }
 }
 

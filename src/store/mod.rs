@@ -3,8 +3,8 @@
 //!
 //! Storage is the caller's: the driver reads and writes only through
 //! [`UserStore`], [`ActivationStore`], [`ChallengeStore`], [`BindingStore`],
-//! [`QueueStore`], [`CertificateStore`] and [`PushStore`] (together:
-//! [`Store`]), checks
+//! [`QueueStore`], [`CertificateStore`], [`PushStore`] and [`StepStore`]
+//! (together: [`Store`]), checks
 //! credentials through a [`Directory`] and wakes devices through a
 //! [`PushSender`].
 //!
@@ -27,6 +27,16 @@
 //! fail with [`StoreError::VersionConflict`], and a stale
 //! [`ChallengeStore::challenge`] is caught by the atomic consume.
 //!
+//! # Steps commit whole
+//!
+//! The writes one request causes (consume a challenge, claim a device slot,
+//! bind an identity, finish a command, update the activation, ...) reach the
+//! store as one value, a list of [`Write`]s, through [`StepStore::apply`]:
+//! the store applies them in order, all or none. A crash or a refused write
+//! in the middle leaves the store as before the step, so a device is never
+//! left with a consumed challenge and an activation that did not move on.
+//! The conformance kit checks this by failing each position of a step.
+//!
 //! # Blocking
 //!
 //! The traits are synchronous. Each driver call performs a handful of short
@@ -41,8 +51,14 @@ mod memory;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod codec;
+
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use memory::MemoryStore;
 
@@ -51,8 +67,8 @@ use thiserror::Error;
 
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, ChallengeGrant, Channel,
-    CommandResult, CommandUuid, IssuedIdentity, LoginAttempt, PushTarget, QueueKey, QueuedCommand,
-    TenantId, UserAccount,
+    CommandResult, CommandUuid, Connection, IssuedIdentity, LoginAttempt, PushTarget, QueueKey,
+    QueuedCommand, TenantId, UserAccount,
 };
 
 /// A storage failure or a lost race.
@@ -279,8 +295,14 @@ pub trait QueueStore: Send + Sync {
         key: &QueueKey,
         uuid: &CommandUuid,
     ) -> Result<Cancellation, StoreError>;
-    /// Drop every queued command; returns their uuids.
+    /// Drop every queued command and reset the channel's connection state;
+    /// returns the dropped commands' uuids.
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
+    /// **Fresh**: the channel's connection state (the default if none was stored).
+    fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError>;
+    /// Store the channel's connection state (the last write wins: it is the
+    /// device's own session, never the activation record).
+    fn set_connection(&self, key: &QueueKey, connection: &Connection) -> Result<(), StoreError>;
     /// Recorded results, oldest first.
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError>;
     /// Keep only the newest `keep` results.
@@ -425,6 +447,219 @@ pub trait PushStore: Send + Sync {
     ) -> Result<Vec<QueueKey>, StoreError>;
 }
 
+/// One write of a step ([`StepStore::apply`]). Each variant has exactly the
+/// semantics of the single-operation method it names, except where noted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Write {
+    /// [`ActivationStore::insert_activation`].
+    InsertActivation(Activation),
+    /// [`ActivationStore::update_activation`] (compare-and-set on `expected`).
+    UpdateActivation {
+        /// The new state.
+        activation: Activation,
+        /// The version it was read at.
+        expected: u64,
+    },
+    /// [`ActivationStore::set_device_activation`].
+    SetDeviceActivation {
+        /// The tenant.
+        tenant: TenantId,
+        /// The device id.
+        device_id: String,
+        /// The activation that now owns the device.
+        activation: ActivationId,
+    },
+    /// [`ChallengeStore::insert_challenge`].
+    InsertChallenge(ChallengeRecord),
+    /// [`ChallengeStore::consume_challenge`].
+    ConsumeChallenge {
+        /// The tenant.
+        tenant: TenantId,
+        /// The challenge's digest.
+        digest: ChallengeDigest,
+        /// The time the challenge is presented.
+        now: std::time::SystemTime,
+    },
+    /// [`UserStore::claim_device`].
+    ClaimDevice {
+        /// The tenant.
+        tenant: TenantId,
+        /// The user the slot is counted against.
+        username: String,
+        /// The device.
+        device_id: String,
+        /// The user's device limit.
+        max: Option<u32>,
+    },
+    /// [`UserStore::release_device`].
+    ReleaseDevice {
+        /// The tenant.
+        tenant: TenantId,
+        /// The user.
+        username: String,
+        /// The device.
+        device_id: String,
+    },
+    /// [`CertificateStore::record_certificate`].
+    RecordCertificate(IssuedCertificate),
+    /// [`BindingStore::bind_identity`].
+    BindIdentity(Binding),
+    /// [`BindingStore::retire_identity`], except that an identity without a
+    /// binding in the tenant is not an error ([`Applied::Retired`]`(false)`).
+    RetireIdentity {
+        /// The identity.
+        fingerprint: CertFingerprint,
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// [`QueueStore::enqueue`].
+    Enqueue(QueueKey, QueuedCommand),
+    /// [`QueueStore::finish_command`].
+    FinishCommand(QueueKey, CommandResult),
+    /// [`QueueStore::prune_results`].
+    PruneResults(QueueKey, usize),
+    /// [`QueueStore::defer_command`].
+    DeferCommand(QueueKey, CommandUuid),
+    /// [`QueueStore::mark_delivered`], except that a command no longer
+    /// queued is not an error ([`Applied::Delivered`]`(false)`: do not send it).
+    MarkDelivered(QueueKey, CommandUuid, std::time::SystemTime),
+    /// [`QueueStore::clear_queue`].
+    ClearQueue(QueueKey),
+    /// [`QueueStore::set_connection`].
+    SetConnection(QueueKey, Connection),
+}
+
+/// What one [`Write`] did, in the order of the step's writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Applied {
+    /// The write returns nothing.
+    Done,
+    /// [`Write::UpdateActivation`]: the new version.
+    Version(u64),
+    /// [`Write::SetDeviceActivation`]: the activation that owned the device before.
+    Previous(Option<ActivationId>),
+    /// [`Write::ConsumeChallenge`]: the consumed challenge.
+    Consumed(ChallengeRecord),
+    /// [`Write::ClaimDevice`]: whether the device was newly counted.
+    Claimed(bool),
+    /// [`Write::RetireIdentity`]: whether a binding was retired.
+    Retired(bool),
+    /// [`Write::DeferCommand`]: the command's new `NotNow` count.
+    Deferred(u32),
+    /// [`Write::MarkDelivered`]: whether the command was still queued.
+    Delivered(bool),
+    /// [`Write::ClearQueue`]: the dropped commands.
+    Cleared(Vec<CommandUuid>),
+}
+
+/// A step that was not applied: the store is as before it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("write {index} of the step failed: {error}")]
+pub struct StepFailed {
+    /// The position of the write that failed ([`Write`]s before it were
+    /// undone); the number of writes when the commit itself failed.
+    pub index: usize,
+    /// Why.
+    pub error: StoreError,
+}
+
+impl Write {
+    /// Carry out this write alone, as the single-operation call it names
+    /// (atomic by itself, not together with the other writes of a step).
+    /// For stores whose single operations run inside a transaction the
+    /// store has already opened for [`StepStore::apply`].
+    pub fn apply_alone<S: Store + ?Sized>(&self, store: &S) -> Result<Applied, StoreError> {
+        Ok(match self {
+            Write::InsertActivation(a) => {
+                store.insert_activation(a)?;
+                Applied::Done
+            }
+            Write::UpdateActivation {
+                activation,
+                expected,
+            } => Applied::Version(store.update_activation(activation, *expected)?),
+            Write::SetDeviceActivation {
+                tenant,
+                device_id,
+                activation,
+            } => Applied::Previous(store.set_device_activation(tenant, device_id, activation)?),
+            Write::InsertChallenge(r) => {
+                store.insert_challenge(r)?;
+                Applied::Done
+            }
+            Write::ConsumeChallenge {
+                tenant,
+                digest,
+                now,
+            } => Applied::Consumed(store.consume_challenge(tenant, digest, *now)?),
+            Write::ClaimDevice {
+                tenant,
+                username,
+                device_id,
+                max,
+            } => Applied::Claimed(store.claim_device(tenant, username, device_id, *max)?),
+            Write::ReleaseDevice {
+                tenant,
+                username,
+                device_id,
+            } => {
+                store.release_device(tenant, username, device_id)?;
+                Applied::Done
+            }
+            Write::RecordCertificate(c) => {
+                store.record_certificate(c)?;
+                Applied::Done
+            }
+            Write::BindIdentity(b) => {
+                store.bind_identity(b)?;
+                Applied::Done
+            }
+            Write::RetireIdentity {
+                fingerprint,
+                tenant,
+            } => match store.retire_identity(fingerprint, tenant) {
+                Ok(()) => Applied::Retired(true),
+                Err(StoreError::NotFound) => Applied::Retired(false),
+                Err(e) => return Err(e),
+            },
+            Write::Enqueue(k, c) => {
+                store.enqueue(k, c)?;
+                Applied::Done
+            }
+            Write::FinishCommand(k, r) => {
+                store.finish_command(k, r)?;
+                Applied::Done
+            }
+            Write::PruneResults(k, keep) => {
+                store.prune_results(k, *keep)?;
+                Applied::Done
+            }
+            Write::DeferCommand(k, u) => Applied::Deferred(store.defer_command(k, u)?),
+            Write::MarkDelivered(k, u, at) => match store.mark_delivered(k, u, *at) {
+                Ok(()) => Applied::Delivered(true),
+                Err(StoreError::NotFound) => Applied::Delivered(false),
+                Err(e) => return Err(e),
+            },
+            Write::ClearQueue(k) => Applied::Cleared(store.clear_queue(k)?),
+            Write::SetConnection(k, c) => {
+                store.set_connection(k, c)?;
+                Applied::Done
+            }
+        })
+    }
+}
+
+/// Steps as one unit of work.
+pub trait StepStore: Send + Sync {
+    /// **Atomic**: apply `writes` in order, each seeing the ones before it,
+    /// and commit them together; on the first failing write undo the ones
+    /// before it and return its position and error. Racing steps and single
+    /// operations see either none or all of a step's writes.
+    fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>, StepFailed>;
+}
+
 /// Everything the driver stores.
 pub trait Store:
     UserStore
@@ -434,6 +669,7 @@ pub trait Store:
     + QueueStore
     + CertificateStore
     + PushStore
+    + StepStore
 {
 }
 
@@ -445,6 +681,7 @@ impl<T> Store for T where
         + QueueStore
         + CertificateStore
         + PushStore
+        + StepStore
 {
 }
 

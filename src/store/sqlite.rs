@@ -24,20 +24,19 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use super::codec::{backend, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::{
-    ActivationStore, Binding, BindingStore, Cancellation, CertificateStore, ChallengeRecord,
-    ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore, StoreError, UserStore,
-    Versioned,
+    ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
+    ChallengeRecord, ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore,
+    StepFailed, StepStore, StoreError, UserStore, Versioned, Write,
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
-    QueueKey, QueuedCommand, Step, TenantId, UserAccount,
+    Connection as ChannelConnection, QueueKey, QueuedCommand, Step, TenantId, UserAccount,
 };
 
 const SCHEMA: &str = "
@@ -87,10 +86,12 @@ const MIGRATIONS: &[&str] = &[
          qkey BLOB PRIMARY KEY, tenant TEXT NOT NULL, key BLOB NOT NULL,
          next_due INTEGER, token_invalid INTEGER NOT NULL, value BLOB NOT NULL);
      CREATE INDEX IF NOT EXISTS push_state_due ON push_state (tenant, next_due);",
+    // 2: per-channel connection state, out of the activation record.
+    "CREATE TABLE IF NOT EXISTS connections (qkey BLOB PRIMARY KEY, value BLOB NOT NULL);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const PENDING: i64 = 0;
 const FINISHED: i64 = 1;
@@ -108,56 +109,513 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
-    plist::to_writer_binary(&mut out, value).map_err(backend)?;
-    Ok(out)
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    plist::from_bytes(bytes).map_err(backend)
-}
-
-/// A queue key as one unambiguous byte string (length-prefixed fields).
-fn queue_key(key: &QueueKey) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut field = |s: &str| {
-        out.extend_from_slice(&(s.len() as u64).to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    };
-    field(key.tenant.as_str());
-    field(&key.channel.device_id);
-    match &key.channel.user_id {
-        None => out.push(0),
-        Some(user) => {
-            out.push(1);
-            out.extend_from_slice(&(user.len() as u64).to_be_bytes());
-            out.extend_from_slice(user.as_bytes());
-        }
-    }
-    out
-}
-
-fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn from_unix_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation
     )
+}
+
+// The write operations over a connection inside a transaction: each
+// single operation runs one in its own transaction, `StepStore::apply` a
+// step's in one.
+
+fn claim_device(
+    tx: &Connection,
+    tenant: &TenantId,
+    username: &str,
+    device_id: &str,
+    max: Option<u32>,
+) -> Result<bool, StoreError> {
+    let exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM users WHERE tenant = ?1 AND username = ?2",
+            params![tenant.as_str(), username],
+            |_| Ok(true),
+        )
+        .optional()
+        .map_err(backend)?
+        .unwrap_or(false);
+    if !exists {
+        return Err(StoreError::NotFound);
+    }
+    let counted: bool = tx
+        .query_row(
+            "SELECT 1 FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
+            params![tenant.as_str(), username, device_id],
+            |_| Ok(true),
+        )
+        .optional()
+        .map_err(backend)?
+        .unwrap_or(false);
+    if counted {
+        return Ok(false);
+    }
+    if let Some(max) = max {
+        let n: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM user_devices WHERE tenant = ?1 AND username = ?2",
+                params![tenant.as_str(), username],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if n >= i64::from(max) {
+            return Err(StoreError::LimitReached);
+        }
+    }
+    tx.execute(
+        "INSERT INTO user_devices (tenant, username, device_id) VALUES (?1, ?2, ?3)",
+        params![tenant.as_str(), username, device_id],
+    )
+    .map_err(backend)?;
+    Ok(true)
+}
+
+fn release_device(
+    tx: &Connection,
+    tenant: &TenantId,
+    username: &str,
+    device_id: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
+        params![tenant.as_str(), username, device_id],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn insert_activation(tx: &Connection, activation: &Activation) -> Result<(), StoreError> {
+    let value = encode(activation)?;
+    let r = tx.execute(
+        "INSERT INTO activations (tenant, id, version, value, created) VALUES (?1, ?2, 1, ?3, ?4)",
+        params![
+            activation.tenant.as_str(),
+            activation.id.as_str(),
+            value,
+            unix_millis(activation.created)
+        ],
+    );
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+        Err(e) => Err(backend(e)),
+    }
+}
+
+fn update_activation(
+    tx: &Connection,
+    activation: &Activation,
+    expected: u64,
+) -> Result<u64, StoreError> {
+    let value = encode(activation)?;
+    let found: Option<i64> = tx
+        .query_row(
+            "SELECT version FROM activations WHERE tenant = ?1 AND id = ?2",
+            params![activation.tenant.as_str(), activation.id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let found = u64::try_from(found.ok_or(StoreError::NotFound)?).unwrap_or(0);
+    if found != expected {
+        return Err(StoreError::VersionConflict { expected, found });
+    }
+    let next = found.saturating_add(1);
+    tx.execute(
+        "UPDATE activations SET value = ?1, version = ?2 WHERE tenant = ?3 AND id = ?4",
+        params![
+            value,
+            i64::try_from(next).unwrap_or(i64::MAX),
+            activation.tenant.as_str(),
+            activation.id.as_str()
+        ],
+    )
+    .map_err(backend)?;
+    Ok(next)
+}
+
+fn set_device_activation(
+    tx: &Connection,
+    tenant: &TenantId,
+    device_id: &str,
+    id: &ActivationId,
+) -> Result<Option<ActivationId>, StoreError> {
+    let previous: Option<String> = tx
+        .query_row(
+            "SELECT activation FROM devices WHERE tenant = ?1 AND device_id = ?2",
+            params![tenant.as_str(), device_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO devices (tenant, device_id, activation) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant, device_id) DO UPDATE SET activation = excluded.activation",
+        params![tenant.as_str(), device_id, id.as_str()],
+    )
+    .map_err(backend)?;
+    previous
+        .map(|p| ActivationId::new(p).map_err(backend))
+        .transpose()
+}
+
+fn insert_challenge(tx: &Connection, record: &ChallengeRecord) -> Result<(), StoreError> {
+    let value = encode(record)?;
+    let r = tx.execute(
+        "INSERT INTO challenges (tenant, digest, consumed, record) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            record.tenant.as_str(),
+            &record.grant.digest.0[..],
+            record.consumed,
+            value
+        ],
+    );
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+        Err(e) => Err(backend(e)),
+    }
+}
+
+fn consume_challenge(
+    tx: &Connection,
+    tenant: &TenantId,
+    digest: &ChallengeDigest,
+    now: SystemTime,
+) -> Result<ChallengeRecord, StoreError> {
+    let (value, consumed): (Vec<u8>, bool) = tx
+        .query_row(
+            "SELECT record, consumed FROM challenges WHERE tenant = ?1 AND digest = ?2",
+            params![tenant.as_str(), &digest.0[..]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+    if consumed {
+        return Err(StoreError::ChallengeConsumed);
+    }
+    let mut record: ChallengeRecord = decode(&value)?;
+    if now >= record.grant.expires {
+        return Err(StoreError::ChallengeExpired);
+    }
+    record.consumed = true;
+    tx.execute(
+        "UPDATE challenges SET consumed = 1, record = ?1 WHERE tenant = ?2 AND digest = ?3",
+        params![encode(&record)?, tenant.as_str(), &digest.0[..]],
+    )
+    .map_err(backend)?;
+    Ok(record)
+}
+
+fn bind_identity(tx: &Connection, binding: &Binding) -> Result<(), StoreError> {
+    let mut fresh = binding.clone();
+    fresh.retired = false;
+    let value = encode(&fresh)?;
+    let existing: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT value FROM bindings WHERE fingerprint = ?1",
+            params![&binding.fingerprint.0[..]],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    match existing.map(|v| decode::<Binding>(&v)).transpose()? {
+        Some(existing) if existing.retired => Err(StoreError::IdentityRetired),
+        Some(existing)
+            if existing.tenant == binding.tenant
+                && existing.device_id == binding.device_id
+                && existing.activation == binding.activation =>
+        {
+            Ok(())
+        }
+        Some(existing) => Err(StoreError::BindingConflict(Box::new(existing))),
+        None => {
+            tx.execute(
+                "INSERT INTO bindings (fingerprint, tenant, retired, value) VALUES (?1, ?2, 0, ?3)",
+                params![&binding.fingerprint.0[..], binding.tenant.as_str(), value],
+            )
+            .map_err(backend)?;
+            Ok(())
+        }
+    }
+}
+
+fn retire_identity(
+    tx: &Connection,
+    fingerprint: &CertFingerprint,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    let value: Vec<u8> = tx
+        .query_row(
+            "SELECT value FROM bindings WHERE fingerprint = ?1 AND tenant = ?2",
+            params![&fingerprint.0[..], tenant.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+    let mut binding: Binding = decode(&value)?;
+    binding.retired = true;
+    tx.execute(
+        "UPDATE bindings SET retired = 1, value = ?1 WHERE fingerprint = ?2",
+        params![encode(&binding)?, &fingerprint.0[..]],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
+    let value = encode(command)?;
+    let r = tx.execute(
+        "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            queue_key(key),
+            command.uuid.as_str(),
+            PENDING,
+            command.not_now_count,
+            value
+        ],
+    );
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
+        Err(e) => Err(backend(e)),
+    }
+}
+
+fn defer_command(tx: &Connection, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE commands SET not_now = MIN(not_now + 1, 4294967295)
+             WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+            params![queue_key(key), uuid.as_str(), PENDING],
+        )
+        .map_err(backend)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    tx.query_row(
+        "SELECT not_now FROM commands WHERE qkey = ?1 AND uuid = ?2",
+        params![queue_key(key), uuid.as_str()],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+fn finish_command(
+    tx: &Connection,
+    key: &QueueKey,
+    result: &CommandResult,
+) -> Result<(), StoreError> {
+    let value = encode(result)?;
+    let qkey = queue_key(key);
+    let n = tx
+        .execute(
+            "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
+            params![FINISHED, qkey, result.uuid.as_str(), PENDING],
+        )
+        .map_err(backend)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    tx.execute(
+        "INSERT INTO results (qkey, uuid, value) VALUES (?1, ?2, ?3)",
+        params![qkey, result.uuid.as_str(), value],
+    )
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::NotFound
+        } else {
+            backend(e)
+        }
+    })?;
+    Ok(())
+}
+
+fn mark_delivered(
+    tx: &Connection,
+    key: &QueueKey,
+    uuid: &CommandUuid,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE commands SET delivered = COALESCE(delivered, ?1)
+             WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
+            params![unix_millis(at), queue_key(key), uuid.as_str(), PENDING],
+        )
+        .map_err(backend)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+fn clear_queue(tx: &Connection, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
+    let qkey = queue_key(key);
+    let mut stmt = tx
+        .prepare_cached("SELECT uuid FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq")
+        .map_err(backend)?;
+    let uuids = stmt
+        .query_map(params![qkey, PENDING], |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .map(|r| r.map(CommandUuid))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    tx.execute(
+        "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND state = ?3",
+        params![CLEARED, qkey, PENDING],
+    )
+    .map_err(backend)?;
+    tx.execute("DELETE FROM connections WHERE qkey = ?1", params![qkey])
+        .map_err(backend)?;
+    Ok(uuids)
+}
+
+fn prune_results(tx: &Connection, key: &QueueKey, keep: usize) -> Result<(), StoreError> {
+    let qkey = queue_key(key);
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    tx.execute(
+        "DELETE FROM results WHERE qkey = ?1 AND seq NOT IN
+             (SELECT seq FROM results WHERE qkey = ?1 ORDER BY seq DESC LIMIT ?2)",
+        params![qkey, keep],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn record_certificate(tx: &Connection, certificate: &IssuedCertificate) -> Result<(), StoreError> {
+    let value = encode(certificate)?;
+    let serial = &certificate.identity.serial;
+    let fingerprint = &certificate.identity.fingerprint.0[..];
+    let serial_taken = tx
+        .query_row(
+            "SELECT 1 FROM certificates WHERE serial = ?1",
+            params![serial],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if serial_taken {
+        return Err(StoreError::DuplicateSerial);
+    }
+    let fingerprint_taken = tx
+        .query_row(
+            "SELECT 1 FROM certificates WHERE fingerprint = ?1",
+            params![fingerprint],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if fingerprint_taken {
+        return Err(StoreError::AlreadyExists);
+    }
+    tx.execute(
+        "INSERT INTO certificates (serial, fingerprint, value) VALUES (?1, ?2, ?3)",
+        params![serial, fingerprint, value],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn set_connection(
+    tx: &Connection,
+    key: &QueueKey,
+    connection: &ChannelConnection,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO connections (qkey, value) VALUES (?1, ?2)
+         ON CONFLICT (qkey) DO UPDATE SET value = excluded.value",
+        params![queue_key(key), encode(connection)?],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// One write of a step, inside the step's transaction.
+fn apply_write(tx: &Connection, write: &Write) -> Result<Applied, StoreError> {
+    Ok(match write {
+        Write::InsertActivation(a) => {
+            insert_activation(tx, a)?;
+            Applied::Done
+        }
+        Write::UpdateActivation {
+            activation,
+            expected,
+        } => Applied::Version(update_activation(tx, activation, *expected)?),
+        Write::SetDeviceActivation {
+            tenant,
+            device_id,
+            activation,
+        } => Applied::Previous(set_device_activation(tx, tenant, device_id, activation)?),
+        Write::InsertChallenge(r) => {
+            insert_challenge(tx, r)?;
+            Applied::Done
+        }
+        Write::ConsumeChallenge {
+            tenant,
+            digest,
+            now,
+        } => Applied::Consumed(consume_challenge(tx, tenant, digest, *now)?),
+        Write::ClaimDevice {
+            tenant,
+            username,
+            device_id,
+            max,
+        } => Applied::Claimed(claim_device(tx, tenant, username, device_id, *max)?),
+        Write::ReleaseDevice {
+            tenant,
+            username,
+            device_id,
+        } => {
+            release_device(tx, tenant, username, device_id)?;
+            Applied::Done
+        }
+        Write::RecordCertificate(c) => {
+            record_certificate(tx, c)?;
+            Applied::Done
+        }
+        Write::BindIdentity(b) => {
+            bind_identity(tx, b)?;
+            Applied::Done
+        }
+        Write::RetireIdentity {
+            fingerprint,
+            tenant,
+        } => match retire_identity(tx, fingerprint, tenant) {
+            Ok(()) => Applied::Retired(true),
+            Err(StoreError::NotFound) => Applied::Retired(false),
+            Err(e) => return Err(e),
+        },
+        Write::Enqueue(k, c) => {
+            enqueue(tx, k, c)?;
+            Applied::Done
+        }
+        Write::FinishCommand(k, r) => {
+            finish_command(tx, k, r)?;
+            Applied::Done
+        }
+        Write::PruneResults(k, keep) => {
+            prune_results(tx, k, *keep)?;
+            Applied::Done
+        }
+        Write::DeferCommand(k, u) => Applied::Deferred(defer_command(tx, k, u)?),
+        Write::MarkDelivered(k, u, at) => match mark_delivered(tx, k, u, *at) {
+            Ok(()) => Applied::Delivered(true),
+            Err(StoreError::NotFound) => Applied::Delivered(false),
+            Err(e) => return Err(e),
+        },
+        Write::ClearQueue(k) => Applied::Cleared(clear_queue(tx, k)?),
+        Write::SetConnection(k, c) => {
+            set_connection(tx, k, c)?;
+            Applied::Done
+        }
+    })
 }
 
 /// Bring the schema to [`SCHEMA_VERSION`], one transaction per migration.
@@ -341,50 +799,7 @@ impl UserStore for SqliteStore {
         device_id: &str,
         max: Option<u32>,
     ) -> Result<bool, StoreError> {
-        self.write(|tx| {
-            let exists: bool = tx
-                .query_row(
-                    "SELECT 1 FROM users WHERE tenant = ?1 AND username = ?2",
-                    params![tenant.as_str(), username],
-                    |_| Ok(true),
-                )
-                .optional()
-                .map_err(backend)?
-                .unwrap_or(false);
-            if !exists {
-                return Err(StoreError::NotFound);
-            }
-            let counted: bool = tx
-                .query_row(
-                    "SELECT 1 FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
-                    params![tenant.as_str(), username, device_id],
-                    |_| Ok(true),
-                )
-                .optional()
-                .map_err(backend)?
-                .unwrap_or(false);
-            if counted {
-                return Ok(false);
-            }
-            if let Some(max) = max {
-                let n: i64 = tx
-                    .query_row(
-                        "SELECT COUNT(*) FROM user_devices WHERE tenant = ?1 AND username = ?2",
-                        params![tenant.as_str(), username],
-                        |r| r.get(0),
-                    )
-                    .map_err(backend)?;
-                if n >= i64::from(max) {
-                    return Err(StoreError::LimitReached);
-                }
-            }
-            tx.execute(
-                "INSERT INTO user_devices (tenant, username, device_id) VALUES (?1, ?2, ?3)",
-                params![tenant.as_str(), username, device_id],
-            )
-            .map_err(backend)?;
-            Ok(true)
-        })
+        self.write(|tx| claim_device(tx, tenant, username, device_id, max))
     }
 
     fn release_device(
@@ -393,13 +808,7 @@ impl UserStore for SqliteStore {
         username: &str,
         device_id: &str,
     ) -> Result<(), StoreError> {
-        self.lock()?
-            .execute(
-                "DELETE FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
-                params![tenant.as_str(), username, device_id],
-            )
-            .map_err(backend)?;
-        Ok(())
+        self.write(|tx| release_device(tx, tenant, username, device_id))
     }
 
     fn devices(&self, tenant: &TenantId, username: &str) -> Result<Vec<String>, StoreError> {
@@ -418,21 +827,7 @@ impl UserStore for SqliteStore {
 
 impl ActivationStore for SqliteStore {
     fn insert_activation(&self, activation: &Activation) -> Result<(), StoreError> {
-        let value = encode(activation)?;
-        let r = self.lock()?.execute(
-            "INSERT INTO activations (tenant, id, version, value, created) VALUES (?1, ?2, 1, ?3, ?4)",
-            params![
-                activation.tenant.as_str(),
-                activation.id.as_str(),
-                value,
-                unix_millis(activation.created)
-            ],
-        );
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-            Err(e) => Err(backend(e)),
-        }
+        self.write(|tx| insert_activation(tx, activation))
     }
 
     fn activation(
@@ -459,33 +854,7 @@ impl ActivationStore for SqliteStore {
     }
 
     fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError> {
-        let value = encode(activation)?;
-        self.write(|tx| {
-            let found: Option<i64> = tx
-                .query_row(
-                    "SELECT version FROM activations WHERE tenant = ?1 AND id = ?2",
-                    params![activation.tenant.as_str(), activation.id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            let found = u64::try_from(found.ok_or(StoreError::NotFound)?).unwrap_or(0);
-            if found != expected {
-                return Err(StoreError::VersionConflict { expected, found });
-            }
-            let next = found.saturating_add(1);
-            tx.execute(
-                "UPDATE activations SET value = ?1, version = ?2 WHERE tenant = ?3 AND id = ?4",
-                params![
-                    value,
-                    i64::try_from(next).unwrap_or(i64::MAX),
-                    activation.tenant.as_str(),
-                    activation.id.as_str()
-                ],
-            )
-            .map_err(backend)?;
-            Ok(next)
-        })
+        self.write(|tx| update_activation(tx, activation, expected))
     }
 
     fn device_activation(
@@ -512,25 +881,7 @@ impl ActivationStore for SqliteStore {
         device_id: &str,
         id: &ActivationId,
     ) -> Result<Option<ActivationId>, StoreError> {
-        self.write(|tx| {
-            let previous: Option<String> = tx
-                .query_row(
-                    "SELECT activation FROM devices WHERE tenant = ?1 AND device_id = ?2",
-                    params![tenant.as_str(), device_id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            tx.execute(
-                "INSERT INTO devices (tenant, device_id, activation) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (tenant, device_id) DO UPDATE SET activation = excluded.activation",
-                params![tenant.as_str(), device_id, id.as_str()],
-            )
-            .map_err(backend)?;
-            previous
-                .map(|p| ActivationId::new(p).map_err(backend))
-                .transpose()
-        })
+        self.write(|tx| set_device_activation(tx, tenant, device_id, id))
     }
 
     fn device_activations(
@@ -559,21 +910,7 @@ impl ActivationStore for SqliteStore {
 
 impl ChallengeStore for SqliteStore {
     fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError> {
-        let value = encode(record)?;
-        let r = self.lock()?.execute(
-            "INSERT INTO challenges (tenant, digest, consumed, record) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                record.tenant.as_str(),
-                &record.grant.digest.0[..],
-                record.consumed,
-                value
-            ],
-        );
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-            Err(e) => Err(backend(e)),
-        }
+        self.write(|tx| insert_challenge(tx, record))
     }
 
     fn challenge(
@@ -604,68 +941,13 @@ impl ChallengeStore for SqliteStore {
         digest: &ChallengeDigest,
         now: SystemTime,
     ) -> Result<ChallengeRecord, StoreError> {
-        self.write(|tx| {
-            let (value, consumed): (Vec<u8>, bool) = tx
-                .query_row(
-                    "SELECT record, consumed FROM challenges WHERE tenant = ?1 AND digest = ?2",
-                    params![tenant.as_str(), &digest.0[..]],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend)?
-                .ok_or(StoreError::NotFound)?;
-            if consumed {
-                return Err(StoreError::ChallengeConsumed);
-            }
-            let mut record: ChallengeRecord = decode(&value)?;
-            if now >= record.grant.expires {
-                return Err(StoreError::ChallengeExpired);
-            }
-            record.consumed = true;
-            tx.execute(
-                "UPDATE challenges SET consumed = 1, record = ?1 WHERE tenant = ?2 AND digest = ?3",
-                params![encode(&record)?, tenant.as_str(), &digest.0[..]],
-            )
-            .map_err(backend)?;
-            Ok(record)
-        })
+        self.write(|tx| consume_challenge(tx, tenant, digest, now))
     }
 }
 
 impl BindingStore for SqliteStore {
     fn bind_identity(&self, binding: &Binding) -> Result<(), StoreError> {
-        let mut fresh = binding.clone();
-        fresh.retired = false;
-        let value = encode(&fresh)?;
-        self.write(|tx| {
-            let existing: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT value FROM bindings WHERE fingerprint = ?1",
-                    params![&binding.fingerprint.0[..]],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            match existing.map(|v| decode::<Binding>(&v)).transpose()? {
-                Some(existing) if existing.retired => Err(StoreError::IdentityRetired),
-                Some(existing)
-                    if existing.tenant == binding.tenant
-                        && existing.device_id == binding.device_id
-                        && existing.activation == binding.activation =>
-                {
-                    Ok(())
-                }
-                Some(existing) => Err(StoreError::BindingConflict(Box::new(existing))),
-                None => {
-                    tx.execute(
-                        "INSERT INTO bindings (fingerprint, tenant, retired, value) VALUES (?1, ?2, 0, ?3)",
-                        params![&binding.fingerprint.0[..], binding.tenant.as_str(), value],
-                    )
-                    .map_err(backend)?;
-                    Ok(())
-                }
-            }
-        })
+        self.write(|tx| bind_identity(tx, binding))
     }
 
     fn identity(&self, fingerprint: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
@@ -686,46 +968,13 @@ impl BindingStore for SqliteStore {
         fingerprint: &CertFingerprint,
         tenant: &TenantId,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let value: Vec<u8> = tx
-                .query_row(
-                    "SELECT value FROM bindings WHERE fingerprint = ?1 AND tenant = ?2",
-                    params![&fingerprint.0[..], tenant.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?
-                .ok_or(StoreError::NotFound)?;
-            let mut binding: Binding = decode(&value)?;
-            binding.retired = true;
-            tx.execute(
-                "UPDATE bindings SET retired = 1, value = ?1 WHERE fingerprint = ?2",
-                params![encode(&binding)?, &fingerprint.0[..]],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
+        self.write(|tx| retire_identity(tx, fingerprint, tenant))
     }
 }
 
 impl QueueStore for SqliteStore {
     fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
-        let value = encode(command)?;
-        let r = self.lock()?.execute(
-            "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                queue_key(key),
-                command.uuid.as_str(),
-                PENDING,
-                command.not_now_count,
-                value
-            ],
-        );
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-            Err(e) => Err(backend(e)),
-        }
+        self.write(|tx| enqueue(tx, key, command))
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
@@ -757,52 +1006,11 @@ impl QueueStore for SqliteStore {
     }
 
     fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE commands SET not_now = MIN(not_now + 1, 4294967295)
-                     WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
-                    params![queue_key(key), uuid.as_str(), PENDING],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.query_row(
-                "SELECT not_now FROM commands WHERE qkey = ?1 AND uuid = ?2",
-                params![queue_key(key), uuid.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(backend)
-        })
+        self.write(|tx| defer_command(tx, key, uuid))
     }
 
     fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError> {
-        let value = encode(result)?;
-        let qkey = queue_key(key);
-        self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
-                    params![FINISHED, qkey, result.uuid.as_str(), PENDING],
-                )
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.execute(
-                "INSERT INTO results (qkey, uuid, value) VALUES (?1, ?2, ?3)",
-                params![qkey, result.uuid.as_str(), value],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::NotFound
-                } else {
-                    backend(e)
-                }
-            })?;
-            Ok(())
-        })
+        self.write(|tx| finish_command(tx, key, result))
     }
 
     fn mark_delivered(
@@ -811,18 +1019,7 @@ impl QueueStore for SqliteStore {
         uuid: &CommandUuid,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        let n = self
-            .lock()?
-            .execute(
-                "UPDATE commands SET delivered = COALESCE(delivered, ?1)
-                 WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
-                params![unix_millis(at), queue_key(key), uuid.as_str(), PENDING],
-            )
-            .map_err(backend)?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.write(|tx| mark_delivered(tx, key, uuid, at))
     }
 
     fn cancel_command(
@@ -860,26 +1057,28 @@ impl QueueStore for SqliteStore {
     }
 
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
-        let qkey = queue_key(key);
-        self.write(|tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT uuid FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
-                )
-                .map_err(backend)?;
-            let uuids = stmt
-                .query_map(params![qkey, PENDING], |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .map(|r| r.map(CommandUuid))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(backend)?;
-            tx.execute(
-                "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND state = ?3",
-                params![CLEARED, qkey, PENDING],
+        self.write(|tx| clear_queue(tx, key))
+    }
+
+    fn connection(&self, key: &QueueKey) -> Result<ChannelConnection, StoreError> {
+        let value: Option<Vec<u8>> = self
+            .lock()?
+            .query_row(
+                "SELECT value FROM connections WHERE qkey = ?1",
+                params![queue_key(key)],
+                |r| r.get(0),
             )
+            .optional()
             .map_err(backend)?;
-            Ok(uuids)
-        })
+        Ok(value.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+
+    fn set_connection(
+        &self,
+        key: &QueueKey,
+        connection: &ChannelConnection,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| set_connection(tx, key, connection))
     }
 
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
@@ -898,56 +1097,13 @@ impl QueueStore for SqliteStore {
     }
 
     fn prune_results(&self, key: &QueueKey, keep: usize) -> Result<(), StoreError> {
-        let qkey = queue_key(key);
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        self.lock()?
-            .execute(
-                "DELETE FROM results WHERE qkey = ?1 AND seq NOT IN
-                 (SELECT seq FROM results WHERE qkey = ?1 ORDER BY seq DESC LIMIT ?2)",
-                params![qkey, keep],
-            )
-            .map_err(backend)?;
-        Ok(())
+        self.write(|tx| prune_results(tx, key, keep))
     }
 }
 
 impl CertificateStore for SqliteStore {
     fn record_certificate(&self, certificate: &IssuedCertificate) -> Result<(), StoreError> {
-        let value = encode(certificate)?;
-        let serial = &certificate.identity.serial;
-        let fingerprint = &certificate.identity.fingerprint.0[..];
-        self.write(|tx| {
-            let serial_taken = tx
-                .query_row(
-                    "SELECT 1 FROM certificates WHERE serial = ?1",
-                    params![serial],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map_err(backend)?
-                .is_some();
-            if serial_taken {
-                return Err(StoreError::DuplicateSerial);
-            }
-            let fingerprint_taken = tx
-                .query_row(
-                    "SELECT 1 FROM certificates WHERE fingerprint = ?1",
-                    params![fingerprint],
-                    |_| Ok(()),
-                )
-                .optional()
-                .map_err(backend)?
-                .is_some();
-            if fingerprint_taken {
-                return Err(StoreError::AlreadyExists);
-            }
-            tx.execute(
-                "INSERT INTO certificates (serial, fingerprint, value) VALUES (?1, ?2, ?3)",
-                params![serial, fingerprint, value],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
+        self.write(|tx| record_certificate(tx, certificate))
     }
 
     fn certificate_by_fingerprint(
@@ -980,6 +1136,27 @@ impl CertificateStore for SqliteStore {
             .optional()
             .map_err(backend)?;
         value.map(|v| decode(&v)).transpose()
+    }
+}
+
+impl StepStore for SqliteStore {
+    /// One `BEGIN IMMEDIATE` transaction; dropping it on the first failing
+    /// write rolls the step back.
+    fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>, StepFailed> {
+        let failed = |error| StepFailed {
+            index: writes.len(),
+            error,
+        };
+        let mut conn = self.lock().map_err(failed)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| failed(backend(e)))?;
+        let mut applied = Vec::with_capacity(writes.len());
+        for (index, write) in writes.iter().enumerate() {
+            applied.push(apply_write(&tx, write).map_err(|error| StepFailed { index, error })?);
+        }
+        tx.commit().map_err(|e| failed(backend(e)))?;
+        Ok(applied)
     }
 }
 
