@@ -13,6 +13,7 @@ use cms_support::openssl;
 
 use mdm_enroll::push::pkcs12::{self, Pkcs12Error};
 use mdm_enroll::push::{PushCertificateError, PushIdentity};
+use mdm_enroll::wire::ber::encode_tlv;
 
 const TOPIC: &str = "com.apple.mgmt.External.9d1c7a3e-p12-test";
 
@@ -230,7 +231,8 @@ fn a_wrong_password_is_a_typed_error() {
     assert!(
         matches!(
             pkcs12::parse(&nomac, "wrong").unwrap_err(),
-            Pkcs12Error::Decrypt(_) | Pkcs12Error::Key(_)
+            // Garbage that happens to end in valid padding fails as BER or as a key.
+            Pkcs12Error::Decrypt(_) | Pkcs12Error::Ber(_) | Pkcs12Error::Key(_)
         ),
         "{:?}",
         pkcs12::parse(&nomac, "wrong").unwrap_err()
@@ -287,4 +289,115 @@ fn an_iteration_count_past_the_limit_is_refused_before_deriving() {
             ..
         }
     ));
+}
+
+/// Re-encode DER as BER the way some exporters write PKCS#12: indefinite
+/// lengths on every constructed element and OCTET STRINGs in 5-byte chunks.
+/// With `deep`, also inside the `data` contents (the authenticated safe and
+/// its safe contents, which changes the MAC'd octets: use a file without MAC)
+/// and with `encryptedContent` sent as a constructed `[0]`.
+fn berify(der: &[u8], deep: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = der;
+    while !rest.is_empty() {
+        let (tag, contents, after) = tlv(rest);
+        rest = after;
+        if tag & 0x20 != 0 {
+            out.extend_from_slice(&[tag, 0x80]);
+            if tag == 0x30 && deep && starts_with_data_oid(contents) {
+                out.extend(berify_data_sequence(contents));
+            } else {
+                out.extend(berify(contents, deep));
+            }
+            out.extend_from_slice(&[0, 0]);
+        } else if tag == 0x04 {
+            out.extend(chunked(0x24, contents));
+        } else {
+            out.extend_from_slice(&encode_tlv(tag, contents));
+        }
+    }
+    out
+}
+
+const DATA_OID: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01,
+];
+
+fn starts_with_data_oid(contents: &[u8]) -> bool {
+    contents.starts_with(DATA_OID)
+}
+
+/// The children of a `SEQUENCE { id-data, ... }`: a `ContentInfo` (whose
+/// `[0] { OCTET STRING }` holds DER to re-encode too) or an
+/// `EncryptedContentInfo` (whose `[0] IMPLICIT` ciphertext becomes constructed).
+fn berify_data_sequence(contents: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = contents;
+    while !rest.is_empty() {
+        let (tag, inner, after) = tlv(rest);
+        rest = after;
+        if tag == 0xa0 {
+            let (octet_tag, value, _) = tlv(inner);
+            assert_eq!(octet_tag, 0x04);
+            out.extend_from_slice(&[0xa0, 0x80]);
+            out.extend(chunked(0x24, &berify(value, true)));
+            out.extend_from_slice(&[0, 0]);
+        } else if tag == 0x80 {
+            out.extend(chunked(0xa0, inner));
+        } else {
+            out.extend(berify(&encode_tlv(tag, inner), true));
+        }
+    }
+    out
+}
+
+/// `tag` (constructed) with indefinite length around 5-byte OCTET STRING chunks.
+fn chunked(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag, 0x80];
+    for chunk in value.chunks(5) {
+        out.extend(encode_tlv(0x04, chunk));
+    }
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// One DER TLV (single-byte tag): (tag, contents, the bytes after it).
+fn tlv(der: &[u8]) -> (u8, &[u8], &[u8]) {
+    let tag = der[0];
+    let (len, header) = if der[1] < 0x80 {
+        (usize::from(der[1]), 2)
+    } else {
+        let n = usize::from(der[1] & 0x7f);
+        let len = der[2..2 + n]
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
+        (len, 2 + n)
+    };
+    (tag, &der[header..header + len], &der[header + len..])
+}
+
+#[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
+fn ber_encoded_files_are_read() {
+    let files = Files::new();
+    let pem = files.pem_identity();
+    // Outer BER: the MAC covers the authenticated safe's value octets, which
+    // chunking does not change.
+    for extra in [&[][..], &["-legacy"][..]] {
+        let der = files.export("outer.p12", "pw", extra);
+        let ber = berify(&der, false);
+        assert_ne!(ber, der);
+        assert_same(&PushIdentity::from_pkcs12(&ber, "pw").unwrap(), &pem);
+    }
+    // BER all the way down (indefinite safe contents, a constructed
+    // encryptedContent), in files without MAC.
+    for extra in [&["-nomac"][..], &["-nomac", "-legacy"][..]] {
+        let der = files.export("deep.p12", "pw", extra);
+        let ber = berify(&der, true);
+        assert!(ber.windows(2).any(|w| w == [0xa0, 0x80]));
+        assert_same(&PushIdentity::from_pkcs12(&ber, "pw").unwrap(), &pem);
+    }
 }

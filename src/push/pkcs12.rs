@@ -298,13 +298,7 @@ pub fn parse(bytes: &[u8], password: &str) -> Result<Pkcs12Identity, Pkcs12Error
             limit: MAX_PKCS12_BYTES,
         });
     }
-    let limits = BerLimits {
-        max_depth: 32,
-        max_elements: 20_000,
-        max_size: MAX_PKCS12_BYTES,
-    };
-    let der = ber::to_der(bytes, &limits)?;
-    let pfx = Pfx::from_der(&der).map_err(malformed("PFX"))?;
+    let pfx: Pfx = decode_ber(bytes, "PFX")?;
     if pfx.version != 3 {
         return Err(Pkcs12Error::Version(pfx.version));
     }
@@ -318,7 +312,7 @@ pub fn parse(bytes: &[u8], password: &str) -> Result<Pkcs12Identity, Pkcs12Error
     if let Some(mac) = &pfx.mac_data {
         verify_mac(mac, &auth_safe, &mut password)?;
     }
-    let safes = AuthenticatedSafe::from_der(&auth_safe).map_err(malformed("AuthenticatedSafe"))?;
+    let safes: AuthenticatedSafe = decode_ber(&auth_safe, "AuthenticatedSafe")?;
     let mut bags = Vec::new();
     for info in &safes {
         let contents = if info.content_type == OID_DATA {
@@ -330,7 +324,7 @@ pub fn parse(bytes: &[u8], password: &str) -> Result<Pkcs12Identity, Pkcs12Error
                 info.content_type.to_string(),
             ));
         };
-        let more = SafeContents::from_der(&contents).map_err(malformed("SafeContents"))?;
+        let more: SafeContents = decode_ber(&contents, "SafeContents")?;
         if bags.len() + more.len() > MAX_BAGS {
             return Err(Pkcs12Error::TooManyBags { limit: MAX_BAGS });
         }
@@ -391,6 +385,24 @@ pub fn parse(bytes: &[u8], password: &str) -> Result<Pkcs12Identity, Pkcs12Error
     })
 }
 
+/// Bounds for every BER walk (the whole file, and each encapsulated or
+/// decrypted structure in it).
+const LIMITS: BerLimits = BerLimits {
+    max_depth: 32,
+    max_elements: 20_000,
+    max_size: MAX_PKCS12_BYTES,
+};
+
+/// Normalise BER (some exporters write it, outside and inside the
+/// encapsulated contents) to DER and decode `T`.
+fn decode_ber<T: for<'a> Decode<'a>>(bytes: &[u8], what: &'static str) -> Result<T, Pkcs12Error> {
+    let der = ber::to_der(bytes, &LIMITS)?;
+    T::from_der(&der).map_err(|e| Pkcs12Error::Malformed {
+        what,
+        reason: e.to_string(),
+    })
+}
+
 /// The octets of a `data` ContentInfo.
 fn data_content(info: &ContentInfo) -> Result<Vec<u8>, Pkcs12Error> {
     let content = info.content.as_ref().ok_or(Pkcs12Error::Malformed {
@@ -417,7 +429,7 @@ fn encrypted_content(info: &ContentInfo, password: &Password<'_>) -> Result<Vec<
         return Ok(Vec::new());
     };
     let raw = raw.to_der().map_err(malformed("encrypted content"))?;
-    let element = ber::Element::parse(&raw, &BerLimits::default())?;
+    let element = ber::Element::parse(&raw, &LIMITS)?;
     if !element.is(ber::Class::Context, 0) {
         return Err(Pkcs12Error::Malformed {
             what: "EncryptedContentInfo",
