@@ -5,7 +5,10 @@
 //! all thirteen steps; later commands queued through the admin API are
 //! pushed and delivered, a cancelled one is not; a 410 marks the token
 //! invalid until the next TokenUpdate; a `--topic` or an enrolled topic
-//! that is not the certificate's refuses the start.
+//! that is not the certificate's refuses the start. A server started from a
+//! `.p12` (`--push-p12`, `MDM_PUSH_P12_PASSWORD`) does the same walk. Admin-API
+//! enqueues racing a device's connects are each delivered and acknowledged
+//! exactly once.
 #![cfg(all(feature = "sqlite", feature = "test-support", feature = "apns"))]
 
 #[path = "cms_support/mod.rs"]
