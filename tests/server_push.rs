@@ -5,9 +5,14 @@
 //! all thirteen steps; later commands queued through the admin API are
 //! pushed and delivered, a cancelled one is not; a 410 marks the token
 //! invalid until the next TokenUpdate; a `--topic` or an enrolled topic
-//! that is not the certificate's refuses the start.
+//! that is not the certificate's refuses the start. A server started from a
+//! `.p12` (`--push-p12`, `MDM_PUSH_P12_PASSWORD`) does the same walk. Admin-API
+//! enqueues racing a device's connects are each delivered and acknowledged
+//! exactly once.
 #![cfg(all(feature = "sqlite", feature = "test-support", feature = "apns"))]
 
+#[path = "cms_support/mod.rs"]
+mod cms_support;
 mod server_support;
 #[path = "push_support/standin.rs"]
 mod standin;
@@ -46,6 +51,29 @@ struct PushFiles {
     cert: PathBuf,
     key: PathBuf,
     apns_ca: PathBuf,
+    /// The certificate and key as PKCS#12, given as `--push-p12` instead.
+    p12: Option<PathBuf>,
+}
+
+impl PushFiles {
+    /// Export the certificate and key with `openssl pkcs12 -export` under
+    /// `password` (`extra`: e.g. `-legacy`); the server then gets `--push-p12`.
+    fn with_p12(mut self, password: &str, extra: &[&str]) -> Self {
+        let p12 = self.cert.with_extension("p12");
+        let pass = format!("pass:{password}");
+        let (cert, key, out) = (
+            self.cert.display().to_string(),
+            self.key.display().to_string(),
+            p12.display().to_string(),
+        );
+        let mut args = vec![
+            "pkcs12", "-export", "-in", &cert, "-inkey", &key, "-passout", &pass, "-out", &out,
+        ];
+        args.extend_from_slice(extra);
+        cms_support::openssl(Path::new("."), &args);
+        self.p12 = Some(p12);
+        self
+    }
 }
 
 fn write_push_files(dir: &Path, name: &str, pki: &Pki) -> PushFiles {
@@ -53,6 +81,7 @@ fn write_push_files(dir: &Path, name: &str, pki: &Pki) -> PushFiles {
         cert: dir.join(format!("{name}.pem")),
         key: dir.join(format!("{name}.key")),
         apns_ca: dir.join(format!("{name}-apns-ca.pem")),
+        p12: None,
     };
     std::fs::write(
         &files.cert,
@@ -82,6 +111,12 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
+        Self::start_with(None)
+    }
+
+    /// Started from a `.p12` of the push identity (password in
+    /// `MDM_PUSH_P12_PASSWORD`), or from PEM files when `p12` is `None`.
+    fn start_with(p12: Option<(&str, &[&str])>) -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -93,9 +128,18 @@ impl Rig {
         let standin = rt.block_on(StandIn::start(pki.server.clone()));
         let (ca, ca_pem) = device_ca(dir.path());
         let data = dir.path().join("data");
-        let files = write_push_files(dir.path(), "push", &pki);
+        let mut files = write_push_files(dir.path(), "push", &pki);
+        let mut env = Vec::new();
+        if let Some((password, extra)) = p12 {
+            files = files.with_p12(password, extra);
+            // Not readable from the PEM files: the server reads the .p12.
+            std::fs::remove_file(&files.key).expect("remove PEM key");
+            env.push(("MDM_PUSH_P12_PASSWORD", password));
+        }
         let url = standin.url();
-        let server = start_server(&data, &server_args(&ca_pem, &files, &url, &[]));
+        let args = server_args(&ca_pem, &files, &url, &[]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Server::start_with_env(&data, "127.0.0.1:0", &args, &env);
         Rig {
             dir,
             rt,
@@ -119,6 +163,25 @@ impl Rig {
         let r = self.api("GET", &format!("/admin/api/devices/{udid}"), b"");
         assert_eq!(r.status, 200, "{}", r.text());
         serde_json::from_slice(&r.body).expect("JSON")
+    }
+
+    /// The banner says pushes go to APNs under the topic, and the admin page
+    /// (returned) shows it.
+    fn announced_topic(&self) -> String {
+        assert!(
+            self.server
+                .banner
+                .iter()
+                .any(|l| l.contains("pushes go to APNs") && l.contains(&self.topic)),
+            "{:?}",
+            self.server.banner
+        );
+        let page = server_support::admin_page(&self.server);
+        assert!(
+            page.contains(&format!("data-topic=\"{}\"", self.topic)),
+            "{page}"
+        );
+        page
     }
 
     /// Pushes the stand-in received for `device`.
@@ -204,11 +267,11 @@ fn server_args(ca_pem: &Path, files: &PushFiles, apns_url: &str, extra: &[&str])
     .map(|s| s.to_string())
     .collect();
     args.push(ca_pem.display().to_string());
-    for (flag, path) in [
-        ("--push-cert", &files.cert),
-        ("--push-key", &files.key),
-        ("--apns-ca", &files.apns_ca),
-    ] {
+    let identity = match &files.p12 {
+        Some(p12) => vec![("--push-p12", p12)],
+        None => vec![("--push-cert", &files.cert), ("--push-key", &files.key)],
+    };
+    for (flag, path) in identity.into_iter().chain([("--apns-ca", &files.apns_ca)]) {
         args.push(flag.into());
         args.push(path.display().to_string());
     }
@@ -251,11 +314,17 @@ fn civil_seconds(s: &str) -> u64 {
 
 /// Run the server binary with `args` and expect it to refuse to start.
 fn refused_start(data: &Path, args: &[String]) -> String {
+    refused_start_with_env(data, args, &[])
+}
+
+/// [`refused_start`] with extra environment variables.
+fn refused_start_with_env(data: &Path, args: &[String], env: &[(&str, &str)]) -> String {
     let out = Command::new(server_support::server_binary())
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(args)
         .env("RUST_LOG", "off")
+        .envs(env.iter().copied())
         .output()
         .expect("run server");
     assert!(
@@ -273,26 +342,14 @@ fn refused_start(data: &Path, args: &[String]) -> String {
 #[test]
 fn a_mac_that_waits_for_its_push_completes_all_thirteen_steps() {
     let rig = Rig::start();
-    assert!(
-        rig.server
-            .banner
-            .iter()
-            .any(|l| l.contains("pushes go to APNs") && l.contains(&rig.topic)),
-        "{:?}",
-        rig.server.banner
-    );
-    // The admin page shows the push certificate's topic and expiry; a
-    // certificate valid for a year carries no expiry warning.
-    let page = server_support::admin_page(&rig.server);
+    // The banner and the admin page show the push certificate's topic and
+    // expiry; a certificate valid for a year carries no expiry warning.
+    let page = rig.announced_topic();
     let not_after = rig.pki.identity.certificate().not_after();
     let expires = not_after
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs();
-    assert!(
-        page.contains(&format!("data-topic=\"{}\"", rig.topic)),
-        "{page}"
-    );
     let shown = page
         .split("data-expires=\"")
         .nth(1)
@@ -448,18 +505,6 @@ fn a_topic_that_is_not_the_certificates_refuses_the_start() {
         stderr.contains(&other) && stderr.contains(&rig.topic) && stderr.contains("enrolled"),
         "{stderr}"
     );
-
-    // PKCS#12 is refused with the conversion.
-    let p12 = rig.dir.path().join("push.p12");
-    let stderr = refused_start(
-        &rig.dir.path().join("p12-data"),
-        &[
-            "--http".to_owned(),
-            "--push-p12".to_owned(),
-            p12.display().to_string(),
-        ],
-    );
-    assert!(stderr.contains("openssl pkcs12"), "{stderr}");
     drop(rig.rt);
 }
 
@@ -490,4 +535,117 @@ fn a_push_certificate_near_expiry_is_warned_about_at_start_and_on_the_admin_page
         .nth(1)
         .unwrap_or_else(|| panic!("no expiry warning on the page: {page}"));
     assert!(shown.contains("renew") && shown.contains(&topic), "{shown}");
+}
+
+#[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
+fn a_server_started_from_a_p12_pushes_and_a_mac_completes_all_thirteen_steps() {
+    // Keychain Access style (RC2-40 / 3DES, SHA-1 MAC).
+    let rig = Rig::start_with(Some(("p12 pässword", &["-legacy"])));
+    rig.announced_topic();
+    let mut device = rig.checked_in();
+    let udid = device.udid.clone();
+    // Step 10 pushed over TLS with the identity read from the .p12.
+    let push = rig.await_pushes(&device, 1).remove(0);
+    assert_eq!(push.header("apns-topic"), Some(rig.topic.as_str()));
+    assert_eq!(rig.standin.refused_handshakes(), 0);
+    let mut t = HttpTransport::new(rig.server.addr);
+    device.run_commands(&mut t).expect("steps 11-13");
+    let after = rig.device_json(&udid);
+    assert_eq!(after["step"], 13, "{after}");
+    assert_eq!(after["complete"], true);
+    // A later command is pushed and delivered.
+    assert_eq!(rig.enqueue(&udid, "P12-1", "ProfileList").status, 201);
+    rig.await_pushes(&device, 2);
+    assert_eq!(
+        device.run_commands(&mut t).expect("connect"),
+        [("ProfileList".to_owned(), "Acknowledged".to_owned())]
+    );
+
+    // The same .p12 without its password (MDM_PUSH_P12_PASSWORD unset), or
+    // with --topic naming another topic, refuses the start.
+    let files = PushFiles {
+        p12: Some(rig.dir.path().join("push.p12")),
+        ..write_push_files(rig.dir.path(), "again", &rig.pki)
+    };
+    let url = rig.standin.url();
+    let stderr = refused_start(
+        &rig.dir.path().join("data-2"),
+        &server_args(&rig.ca_pem, &files, &url, &[]),
+    );
+    assert!(
+        stderr.contains("--push-p12") && stderr.contains("wrong password"),
+        "{stderr}"
+    );
+    let other = fresh_topic();
+    let stderr = refused_start_with_env(
+        &rig.dir.path().join("data-3"),
+        &server_args(&rig.ca_pem, &files, &url, &["--topic", &other]),
+        &[("MDM_PUSH_P12_PASSWORD", "p12 pässword")],
+    );
+    assert!(
+        stderr.contains(&other) && stderr.contains(&rig.topic),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn enqueues_racing_the_devices_connects_lose_and_duplicate_nothing() {
+    const ENQUEUERS: usize = 4;
+    const PER_ENQUEUER: usize = 12;
+    let rig = Rig::start();
+    let mut device = rig.activated();
+    let udid = device.udid.clone();
+    let before = results(&rig.device_json(&udid)).len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let mut answers = Vec::new();
+    std::thread::scope(|s| {
+        for e in 0..ENQUEUERS {
+            let (rig, udid, done) = (&rig, &udid, &done);
+            s.spawn(move || {
+                for i in 0..PER_ENQUEUER {
+                    let r = rig.enqueue(udid, &format!("RACE-{e}-{i}"), "ProfileList");
+                    assert_eq!(r.status, 201, "{}", r.text());
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        // The device connects over and over while the enqueues land, then
+        // once more after the last one.
+        let mut t = HttpTransport::new(rig.server.addr);
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst) == ENQUEUERS;
+            answers.extend(device.run_commands(&mut t).expect("connect"));
+            if finished {
+                break;
+            }
+        }
+    });
+    let total = ENQUEUERS * PER_ENQUEUER;
+    // Every command was delivered once: as many answers as enqueues...
+    assert_eq!(answers.len(), total, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| *a == ("ProfileList".to_owned(), "Acknowledged".to_owned()))
+    );
+    // ...each command acknowledged exactly once, none left queued.
+    let d = rig.device_json(&udid);
+    assert_eq!(d["queued"], 0, "{d}");
+    let race: Vec<_> = results(&d)
+        .into_iter()
+        .filter(|(u, _, _)| u.starts_with("RACE-"))
+        .collect();
+    assert_eq!(results(&d).len(), before + total, "{d}");
+    let mut uuids: Vec<&str> = race.iter().map(|(u, _, _)| u.as_str()).collect();
+    uuids.sort_unstable();
+    let mut expected: Vec<String> = (0..ENQUEUERS)
+        .flat_map(|e| (0..PER_ENQUEUER).map(move |i| format!("RACE-{e}-{i}")))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(uuids, expected);
+    assert!(race.iter().all(|(_, _, status)| status == "Acknowledged"));
 }

@@ -39,7 +39,7 @@ For tests and demos (warned about on stderr):
   --device-ca PEM               extra trust anchor for device attribute signatures (repeatable)
   --topic TOPIC                 APNs push topic put in the MDM payload (default: the push
                                 certificate's, else com.apple.mgmt.External.demo); with
-                                --push-cert it must be the certificate's topic
+                                --push-cert or --push-p12 it must be the certificate's topic
   --store sqlite://PATH         SQLite database (default sqlite://<data>/mdm.sqlite3)
   --store postgres://USER@HOST:PORT/DB
                                 PostgreSQL database (feature postgres; password from the
@@ -54,9 +54,9 @@ For tests and demos (warned about on stderr):
                                 the MDM push certificate (from Apple's Push Certificates portal)
                                 and its private key: the server wakes devices through APNs.
                                 Without them pushes are only logged
-  --push-p12 FILE               a PKCS#12 push identity (password in MDM_PUSH_P12_PASSWORD): not
-                                read by this server; refused with the openssl commands that
-                                convert it to --push-cert/--push-key
+  --push-p12 FILE               the push certificate and key as PKCS#12 (.p12, as Keychain Access
+                                or openssl pkcs12 -export write it), instead of --push-cert and
+                                --push-key; password in MDM_PUSH_P12_PASSWORD (empty if unset)
   --apns-url URL                APNs gateway (default https://api.push.apple.com)
   --apns-ca PEM                 extra trust anchor for --apns-url: a local stand-in or a proxy
                                 (repeatable)
@@ -102,7 +102,7 @@ pub struct Config {
     pub secret_flags: Vec<&'static str>,
     /// `--push-cert` and `--push-key`.
     pub push_cert: Option<(PathBuf, PathBuf)>,
-    /// `--push-p12` (refused when the server starts).
+    /// `--push-p12`: the push identity as PKCS#12 (password in `MDM_PUSH_P12_PASSWORD`).
     pub push_p12: Option<PathBuf>,
     pub apns_url: String,
     pub apns_cas: Vec<PathBuf>,

@@ -97,47 +97,54 @@ impl PushSender for ServerPush {
 
 /// The push identity and topic the flags ask for.
 pub struct PushSetup {
-    /// The push certificate and key, if `--push-cert`/`--push-key` were given.
+    /// The push certificate and key, if `--push-p12` or `--push-cert`/`--push-key` were given.
     pub identity: Option<PushIdentity>,
     /// The topic for the enrollment profile: the certificate's, else
     /// `--topic`, else [`DEMO_TOPIC`].
     pub topic: String,
 }
 
-/// What to run instead of `--push-p12`.
-pub fn p12_refusal(p12: &Path) -> String {
-    let p = p12.display();
-    format!(
-        "--push-p12 {p}: this server does not read PKCS#12 (the only fitting Rust crate conflicts \
-         with the crate's CMS dependency). Convert it once, then start with --push-cert push.pem \
-         --push-key push.key:\n  \
-         openssl pkcs12 -in {p} -clcerts -nokeys -out push.pem\n  \
-         openssl pkcs12 -in {p} -nocerts -nodes -out push.key\n\
-         (each asks for the password; add -legacy for a .p12 exported with RC2/3DES, as macOS \
-         Keychain Access does; keep push.key private)"
-    )
-}
+/// The environment variable holding the `--push-p12` password (empty if unset).
+pub const P12_PASSWORD_ENV: &str = "MDM_PUSH_P12_PASSWORD";
 
-/// Read the push identity (`--push-cert`/`--push-key`) and settle the topic;
-/// refuse `--push-p12` and a `--topic` that is not the certificate's.
-pub fn setup(config: &Config) -> Result<PushSetup, String> {
+/// Read the push identity from `--push-p12` (password from
+/// [`P12_PASSWORD_ENV`]) or `--push-cert`/`--push-key`, if given.
+fn read_identity(config: &Config) -> Result<Option<PushIdentity>, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     if let Some(p12) = &config.push_p12 {
-        return Err(p12_refusal(p12));
+        let password = std::env::var(P12_PASSWORD_ENV).unwrap_or_default();
+        return PushIdentity::from_pkcs12(&read(p12)?, &password)
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "--push-p12 {} (password from {P12_PASSWORD_ENV}): {e}",
+                    p12.display()
+                )
+            });
     }
     let Some((cert, key)) = &config.push_cert else {
+        return Ok(None);
+    };
+    PushIdentity::from_pem_or_der(&read(cert)?, &read(key)?)
+        .map(Some)
+        .map_err(|e| {
+            format!(
+                "--push-cert {} / --push-key {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// Read the push identity (`--push-p12`, or `--push-cert`/`--push-key`) and
+/// settle the topic; refuse a `--topic` that is not the certificate's.
+pub fn setup(config: &Config) -> Result<PushSetup, String> {
+    let Some(identity) = read_identity(config)? else {
         return Ok(PushSetup {
             identity: None,
             topic: config.topic.clone().unwrap_or_else(|| DEMO_TOPIC.into()),
         });
     };
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let identity = PushIdentity::from_pem_or_der(&read(cert)?, &read(key)?).map_err(|e| {
-        format!(
-            "--push-cert {} / --push-key {}: {e}",
-            cert.display(),
-            key.display()
-        )
-    })?;
     let topic = identity.certificate().topic().to_owned();
     if let Some(given) = &config.topic
         && *given != topic
@@ -392,13 +399,5 @@ mod tests {
             Err(PushError::Unavailable(m)) if m.contains("stopped")
         ));
         assert_eq!(ServerPush::Log.push(&tenant, &channel, &on), Ok(()));
-    }
-
-    #[test]
-    fn p12_refusal_names_the_conversion() {
-        let m = p12_refusal(Path::new("/x/push.p12"));
-        assert!(m.contains("openssl pkcs12 -in /x/push.p12 -clcerts -nokeys -out push.pem"));
-        assert!(m.contains("-nocerts -nodes -out push.key"));
-        assert!(m.contains("--push-cert push.pem") && m.contains("-legacy"));
     }
 }

@@ -7,12 +7,11 @@
 //! its MDM payload. A renewed certificate must keep that topic, or the
 //! enrolled devices no longer answer: [`PushCertificate::ensure_topic`].
 //!
-//! PEM and DER are read here. PKCS#12 (`.p12` as exported by Keychain
-//! Access) is not: the pure-Rust reader that would fit, `p12-keystore` 0.4,
-//! needs `pkcs12` 0.2.0-pre.0, which pins `cms` =0.3.0-pre.1 against this
-//! crate's `cms` =0.3.0-rc.0. Convert one with
-//! `openssl pkcs12 -in push.p12 -nokeys -out push.pem` and
-//! `openssl pkcs12 -in push.p12 -nocerts -nodes -out push.key`.
+//! PEM and DER are read here, and PKCS#12 (`.p12` as exported by Keychain
+//! Access or `openssl pkcs12 -export`) with [`PushIdentity::from_pkcs12`]
+//! (the crate's own reader, [`super::pkcs12`]: the RustCrypto `pkcs12` and
+//! `p12-keystore` crates pin `cms` =0.3.0-pre.1 against this crate's `cms`
+//! =0.3.0-rc.0).
 
 use std::time::{Duration, SystemTime};
 
@@ -61,6 +60,9 @@ pub enum PushCertificateError {
     /// The private key is not the certificate's.
     #[error("push key does not match the push certificate's public key")]
     KeyMismatch,
+    /// The PKCS#12 file could not be read.
+    #[error("push identity: {0}")]
+    Pkcs12(#[from] super::pkcs12::Pkcs12Error),
 }
 
 /// An MDM push certificate with its topic and validity.
@@ -193,6 +195,13 @@ impl PushIdentity {
         let key =
             RsaKey::from_pem_or_der(key).map_err(|e| PushCertificateError::Key(e.to_string()))?;
         Self::new(PushCertificate::from_pem_or_der(certificate)?, key)
+    }
+
+    /// Read a PKCS#12 file (`.p12`) holding the push certificate and its key;
+    /// further certificates in it (a chain) are ignored. See [`super::pkcs12`].
+    pub fn from_pkcs12(bytes: &[u8], password: &str) -> Result<Self, PushCertificateError> {
+        let identity = super::pkcs12::parse(bytes, password)?;
+        Self::new(PushCertificate::new(identity.certificate)?, identity.key)
     }
 
     /// The certificate.

@@ -6,12 +6,14 @@
 //!
 //! - [`certificate`]: the MDM push certificate ([`PushCertificate`]): its
 //!   topic, validity and key ([`PushIdentity`]).
+//! - [`pkcs12`]: the identity from a `.p12` file ([`PushIdentity::from_pkcs12`]).
 //! - [`request`]: the APNs request for a channel ([`PushRequest`]).
 //! - [`response`]: what APNs answered ([`PushOutcome`], [`Reason`]).
 //! - [`policy`]: when to retry or push again ([`Backoff`], [`RepushPolicy`]).
 //! - `apns` (feature `apns`): an HTTP/2 client that sends [`PushRequest`]s.
 
 pub mod certificate;
+pub mod pkcs12;
 pub mod policy;
 pub mod request;
 pub mod response;
