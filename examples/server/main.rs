@@ -638,7 +638,8 @@ fn mac_steps(
             .to_owned(),
         match push_certificate {
             None => "  4. no APNs push certificate here: pushes are only logged. After the check-in (step 10) a real \
-                     Mac waits for a push, so steps 11-13 wait for the Mac's own next check-in"
+                     Mac waits for a push, so steps 11-13 wait for the Mac's own next check-in (to send pushes: \
+                     --push-cert/--push-key or --push-p12; see the README's push section)"
                 .to_owned(),
             Some(cert) => format!(
                 "  4. pushes go to APNs at {} with topic {} (push certificate valid until {}): after the \
