@@ -10,8 +10,25 @@ use super::ActivationError;
 /// of one customer never reaches another's state.
 ///
 /// 1–64 bytes of `[A-Za-z0-9._-]`, so it is safe in a URL path segment.
+///
+/// Deserializing validates like [`TenantId::new`], so a stored or received
+/// record can never hold an id `new` would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
+
+impl TryFrom<String> for TenantId {
+    type Error = ActivationError;
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        Self::new(id)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(id: TenantId) -> Self {
+        id.0
+    }
+}
 
 impl TenantId {
     /// Validate a tenant id.
@@ -45,8 +62,25 @@ impl std::fmt::Display for TenantId {
 ///
 /// Minted from injected randomness by the driver; 1–64 bytes of
 /// `[A-Za-z0-9_-]`, safe in URLs.
+///
+/// Deserializing validates like [`ActivationId::new`], so a stored or received
+/// record can never hold an id `new` would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ActivationId(String);
+
+impl TryFrom<String> for ActivationId {
+    type Error = ActivationError;
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        Self::new(id)
+    }
+}
+
+impl From<ActivationId> for String {
+    fn from(id: ActivationId) -> Self {
+        id.0
+    }
+}
 
 impl ActivationId {
     /// Validate an activation id.
@@ -221,4 +255,26 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(feature = "test-support")]
 pub(crate) fn hex_upper(bytes: &[u8]) -> String {
     hex(bytes).to_ascii_uppercase()
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn ids_deserialize_only_what_new_accepts() {
+        let t: TenantId = serde_json::from_str("\"acme-1\"").unwrap();
+        assert_eq!(t.as_str(), "acme-1");
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"acme-1\"");
+        for bad in ["\"\"", "\"a/b\"", "\"../x\""] {
+            assert!(serde_json::from_str::<TenantId>(bad).is_err(), "{bad}");
+        }
+        let long = format!("\"{}\"", "a".repeat(65));
+        assert!(serde_json::from_str::<TenantId>(&long).is_err());
+        let a: ActivationId = serde_json::from_str("\"0f_A-9\"").unwrap();
+        assert_eq!(a.as_str(), "0f_A-9");
+        for bad in ["\"\"", "\"a.b\"", "\"a b\""] {
+            assert!(serde_json::from_str::<ActivationId>(bad).is_err(), "{bad}");
+        }
+    }
 }
