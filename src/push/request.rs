@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::activation::PushTarget;
-use crate::wire::json::{escape_into, hex_digit};
+use crate::wire::json::escape_into;
 
 /// `apns-priority`: how soon APNs delivers the push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -97,10 +97,7 @@ impl PushRequest {
     ) -> Self {
         let mut path = String::with_capacity(10 + token.len() * 2);
         path.push_str("/3/device/");
-        for b in token {
-            path.push(hex_digit(b >> 4));
-            path.push(hex_digit(*b));
-        }
+        path.push_str(&crate::wire::hex::lower(token));
         let mut body = String::with_capacity(12 + push_magic.len());
         body.push_str("{\"mdm\":\"");
         escape_into(&mut body, push_magic);

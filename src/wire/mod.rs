@@ -5,9 +5,12 @@
 //! - [`plist`]: a guard in front of the `plist` crate (depth, nodes, decoded bytes).
 //! - [`ber`]: a bounded BER reader and BER → DER normaliser for CMS.
 //! - [`json`]: JSON string escaping and a bounded flat-object reader (APNs answers).
+//! - [`hex`], [`percent`]: hex encoding and percent-decoding, written once for the crate.
 
 pub mod ber;
+pub mod hex;
 pub mod json;
+pub mod percent;
 pub mod plist;
 
 pub use ber::BerLimits;
