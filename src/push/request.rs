@@ -55,8 +55,9 @@ impl PushOptions {
     }
 }
 
-/// One APNs push for MDM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One APNs push for MDM. `Debug` prints neither the device token (in
+/// `path`) nor the push magic (in `body`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PushRequest {
     /// `/3/device/<lower-case hex token>`.
     pub path: String,
@@ -69,6 +70,19 @@ pub struct PushRequest {
     /// `apns-expiration`: UNIX seconds after which APNs drops the push; `0`
     /// means "try once, do not store".
     pub expiration: u64,
+}
+
+impl std::fmt::Debug for PushRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{Redacted, RedactedBytes};
+        f.debug_struct("PushRequest")
+            .field("path", &Redacted)
+            .field("topic", &self.topic)
+            .field("body", &RedactedBytes(self.body.len()))
+            .field("priority", &self.priority)
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }
 
 impl PushRequest {

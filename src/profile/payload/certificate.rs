@@ -40,8 +40,9 @@ impl CertificateKind {
 }
 
 /// A certificate or identity payload: `PayloadContent` is the certificate
-/// (DER for root/pkcs1) or PKCS#12 bytes.
-#[derive(Debug, Clone, PartialEq)]
+/// (DER for root/pkcs1) or PKCS#12 bytes. `Debug` prints the content's
+/// length only (PKCS#12 holds a key) and not the `Password`.
+#[derive(Clone, PartialEq)]
 pub struct CertificatePayload {
     /// Which payload type.
     pub kind: CertificateKind,
@@ -53,6 +54,19 @@ pub struct CertificatePayload {
     pub password: Option<String>,
     /// Keys not modelled above.
     pub extra: Dictionary,
+}
+
+impl std::fmt::Debug for CertificatePayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{RedactedBytes, opt};
+        f.debug_struct("CertificatePayload")
+            .field("kind", &self.kind)
+            .field("content", &RedactedBytes(self.content.len()))
+            .field("file_name", &self.file_name)
+            .field("password", &opt(&self.password))
+            .field("extra", &self.extra)
+            .finish()
+    }
 }
 
 impl CertificatePayload {

@@ -9,8 +9,8 @@ use crate::profile::dict::{Fields, Out};
 
 /// The `com.apple.security.scep` payload: the device enrolls for a
 /// certificate over SCEP. Its keys live in the payload's `PayloadContent`
-/// dictionary.
-#[derive(Debug, Clone, PartialEq)]
+/// dictionary. `Debug` does not print the `Challenge`.
+#[derive(Clone, PartialEq)]
 pub struct ScepPayload {
     /// `URL` of the SCEP service.
     pub url: String,
@@ -44,6 +44,28 @@ pub struct ScepPayload {
     /// Keys beside `PayloadContent` other than the common payload keys (not
     /// in Apple's schema; kept so nothing is lost in a round trip).
     pub payload_extra: Dictionary,
+}
+
+impl std::fmt::Debug for ScepPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScepPayload")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .field("challenge", &crate::redact::opt(&self.challenge))
+            .field("key_size", &self.key_size)
+            .field("key_type", &self.key_type)
+            .field("key_usage", &self.key_usage)
+            .field("ca_fingerprint", &self.ca_fingerprint)
+            .field("retries", &self.retries)
+            .field("retry_delay", &self.retry_delay)
+            .field("subject_alt_name", &self.subject_alt_name)
+            .field("key_is_extractable", &self.key_is_extractable)
+            .field("allow_all_apps_access", &self.allow_all_apps_access)
+            .field("extra", &self.extra)
+            .field("payload_extra", &self.payload_extra)
+            .finish()
+    }
 }
 
 impl ScepPayload {
