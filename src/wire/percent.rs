@@ -2,15 +2,16 @@
 //! one byte-level decoder, and the UTF-8 string form on top of it. `+` is
 //! kept as `+`; form decoding, where it means a space, is the caller's.
 
-/// Decode `%XX` escapes into bytes; `None` if an escape is malformed.
+/// Decode `%XX` escapes into bytes; `None` if an escape is malformed (fewer
+/// than two characters after `%`, or one that is not a hex digit).
 pub fn decode_bytes(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let digit = |at: usize| char::from(*bytes.get(at)?).to_digit(16);
+            out.push(u8::try_from(digit(i + 1)? << 4 | digit(i + 2)?).ok()?);
             i += 3;
         } else {
             out.push(b);
@@ -42,5 +43,9 @@ mod tests {
         assert_eq!(decode("%"), None);
         assert_eq!(decode("%FF"), None);
         assert_eq!(decode_bytes("%4"), None);
+        // Exactly two hex digits: no sign, as `u8::from_str_radix` would take.
+        assert_eq!(decode_bytes("%+1"), None);
+        assert_eq!(decode_bytes("%-1"), None);
+        assert_eq!(decode_bytes("%1é"), None);
     }
 }
