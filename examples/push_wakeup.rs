@@ -69,7 +69,7 @@ fn main() {
         let mut device = simulated_device(&ca, &server.data);
         walk_to_step_10(&mut t, &mut device, ("alice", "pw", "corp.example"));
         let answered = Instant::now();
-        let hex: String = device.udid.bytes().map(|b| format!("{b:02x}")).collect();
+        let hex = mdm_enroll::wire::hex::lower(device.udid.as_bytes());
         let want = format!("/3/device/{hex}");
         let deadline = answered + Duration::from_secs(30);
         let pushed = loop {

@@ -98,28 +98,7 @@ impl Request {
     }
 }
 
-/// Decode `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let Some(&byte) = bytes.get(i) else { break };
-        match byte {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use crate::wire::percent::decode as percent_decode;
 
 /// An HTTP response the crate produced for the caller to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

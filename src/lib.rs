@@ -116,6 +116,7 @@ pub mod mdm;
 pub mod pki;
 pub mod profile;
 pub mod push;
+mod redact;
 pub mod scep;
 pub mod service;
 pub mod store;

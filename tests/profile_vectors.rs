@@ -341,10 +341,7 @@ fn encrypted_profile_content_is_kept() {
 #[test]
 fn oversized_input_is_refused_before_parsing() {
     let bytes = file("vectors/profile/nanomdm_enroll.mobileconfig");
-    let limits = Limits {
-        max_body_bytes: 100,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_max_body_bytes(100);
     assert!(matches!(
         profile::parse(&bytes, &limits),
         Err(ProfileError::TooLarge { max: 100, .. })

@@ -108,10 +108,7 @@ fn deep_dict_is_too_deep() {
 
 #[test]
 fn depth_limit_is_exact() {
-    let limits = Limits {
-        max_depth: 3,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_max_depth(3);
     let ok = "<plist><array><array><array/></array></array></plist>";
     assert!(decode(ok.as_bytes(), &limits).is_ok());
     let deep = "<plist><array><array><array><array/></array></array></array></plist>";
@@ -123,11 +120,9 @@ fn depth_limit_is_exact() {
 
 #[test]
 fn node_and_decoded_budgets() {
-    let limits = Limits {
-        max_nodes: 10,
-        max_decoded_bytes: 8,
-        ..Limits::default()
-    };
+    let limits = Limits::default()
+        .with_max_nodes(10)
+        .with_max_decoded_bytes(8);
     let many = format!("<plist><array>{}</array></plist>", "<true/>".repeat(10));
     assert_eq!(
         decode(many.as_bytes(), &limits),
@@ -290,10 +285,7 @@ fn shared_reference_bomb(leaf: Vec<u8>, levels: u8, fan: u8) -> Vec<u8> {
 }
 
 fn binary_ok() -> Limits {
-    Limits {
-        allow_binary_plist: true,
-        ..Limits::default()
-    }
+    Limits::default().with_binary_plist(true)
 }
 
 #[test]

@@ -12,11 +12,7 @@ use serde_json::{Map, Value, json};
 
 /// One certificate's identifying fields.
 pub fn certificate_json(c: &Certificate) -> Value {
-    let sha256: String = c
-        .sha256_fingerprint()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
+    let sha256 = mdm_enroll::wire::hex::upper(&c.sha256_fingerprint());
     json!({
         "subject": c.subject_string(),
         "issuer": c.issuer_string(),

@@ -10,11 +10,8 @@ use mdm_enroll::cms::enveloped::{DecryptPolicy, RecipientId, RecipientIdentity};
 use mdm_enroll::crypto::RsaKey;
 use mdm_enroll::scep::{Csr, IssuerAndSubject, MessageType, PkiMessage};
 use mdm_enroll::wire::BerLimits;
+use mdm_enroll::wire::hex::upper as hex;
 use serde_json::{Value, json};
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
 
 fn type_name(t: MessageType) -> &'static str {
     match t {

@@ -31,7 +31,7 @@ impl LoginTokens {
     pub fn issue(&self, attempt: &LoginAttempt, now: SystemTime) -> String {
         let mut bytes = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut crate::routes::rng(), &mut bytes);
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = mdm_enroll::wire::hex::lower(&bytes);
         let mut entries = self.lock();
         crate::throttle::make_room(
             &mut entries,

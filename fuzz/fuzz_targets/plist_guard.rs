@@ -15,23 +15,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = decode(data, &limits) {
         // The guard refuses U+0000, the one character encode_xml refuses.
         let xml = encode_xml(&value).expect("a decoded value encodes");
-        let again = decode(
-            &xml,
-            &Limits {
-                max_body_bytes: usize::MAX,
-                ..limits
-            },
-        )
-        .expect("encode_xml output must decode");
+        let again = decode(&xml, &limits.with_max_body_bytes(usize::MAX))
+            .expect("encode_xml output must decode");
         support::assert_round_trip(&value, &again, Value::clone);
     }
     // Binary plists, budgeted, with small limits so bombs hit them quickly.
-    let small = Limits {
-        allow_binary_plist: true,
-        max_nodes: 10_000,
-        max_decoded_bytes: 1 << 20,
-        max_depth: 32,
-        ..Limits::default()
-    };
+    let small = Limits::default()
+        .with_binary_plist(true)
+        .with_max_nodes(10_000)
+        .with_max_decoded_bytes(1 << 20)
+        .with_max_depth(32);
     let _ = decode(data, &small);
 });

@@ -257,18 +257,13 @@ fuzz_target!(|input: Input| {
     }
 
     let limits = if input.small_limits {
-        Limits {
-            allow_binary_plist: true,
-            max_depth: 8,
-            max_nodes: 64,
-            max_decoded_bytes: 4096,
-            ..Limits::default()
-        }
+        Limits::default()
+            .with_binary_plist(true)
+            .with_max_depth(8)
+            .with_max_nodes(64)
+            .with_max_decoded_bytes(4096)
     } else {
-        Limits {
-            allow_binary_plist: true,
-            ..Limits::default()
-        }
+        Limits::default().with_binary_plist(true)
     };
     let theirs = if input.binary {
         Value::from_reader(std::io::Cursor::new(&bytes))

@@ -11,10 +11,7 @@ use mdm_enroll::profile::{self, Profile, ValidationOptions};
 use mdm_enroll::wire::Limits;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
-        max_body_bytes: 1 << 20,
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_max_body_bytes(1 << 20);
     let Ok(parsed) = profile::parse(data, &limits) else {
         return;
     };

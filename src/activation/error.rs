@@ -4,6 +4,7 @@ use super::{AttributesPhase, CommandUuid, OsVersion, Phase, Step};
 
 /// Why the core refused an input. The state is unchanged after any error.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ActivationError {
     /// A tenant id is empty, too long or has characters outside `[A-Za-z0-9._-]`.
     #[error("invalid tenant id")]

@@ -108,8 +108,9 @@ impl Channel {
     }
 }
 
-/// Where to push a channel: token and magic from its TokenUpdate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where to push a channel: token and magic from its TokenUpdate. `Debug`
+/// prints neither.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushTarget {
     /// The push topic (`com.apple.mgmt.…`).
     pub topic: String,
@@ -117,6 +118,17 @@ pub struct PushTarget {
     pub token: Vec<u8>,
     /// `PushMagic` for the payload.
     pub push_magic: String,
+}
+
+impl std::fmt::Debug for PushTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{Redacted, RedactedBytes};
+        f.debug_struct("PushTarget")
+            .field("topic", &self.topic)
+            .field("token", &RedactedBytes(self.token.len()))
+            .field("push_magic", &Redacted)
+            .finish()
+    }
 }
 
 /// A check-in message whose sender was authenticated (Mdm-Signature or mTLS).

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ActivationError;
+use crate::wire::hex;
 
 /// A customer (tenant). Carried in every URL the profiles give the device and
 /// bound to every challenge, so one server serves many customers and a device
@@ -102,7 +103,7 @@ impl ActivationId {
     pub fn random<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = [0u8; 16];
         rng.fill_bytes(&mut bytes);
-        Self(hex(&bytes))
+        Self(hex::lower(&bytes))
     }
 
     /// The id as text.
@@ -129,7 +130,7 @@ impl CommandUuid {
         rng.fill_bytes(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let h = hex(&b).to_ascii_uppercase();
+        let h = hex::upper(&b);
         let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default().to_owned();
         Self(format!(
             "{}-{}-{}-{}-{}",
@@ -166,13 +167,13 @@ impl CertFingerprint {
 
 impl std::fmt::Debug for CertFingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CertFingerprint({})", hex(&self.0))
+        write!(f, "CertFingerprint({})", hex::lower(&self.0))
     }
 }
 
 impl std::fmt::Display for CertFingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex(&self.0))
+        f.write_str(&hex::lower(&self.0))
     }
 }
 
@@ -201,7 +202,7 @@ impl Secret {
     pub fn random<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = [0u8; 32];
         rng.fill_bytes(&mut bytes);
-        Self(hex(&bytes))
+        Self(hex::lower(&bytes))
     }
 
     /// The secret text, to put into a profile.
@@ -237,24 +238,9 @@ impl std::fmt::Debug for ChallengeDigest {
         write!(
             f,
             "ChallengeDigest({})",
-            hex(self.0.get(..4).unwrap_or_default())
+            hex::lower(self.0.get(..4).unwrap_or_default())
         )
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// Upper-case hex (serial numbers in test support).
-#[cfg(feature = "test-support")]
-pub(crate) fn hex_upper(bytes: &[u8]) -> String {
-    hex(bytes).to_ascii_uppercase()
 }
 
 #[cfg(test)]

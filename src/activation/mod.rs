@@ -39,13 +39,13 @@ mod machine;
 mod policy;
 pub mod queue;
 
+#[cfg(feature = "test-support")]
+pub(crate) use crate::wire::hex::upper as hex_upper;
 pub use error::ActivationError;
 pub use evidence::{
     AttributesPhase, Channel, CheckinEvent, CheckinMessage, ErrorInfo, IssuedIdentity,
     LoginAttempt, PushTarget, Report, ReportEvent, ReportStatus, VerifiedAttributes,
 };
-#[cfg(feature = "test-support")]
-pub(crate) use ids::hex_upper;
 pub use ids::{ActivationId, CertFingerprint, ChallengeDigest, CommandUuid, Secret, TenantId};
 pub use machine::{
     Activation, ChallengeGrant, ChallengeKind, Connection, InitialCommand, Input, Output, Phase,

@@ -20,6 +20,7 @@ use super::asn1::{self, Malformed, WalkError};
 use super::oid;
 use crate::crypto::{self, DigestAlgorithm};
 use crate::wire::ber::{BerError, BerLimits, Class, Element};
+use crate::wire::hex;
 
 /// What was wrong with a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -95,13 +96,9 @@ impl std::fmt::Debug for Certificate {
         f.debug_struct("Certificate")
             .field("subject", &self.subject_string())
             .field("issuer", &self.issuer_string())
-            .field("serial", &hex(&self.serial))
+            .field("serial", &hex::upper(&self.serial))
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 impl Certificate {
@@ -232,7 +229,7 @@ impl Certificate {
 
     /// The serial number as upper-case hex.
     pub fn serial_hex(&self) -> String {
-        hex(&self.serial)
+        hex::upper(&self.serial)
     }
 
     /// The DER of the issuer Name.
@@ -413,7 +410,7 @@ fn bit_string(el: &Element<'_>, what: &'static str) -> Result<Vec<u8>, Certifica
 fn name_string(der: &[u8]) -> String {
     match x509_cert::name::Name::from_der(der) {
         Ok(name) => name.to_string(),
-        Err(_) => format!("#{}", hex(der)),
+        Err(_) => format!("#{}", hex::upper(der)),
     }
 }
 

@@ -83,8 +83,9 @@ pub enum Phase {
     ScepIdentity,
 }
 
-/// The attributes a device reports (keys as the device sends them).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The attributes a device reports (keys as the device sends them). `Debug`
+/// does not print the `CHALLENGE`.
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceAttributes {
     /// `CHALLENGE`: the Profile Service challenge (phase 2).
     pub challenge: Option<String>,
@@ -124,6 +125,25 @@ const STRING_KEYS: [&str; 10] = [
     "UserShortName",
     "UserLongName",
 ];
+
+impl std::fmt::Debug for DeviceAttributes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceAttributes")
+            .field("challenge", &crate::redact::opt(&self.challenge))
+            .field("udid", &self.udid)
+            .field("serial", &self.serial)
+            .field("product", &self.product)
+            .field("version", &self.version)
+            .field("imei", &self.imei)
+            .field("meid", &self.meid)
+            .field("user_id", &self.user_id)
+            .field("user_short_name", &self.user_short_name)
+            .field("user_long_name", &self.user_long_name)
+            .field("not_on_console", &self.not_on_console)
+            .field("other", &self.other)
+            .finish()
+    }
+}
 
 impl DeviceAttributes {
     /// Decode the attribute plist (XML; binary only if `limits` allow) within `limits`.

@@ -512,21 +512,7 @@ fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
 
 /// One DER TLV with a single-octet tag whose contents are `parts` concatenated.
 pub(crate) fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(len + 6);
-    out.push(tag);
-    if len < 0x80 {
-        out.push(len as u8); // < 0x80
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8); // ≤ 8
-        out.extend_from_slice(bytes.get(skip..).unwrap_or_default());
-    }
-    for p in parts {
-        out.extend_from_slice(p);
-    }
-    out
+    crate::wire::ber::encode_tlv(tag, &parts.concat())
 }
 
 fn set_odd_parity(key: &mut [u8]) {

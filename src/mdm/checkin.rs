@@ -89,8 +89,9 @@ pub struct Authenticate {
     pub meid: Option<String>,
 }
 
-/// `TokenUpdate` (device or user channel).
-#[derive(Debug, Clone, PartialEq)]
+/// `TokenUpdate` (device or user channel). `Debug` prints neither token nor
+/// push magic.
+#[derive(Clone, PartialEq)]
 pub struct TokenUpdate {
     /// `Topic`.
     pub topic: String,
@@ -104,6 +105,20 @@ pub struct TokenUpdate {
     pub awaiting_configuration: Option<bool>,
     /// `NotOnConsole` (macOS user channel).
     pub not_on_console: Option<bool>,
+}
+
+impl std::fmt::Debug for TokenUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{Redacted, RedactedBytes, opt_bytes};
+        f.debug_struct("TokenUpdate")
+            .field("topic", &self.topic)
+            .field("token", &RedactedBytes(self.token.len()))
+            .field("push_magic", &Redacted)
+            .field("unlock_token", &opt_bytes(&self.unlock_token))
+            .field("awaiting_configuration", &self.awaiting_configuration)
+            .field("not_on_console", &self.not_on_console)
+            .finish()
+    }
 }
 
 impl TokenUpdate {
@@ -120,20 +135,45 @@ pub struct CheckOut {
     pub topic: String,
 }
 
-/// `UserAuthenticate` (macOS user channel).
-#[derive(Debug, Clone, PartialEq)]
+/// `UserAuthenticate` (macOS user channel). `Debug` does not print the
+/// `DigestResponse`.
+#[derive(Clone, PartialEq)]
 pub struct UserAuthenticate {
     /// `DigestResponse`: absent on the first request, present on the second.
     pub digest_response: Option<String>,
 }
 
-/// `SetBootstrapToken` (macOS device channel).
-#[derive(Debug, Clone, PartialEq)]
+impl std::fmt::Debug for UserAuthenticate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAuthenticate")
+            .field(
+                "digest_response",
+                &crate::redact::opt(&self.digest_response),
+            )
+            .finish()
+    }
+}
+
+/// `SetBootstrapToken` (macOS device channel). `Debug` does not print the
+/// token.
+#[derive(Clone, PartialEq)]
 pub struct SetBootstrapToken {
     /// `BootstrapToken`: absent or empty means delete the stored token.
     pub bootstrap_token: Option<Vec<u8>>,
     /// `AwaitingConfiguration`.
     pub awaiting_configuration: Option<bool>,
+}
+
+impl std::fmt::Debug for SetBootstrapToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetBootstrapToken")
+            .field(
+                "bootstrap_token",
+                &crate::redact::opt_bytes(&self.bootstrap_token),
+            )
+            .field("awaiting_configuration", &self.awaiting_configuration)
+            .finish()
+    }
 }
 
 /// `GetBootstrapToken` (macOS device channel).

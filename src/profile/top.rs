@@ -63,8 +63,9 @@ pub enum ProfileContent {
 }
 
 /// The `PayloadContent` dictionary of a `Profile Service` profile: asks the
-/// device to POST its signed attributes to `url`.
-#[derive(Debug, Clone, PartialEq)]
+/// device to POST its signed attributes to `url`. `Debug` does not print the
+/// `Challenge`.
+#[derive(Clone, PartialEq)]
 pub struct ProfileService {
     /// `URL` the device posts its attributes to.
     pub url: String,
@@ -75,6 +76,17 @@ pub struct ProfileService {
     pub challenge: Option<String>,
     /// Keys not modelled above.
     pub extra: Dictionary,
+}
+
+impl std::fmt::Debug for ProfileService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileService")
+            .field("url", &self.url)
+            .field("device_attributes", &self.device_attributes)
+            .field("challenge", &crate::redact::opt(&self.challenge))
+            .field("extra", &self.extra)
+            .finish()
+    }
 }
 
 impl ProfileService {

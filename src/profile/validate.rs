@@ -11,6 +11,7 @@ use super::{ProfileError, TOPIC_PREFIX};
 
 /// Choices for [`Profile::validate`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ValidationOptions {
     /// Accept `http://` URLs (for tests against a local server). Default:
     /// only `https://` (the MDM schema requires it for `ServerURL` and

@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::activation::PushTarget;
-use crate::wire::json::{escape_into, hex_digit};
+use crate::wire::json::escape_into;
 
 /// `apns-priority`: how soon APNs delivers the push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -55,8 +55,9 @@ impl PushOptions {
     }
 }
 
-/// One APNs push for MDM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One APNs push for MDM. `Debug` prints neither the device token (in
+/// `path`) nor the push magic (in `body`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PushRequest {
     /// `/3/device/<lower-case hex token>`.
     pub path: String,
@@ -69,6 +70,19 @@ pub struct PushRequest {
     /// `apns-expiration`: UNIX seconds after which APNs drops the push; `0`
     /// means "try once, do not store".
     pub expiration: u64,
+}
+
+impl std::fmt::Debug for PushRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{Redacted, RedactedBytes};
+        f.debug_struct("PushRequest")
+            .field("path", &Redacted)
+            .field("topic", &self.topic)
+            .field("body", &RedactedBytes(self.body.len()))
+            .field("priority", &self.priority)
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }
 
 impl PushRequest {
@@ -97,10 +111,7 @@ impl PushRequest {
     ) -> Self {
         let mut path = String::with_capacity(10 + token.len() * 2);
         path.push_str("/3/device/");
-        for b in token {
-            path.push(hex_digit(b >> 4));
-            path.push(hex_digit(*b));
-        }
+        path.push_str(&crate::wire::hex::lower(token));
         let mut body = String::with_capacity(12 + push_magic.len());
         body.push_str("{\"mdm\":\"");
         escape_into(&mut body, push_magic);

@@ -76,7 +76,7 @@ pub fn parse_request(req: &Request, max_message: usize) -> Result<Operation, Tra
                     limit: budget,
                 });
             }
-            let text = percent_decode_bytes(raw).ok_or(TransportError::BadBase64)?;
+            let text = crate::wire::percent::decode_bytes(raw).ok_or(TransportError::BadBase64)?;
             let bytes = decode_base64_lenient(&text).ok_or(TransportError::BadBase64)?;
             if bytes.len() > max_message {
                 return Err(TransportError::TooLarge {
@@ -99,23 +99,6 @@ fn raw_query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then_some(v)
     })
-}
-
-fn percent_decode_bytes(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 /// Decode base64 in either alphabet (`+/` or `-_`), with or without padding;

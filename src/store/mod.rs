@@ -724,3 +724,78 @@ pub trait PushSender: Send + Sync {
         target: &PushTarget,
     ) -> Result<(), PushError>;
 }
+
+/// Forward every method of a store trait through `&T` and `Arc<T>`, so one
+/// store (one pool, one connection) serves many services: pass
+/// `Arc::clone(&store)` or `&store` where a [`Store`] is wanted.
+macro_rules! forward_store {
+    ($($trait:ident { $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)* })*) => {$(
+        impl<T: $trait + ?Sized> $trait for &T {
+            $(fn $name(&self $(, $arg: $ty)*) -> $ret {
+                (**self).$name($($arg),*)
+            })*
+        }
+        impl<T: $trait + ?Sized> $trait for std::sync::Arc<T> {
+            $(fn $name(&self $(, $arg: $ty)*) -> $ret {
+                (**self).$name($($arg),*)
+            })*
+        }
+    )*};
+}
+
+forward_store! {
+    UserStore {
+        fn put_user(&self, user: &UserAccount) -> Result<(), StoreError>;
+        fn user(&self, tenant: &TenantId, username: &str) -> Result<Option<UserAccount>, StoreError>;
+        fn claim_device(&self, tenant: &TenantId, username: &str, device_id: &str, max: Option<u32>) -> Result<bool, StoreError>;
+        fn release_device(&self, tenant: &TenantId, username: &str, device_id: &str) -> Result<(), StoreError>;
+        fn devices(&self, tenant: &TenantId, username: &str) -> Result<Vec<String>, StoreError>;
+    }
+    ActivationStore {
+        fn insert_activation(&self, activation: &Activation) -> Result<(), StoreError>;
+        fn activation(&self, tenant: &TenantId, id: &ActivationId) -> Result<Option<Versioned<Activation>>, StoreError>;
+        fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError>;
+        fn device_activation(&self, tenant: &TenantId, device_id: &str) -> Result<Option<ActivationId>, StoreError>;
+        fn set_device_activation(&self, tenant: &TenantId, device_id: &str, id: &ActivationId) -> Result<Option<ActivationId>, StoreError>;
+        fn device_activations(&self, tenant: &TenantId) -> Result<Vec<(String, ActivationId)>, StoreError>;
+    }
+    ChallengeStore {
+        fn insert_challenge(&self, record: &ChallengeRecord) -> Result<(), StoreError>;
+        fn challenge(&self, tenant: &TenantId, digest: &ChallengeDigest) -> Result<Option<ChallengeRecord>, StoreError>;
+        fn consume_challenge(&self, tenant: &TenantId, digest: &ChallengeDigest, now: std::time::SystemTime) -> Result<ChallengeRecord, StoreError>;
+    }
+    BindingStore {
+        fn bind_identity(&self, binding: &Binding) -> Result<(), StoreError>;
+        fn identity(&self, fingerprint: &CertFingerprint) -> Result<Option<Binding>, StoreError>;
+        fn retire_identity(&self, fingerprint: &CertFingerprint, tenant: &TenantId) -> Result<(), StoreError>;
+    }
+    QueueStore {
+        fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError>;
+        fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError>;
+        fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError>;
+        fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError>;
+        fn mark_delivered(&self, key: &QueueKey, uuid: &CommandUuid, at: std::time::SystemTime) -> Result<(), StoreError>;
+        fn cancel_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<Cancellation, StoreError>;
+        fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
+        fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError>;
+        fn set_connection(&self, key: &QueueKey, connection: &Connection) -> Result<(), StoreError>;
+        fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError>;
+        fn prune_results(&self, key: &QueueKey, keep: usize) -> Result<(), StoreError>;
+    }
+    CertificateStore {
+        fn record_certificate(&self, certificate: &IssuedCertificate) -> Result<(), StoreError>;
+        fn certificate_by_fingerprint(&self, fingerprint: &CertFingerprint) -> Result<Option<IssuedCertificate>, StoreError>;
+        fn certificate_by_serial(&self, serial: &[u8]) -> Result<Option<IssuedCertificate>, StoreError>;
+    }
+    PushStore {
+        fn push_state(&self, key: &QueueKey) -> Result<Option<PushState>, StoreError>;
+        fn record_push(&self, key: &QueueKey, at: std::time::SystemTime, next_due: Option<std::time::SystemTime>) -> Result<PushState, StoreError>;
+        fn record_push_response(&self, key: &QueueKey, status: u16, reason: Option<&str>, token_invalid: bool, at: std::time::SystemTime) -> Result<(), StoreError>;
+        fn record_answer(&self, key: &QueueKey, next_due: Option<std::time::SystemTime>) -> Result<(), StoreError>;
+        fn record_token_update(&self, key: &QueueKey) -> Result<(), StoreError>;
+        fn due_pushes(&self, tenant: &TenantId, now: std::time::SystemTime) -> Result<Vec<QueueKey>, StoreError>;
+    }
+    StepStore {
+        fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>, StepFailed>;
+    }
+}

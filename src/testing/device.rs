@@ -215,18 +215,7 @@ fn plist_bytes(dict: plist::Dictionary) -> Result<Vec<u8>, DeviceError> {
 }
 
 fn der_string(tag: u8, s: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    der_len(&mut out, s.len());
-    out.extend_from_slice(s);
-    out
-}
-
-fn der_len(out: &mut Vec<u8>, n: usize) {
-    match n {
-        n if n < 0x80 => out.push(n as u8),
-        n if n < 0x100 => out.extend([0x81, n as u8]),
-        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
-    }
+    crate::wire::ber::encode_tlv(tag, s)
 }
 
 /// A PKCS#10 request for `key` naming `subject`, with a `challengePassword`
@@ -858,6 +847,23 @@ impl TestDeployment {
             let (resp, ev) = self.service.handle(&req, now, rng);
             events.extend(ev);
             resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ber::{BerLimits, Element};
+
+    #[test]
+    fn der_string_lengths_of_64_kib_and_more_round_trip() {
+        for len in [0x7F, 0x80, 0xFFFF, 0x1_0000, 0x1_2345] {
+            let contents = vec![0xA5u8; len];
+            let der = der_string(0x04, &contents);
+            let el = Element::parse(&der, &BerLimits::default()).expect("one whole element");
+            assert_eq!(el.contents.len(), len, "length {len:#x}");
+            assert_eq!(el.contents, &contents[..]);
         }
     }
 }

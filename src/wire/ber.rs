@@ -9,8 +9,11 @@
 
 use thiserror::Error;
 
-/// Bounds applied while walking BER input.
+/// Bounds applied while walking BER input. Start from
+/// [`BerLimits::default`] and change what you need with the `with_*`
+/// methods (or by assigning the fields): more bounds may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BerLimits {
     /// Maximum nesting depth of constructed elements (default 64, as fleet's guard).
     pub max_depth: usize,
@@ -30,8 +33,29 @@ impl Default for BerLimits {
     }
 }
 
+impl BerLimits {
+    /// These limits with [`max_depth`](Self::max_depth) set to `n`.
+    pub const fn with_max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+
+    /// These limits with [`max_elements`](Self::max_elements) set to `n`.
+    pub const fn with_max_elements(mut self, n: usize) -> Self {
+        self.max_elements = n;
+        self
+    }
+
+    /// These limits with [`max_size`](Self::max_size) set to `n`.
+    pub const fn with_max_size(mut self, n: usize) -> Self {
+        self.max_size = n;
+        self
+    }
+}
+
 /// What was wrong with a BER encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum BerError {
     /// The input ended inside an element.
     #[error("BER truncated at offset {offset}")]

@@ -19,17 +19,11 @@ pub fn escape_into(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => {
                 out.push_str("\\u00");
-                out.push(hex_digit((c as u32 >> 4) as u8));
-                out.push(hex_digit(c as u32 as u8));
+                out.push_str(&crate::wire::hex::lower(&[c as u8])); // c < 0x20
             }
             c => out.push(c),
         }
     }
-}
-
-/// The lower-case hex digit of the low four bits of `n`.
-pub(crate) fn hex_digit(n: u8) -> char {
-    char::from_digit(u32::from(n & 0x0F), 16).unwrap_or('0')
 }
 
 /// A scalar JSON value of a flat object.

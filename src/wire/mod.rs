@@ -5,16 +5,22 @@
 //! - [`plist`]: a guard in front of the `plist` crate (depth, nodes, decoded bytes).
 //! - [`ber`]: a bounded BER reader and BER → DER normaliser for CMS.
 //! - [`json`]: JSON string escaping and a bounded flat-object reader (APNs answers).
+//! - [`hex`], [`percent`]: hex encoding and percent-decoding, written once for the crate.
 
 pub mod ber;
+pub mod hex;
 pub mod json;
+pub mod percent;
 pub mod plist;
 
 pub use ber::BerLimits;
 
 /// Bounds applied to untrusted input. Every parser in the crate takes its
-/// numbers from here; [`Limits::default`] documents the defaults.
+/// numbers from here; [`Limits::default`] documents the defaults. Start from
+/// the defaults and change what you need with the `with_*` methods (or by
+/// assigning the fields): more bounds may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest plist body accepted (default 8 MiB: InstalledApplicationList and
     /// ProfileList reports reach hundreds of KB, DeviceInformation ~22 KB).
@@ -42,5 +48,43 @@ impl Default for Limits {
             allow_binary_plist: false,
             ber: BerLimits::default(),
         }
+    }
+}
+
+impl Limits {
+    /// These limits with [`max_body_bytes`](Self::max_body_bytes) set to `n`.
+    pub const fn with_max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// These limits with [`max_depth`](Self::max_depth) set to `n`.
+    pub const fn with_max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+
+    /// These limits with [`max_nodes`](Self::max_nodes) set to `n`.
+    pub const fn with_max_nodes(mut self, n: usize) -> Self {
+        self.max_nodes = n;
+        self
+    }
+
+    /// These limits with [`max_decoded_bytes`](Self::max_decoded_bytes) set to `n`.
+    pub const fn with_max_decoded_bytes(mut self, n: usize) -> Self {
+        self.max_decoded_bytes = n;
+        self
+    }
+
+    /// These limits with [`allow_binary_plist`](Self::allow_binary_plist) set to `allow`.
+    pub const fn with_binary_plist(mut self, allow: bool) -> Self {
+        self.allow_binary_plist = allow;
+        self
+    }
+
+    /// These limits with [`ber`](Self::ber) replaced.
+    pub const fn with_ber(mut self, ber: BerLimits) -> Self {
+        self.ber = ber;
+        self
     }
 }

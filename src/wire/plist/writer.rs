@@ -1,0 +1,179 @@
+//! The Apple-style XML plist writer, [`encode_xml`]: iterative (any depth is
+//! safe), and it writes only what [`decode`](super::decode) reads back.
+
+use plist::Value;
+
+use super::PlistError;
+
+/// Serialise `value` as an Apple-style XML plist (XML declaration, Apple
+/// DOCTYPE, `<plist version="1.0">`, tab indentation, trailing newline).
+///
+/// Dictionary keys keep their order. C0 controls other than tab, LF, CR and
+/// U+0000 are written as character references, which
+/// [`decode`](super::decode) reads back (strict XML readers such as expat
+/// refuse them). U+0000 has no XML form at all, raw or as a reference, and
+/// every reader refuses it, [`decode`](super::decode) included: a string or key holding it is refused with
+/// [`PlistError::NulCharacter`] rather than written. The writer is
+/// iterative, so any depth of `value` is safe.
+pub fn encode_xml(value: &Value) -> Result<Vec<u8>, PlistError> {
+    enum Item<'a> {
+        Value(&'a Value),
+        Key(&'a str),
+        Close(&'static str),
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+          <plist version=\"1.0\">\n",
+    );
+    let mut stack: Vec<(Item<'_>, usize)> = vec![(Item::Value(value), 0)];
+    while let Some((item, depth)) = stack.pop() {
+        indent(&mut out, depth);
+        match item {
+            Item::Close(tag) => {
+                out.extend_from_slice(b"</");
+                out.extend_from_slice(tag.as_bytes());
+                out.extend_from_slice(b">\n");
+            }
+            Item::Key(k) => text_element(&mut out, "key", k)?,
+            Item::Value(v) => match v {
+                Value::Array(a) if a.is_empty() => out.extend_from_slice(b"<array/>\n"),
+                Value::Array(a) => {
+                    out.extend_from_slice(b"<array>\n");
+                    stack.push((Item::Close("array"), depth));
+                    for v in a.iter().rev() {
+                        stack.push((Item::Value(v), depth + 1));
+                    }
+                }
+                Value::Dictionary(d) if d.is_empty() => out.extend_from_slice(b"<dict/>\n"),
+                Value::Dictionary(d) => {
+                    out.extend_from_slice(b"<dict>\n");
+                    stack.push((Item::Close("dict"), depth));
+                    let entries: Vec<_> = d.iter().collect();
+                    for (k, v) in entries.into_iter().rev() {
+                        stack.push((Item::Value(v), depth + 1));
+                        stack.push((Item::Key(k), depth + 1));
+                    }
+                }
+                Value::Boolean(true) => out.extend_from_slice(b"<true/>\n"),
+                Value::Boolean(false) => out.extend_from_slice(b"<false/>\n"),
+                Value::Data(d) if d.is_empty() => out.extend_from_slice(b"<data></data>\n"),
+                Value::Data(d) => {
+                    out.extend_from_slice(b"<data>\n");
+                    let encoded = <base64ct::Base64 as base64ct::Encoding>::encode_string(d);
+                    for line in encoded.as_bytes().chunks(68) {
+                        indent(&mut out, depth);
+                        out.extend_from_slice(line);
+                        out.push(b'\n');
+                    }
+                    indent(&mut out, depth);
+                    out.extend_from_slice(b"</data>\n");
+                }
+                Value::Date(d) => text_element(&mut out, "date", &d.to_xml_format())?,
+                Value::Real(r) => text_element(&mut out, "real", &format_real(*r))?,
+                Value::Integer(i) => text_element(&mut out, "integer", &i.to_string())?,
+                Value::String(s) => text_element(&mut out, "string", s)?,
+                Value::Uid(u) => {
+                    out.extend_from_slice(b"<dict>\n");
+                    indent(&mut out, depth + 1);
+                    text_element(&mut out, "key", "CF$UID")?;
+                    indent(&mut out, depth + 1);
+                    text_element(&mut out, "integer", &u.get().to_string())?;
+                    stack.push((Item::Close("dict"), depth));
+                }
+                _ => out.extend_from_slice(b"<string></string>\n"),
+            },
+        }
+    }
+    out.extend_from_slice(b"</plist>\n");
+    Ok(out)
+}
+
+fn indent(out: &mut Vec<u8>, depth: usize) {
+    out.extend(std::iter::repeat_n(b'\t', depth));
+}
+
+fn format_real(r: f64) -> String {
+    if r.is_nan() {
+        "nan".to_owned()
+    } else if r.is_infinite() {
+        if r > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else {
+        format!("{r:?}")
+    }
+}
+
+fn text_element(out: &mut Vec<u8>, tag: &'static str, text: &str) -> Result<(), PlistError> {
+    if text.contains('\0') {
+        return Err(PlistError::NulCharacter { element: tag });
+    }
+    out.push(b'<');
+    out.extend_from_slice(tag.as_bytes());
+    out.push(b'>');
+    for c in text.chars() {
+        match c {
+            '&' => out.extend_from_slice(b"&amp;"),
+            '<' => out.extend_from_slice(b"&lt;"),
+            '>' => out.extend_from_slice(b"&gt;"),
+            '\t' | '\n' | '\r' => out.push(c as u8),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("&#x{:X};", c as u32).as_bytes());
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(tag.as_bytes());
+    out.extend_from_slice(b">\n");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Limits;
+    use crate::wire::plist::decode;
+
+    /// Whatever the writer emits, the reader reads back as the same value;
+    /// what no reader accepts (U+0000) the writer refuses with a typed error.
+    #[test]
+    fn the_writer_emits_only_what_the_reader_reads_back() {
+        for c in (0u32..0x20).chain([0x7F, 0xFFFD]) {
+            let c = char::from_u32(c).unwrap();
+            for (key, string) in [
+                (format!("k{c}"), "s".to_owned()),
+                ("k".into(), format!("a{c}b")),
+            ] {
+                let mut d = plist::Dictionary::new();
+                d.insert(key.clone(), Value::String(string.clone()));
+                let value = Value::Dictionary(d);
+                match encode_xml(&value) {
+                    Ok(xml) => assert_eq!(
+                        decode(&xml, &Limits::default()),
+                        Ok(value),
+                        "U+{:04X}",
+                        c as u32
+                    ),
+                    Err(e) => {
+                        assert_eq!(c, '\0');
+                        let element = if key.contains('\0') { "key" } else { "string" };
+                        assert_eq!(e, PlistError::NulCharacter { element });
+                    }
+                }
+            }
+        }
+        assert!(encode_xml(&Value::String("\0".into())).is_err());
+    }
+
+    #[test]
+    fn real_formatting_round_trips() {
+        for r in [1.0, 1.5, -0.25, 1e300, 5e-324] {
+            let back = decode(&encode_xml(&Value::Real(r)).unwrap(), &Limits::default()).unwrap();
+            assert_eq!(back.as_real(), Some(r));
+        }
+    }
+}
