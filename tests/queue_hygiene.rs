@@ -228,6 +228,20 @@ fn a_delivery_holds_its_command_for_the_lease<S: Store>(store: S) {
     assert_eq!(idle(now).as_deref(), Some("a"));
     assert_eq!(idle(now).as_deref(), Some("b"), "the held command again");
     assert_eq!(idle(now + Duration::from_secs(29)), None, "both held");
+    let key = QueueKey {
+        tenant: tenant.clone(),
+        channel: dev.channel(),
+    };
+    let due = engine
+        .store()
+        .push_state(&key)
+        .unwrap()
+        .and_then(|p| p.next_due);
+    assert_eq!(
+        due,
+        Some(now + Duration::from_secs(29 + 30)),
+        "a connection that found every command held wakes the device when the lease ends"
+    );
     assert_eq!(
         idle(now + Duration::from_secs(30)).as_deref(),
         Some("a"),

@@ -545,14 +545,23 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 },
             });
         }
-        if let Some(lost) = ctx.unclaimed.take()
-            && let Some(next) = self.claim_next(&key, &lost, now)?
-        {
-            ctx.deliver = Some(next);
-            ctx.lost_delivery = false;
+        // Held: every command this connection could get is held by another
+        // delivery; wake the device again when the lease runs out, in case
+        // that delivery's response never arrived.
+        let mut held = false;
+        if let Some(lost) = ctx.unclaimed.take() {
+            match self.claim_next(&key, &lost, now)? {
+                Some(next) => {
+                    ctx.deliver = Some(next);
+                    ctx.lost_delivery = false;
+                }
+                None => held = !ctx.lost_delivery,
+            }
         }
         let next_due = if ctx.deferred {
             self.config.repush.after_not_now(now)
+        } else if held {
+            now.checked_add(self.config.queue.delivery_lease)
         } else {
             None
         };
