@@ -66,10 +66,7 @@ fn round_trip<S: Store>(c: &mut Criterion, name: &str, store: S, config: EngineC
 
 fn bench(c: &mut Criterion) {
     let keep_all = EngineConfig {
-        queue: QueuePolicy {
-            retention: Retention::KeepAll,
-            ..QueuePolicy::default()
-        },
+        queue: QueuePolicy::default().with_retention(Retention::KeepAll),
         ..EngineConfig::default()
     };
     round_trip(

@@ -979,10 +979,13 @@ fn step13_error_is_not_ignored() {
 #[test]
 fn step13_not_now_loop_exhausts_retry_budget() {
     let config = EngineConfig {
-        queue: QueuePolicy {
-            retry_budget: 2,
-            retention: Retention::KeepAll,
-        },
+        // The device below leaves the command handed after each NotNow
+        // unanswered and starts over; without a delivery lease it is offered
+        // again at once (the lease itself: tests/queue_hygiene.rs).
+        queue: QueuePolicy::default()
+            .with_retry_budget(2)
+            .with_retention(Retention::KeepAll)
+            .with_delivery_lease(std::time::Duration::ZERO),
         ..EngineConfig::default()
     };
     let mut fx = fixture_with(Policy::default(), config);

@@ -9,7 +9,7 @@
 mod server_support;
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use mdm_enroll::http::media_type;
 use mdm_enroll::testing::{SimulatedDevice, TestDeviceCa, Transport};
@@ -35,6 +35,8 @@ fn start() -> (tempfile::TempDir, TestDeviceCa, PathBuf, Server) {
             "root:adminpw",
             "--device-ca",
             ca_pem.to_str().expect("utf-8 path"),
+            "--delivery-lease",
+            "1s",
         ],
     );
     (dir, ca, data, server)
@@ -254,6 +256,9 @@ fn cancel_before_delivery_only() {
     assert!(r.text().contains("delivered"), "{}", r.text());
     assert_eq!(get_device(&server, &udid)["queue"][0]["delivered"], true);
 
+    // The device never answered: the delivery holds the command for the
+    // lease (1 s here), then a new connection is handed it again.
+    std::thread::sleep(Duration::from_millis(1100));
     let mut t = HttpTransport::new(server.addr);
     let answered = device.run_commands(&mut t).expect("connect");
     assert_eq!(

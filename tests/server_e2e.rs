@@ -315,7 +315,11 @@ fn shared_keys_device(
 fn kill_9_during_a_burst_of_reports_loses_and_doubles_nothing() {
     const DEVICES: usize = 12;
     let (_dir, ca, ca_pem, data) = fixture();
-    let args = args(&ca_pem);
+    let mut args = args(&ca_pem);
+    // A command whose response died with the server is held for the
+    // delivery lease, then handed out again.
+    let lease = Duration::from_secs(1);
+    args.extend(["--delivery-lease".to_owned(), "1s".to_owned()]);
     let mut server = start(&data, "127.0.0.1:0", &args);
     let listen = server.addr.to_string();
     // Keys are shared between the simulated devices (each still gets its
@@ -411,8 +415,9 @@ fn kill_9_during_a_burst_of_reports_loses_and_doubles_nothing() {
         }
     }
 
-    // Restart; every device reconnects and finishes.
+    // Restart; once the lease is over every device reconnects and finishes.
     let server = start(&data, &listen, &args);
+    std::thread::sleep(lease + Duration::from_millis(100));
     let mut t = HttpTransport::new(server.addr);
     for device in &mut devices {
         device.run_commands(&mut t).expect("resume after the crash");

@@ -92,6 +92,7 @@ delegate! {
         fn defer_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<u32, StoreError>;
         fn finish_command(&self, k: &QueueKey, r: &CommandResult) -> Result<(), StoreError>;
         fn mark_delivered(&self, k: &QueueKey, u: &CommandUuid, a: SystemTime) -> Result<(), StoreError>;
+        fn claim_delivery(&self, k: &QueueKey, u: &CommandUuid, a: SystemTime, l: Duration) -> Result<Claim, StoreError>;
         fn cancel_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<Cancellation, StoreError>;
         fn clear_queue(&self, k: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
         fn results(&self, k: &QueueKey) -> Result<Vec<CommandResult>, StoreError>;

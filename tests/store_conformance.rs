@@ -12,7 +12,7 @@ use mdm_enroll::store::*;
 fn memory_store_conforms() {
     let report = conformance::run(MemoryStore::new);
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 28);
+    assert_eq!(report.passed.len(), 30);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,6 +35,9 @@ enum Flaw {
     CancelIgnoresDelivery,
     RacyCancel,
     TokenUpdateKeepsInvalid,
+    /// A delivery claim that checks "not delivered" and then marks it, as
+    /// two statements: racing connections are all handed the command.
+    ClaimUnlocked,
     /// A step's writes are applied one by one, each committed alone: a
     /// failing write leaves the ones before it.
     StepOneByOne,
@@ -262,6 +265,27 @@ impl QueueStore for Broken {
     ) -> Result<(), StoreError> {
         self.inner.mark_delivered(k, u, at)
     }
+    fn claim_delivery(
+        &self,
+        k: &QueueKey,
+        u: &CommandUuid,
+        at: SystemTime,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        if self.flaw != Flaw::ClaimUnlocked {
+            return self.inner.claim_delivery(k, u, at, lease);
+        }
+        let Some(command) = self.inner.pending(k)?.into_iter().find(|c| c.uuid == *u) else {
+            return Ok(Claim::Gone);
+        };
+        if command.delivered_at.is_some() {
+            return Ok(Claim::Held);
+        }
+        pause();
+        // Marks it without checking again.
+        self.inner.mark_delivered(k, u, at)?;
+        Ok(Claim::Claimed)
+    }
     fn cancel_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<Cancellation, StoreError> {
         match self.flaw {
             Flaw::CancelIgnoresDelivery | Flaw::RacyCancel => {
@@ -418,6 +442,7 @@ fn kit_catches_each_flaw() {
         (Flaw::CancelIgnoresDelivery, "queue_deliver_and_cancel"),
         (Flaw::RacyCancel, "queue_cancel_deliver_race"),
         (Flaw::TokenUpdateKeepsInvalid, "push_state_bookkeeping"),
+        (Flaw::ClaimUnlocked, "queue_claim_race"),
         (Flaw::StepOneByOne, "step_all_or_nothing"),
         (Flaw::StepOneByOne, "step_race"),
     ];

@@ -15,7 +15,7 @@ use mdm_enroll::store::*;
 fn in_memory_sqlite_store_conforms() {
     let report = conformance::run(|| SqliteStore::open_in_memory().expect("open"));
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 28);
+    assert_eq!(report.passed.len(), 30);
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn file_sqlite_store_conforms() {
         SqliteStore::open(path).expect("open")
     });
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 28);
+    assert_eq!(report.passed.len(), 30);
 }
 
 /// Several connections (as several server processes would have) to one file;
@@ -157,6 +157,15 @@ impl QueueStore for Connections {
     ) -> Result<(), StoreError> {
         self.pick().mark_delivered(k, u, at)
     }
+    fn claim_delivery(
+        &self,
+        k: &QueueKey,
+        u: &CommandUuid,
+        at: SystemTime,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.pick().claim_delivery(k, u, at, lease)
+    }
     fn cancel_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<Cancellation, StoreError> {
         self.pick().cancel_command(k, u)
     }
@@ -245,7 +254,7 @@ fn sqlite_store_conforms_across_connections() {
         }
     });
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 28);
+    assert_eq!(report.passed.len(), 30);
 }
 
 #[test]
@@ -335,7 +344,10 @@ fn pre_migration_database_is_upgraded_in_place() {
         store
             .execute_batch(
                 "ALTER TABLE commands DROP COLUMN delivered;
+                 ALTER TABLE commands DROP COLUMN claimed;
                  DROP TABLE push_state;
+                 INSERT INTO commands (qkey, uuid, state, not_now, value)
+                     VALUES (x'00', 'C-FINISHED-BEFORE', 1, 0, x'00');
                  PRAGMA user_version = 0;",
             )
             .expect("downgrade");
@@ -346,6 +358,11 @@ fn pre_migration_database_is_upgraded_in_place() {
     }
     let store = SqliteStore::open(&path).expect("reopen");
     assert_eq!(store.pending(&key).expect("pending"), vec![command.clone()]);
+    assert_eq!(
+        store.queue_rows().expect("rows").commands,
+        1,
+        "the finished command's row was not dropped by the migration"
+    );
     store
         .mark_delivered(&key, &command.uuid, now)
         .expect("mark delivered");

@@ -128,6 +128,7 @@ fn status_name(o: &CommandOutcome) -> &'static str {
         CommandOutcome::CommandFormatError => "CommandFormatError",
         CommandOutcome::Undecodable(_) => "Undecodable",
         CommandOutcome::RetryBudgetExhausted => "NotNow",
+        CommandOutcome::Expired => "Expired",
     }
 }
 

@@ -12,6 +12,7 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--client-cert-header NAME] [--tenant ID]
               [--push-cert PEM --push-key PEM | --push-p12 FILE]
               [--apns-url URL] [--apns-ca PEM]...
+              [--keep-results N] [--command-expiry DURATION] [--delivery-lease DURATION]
        server hash-password    (reads a password on stdin, prints its argon2id PHC string)
 
 Secrets never go on the command line in production (ps and shell history show it):
@@ -60,6 +61,14 @@ For tests and demos (warned about on stderr):
   --apns-url URL                APNs gateway (default https://api.push.apple.com)
   --apns-ca PEM                 extra trust anchor for --apns-url: a local stand-in or a proxy
                                 (repeatable)
+  --keep-results N              command results kept per device channel (default 1000; 0 keeps
+                                none: a result is deleted when the device answers)
+  --command-expiry DURATION     drop commands still queued after DURATION (e.g. 90s, 30m, 7d),
+                                recorded as Expired (default: never)
+  --delivery-lease DURATION     how long a command handed to one connection is not handed to
+                                another (a device connecting to two replicas at once); after it
+                                a device that lost the response gets the command again
+                                (default 60s)
 ";
 
 /// Apple's production APNs gateway, the default `--apns-url`.
@@ -106,6 +115,12 @@ pub struct Config {
     pub push_p12: Option<PathBuf>,
     pub apns_url: String,
     pub apns_cas: Vec<PathBuf>,
+    /// `--keep-results`.
+    pub keep_results: Option<usize>,
+    /// `--command-expiry`.
+    pub command_expiry: Option<std::time::Duration>,
+    /// `--delivery-lease`.
+    pub delivery_lease: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -133,6 +148,9 @@ impl Default for Config {
             push_p12: None,
             apns_url: DEFAULT_APNS_URL.into(),
             apns_cas: Vec::new(),
+            keep_results: None,
+            command_expiry: None,
+            delivery_lease: None,
         }
     }
 }
@@ -168,6 +186,27 @@ impl Config {
 }
 
 /// Errors never repeat the value: it holds a password.
+/// `90s`, `30m`, `12h`, `7d` (or plain seconds), above zero.
+fn parse_duration(flag: &str, v: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{flag} {v:?}: expected a duration such as 90s, 30m, 12h or 7d");
+    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(scale) {
+        Some(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(bad()),
+    }
+}
+
 fn parse_user(s: &str) -> Result<UserSpec, String> {
     let (name, rest) = s
         .split_once(':')
@@ -362,6 +401,21 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                 config.apns_url = v;
             }
             "--apns-ca" => config.apns_cas.push(PathBuf::from(value("--apns-ca")?)),
+            "--keep-results" => {
+                let v = value("--keep-results")?;
+                config.keep_results = Some(
+                    v.parse()
+                        .map_err(|_| format!("--keep-results {v:?}: expected a count"))?,
+                );
+            }
+            "--command-expiry" => {
+                let v = value("--command-expiry")?;
+                config.command_expiry = Some(parse_duration("--command-expiry", &v)?);
+            }
+            "--delivery-lease" => {
+                let v = value("--delivery-lease")?;
+                config.delivery_lease = Some(parse_duration("--delivery-lease", &v)?);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -496,6 +550,27 @@ mod tests {
     }
 
     #[test]
+    fn queue_flags_parse() {
+        let c = run(&[
+            "--keep-results",
+            "0",
+            "--command-expiry",
+            "7d",
+            "--delivery-lease=90",
+        ])
+        .unwrap();
+        assert_eq!(c.keep_results, Some(0));
+        assert_eq!(
+            c.command_expiry,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(c.delivery_lease, Some(std::time::Duration::from_secs(90)));
+        let c = run(&["--command-expiry", "30m"]).unwrap();
+        assert_eq!(c.command_expiry, Some(std::time::Duration::from_secs(1800)));
+        assert_eq!(run(&[]).unwrap().keep_results, None);
+    }
+
+    #[test]
     fn bad_flags_are_errors() {
         for args in [
             &["--listen", "nope"][..],
@@ -515,6 +590,10 @@ mod tests {
             &["--apns-url", "http://api.push.apple.com"],
             &["--apns-url", "https://"],
             &["--apns-url", "https://host/3/device"],
+            &["--keep-results", "-1"],
+            &["--command-expiry", "0s"],
+            &["--command-expiry", "5 minutes"],
+            &["--delivery-lease", "1w"],
         ] {
             assert!(run(args).is_err(), "{args:?} accepted");
         }

@@ -27,7 +27,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{any, get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use mdm_enroll::activation::{Policy, Secret, TenantId, UserAccount};
+use mdm_enroll::activation::{Policy, QueuePolicy, Retention, Secret, TenantId, UserAccount};
 use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, IdentityOptions, TrustAnchors};
 use mdm_enroll::crypto::{CryptoError, KeyUnwrapper};
 use mdm_enroll::http::{Method, Request, Response};
@@ -386,6 +386,26 @@ type ApnsWorker = (
     tokio::sync::mpsc::Receiver<push::Job>,
 );
 
+/// The engine tuning the queue flags ask for.
+fn engine_config(config: &cli::Config) -> EngineConfig {
+    let defaults = QueuePolicy::default();
+    let mut queue = defaults.with_expiry(config.command_expiry);
+    if let Some(n) = config.keep_results {
+        queue = queue.with_retention(if n == 0 {
+            Retention::DeleteOnFinish
+        } else {
+            Retention::KeepLast(n)
+        });
+    }
+    if let Some(lease) = config.delivery_lease {
+        queue = queue.with_delivery_lease(lease);
+    }
+    EngineConfig {
+        queue,
+        ..EngineConfig::default()
+    }
+}
+
 fn build_app(
     config: &cli::Config,
     base_url: String,
@@ -447,7 +467,7 @@ fn build_app(
     for (name, password, _) in &specs {
         users.add(&tenant, name, password)?;
     }
-    let engine = Engine::new(store, users, sender, EngineConfig::default());
+    let engine = Engine::new(store, users, sender, engine_config(config));
     for (name, _, domain) in &specs {
         engine.provision_user(&UserAccount {
             tenant: tenant.clone(),

@@ -12,7 +12,7 @@ use mdm_enroll::store::postgres::PostgresStore;
 use mdm_enroll::store::sqlite::SqliteStore;
 use mdm_enroll::store::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
-    ChallengeRecord, ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore,
+    ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueStore,
     StepFailed, StepStore, StoreError, UserStore, Versioned, Write,
 };
 
@@ -95,6 +95,7 @@ delegate! {
         fn defer_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<u32, StoreError>;
         fn finish_command(&self, k: &QueueKey, r: &CommandResult) -> Result<(), StoreError>;
         fn mark_delivered(&self, k: &QueueKey, u: &CommandUuid, a: SystemTime) -> Result<(), StoreError>;
+        fn claim_delivery(&self, k: &QueueKey, u: &CommandUuid, a: SystemTime, l: std::time::Duration) -> Result<Claim, StoreError>;
         fn cancel_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<Cancellation, StoreError>;
         fn clear_queue(&self, k: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
         fn connection(&self, k: &QueueKey) -> Result<Connection, StoreError>;

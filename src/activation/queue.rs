@@ -11,7 +11,7 @@
 //!   connection and is recorded as [`CommandOutcome::Undecodable`];
 //! - results are kept per [`Retention`].
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,8 @@ pub enum CommandOutcome {
     Undecodable(String),
     /// Too many `NotNow`s.
     RetryBudgetExhausted,
+    /// Queued longer than [`QueuePolicy::expiry`]: dropped, never delivered.
+    Expired,
 }
 
 impl CommandOutcome {
@@ -106,14 +108,33 @@ impl Retention {
     }
 }
 
-/// Queue tuning.
+/// Queue tuning: the `NotNow` retry budget, result retention, the delivery
+/// lease and command expiry. Start from [`QueuePolicy::default`] and adjust
+/// with the `with_*` methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct QueuePolicy {
     /// `NotNow`s a command may receive before it is finished as
     /// [`CommandOutcome::RetryBudgetExhausted`].
     pub retry_budget: u32,
     /// Result retention.
     pub retention: Retention,
+    /// How long a delivery holds a command
+    /// ([`QueueStore::claim_delivery`](crate::store::QueueStore::claim_delivery)):
+    /// another connection of the device (on another replica) is not handed
+    /// it meanwhile; after it, a device that lost the response gets the
+    /// command again on its next connection (default 60 s; `Duration::ZERO`
+    /// holds nothing: every connection that picks a command is handed it).
+    #[serde(default = "default_lease")]
+    pub delivery_lease: Duration,
+    /// Commands queued longer than this are dropped undelivered, finished
+    /// as [`CommandOutcome::Expired`] (default `None`: never).
+    #[serde(default)]
+    pub expiry: Option<Duration>,
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl Default for QueuePolicy {
@@ -121,7 +142,42 @@ impl Default for QueuePolicy {
         Self {
             retry_budget: 20,
             retention: Retention::KeepLast(1000),
+            delivery_lease: default_lease(),
+            expiry: None,
         }
+    }
+}
+
+impl QueuePolicy {
+    /// This policy with `budget` `NotNow`s per command.
+    pub fn with_retry_budget(mut self, budget: u32) -> Self {
+        self.retry_budget = budget;
+        self
+    }
+
+    /// This policy keeping results per `retention`.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// This policy with deliveries holding a command for `lease`.
+    pub fn with_delivery_lease(mut self, lease: Duration) -> Self {
+        self.delivery_lease = lease;
+        self
+    }
+
+    /// This policy dropping commands queued longer than `expiry` (`None`: never).
+    pub fn with_expiry(mut self, expiry: Option<Duration>) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Whether `command` has expired at `now`.
+    pub fn expired(&self, command: &QueuedCommand, now: SystemTime) -> bool {
+        self.expiry
+            .and_then(|e| command.queued_at.checked_add(e))
+            .is_some_and(|deadline| deadline <= now)
     }
 }
 

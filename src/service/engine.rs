@@ -11,8 +11,8 @@ use crate::activation::{
     ReportEvent, Secret, TenantId, UserAccount, VerifiedAttributes,
 };
 use crate::store::{
-    Applied, Binding, ChallengeRecord, Directory, IssuedCertificate, PushSender, Store, StoreError,
-    Versioned, Write,
+    Applied, Binding, ChallengeRecord, Claim, Directory, IssuedCertificate, PushSender, Store,
+    StoreError, Versioned, Write,
 };
 
 use super::{Event, EventKind, Outcome, ServiceError};
@@ -158,6 +158,9 @@ struct Ctx<'a> {
     deliver: Option<QueuedCommand>,
     deferred: bool,
     lost_delivery: bool,
+    /// The command this step chose but could not claim (a racing
+    /// connection holds it, or it is gone).
+    unclaimed: Option<CommandUuid>,
     /// A `TokenUpdate` whose push-state reset is still to be written.
     token_update: bool,
     /// The activation that owned the device before this `Authenticate`.
@@ -177,6 +180,7 @@ impl<'a> Ctx<'a> {
             deliver: None,
             deferred: false,
             lost_delivery: false,
+            unclaimed: None,
             token_update: false,
             previous: None,
         }
@@ -472,6 +476,30 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         };
         let mut ctx = Ctx::new(tenant, now);
         ctx.pending = self.store.pending(&key)?;
+        // Commands queued past the policy's expiry are dropped in this step,
+        // never delivered (the initial configuration never expires: the
+        // activation waits for its outcomes).
+        let policy = self.config.queue;
+        let (expired, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut ctx.pending)
+            .into_iter()
+            .partition(|c| c.activation.is_none() && policy.expired(c, now));
+        ctx.pending = pending;
+        let mut extra = Vec::new();
+        for c in &expired {
+            extra.push(Write::FinishCommand(
+                key.clone(),
+                CommandResult {
+                    uuid: c.uuid.clone(),
+                    request_type: c.request_type.clone(),
+                    outcome: CommandOutcome::Expired,
+                    body: Vec::new(),
+                    at: now,
+                },
+            ));
+        }
+        if let (false, Some(keep)) = (expired.is_empty(), policy.retention.keep()) {
+            extra.push(Write::PruneResults(key.clone(), keep));
+        }
         ctx.report_body = match &event.report {
             Report::Status { body, .. } => body.clone(),
             Report::Undecodable { .. } => Vec::new(),
@@ -506,9 +534,34 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             policy: self.config.queue,
             connection: self.store.connection(&key)?,
         };
-        let state = self.run(current, input, &mut ctx)?;
+        let id = current.value.id.clone();
+        let state = self.run_with(current, input, &mut ctx, extra)?;
+        for c in expired {
+            ctx.events.push(Event {
+                activation: id.clone(),
+                kind: EventKind::CommandFinished {
+                    uuid: c.uuid,
+                    outcome: CommandOutcome::Expired,
+                },
+            });
+        }
+        // Held: every command this connection could get is held by another
+        // delivery; wake the device again when the lease runs out, in case
+        // that delivery's response never arrived.
+        let mut held = false;
+        if let Some(lost) = ctx.unclaimed.take() {
+            match self.claim_next(&key, &lost, now)? {
+                Some(next) => {
+                    ctx.deliver = Some(next);
+                    ctx.lost_delivery = false;
+                }
+                None => held = !ctx.lost_delivery,
+            }
+        }
         let next_due = if ctx.deferred {
             self.config.repush.after_not_now(now)
+        } else if held {
+            now.checked_add(self.config.queue.delivery_lease)
         } else {
             None
         };
@@ -524,6 +577,34 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             value: ctx.deliver.take(),
             events: ctx.events,
         })
+    }
+
+    /// This connection's chosen command went to a racing connection (or
+    /// away): hand it the next queued command no delivery holds and that
+    /// the connection has not deferred, if any (a bounded number of tries).
+    fn claim_next(
+        &self,
+        key: &QueueKey,
+        lost: &CommandUuid,
+        now: SystemTime,
+    ) -> Result<Option<QueuedCommand>, ServiceError> {
+        const TRIES: usize = 16;
+        let mut connection = self.store.connection(key)?;
+        let candidates = self
+            .store
+            .pending(key)?
+            .into_iter()
+            .filter(|c| c.uuid != *lost && !connection.skip.contains(&c.uuid))
+            .take(TRIES);
+        for command in candidates {
+            let lease = self.config.queue.delivery_lease;
+            if self.store.claim_delivery(key, &command.uuid, now, lease)? == Claim::Claimed {
+                connection.last_sent = Some(command.uuid.clone());
+                self.store.set_connection(key, &connection)?;
+                return Ok(Some(command));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) fn load(
@@ -683,6 +764,16 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         };
         for (write, applied) in writes.iter().zip(applied) {
             match (write, applied) {
+                (Write::ClaimDelivery { uuid, .. }, Applied::Claim(Claim::Claimed)) => {
+                    ctx.deliver = ctx.pending.iter().find(|c| c.uuid == *uuid).cloned();
+                }
+                (Write::ClaimDelivery { uuid, .. }, Applied::Claim(claim)) => {
+                    // Held by a racing connection, or cancelled/finished
+                    // meanwhile: not sent on this one.
+                    ctx.deliver = None;
+                    ctx.unclaimed = Some(uuid.clone());
+                    ctx.lost_delivery = claim == Claim::Gone;
+                }
                 (Write::MarkDelivered(_, uuid, _), Applied::Delivered(true)) => {
                     ctx.deliver = ctx.pending.iter().find(|c| c.uuid == *uuid).cloned();
                 }
@@ -834,11 +925,15 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 }
             }
             Output::Defer(uuid) => Write::DeferCommand(self.queue_key(ctx)?, uuid.clone()),
-            // The atomic gate against a racing cancel: only a command still
-            // queued is sent, and once marked it cannot be cancelled.
-            Output::Deliver(uuid) => {
-                Write::MarkDelivered(self.queue_key(ctx)?, uuid.clone(), ctx.now)
-            }
+            // The atomic gate against a racing cancel and a racing
+            // connection: only a command still queued and held by no other
+            // delivery is sent, and once claimed it cannot be cancelled.
+            Output::Deliver(uuid) => Write::ClaimDelivery {
+                key: self.queue_key(ctx)?,
+                uuid: uuid.clone(),
+                at: ctx.now,
+                lease: self.config.queue.delivery_lease,
+            },
         };
         writes.push(write);
         Ok(())

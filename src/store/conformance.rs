@@ -15,7 +15,7 @@ use std::sync::Barrier;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Applied, Binding, Cancellation, ChallengeRecord, IssuedCertificate, StepFailed, Store,
+    Applied, Binding, Cancellation, ChallengeRecord, Claim, IssuedCertificate, StepFailed, Store,
     StoreError, Write,
 };
 use crate::activation::{
@@ -84,6 +84,8 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("device_index_listing", device_index_listing),
         ("queue_deliver_and_cancel", queue_deliver_and_cancel),
         ("queue_cancel_deliver_race", queue_cancel_deliver_race),
+        ("queue_claim_lease", queue_claim_lease),
+        ("queue_claim_race", queue_claim_race),
         ("push_state_bookkeeping", push_state_bookkeeping),
         ("push_state_isolated", push_state_isolated),
         ("step_all_or_nothing", step_all_or_nothing),
@@ -900,6 +902,119 @@ fn queue_cancel_deliver_race<S: Store>(s: &S) -> Result<(), String> {
             (cancelled == 1 && delivered == 0) || (cancelled == 0 && delivered > 0),
             "round {round}: {cancelled} cancels and {delivered} deliveries both won"
         );
+    }
+    Ok(())
+}
+
+/// The delivery lease the claim checks use.
+const LEASE: Duration = Duration::from_secs(60);
+
+fn queue_claim_lease<S: Store>(s: &S) -> Result<(), String> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let k = qkey(&a, "udid", None);
+    for n in 0..2 {
+        s.enqueue(&k, &command(n)).map_err(e("enqueue"))?;
+    }
+    let u = command(0).uuid;
+    let claim = |at: SystemTime| s.claim_delivery(&k, &u, at, LEASE).map_err(e("claim"));
+    let secs = |n: u64| t0() + Duration::from_secs(n);
+    ensure!(claim(t0())? == Claim::Claimed, "first claim refused");
+    ensure!(
+        claim(secs(59))? == Claim::Held,
+        "claimed again within the lease"
+    );
+    let other = qkey(&b, "udid", None);
+    ensure!(
+        s.claim_delivery(&other, &u, secs(1), LEASE) == Ok(Claim::Gone),
+        "claimed across tenants"
+    );
+    ensure!(
+        s.claim_delivery(&k, &command(1).uuid, secs(1), LEASE) == Ok(Claim::Claimed),
+        "a claim held another command"
+    );
+    ensure!(
+        claim(secs(60))? == Claim::Claimed,
+        "not claimable once the lease ran out"
+    );
+    ensure!(claim(secs(61))? == Claim::Held, "the renewed claim holds");
+    let delivered = s
+        .pending(&k)
+        .map_err(e("pending"))?
+        .first()
+        .and_then(|c| c.delivered_at);
+    ensure!(
+        delivered == Some(t0()),
+        "a claim marks the first delivery: {delivered:?}"
+    );
+    ensure!(
+        s.cancel_command(&k, &u) == Ok(Cancellation::AlreadyDelivered),
+        "a claimed command was cancelled"
+    );
+    s.defer_command(&k, &u).map_err(e("defer"))?;
+    ensure!(
+        claim(secs(62))? == Claim::Claimed,
+        "a NotNow did not release the claim"
+    );
+    s.finish_command(&k, &result(0)).map_err(e("finish"))?;
+    ensure!(
+        claim(secs(200))? == Claim::Gone,
+        "a finished command claimed"
+    );
+    let step = s
+        .apply(&[Write::ClaimDelivery {
+            key: k.clone(),
+            uuid: command(1).uuid,
+            at: secs(2),
+            lease: LEASE,
+        }])
+        .map_err(e("step"))?;
+    ensure!(
+        step == vec![Applied::Claim(Claim::Held)],
+        "a step claimed a held command: {step:?}"
+    );
+    Ok(())
+}
+
+fn queue_claim_race<S: Store>(s: &S) -> Result<(), String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let k = qkey(&tenant("a"), "udid", None);
+    for round in 0..10 {
+        let c = command(round);
+        s.enqueue(&k, &c).map_err(e("enqueue"))?;
+        let claimed = AtomicUsize::new(0);
+        let outcomes = race(s, |s, i| {
+            // Half the racers claim alone, half inside a step.
+            let claim = if i % 2 == 0 {
+                s.claim_delivery(&k, &c.uuid, t0(), LEASE)
+            } else {
+                let write = Write::ClaimDelivery {
+                    key: k.clone(),
+                    uuid: c.uuid.clone(),
+                    at: t0(),
+                    lease: LEASE,
+                };
+                match s.apply(&[write]).map_err(|f| f.error)?.first() {
+                    Some(Applied::Claim(claim)) => Ok(*claim),
+                    other => Err(StoreError::Backend(format!("step answered {other:?}"))),
+                }
+            };
+            if claim == Ok(Claim::Claimed) {
+                claimed.fetch_add(1, Ordering::SeqCst);
+            }
+            claim
+        });
+        for (i, outcome) in outcomes.iter().enumerate() {
+            ensure!(
+                matches!(outcome, Ok(Claim::Claimed | Claim::Held)),
+                "round {round}: racer {i} got {outcome:?}"
+            );
+        }
+        let claimed = claimed.into_inner();
+        ensure!(
+            claimed == 1,
+            "round {round}: {claimed} of {RACERS} racers were handed the command"
+        );
+        s.finish_command(&k, &result(round)).map_err(e("finish"))?;
     }
     Ok(())
 }

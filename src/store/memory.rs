@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
-    ChallengeRecord, ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore,
-    StepFailed, StepStore, StoreError, UserStore, Versioned, Write,
+    ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
+    QueueStore, StepFailed, StepStore, StoreError, UserStore, Versioned, Write, lease_start,
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
@@ -20,6 +20,8 @@ struct Queue {
     pending: Vec<QueuedCommand>,
     results: Vec<CommandResult>,
     seen: HashSet<CommandUuid>,
+    /// Delivery claims: when each held command was last claimed.
+    claims: HashMap<CommandUuid, SystemTime>,
 }
 
 #[derive(Default)]
@@ -60,6 +62,18 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many command records and results the store holds ([`QueueRows`]).
+    pub fn queue_rows(&self) -> Result<QueueRows, StoreError> {
+        let queues = lock(&self.queues)?;
+        let mut rows = QueueRows::default();
+        for q in queues.values() {
+            let results = q.results.len();
+            rows.commands += q.seen.len().saturating_sub(results) as u64;
+            rows.results += results as u64;
+        }
+        Ok(rows)
     }
 
     /// A canonical dump of every record (sorted), for tests that assert a
@@ -272,7 +286,35 @@ fn queued<'a>(
 fn defer(queues: &mut Queues, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
     let cmd = queued(queues, key, uuid)?;
     cmd.not_now_count = cmd.not_now_count.saturating_add(1);
-    Ok(cmd.not_now_count)
+    let count = cmd.not_now_count;
+    if let Some(q) = queues.get_mut(key) {
+        q.claims.remove(uuid);
+    }
+    Ok(count)
+}
+
+fn claim_delivery(
+    queues: &mut Queues,
+    key: &QueueKey,
+    uuid: &CommandUuid,
+    at: SystemTime,
+    lease: Duration,
+) -> Claim {
+    let Some(q) = queues.get_mut(key) else {
+        return Claim::Gone;
+    };
+    let Some(cmd) = q.pending.iter_mut().find(|c| c.uuid == *uuid) else {
+        return Claim::Gone;
+    };
+    if q.claims
+        .get(uuid)
+        .is_some_and(|claimed| *claimed > lease_start(at, lease))
+    {
+        return Claim::Held;
+    }
+    cmd.delivered_at.get_or_insert(at);
+    q.claims.insert(uuid.clone(), at);
+    Claim::Claimed
 }
 
 fn finish(queues: &mut Queues, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError> {
@@ -283,6 +325,7 @@ fn finish(queues: &mut Queues, key: &QueueKey, result: &CommandResult) -> Result
         .position(|c| c.uuid == result.uuid)
         .ok_or(StoreError::NotFound)?;
     q.pending.remove(pos);
+    q.claims.remove(&result.uuid);
     q.results.push(result.clone());
     Ok(())
 }
@@ -302,6 +345,7 @@ fn clear(queues: &mut Queues, key: &QueueKey) -> Vec<CommandUuid> {
         .get_mut(key)
         .map(|q| {
             q.connection = Connection::default();
+            q.claims.clear();
             q.pending.drain(..).map(|c| c.uuid).collect()
         })
         .unwrap_or_default()
@@ -314,7 +358,10 @@ fn set_connection(queues: &mut Queues, key: &QueueKey, connection: &Connection) 
 fn prune(queues: &mut Queues, key: &QueueKey, keep: usize) {
     if let Some(q) = queues.get_mut(key) {
         let excess = q.results.len().saturating_sub(keep);
-        q.results.drain(..excess);
+        // A pruned result leaves nothing behind, its uuid included.
+        for r in q.results.drain(..excess) {
+            q.seen.remove(&r.uuid);
+        }
     }
 }
 
@@ -505,6 +552,22 @@ impl QueueStore for MemoryStore {
         at: SystemTime,
     ) -> Result<(), StoreError> {
         mark(&mut *lock(&self.queues)?, key, uuid, at)
+    }
+
+    fn claim_delivery(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+        at: SystemTime,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        Ok(claim_delivery(
+            &mut *lock(&self.queues)?,
+            key,
+            uuid,
+            at,
+            lease,
+        ))
     }
 
     fn cancel_command(
@@ -729,6 +792,15 @@ impl Locked<'_> {
             Write::MarkDelivered(key, uuid, at) => {
                 self.save_queue(key, undo);
                 Applied::Delivered(mark(&mut self.queues, key, uuid, *at).is_ok())
+            }
+            Write::ClaimDelivery {
+                key,
+                uuid,
+                at,
+                lease,
+            } => {
+                self.save_queue(key, undo);
+                Applied::Claim(claim_delivery(&mut self.queues, key, uuid, *at, *lease))
             }
             Write::ClearQueue(key) => {
                 self.save_queue(key, undo);

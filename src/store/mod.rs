@@ -20,7 +20,8 @@
 //! them (read from the primary, not a lagging replica):
 //! [`BindingStore::identity`] (a stale read lets a retired identity in),
 //! [`QueueStore::pending`] (a stale queue re-delivers finished commands, the
-//! double delivery peers see behind read replicas),
+//! double delivery peers see behind read replicas; two fresh readers racing
+//! for one command are settled by the atomic [`QueueStore::claim_delivery`]),
 //! [`CertificateStore::certificate_by_fingerprint`] (step 9 must see step 8's
 //! write) and [`ActivationStore::device_activation`]. Other reads may lag:
 //! a stale [`ActivationStore::activation`] only makes the versioned update
@@ -266,14 +267,19 @@ pub trait BindingStore: Send + Sync {
 
 /// Command queues and results, one queue per [`QueueKey`].
 pub trait QueueStore: Send + Sync {
-    /// Append a command; [`StoreError::AlreadyExists`] if its uuid is queued
-    /// or finished on this key.
+    /// Append a command; [`StoreError::AlreadyExists`] if its uuid is queued,
+    /// was cancelled or cleared, or finished with its result still kept on
+    /// this key (a finished command leaves nothing but its result, so the
+    /// queue tables stay the size of the work in flight).
     fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError>;
     /// **Fresh**: the queued commands, oldest first.
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError>;
-    /// **Atomic**: add one `NotNow` to a queued command; returns its new count.
+    /// **Atomic**: add one `NotNow` to a queued command and release its
+    /// delivery claim ([`Self::claim_delivery`]: the device answered, so the
+    /// next connection may be handed it again); returns its new count.
     fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError>;
-    /// **Atomic**: remove a queued command and record its result.
+    /// **Atomic**: remove a queued command (nothing of it stays but the
+    /// result) and record its result.
     /// [`StoreError::NotFound`] if it is not queued (already finished by a
     /// racing report, or never queued): a result is recorded at most once.
     fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError>;
@@ -287,6 +293,23 @@ pub trait QueueStore: Send + Sync {
         uuid: &CommandUuid,
         at: std::time::SystemTime,
     ) -> Result<(), StoreError>;
+    /// **Atomic**: claim a queued command for one response sent at `at`, so
+    /// that of two connections of one device (on two replicas, say) only one
+    /// is handed it. The command is claimable when no delivery holds it:
+    /// never claimed, claimed at or before `at - lease` (the device lost the
+    /// response; a later connection gets it again), or released by a
+    /// `NotNow` ([`Self::defer_command`]). A successful claim marks it
+    /// delivered as [`Self::mark_delivered`] does (the first delivery time
+    /// stays) and holds it until `at + lease`. Of any number of racing
+    /// claims exactly one gets [`Claim::Claimed`], the others
+    /// [`Claim::Held`]; [`Claim::Gone`] if it is not queued.
+    fn claim_delivery(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+        at: std::time::SystemTime,
+        lease: std::time::Duration,
+    ) -> Result<Claim, StoreError>;
     /// **Atomic**: remove a queued command that was never delivered, as if it
     /// had never been queued (its uuid stays taken on this key). Racing a
     /// [`Self::mark_delivered`], exactly one of the two wins.
@@ -322,6 +345,41 @@ pub trait CertificateStore: Send + Sync {
     /// The certificate with this serial.
     fn certificate_by_serial(&self, serial: &[u8])
     -> Result<Option<IssuedCertificate>, StoreError>;
+}
+
+/// How many command records and results a store holds, over every queue
+/// (`queue_rows` of [`MemoryStore`] and the SQL stores): with a
+/// [`Retention`](crate::activation::Retention) other than `KeepAll`, finished
+/// commands leave only their kept results, so `commands` stays the work in
+/// flight (queued commands, plus the uuids of cancelled and cleared ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueRows {
+    /// Command records: queued, cancelled or cleared.
+    pub commands: u64,
+    /// Stored results.
+    pub results: u64,
+}
+
+/// What [`QueueStore::claim_delivery`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// This caller holds the delivery: send the command.
+    Claimed,
+    /// Another delivery holds it (claimed within the lease): do not send it.
+    Held,
+    /// It is not queued (finished, cancelled, cleared or unknown): do not send it.
+    Gone,
+}
+
+/// The instant a claim made `lease` before `at` would have been made; a
+/// claim at or before it no longer holds the command.
+pub(crate) fn lease_start(
+    at: std::time::SystemTime,
+    lease: std::time::Duration,
+) -> std::time::SystemTime {
+    at.checked_sub(lease).unwrap_or(std::time::UNIX_EPOCH)
 }
 
 /// What [`QueueStore::cancel_command`] did.
@@ -524,6 +582,17 @@ pub enum Write {
     /// [`QueueStore::mark_delivered`], except that a command no longer
     /// queued is not an error ([`Applied::Delivered`]`(false)`: do not send it).
     MarkDelivered(QueueKey, CommandUuid, std::time::SystemTime),
+    /// [`QueueStore::claim_delivery`].
+    ClaimDelivery {
+        /// The queue.
+        key: QueueKey,
+        /// The command.
+        uuid: CommandUuid,
+        /// When the response is sent.
+        at: std::time::SystemTime,
+        /// How long the claim holds the command.
+        lease: std::time::Duration,
+    },
     /// [`QueueStore::clear_queue`].
     ClearQueue(QueueKey),
     /// [`QueueStore::set_connection`].
@@ -552,6 +621,8 @@ pub enum Applied {
     Delivered(bool),
     /// [`Write::ClearQueue`]: the dropped commands.
     Cleared(Vec<CommandUuid>),
+    /// [`Write::ClaimDelivery`]: whether this step holds the delivery.
+    Claim(Claim),
 }
 
 /// A step that was not applied: the store is as before it.
@@ -642,6 +713,12 @@ impl Write {
                 Err(StoreError::NotFound) => Applied::Delivered(false),
                 Err(e) => return Err(e),
             },
+            Write::ClaimDelivery {
+                key,
+                uuid,
+                at,
+                lease,
+            } => Applied::Claim(store.claim_delivery(key, uuid, *at, *lease)?),
             Write::ClearQueue(k) => Applied::Cleared(store.clear_queue(k)?),
             Write::SetConnection(k, c) => {
                 store.set_connection(k, c)?;
@@ -775,6 +852,7 @@ forward_store! {
         fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError>;
         fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError>;
         fn mark_delivered(&self, key: &QueueKey, uuid: &CommandUuid, at: std::time::SystemTime) -> Result<(), StoreError>;
+        fn claim_delivery(&self, key: &QueueKey, uuid: &CommandUuid, at: std::time::SystemTime, lease: std::time::Duration) -> Result<Claim, StoreError>;
         fn cancel_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<Cancellation, StoreError>;
         fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError>;
         fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError>;

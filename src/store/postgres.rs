@@ -28,8 +28,8 @@ use postgres::{Client, IsolationLevel, NoTls, Transaction};
 use super::codec::{backend, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
-    ChallengeRecord, ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore,
-    StepFailed, StepStore, StoreError, UserStore, Versioned, Write,
+    ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
+    QueueStore, StepFailed, StepStore, StoreError, UserStore, Versioned, Write, lease_start,
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
@@ -77,10 +77,14 @@ const MIGRATIONS: &[&str] = &[
          tenant TEXT NOT NULL, activation TEXT NOT NULL, step SMALLINT NOT NULL,
          at BIGINT NOT NULL, PRIMARY KEY (tenant, activation, step));
      CREATE INDEX activations_created ON activations (created DESC, id);",
+    // 2: delivery claims (one connection is handed a command); finished
+    // commands keep only their result (state 1 was "finished").
+    "ALTER TABLE commands ADD COLUMN claimed BIGINT;
+     DELETE FROM commands WHERE state = 1;",
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `pg_advisory_xact_lock` key serializing migrations across processes.
 const MIGRATION_LOCK: i64 = 0x6d64_6d5f_656e_726c;
@@ -89,7 +93,6 @@ const MIGRATION_LOCK: i64 = 0x6d64_6d5f_656e_726c;
 const RETRIES: u32 = 64;
 
 const PENDING: i16 = 0;
-const FINISHED: i16 = 1;
 const CLEARED: i16 = 2;
 const CANCELLED: i16 = 3;
 
@@ -243,6 +246,22 @@ impl PostgresStore {
                 Some((step, from_unix_millis(r.get(1))))
             })
             .collect())
+        })
+    }
+
+    /// How many command records and results the database holds ([`QueueRows`]).
+    pub fn queue_rows(&self) -> Result<QueueRows, StoreError> {
+        self.read(|c| {
+            let row = c
+                .query_one(
+                    "SELECT (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM results)",
+                    &[],
+                )
+                .map_err(pg)?;
+            Ok(QueueRows {
+                commands: count(row.get(0)),
+                results: count(row.get(1)),
+            })
         })
     }
 
@@ -577,6 +596,11 @@ fn retire_identity(tx: Tx<'_, '_>, fingerprint: &CertFingerprint, tenant: &Tenan
 }
 
 fn enqueue(tx: Tx<'_, '_>, key: &QueueKey, command: &QueuedCommand) -> R<()> {
+    // A finished command leaves only its result: its uuid stays taken
+    // while the result is kept.
+    if has_result(tx, &queue_key(key), &command.uuid)? {
+        return Err(StoreError::AlreadyExists.into());
+    }
     tx.execute(
         "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES ($1, $2, $3, $4, $5)",
         &[
@@ -591,10 +615,19 @@ fn enqueue(tx: Tx<'_, '_>, key: &QueueKey, command: &QueuedCommand) -> R<()> {
     Ok(())
 }
 
+fn has_result(tx: Tx<'_, '_>, qkey: &[u8], uuid: &CommandUuid) -> R<bool> {
+    Ok(tx
+        .query_opt(
+            "SELECT 1 FROM results WHERE qkey = $1 AND uuid = $2",
+            &[&qkey, &uuid.as_str()],
+        )?
+        .is_some())
+}
+
 fn defer_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<u32> {
     let row = tx
         .query_opt(
-            "UPDATE commands SET not_now = LEAST(not_now + 1, 4294967295)
+            "UPDATE commands SET not_now = LEAST(not_now + 1, 4294967295), claimed = NULL
              WHERE qkey = $1 AND uuid = $2 AND state = $3 RETURNING not_now",
             &[&queue_key(key), &uuid.as_str(), &PENDING],
         )?
@@ -604,9 +637,10 @@ fn defer_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<u32> {
 
 fn finish_command(tx: Tx<'_, '_>, key: &QueueKey, result: &CommandResult) -> R<()> {
     let qkey = queue_key(key);
+    // The command's row goes: its result is all that stays.
     let n = tx.execute(
-        "UPDATE commands SET state = $1 WHERE qkey = $2 AND uuid = $3 AND state = $4",
-        &[&FINISHED, &qkey, &result.uuid.as_str(), &PENDING],
+        "DELETE FROM commands WHERE qkey = $1 AND uuid = $2 AND state = $3",
+        &[&qkey, &result.uuid.as_str(), &PENDING],
     )?;
     if n == 0 {
         return Err(StoreError::NotFound.into());
@@ -631,6 +665,44 @@ fn mark_delivered(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid, at: System
     Ok(())
 }
 
+/// One conditional `UPDATE … RETURNING`: only a command no delivery holds
+/// is claimed; a racing claim on the same row waits for this one's commit,
+/// then fails serialization and is retried, seeing the claim.
+fn claim_delivery(
+    tx: Tx<'_, '_>,
+    key: &QueueKey,
+    uuid: &CommandUuid,
+    at: SystemTime,
+    lease: Duration,
+) -> R<Claim> {
+    let qkey = queue_key(key);
+    let claimed = tx.query_opt(
+        "UPDATE commands SET delivered = COALESCE(delivered, $1), claimed = $1
+         WHERE qkey = $2 AND uuid = $3 AND state = $4
+           AND (claimed IS NULL OR claimed <= $5)
+         RETURNING seq",
+        &[
+            &unix_millis(at),
+            &qkey,
+            &uuid.as_str(),
+            &PENDING,
+            &unix_millis(lease_start(at, lease)),
+        ],
+    )?;
+    if claimed.is_some() {
+        return Ok(Claim::Claimed);
+    }
+    let queued = tx.query_opt(
+        "SELECT 1 FROM commands WHERE qkey = $1 AND uuid = $2 AND state = $3",
+        &[&qkey, &uuid.as_str(), &PENDING],
+    )?;
+    Ok(if queued.is_some() {
+        Claim::Held
+    } else {
+        Claim::Gone
+    })
+}
+
 fn cancel_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<Cancellation> {
     let qkey = queue_key(key);
     let row = tx.query_opt(
@@ -638,7 +710,11 @@ fn cancel_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<Cance
         &[&qkey, &uuid.as_str()],
     )?;
     let Some(row) = row else {
-        return Ok(Cancellation::Unknown);
+        return Ok(if has_result(tx, &qkey, uuid)? {
+            Cancellation::AlreadyFinished
+        } else {
+            Cancellation::Unknown
+        });
     };
     let state: i16 = row.get(0);
     let delivered: Option<i64> = row.get(1);
@@ -807,6 +883,12 @@ fn apply_write(tx: Tx<'_, '_>, write: &Write) -> R<Applied> {
             Applied::Done
         }
         Write::DeferCommand(k, u) => Applied::Deferred(defer_command(tx, k, u)?),
+        Write::ClaimDelivery {
+            key,
+            uuid,
+            at,
+            lease,
+        } => Applied::Claim(claim_delivery(tx, key, uuid, *at, *lease)?),
         Write::MarkDelivered(k, u, at) => match mark_delivered(tx, k, u, *at) {
             Ok(()) => Applied::Delivered(true),
             Err(Failure::Store(StoreError::NotFound)) => Applied::Delivered(false),
@@ -1077,6 +1159,16 @@ impl QueueStore for PostgresStore {
         at: SystemTime,
     ) -> Result<(), StoreError> {
         self.op(|tx| mark_delivered(tx, key, uuid, at))
+    }
+
+    fn claim_delivery(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+        at: SystemTime,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.op(|tx| claim_delivery(tx, key, uuid, at, lease))
     }
 
     fn cancel_command(

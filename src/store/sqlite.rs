@@ -31,8 +31,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use super::codec::{backend, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
-    ChallengeRecord, ChallengeStore, IssuedCertificate, PushState, PushStore, QueueStore,
-    StepFailed, StepStore, StoreError, UserStore, Versioned, Write,
+    ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
+    QueueStore, StepFailed, StepStore, StoreError, UserStore, Versioned, Write, lease_start,
 };
 use crate::activation::{
     Activation, ActivationId, CertFingerprint, ChallengeDigest, CommandResult, CommandUuid,
@@ -88,13 +88,16 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX IF NOT EXISTS push_state_due ON push_state (tenant, next_due);",
     // 2: per-channel connection state, out of the activation record.
     "CREATE TABLE IF NOT EXISTS connections (qkey BLOB PRIMARY KEY, value BLOB NOT NULL);",
+    // 3: delivery claims (one connection is handed a command); finished
+    // commands keep only their result (state 1 was "finished").
+    "ALTER TABLE commands ADD COLUMN claimed INTEGER;
+     DELETE FROM commands WHERE state = 1;",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const PENDING: i64 = 0;
-const FINISHED: i64 = 1;
 const CLEARED: i64 = 2;
 const CANCELLED: i64 = 3;
 
@@ -368,11 +371,17 @@ fn retire_identity(
 }
 
 fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
+    let qkey = queue_key(key);
+    // A finished command leaves only its result: its uuid stays taken
+    // while the result is kept.
+    if has_result(tx, &qkey, &command.uuid)? {
+        return Err(StoreError::AlreadyExists);
+    }
     let value = encode(command)?;
     let r = tx.execute(
         "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
-            queue_key(key),
+            qkey,
             command.uuid.as_str(),
             PENDING,
             command.not_now_count,
@@ -386,10 +395,22 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
     }
 }
 
+fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT 1 FROM results WHERE qkey = ?1 AND uuid = ?2",
+            params![qkey, uuid.as_str()],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some())
+}
+
 fn defer_command(tx: &Connection, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
     let n = tx
         .execute(
-            "UPDATE commands SET not_now = MIN(not_now + 1, 4294967295)
+            "UPDATE commands SET not_now = MIN(not_now + 1, 4294967295), claimed = NULL
              WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
             params![queue_key(key), uuid.as_str(), PENDING],
         )
@@ -412,10 +433,11 @@ fn finish_command(
 ) -> Result<(), StoreError> {
     let value = encode(result)?;
     let qkey = queue_key(key);
+    // The command's row goes: its result is all that stays.
     let n = tx
         .execute(
-            "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
-            params![FINISHED, qkey, result.uuid.as_str(), PENDING],
+            "DELETE FROM commands WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+            params![qkey, result.uuid.as_str(), PENDING],
         )
         .map_err(backend)?;
     if n == 0 {
@@ -452,6 +474,44 @@ fn mark_delivered(
         return Err(StoreError::NotFound);
     }
     Ok(())
+}
+
+/// One conditional `UPDATE`: only a command no delivery holds is claimed.
+fn claim_delivery(
+    tx: &Connection,
+    key: &QueueKey,
+    uuid: &CommandUuid,
+    at: SystemTime,
+    lease: Duration,
+) -> Result<Claim, StoreError> {
+    let qkey = queue_key(key);
+    let n = tx
+        .execute(
+            "UPDATE commands SET delivered = COALESCE(delivered, ?1), claimed = ?1
+             WHERE qkey = ?2 AND uuid = ?3 AND state = ?4
+               AND (claimed IS NULL OR claimed <= ?5)",
+            params![
+                unix_millis(at),
+                qkey,
+                uuid.as_str(),
+                PENDING,
+                unix_millis(lease_start(at, lease))
+            ],
+        )
+        .map_err(backend)?;
+    if n > 0 {
+        return Ok(Claim::Claimed);
+    }
+    let queued = tx
+        .query_row(
+            "SELECT 1 FROM commands WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+            params![qkey, uuid.as_str(), PENDING],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    Ok(if queued { Claim::Held } else { Claim::Gone })
 }
 
 fn clear_queue(tx: &Connection, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
@@ -610,6 +670,12 @@ fn apply_write(tx: &Connection, write: &Write) -> Result<Applied, StoreError> {
             Err(StoreError::NotFound) => Applied::Delivered(false),
             Err(e) => return Err(e),
         },
+        Write::ClaimDelivery {
+            key,
+            uuid,
+            at,
+            lease,
+        } => Applied::Claim(claim_delivery(tx, key, uuid, *at, *lease)?),
         Write::ClearQueue(k) => Applied::Cleared(clear_queue(tx, k)?),
         Write::SetConnection(k, c) => {
             set_connection(tx, k, c)?;
@@ -738,6 +804,22 @@ impl SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    /// How many command records and results the database holds ([`QueueRows`]).
+    pub fn queue_rows(&self) -> Result<QueueRows, StoreError> {
+        let conn = self.lock()?;
+        let count = |table: &str| -> Result<u64, StoreError> {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(backend)
+        };
+        Ok(QueueRows {
+            commands: count("commands")?,
+            results: count("results")?,
+        })
     }
 
     /// Every activation, newest first, at most `limit`.
@@ -1022,6 +1104,16 @@ impl QueueStore for SqliteStore {
         self.write(|tx| mark_delivered(tx, key, uuid, at))
     }
 
+    fn claim_delivery(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+        at: SystemTime,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.write(|tx| claim_delivery(tx, key, uuid, at, lease))
+    }
+
     fn cancel_command(
         &self,
         key: &QueueKey,
@@ -1039,6 +1131,7 @@ impl QueueStore for SqliteStore {
                 .optional()
                 .map_err(backend)?;
             Ok(match row {
+                None if has_result(tx, &qkey, uuid)? => Cancellation::AlreadyFinished,
                 None => Cancellation::Unknown,
                 Some((PENDING, Some(_), _, _)) => Cancellation::AlreadyDelivered,
                 Some((PENDING, None, value, not_now)) => {
