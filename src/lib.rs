@@ -13,6 +13,7 @@
 //! | [`http`] | neutral HTTP request/response values |
 //! | [`crypto`] | `Signer`, `KeyUnwrapper`, digests, the `rsa` backend |
 //! | [`mdm`] | check-in, report and command messages |
+//! | [`ddm`] | declarative device management: declarations, tokens, status report, endpoints |
 //! | [`push`] | the push certificate, APNs requests and outcomes, re-push policy; HTTP/2 client (feature `apns`) |
 //! | [`cms`] | SignedData, EnvelopedData, Mdm-Signature, device attributes |
 //! | [`profile`] | `.mobileconfig` payloads, building, validation, parsing |
@@ -111,6 +112,7 @@
 pub mod activation;
 pub mod cms;
 pub mod crypto;
+pub mod ddm;
 pub mod http;
 pub mod mdm;
 pub mod pki;
