@@ -46,6 +46,7 @@
 //! the store does network IO. [`PushSender::push`] must only hand the push
 //! to a queue, never perform the APNs request inline.
 
+mod declarations;
 mod memory;
 
 #[cfg(feature = "test-support")]
@@ -60,6 +61,7 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+pub use declarations::{DdmSlot, DeclarationStore, StoredDeclarations};
 pub use memory::MemoryStore;
 
 use serde::{Deserialize, Serialize};
