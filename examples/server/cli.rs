@@ -11,7 +11,7 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--scep-static-challenge-file PATH] [--store sqlite://PATH|postgres://USER@HOST:PORT/DB]
               [--client-cert-header NAME] [--tenant ID]
               [--push-cert PEM --push-key PEM | --push-p12 FILE]
-              [--apns-url URL] [--apns-ca PEM]...
+              [--apns-url URL] [--apns-ca PEM]... [--ddm]
        server hash-password    (reads a password on stdin, prints its argon2id PHC string)
 
 Secrets never go on the command line in production (ps and shell history show it):
@@ -60,6 +60,10 @@ For tests and demos (warned about on stderr):
   --apns-url URL                APNs gateway (default https://api.push.apple.com)
   --apns-ca PEM                 extra trust anchor for --apns-url: a local stand-in or a proxy
                                 (repeatable)
+  --ddm                         declarative device management: the initial configuration adds
+                                the DeclarativeManagement command and a demo declaration set
+                                (an activation of a management.test configuration); the
+                                activation completes when the device reports it applied
 ";
 
 /// Apple's production APNs gateway, the default `--apns-url`.
@@ -106,6 +110,8 @@ pub struct Config {
     pub push_p12: Option<PathBuf>,
     pub apns_url: String,
     pub apns_cas: Vec<PathBuf>,
+    /// `--ddm`: serve declarative device management.
+    pub ddm: bool,
 }
 
 impl Default for Config {
@@ -133,6 +139,7 @@ impl Default for Config {
             push_p12: None,
             apns_url: DEFAULT_APNS_URL.into(),
             apns_cas: Vec::new(),
+            ddm: false,
         }
     }
 }
@@ -249,6 +256,7 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--http" => config.http = true,
+            "--ddm" => config.ddm = true,
             "--listen" => {
                 let v = value("--listen")?;
                 config.listen = v
