@@ -356,3 +356,106 @@ fn the_declarative_management_command_carries_the_tokens_response() {
         tokens
     );
 }
+
+/// A check-in body from the macOS user channel `user` of `dev`.
+fn user_checkin(dev: &SimulatedDevice, user: &str, fields: &[(&str, plist::Value)]) -> Vec<u8> {
+    let mut d = plist::Dictionary::new();
+    d.insert("UDID".into(), dev.udid.clone().into());
+    d.insert("UserID".into(), user.into());
+    d.insert("UserShortName".into(), "alice".into());
+    for (k, v) in fields {
+        d.insert((*k).into(), v.clone());
+    }
+    let mut out = Vec::new();
+    plist::to_writer_xml(&mut out, &plist::Value::Dictionary(d)).unwrap();
+    out
+}
+
+#[test]
+fn the_macos_user_channel_has_its_own_declarations() {
+    use mdm_enroll::ddm::TokensResponse;
+    use mdm_enroll::http::media_type;
+    use mdm_enroll::testing::Transport;
+    use mdm_enroll::wire::Limits;
+    let fx = fixture();
+    let mut dev = fx.device();
+    let mut events = Vec::new();
+    let mut r = rng();
+    let mut t = fx.d.transport(t0(), &mut r, &mut events);
+    dev.activate(&mut t, &fx.d.enroll_path(), ALICE, t0(), &mut rng())
+        .unwrap();
+    dev.ddm_sync(&mut t).unwrap();
+    let user = "6A4B0C0F-1111-4222-8333-444455556666";
+    let topic = "com.apple.mgmt.External.0e6b4fb1-0000-4000-8000-000000000000";
+    let token_update = user_checkin(
+        &dev,
+        user,
+        &[
+            ("MessageType", "TokenUpdate".into()),
+            ("Topic", topic.into()),
+            ("Token", plist::Value::Data(b"user-token".to_vec())),
+            ("PushMagic", "user-magic".into()),
+        ],
+    );
+    let resp = t.send(dev.mdm_request(media_type::CHECKIN, token_update).unwrap());
+    assert_eq!(resp.status, 200);
+    let ddm = |t: &mut dyn Transport, endpoint: &str| {
+        let body = user_checkin(
+            &dev,
+            user,
+            &[
+                ("MessageType", "DeclarativeManagement".into()),
+                ("Endpoint", endpoint.into()),
+            ],
+        );
+        t.send(dev.mdm_request(media_type::CHECKIN, body).unwrap())
+    };
+    // Nothing set for the user channel yet: an empty set, not the device's.
+    let tokens = ddm(&mut t, "tokens");
+    assert_eq!(tokens.status, 200);
+    let empty = TokensResponse::decode(&tokens.body, &Limits::default()).unwrap();
+    assert_eq!(
+        empty.declarations_token,
+        DeclarationSet::new().declarations_token()
+    );
+    assert_eq!(
+        ddm(&mut t, "declaration/configuration/demo.test").status,
+        404
+    );
+    drop(t);
+
+    let channel = Channel {
+        device_id: dev.udid.clone(),
+        user_id: Some(user.into()),
+    };
+    let mut set = DeclarationSet::new();
+    set.insert(test_config("for the user"));
+    let out =
+        fx.d.service
+            .engine()
+            .set_declarations(
+                &*fx.ddm,
+                &fx.d.tenant,
+                &channel,
+                set.clone(),
+                t0(),
+                &mut rng(),
+            )
+            .unwrap();
+    assert!(out.value.is_some(), "queued on the user channel");
+    let mut ev = Vec::new();
+    let mut t = fx.d.transport(t0(), &mut r, &mut ev);
+    let tokens = ddm(&mut t, "tokens");
+    let now = TokensResponse::decode(&tokens.body, &Limits::default()).unwrap();
+    assert_eq!(now.declarations_token, set.declarations_token());
+    let d = ddm(&mut t, "declaration/configuration/demo.test");
+    assert_eq!(d.status, 200);
+    assert_eq!(d.body, set.get("demo.test").unwrap().encode());
+    // The device channel still serves its own set.
+    let device_tokens = dev.ddm_request(&mut t, "tokens", None).unwrap();
+    let device = TokensResponse::decode(&device_tokens.body, &Limits::default()).unwrap();
+    assert_eq!(
+        device.declarations_token,
+        initial_set().declarations_token()
+    );
+}
