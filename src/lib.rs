@@ -96,6 +96,17 @@
 //! enrollments, and pushes through the [`store::PushSender`], keeping each
 //! channel's push state in the [`store::PushStore`] (last push, APNs status,
 //! invalid token, re-push schedule per [`service::RepushPolicy`]).
+//!
+//! ## Declarative device management
+//!
+//! [`service::MdmService::with_declarations`] answers the
+//! `DeclarativeManagement` check-ins ([`ddm::respond`]) from a
+//! [`store::DeclarationStore`]; with an initial [`ddm::DeclarationSet`] the
+//! first `TokenUpdate` adds the `DeclarativeManagement` command to the
+//! initial configuration, and step 13 waits until the device's status
+//! report shows every initial declaration active and valid at its current
+//! [`ddm::ServerToken`]. [`service::Engine::set_declarations`] changes a
+//! channel's set later (queued and pushed when it changed).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // No panics by construction in library code (tests may use them).
