@@ -640,8 +640,6 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         }
     }
 
-    /// Apply one input: transition, then commit the step's writes (with
-    /// `extra` ones and the activation update) as one unit, then push.
     /// Run one input on `current` (no connection context) and return the
     /// new state with the events it produced.
     pub(super) fn run_input(
@@ -656,6 +654,8 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         Ok((state, ctx.events))
     }
 
+    /// Apply one input: transition, then commit the step's writes (with
+    /// `extra` ones and the activation update) as one unit, then push.
     fn run(
         &self,
         current: Versioned<Activation>,
