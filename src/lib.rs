@@ -13,6 +13,7 @@
 //! | [`http`] | neutral HTTP request/response values |
 //! | [`crypto`] | `Signer`, `KeyUnwrapper`, digests, the `rsa` backend |
 //! | [`mdm`] | check-in, report and command messages |
+//! | [`ddm`] | declarative device management: declarations, tokens, status report, endpoints |
 //! | [`push`] | the push certificate, APNs requests and outcomes, re-push policy; HTTP/2 client (feature `apns`) |
 //! | [`cms`] | SignedData, EnvelopedData, Mdm-Signature, device attributes |
 //! | [`profile`] | `.mobileconfig` payloads, building, validation, parsing |
@@ -95,6 +96,17 @@
 //! enrollments, and pushes through the [`store::PushSender`], keeping each
 //! channel's push state in the [`store::PushStore`] (last push, APNs status,
 //! invalid token, re-push schedule per [`service::RepushPolicy`]).
+//!
+//! ## Declarative device management
+//!
+//! [`service::MdmService::with_declarations`] answers the
+//! `DeclarativeManagement` check-ins ([`ddm::respond`]) from a
+//! [`store::DeclarationStore`]; with an initial [`ddm::DeclarationSet`] the
+//! first `TokenUpdate` adds the `DeclarativeManagement` command to the
+//! initial configuration, and step 13 waits until the device's status
+//! report shows every initial declaration active and valid at its current
+//! [`ddm::ServerToken`]. [`service::Engine::set_declarations`] changes a
+//! channel's set later (queued and pushed when it changed).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // No panics by construction in library code (tests may use them).
@@ -111,6 +123,7 @@
 pub mod activation;
 pub mod cms;
 pub mod crypto;
+pub mod ddm;
 pub mod http;
 pub mod mdm;
 pub mod pki;

@@ -31,6 +31,7 @@
 //! performs network IO. The push sender only queues pushes.
 
 mod commands;
+mod ddm;
 mod engine;
 mod enrollment;
 mod error;

@@ -502,3 +502,46 @@ fn kit_reraises_a_racers_panic() {
         Some(&"store panicked in a lost race")
     );
 }
+
+#[test]
+fn memory_store_keeps_declarations_per_channel() {
+    let report = conformance::run_declarations(MemoryStore::new);
+    assert!(report.is_ok(), "{:#?}", report.failed);
+    assert_eq!(report.passed.len(), 2);
+}
+
+/// A DDM store that keys documents by device only: the user channel and
+/// the tenant share the device channel's documents.
+#[derive(Default)]
+struct DeviceKeyed(std::sync::Mutex<std::collections::HashMap<(String, DdmSlot), String>>);
+
+impl DeclarationStore for DeviceKeyed {
+    fn ddm_document(&self, key: &QueueKey, slot: DdmSlot) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(&(key.channel.device_id.clone(), slot))
+            .cloned())
+    }
+
+    fn put_ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: DdmSlot,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert((key.channel.device_id.clone(), slot), document.to_owned());
+        Ok(())
+    }
+}
+
+#[test]
+fn declaration_checks_catch_a_store_that_ignores_the_channel() {
+    let report = conformance::run_declarations(DeviceKeyed::default);
+    assert!(report.failed("ddm_documents_per_channel"), "{report:#?}");
+    assert!(report.failed("ddm_typed_round_trip"), "{report:#?}");
+}

@@ -147,3 +147,17 @@ fn activations_complete_and_concurrent_connects_never_conflict() {
         "steady state rewrote the activation"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(mdm_have_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, or set MDM_TEST_POSTGRES"
+)]
+fn postgres_store_keeps_declarations_per_channel() {
+    let server = Server::start();
+    let report = conformance::run_declarations(|| {
+        PostgresStore::connect(&server.fresh(), 2).expect("connect")
+    });
+    assert!(report.is_ok(), "{:#?}", report.failed);
+    assert_eq!(report.passed.len(), 2);
+}

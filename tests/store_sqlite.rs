@@ -386,3 +386,32 @@ fn pre_migration_database_is_upgraded_in_place() {
         Some(now)
     );
 }
+
+#[test]
+fn sqlite_store_keeps_declarations_per_channel() {
+    let report = conformance::run_declarations(|| SqliteStore::open_in_memory().expect("open"));
+    assert!(report.is_ok(), "{:#?}", report.failed);
+    assert_eq!(report.passed.len(), 2);
+    // And they survive reopening the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ddm.db");
+    let key = QueueKey {
+        tenant: TenantId::new("t").expect("tenant"),
+        channel: Channel {
+            device_id: "d".into(),
+            user_id: None,
+        },
+    };
+    SqliteStore::open(&path)
+        .expect("open")
+        .put_ddm_document(&key, DdmSlot::Statuses, "[]")
+        .expect("put");
+    let again = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        again
+            .ddm_document(&key, DdmSlot::Statuses)
+            .expect("get")
+            .as_deref(),
+        Some("[]")
+    );
+}

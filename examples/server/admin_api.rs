@@ -11,6 +11,11 @@
 //! - `DELETE /admin/api/devices/{udid}/commands/{uuid}`: cancel a command not
 //!   yet delivered → 200, else 409;
 //! - `POST /admin/api/devices/{udid}/push`: push now → 202.
+//! - `PUT /admin/api/devices/{udid}/declarations` (with `--ddm`): replace
+//!   the device channel's declaration set with a JSON array of declarations
+//!   (`Type`, `Identifier`, `Payload`; the server computes `ServerToken`);
+//!   when the set changed, the `DeclarativeManagement` command is queued and
+//!   pushed → 200 `{"declarations_token": "...", "command_uuid": "..."|null}`.
 //!
 //! A device's `push` object also carries `last_reason` (APNs' reason) and
 //! `unanswered` (pushes since the device last connected). Unknown device or
@@ -55,9 +60,11 @@ pub fn handle(app: &App, req: &Request) -> Response {
         ("POST", [udid, "commands"]) => enqueue(app, udid, req),
         ("DELETE", [udid, "commands", uuid]) => cancel(app, udid, uuid),
         ("POST", [udid, "push"]) => push(app, udid),
-        (_, [] | [_] | [_, "commands"] | [_, "commands", _] | [_, "push"]) => {
-            error(405, "method not allowed")
-        }
+        ("PUT", [udid, "declarations"]) => put_declarations(app, udid, req),
+        (
+            _,
+            [] | [_] | [_, "commands"] | [_, "commands", _] | [_, "push"] | [_, "declarations"],
+        ) => error(405, "method not allowed"),
         _ => error(404, "no such endpoint"),
     }
 }
@@ -172,6 +179,14 @@ fn device(app: &App, udid: &str) -> Response {
                 })
                 .collect(),
         );
+        if let Some(ddm) = app.service.mdm().declaration_store() {
+            match declarations_json(ddm, &app.tenant, &channel) {
+                Ok(d) => {
+                    map.insert("declarations".into(), d);
+                }
+                Err(e) => return service_error(&e),
+            }
+        }
         map.insert(
             "results".into(),
             results
@@ -188,6 +203,102 @@ fn device(app: &App, udid: &str) -> Response {
         );
     }
     json_response(200, &value)
+}
+
+/// `PUT …/declarations`: replace the device channel's declaration set.
+fn put_declarations(app: &App, udid: &str, req: &Request) -> Response {
+    use mdm_enroll::ddm::{Declaration, DeclarationSet};
+    use mdm_enroll::wire::json::{self, Json, JsonLimits};
+    let Some(ddm) = app.service.mdm().declaration_store() else {
+        return error(404, "declarative management is off (start with --ddm)");
+    };
+    if let Err(r) = enrollment(app, udid) {
+        return r;
+    }
+    let limits = JsonLimits {
+        max_bytes: 1024 * 1024,
+        ..JsonLimits::default()
+    };
+    let items = match json::parse(&req.body, limits) {
+        Ok(Json::Array(items)) => items,
+        Ok(_) => return error(400, "the body must be a JSON array of declarations"),
+        Err(e) => return error(400, &format!("invalid JSON: {e}")),
+    };
+    let mut set = DeclarationSet::new();
+    for (n, item) in items.into_iter().enumerate() {
+        // The server computes ServerToken; one given is ignored.
+        let Json::Object(mut members) = item else {
+            return error(400, &format!("declaration {n}: not an object"));
+        };
+        members.retain(|(k, _)| k != "ServerToken");
+        members.push(("ServerToken".into(), Json::string("")));
+        match Declaration::from_json(&Json::Object(members)) {
+            Ok(d) => {
+                if set.insert(d.declaration).is_some() {
+                    return error(400, &format!("declaration {n}: identifier repeated"));
+                }
+            }
+            Err(e) => return error(400, &format!("declaration {n}: {e}")),
+        }
+    }
+    let token = set.declarations_token();
+    let out = app.service.engine().set_declarations(
+        ddm,
+        &app.tenant,
+        &Channel::device(udid),
+        set,
+        std::time::SystemTime::now(),
+        &mut crate::routes::rng(),
+    );
+    match out {
+        Ok(out) => json_response(
+            200,
+            &json!({
+                "declarations_token": token.as_str(),
+                "command_uuid": out.value.as_ref().map(CommandUuid::as_str),
+            }),
+        ),
+        Err(e) => service_error(&e),
+    }
+}
+
+/// The channel's declarations with what the device last reported for
+/// each at its current `ServerToken` (`null` until it has).
+fn declarations_json(
+    ddm: &dyn mdm_enroll::store::DeclarationStore,
+    tenant: &mdm_enroll::activation::TenantId,
+    channel: &Channel,
+) -> Result<Value, ServiceError> {
+    let key = mdm_enroll::activation::QueueKey {
+        tenant: tenant.clone(),
+        channel: channel.clone(),
+    };
+    let Some(stored) = ddm.declarations(&key)? else {
+        return Ok(json!([]));
+    };
+    let statuses = ddm.declaration_statuses(&key)?;
+    Ok(stored
+        .set
+        .iter()
+        .map(|d| {
+            let token = d.server_token();
+            let status = statuses
+                .iter()
+                .find(|s| s.identifier == d.identifier() && s.server_token == token);
+            json!({
+                "identifier": d.identifier(),
+                "type": d.declaration_type(),
+                "server_token": token.as_str(),
+                "active": status.map(|s| s.active),
+                "valid": status.map(|s| s.valid.as_str()),
+                "reasons": status.map(|s| s
+                    .reasons
+                    .iter()
+                    .map(|r| json!({ "code": r.code, "description": r.description }))
+                    .collect::<Vec<_>>()),
+            })
+        })
+        .collect())
 }
 
 /// JSON → plist for command parameters (`null` has no plist form).

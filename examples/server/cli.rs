@@ -12,7 +12,7 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--client-cert-header NAME] [--tenant ID]
               [--push-cert PEM --push-key PEM | --push-p12 FILE]
               [--apns-url URL] [--apns-ca PEM]...
-              [--keep-results N] [--command-expiry DURATION] [--delivery-lease DURATION]
+              [--keep-results N] [--command-expiry DURATION] [--delivery-lease DURATION] [--ddm]
        server hash-password    (reads a password on stdin, prints its argon2id PHC string)
 
 Secrets never go on the command line in production (ps and shell history show it):
@@ -69,6 +69,10 @@ For tests and demos (warned about on stderr):
                                 another (a device connecting to two replicas at once); after it
                                 a device that lost the response gets the command again
                                 (default 60s)
+  --ddm                         declarative device management: the initial configuration adds
+                                the DeclarativeManagement command and a demo declaration set
+                                (an activation of a management.test configuration); the
+                                activation completes when the device reports it applied
 ";
 
 /// Apple's production APNs gateway, the default `--apns-url`.
@@ -121,6 +125,8 @@ pub struct Config {
     pub command_expiry: Option<std::time::Duration>,
     /// `--delivery-lease`.
     pub delivery_lease: Option<std::time::Duration>,
+    /// `--ddm`: serve declarative device management.
+    pub ddm: bool,
 }
 
 impl Default for Config {
@@ -151,6 +157,7 @@ impl Default for Config {
             keep_results: None,
             command_expiry: None,
             delivery_lease: None,
+            ddm: false,
         }
     }
 }
@@ -288,6 +295,7 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--http" => config.http = true,
+            "--ddm" => config.ddm = true,
             "--listen" => {
                 let v = value("--listen")?;
                 config.listen = v

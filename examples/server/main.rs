@@ -514,9 +514,14 @@ fn build_app(
         forwarded_certificate_header: config.client_cert_header.clone(),
         ..IdentityOptions::default()
     };
-    let mdm = MdmService::new(engine, InitialConfiguration::default())
+    let mut mdm = MdmService::new(engine, InitialConfiguration::default())
         .with_attributes_verifier(verifier)
         .with_identity_options(identity);
+    if config.ddm {
+        // A second connection to the same store for the DDM documents.
+        let declarations = Arc::new(store::ServerStore::open(config)?);
+        mdm = mdm.with_declarations(declarations, demo_declarations()?);
+    }
 
     // One key per role: the CA key signs certificates and never decrypts;
     // the RA key decrypts requests and signs CertReps.
@@ -765,4 +770,26 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
     println!("listening on {local}");
     tracing::info!(%local, tls = !config.http, data = %config.data.display(), "serving");
     serve(listener, router(app), tls).await
+}
+
+/// `--ddm`: the initial declaration set, an activation of one
+/// `management.test` configuration (the device echoes it in its status).
+fn demo_declarations() -> Result<mdm_enroll::ddm::DeclarationSet, mdm_enroll::ddm::DdmError> {
+    use mdm_enroll::ddm::{Declaration, DeclarationPayload, DeclarationSet};
+    let mut set = DeclarationSet::new();
+    set.insert(Declaration::new(
+        "mdm-enroll.activation",
+        DeclarationPayload::ActivationSimple {
+            standard_configurations: vec!["mdm-enroll.test".into()],
+            predicate: None,
+        },
+    )?);
+    set.insert(Declaration::new(
+        "mdm-enroll.test",
+        DeclarationPayload::ManagementTest {
+            echo: "mdm-enroll".into(),
+            return_status: None,
+        },
+    )?);
+    Ok(set)
 }

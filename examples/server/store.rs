@@ -121,6 +121,25 @@ delegate! {
     }
 }
 
+impl mdm_enroll::store::DeclarationStore for ServerStore {
+    fn ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: mdm_enroll::store::DdmSlot,
+    ) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.ddm_document(key, slot))
+    }
+
+    fn put_ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: mdm_enroll::store::DdmSlot,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.put_ddm_document(key, slot, document))
+    }
+}
+
 impl ServerStore {
     /// Record that `activation` reached `step` at `at` (first time only).
     pub fn record_step(

@@ -86,6 +86,21 @@ pub struct InitialCommand {
     pub outcome: Option<CommandOutcome>,
 }
 
+/// Declarative device management in the initial configuration: with a
+/// `DeclarativeManagement` command among the initial commands, step 13
+/// also waits for the device's status report on the initial declarations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclarativeProgress {
+    /// The device fetched a declaration of its initial set.
+    pub served: bool,
+    /// Every declaration of the initial set was reported active and valid
+    /// with its current `ServerToken`.
+    pub applied: bool,
+    /// Declarations reported invalid (with their current `ServerToken`):
+    /// identifier and reasons (`code: description`).
+    pub invalid: Vec<(String, Vec<String>)>,
+}
+
 /// Per-connection state of one channel: a connection starts with `Idle` and
 /// ends when the server answers with an empty body. Kept in the channel's own
 /// row ([`QueueStore::connection`](crate::store::QueueStore::connection)), not
@@ -137,6 +152,9 @@ pub struct Activation {
     pub user_channels: Vec<(String, PushTarget)>,
     /// The initial configuration (step 12).
     pub initial: Vec<InitialCommand>,
+    /// Declarative management in the initial configuration, if any.
+    #[serde(default)]
+    pub declarative: Option<DeclarativeProgress>,
 }
 
 /// An input to [`Activation::apply`]. Secrets and ids are minted by the
@@ -202,6 +220,17 @@ pub enum Input {
         /// The user of the newer activation.
         by_user: String,
     },
+    /// Step 12 over DDM: the device fetched a declaration of its initial set.
+    DeclarationsServed,
+    /// Step 13 over DDM: what the device's latest status report says of
+    /// the initial declaration set.
+    DeclarationStatus {
+        /// Every initial declaration is active and valid with its current
+        /// `ServerToken`.
+        applied: bool,
+        /// Initial declarations reported invalid: identifier and reasons.
+        invalid: Vec<(String, Vec<String>)>,
+    },
 }
 
 /// What the caller must do, in order, to carry out a transition. Outputs that
@@ -263,6 +292,9 @@ pub enum Output {
     Push(Channel),
     /// The initial configuration finished with failures.
     ConfigurationFailed(Vec<CommandUuid>),
+    /// Initial declarations the device reported invalid (identifiers); the
+    /// configuration failed.
+    DeclarationsInvalid(Vec<String>),
     /// Re-enrolment: the device authenticated again and its queue was cleared.
     ReEnrolled,
     /// The device is no longer enrolled.
@@ -307,6 +339,7 @@ impl Activation {
             push: None,
             user_channels: Vec::new(),
             initial: Vec::new(),
+            declarative: None,
         };
         let mut outputs = vec![
             Output::Reached(Step::AccountReady),
@@ -429,6 +462,27 @@ impl Activation {
                 next.push = None;
                 next.user_channels.clear();
             }
+            Input::DeclarationsServed => {
+                if !self.phase.enrolled() {
+                    return Err(ActivationError::NotEnrolled);
+                }
+                if let Some(d) = next.declarative.as_mut().filter(|d| !d.served) {
+                    d.served = true;
+                    if self.last_step < Step::ConfigurationSent {
+                        out.push(Output::Reached(Step::ConfigurationSent));
+                    }
+                }
+            }
+            Input::DeclarationStatus { applied, invalid } => {
+                if !self.phase.enrolled() {
+                    return Err(ActivationError::NotEnrolled);
+                }
+                if let Some(d) = next.declarative.as_mut() {
+                    d.applied = applied;
+                    d.invalid = invalid;
+                    next.settle(&mut out);
+                }
+            }
         }
         if let Some(step) = out.iter().rev().find_map(|o| match o {
             Output::Reached(s) => Some(*s),
@@ -536,6 +590,7 @@ impl Activation {
                 next.push = None;
                 next.user_channels.clear();
                 next.initial.clear();
+                next.declarative = None;
             }
             CheckinMessage::TokenUpdate { push, .. } => {
                 if !self.phase.authenticated() {
@@ -555,6 +610,10 @@ impl Activation {
                                 outcome: None,
                             })
                             .collect();
+                        next.declarative = initial_configuration
+                            .iter()
+                            .any(|(_, request_type)| request_type == "DeclarativeManagement")
+                            .then(DeclarativeProgress::default);
                         out.push(Output::EnqueueInitial(
                             initial_configuration.into_iter().map(|(u, _)| u).collect(),
                         ));
@@ -708,33 +767,52 @@ impl Activation {
         if connection != before {
             out.push(Output::SaveConnection(connection));
         }
-        if device_channel && next.phase == Phase::Configuring && next.initial.is_empty() {
+        if device_channel {
+            next.settle(out);
+        }
+        Ok(())
+    }
+
+    /// Step 13 or the configuration's failure, once every initial command
+    /// finished (and, with DDM, the initial declarations were reported).
+    fn settle(&mut self, out: &mut Vec<Output>) {
+        if self.phase != Phase::Configuring {
+            return;
+        }
+        if self.initial.is_empty() {
             // No initial configuration: nothing to send, nothing to wait for.
             out.push(Output::Reached(Step::ConfigurationSent));
             out.push(Output::Reached(Step::ConfigurationApplied));
-            next.phase = Phase::Complete;
-        } else if device_channel
-            && next.phase == Phase::Configuring
-            && next.initial.iter().all(|c| c.outcome.is_some())
-        {
-            let failed: Vec<CommandUuid> = next
-                .initial
-                .iter()
-                .filter(|c| {
-                    !c.outcome
-                        .as_ref()
-                        .is_some_and(CommandOutcome::is_acknowledged)
-                })
-                .map(|c| c.uuid.clone())
-                .collect();
-            if failed.is_empty() {
-                out.push(Output::Reached(Step::ConfigurationApplied));
-                next.phase = Phase::Complete;
-            } else {
-                out.push(Output::ConfigurationFailed(failed));
-                next.phase = Phase::ConfigurationFailed;
-            }
+            self.phase = Phase::Complete;
+            return;
         }
-        Ok(())
+        if !self.initial.iter().all(|c| c.outcome.is_some()) {
+            return;
+        }
+        let failed: Vec<CommandUuid> = self
+            .initial
+            .iter()
+            .filter(|c| {
+                !c.outcome
+                    .as_ref()
+                    .is_some_and(CommandOutcome::is_acknowledged)
+            })
+            .map(|c| c.uuid.clone())
+            .collect();
+        let invalid: Vec<String> = self
+            .declarative
+            .iter()
+            .flat_map(|d| d.invalid.iter().map(|(id, _)| id.clone()))
+            .collect();
+        if !failed.is_empty() || !invalid.is_empty() {
+            out.push(Output::ConfigurationFailed(failed));
+            if !invalid.is_empty() {
+                out.push(Output::DeclarationsInvalid(invalid));
+            }
+            self.phase = Phase::ConfigurationFailed;
+        } else if self.declarative.as_ref().is_none_or(|d| d.applied) {
+            out.push(Output::Reached(Step::ConfigurationApplied));
+            self.phase = Phase::Complete;
+        }
     }
 }

@@ -48,8 +48,8 @@ pub use evidence::{
 };
 pub use ids::{ActivationId, CertFingerprint, ChallengeDigest, CommandUuid, Secret, TenantId};
 pub use machine::{
-    Activation, ChallengeGrant, ChallengeKind, Connection, InitialCommand, Input, Output, Phase,
-    Transition,
+    Activation, ChallengeGrant, ChallengeKind, Connection, DeclarativeProgress, InitialCommand,
+    Input, Output, Phase, Transition,
 };
 pub use policy::{DeviceFacts, OsVersion, Ownership, Policy, UserAccount};
 pub use queue::{CommandOutcome, CommandResult, QueueKey, QueuePolicy, QueuedCommand, Retention};

@@ -90,6 +90,13 @@ impl Command {
         Self::new(command_uuid, "DeviceConfigured")
     }
 
+    /// `DeclarativeManagement`: turns declarative device management on and
+    /// tells the device to synchronise; `Data` is the tokens response JSON
+    /// ([`crate::ddm::TokensResponse::encode`]).
+    pub fn declarative_management(command_uuid: impl Into<String>, tokens: Vec<u8>) -> Self {
+        Self::new(command_uuid, "DeclarativeManagement").param("Data", Value::Data(tokens))
+    }
+
     /// The command as a plist value.
     pub fn to_value(&self) -> Value {
         let mut inner = Dictionary::new();

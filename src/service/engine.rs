@@ -645,7 +645,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     }
 
     /// The activation an identity belongs to, after checking its binding.
-    fn sender_activation(
+    pub(super) fn sender_activation(
         &self,
         tenant: &TenantId,
         identity: &crate::activation::CertFingerprint,
@@ -709,6 +709,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 Output::ConfigurationFailed(failed) => {
                     EventKind::ConfigurationFailed(failed.clone())
                 }
+                Output::DeclarationsInvalid(ids) => EventKind::DeclarationsInvalid(ids.clone()),
                 Output::ReEnrolled => EventKind::ReEnrolled,
                 Output::Unenrolled => EventKind::Unenrolled,
                 _ => continue,
@@ -718,6 +719,20 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 kind,
             });
         }
+    }
+
+    /// Run one input on `current` (no connection context) and return the
+    /// new state with the events it produced.
+    pub(super) fn run_input(
+        &self,
+        tenant: &TenantId,
+        current: Versioned<Activation>,
+        input: Input,
+        now: SystemTime,
+    ) -> Result<(Activation, Vec<Event>), ServiceError> {
+        let mut ctx = Ctx::new(tenant, now);
+        let state = self.run(current, input, &mut ctx)?;
+        Ok((state, ctx.events))
     }
 
     /// Apply one input: transition, then commit the step's writes (with
@@ -818,6 +833,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             Output::Reached(_)
             | Output::ShowNotice(_)
             | Output::ConfigurationFailed(_)
+            | Output::DeclarationsInvalid(_)
             | Output::ReEnrolled
             | Output::Unenrolled => return Ok(()),
             Output::EndConnection => {

@@ -87,6 +87,9 @@ pub enum EventKind {
     },
     /// The initial configuration finished with these commands not acknowledged.
     ConfigurationFailed(Vec<CommandUuid>),
+    /// The initial configuration failed: the device reported these initial
+    /// declarations invalid (their reasons are in the stored statuses).
+    DeclarationsInvalid(Vec<String>),
     /// The device authenticated again (re-enrolment).
     ReEnrolled,
     /// The activation no longer has an enrolled device (CheckOut or superseded).

@@ -90,6 +90,21 @@ pub struct MdmService<S, D, P> {
     identity: crate::cms::IdentityOptions,
     limits: crate::wire::Limits,
     initial: InitialConfiguration,
+    declarations: Option<Declarative>,
+}
+
+/// Declarative management for [`MdmService::with_declarations`].
+struct Declarative {
+    store: std::sync::Arc<dyn crate::store::DeclarationStore>,
+    initial: crate::ddm::DeclarationSet,
+}
+
+impl std::fmt::Debug for Declarative {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Declarative")
+            .field("initial", &self.initial.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
@@ -101,7 +116,29 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             identity: crate::cms::IdentityOptions::default(),
             limits: crate::wire::Limits::default(),
             initial,
+            declarations: None,
         }
+    }
+
+    /// Serve declarative device management from `store`: answer the
+    /// `DeclarativeManagement` check-ins, and, when `initial` is not empty,
+    /// give each device channel that set at its first `TokenUpdate` with a
+    /// `DeclarativeManagement` command in the initial configuration, so the
+    /// activation completes (step 13) only once the device reports every
+    /// initial declaration applied. Change a set later with
+    /// [`Engine::set_declarations`].
+    pub fn with_declarations(
+        mut self,
+        store: std::sync::Arc<dyn crate::store::DeclarationStore>,
+        initial: crate::ddm::DeclarationSet,
+    ) -> Self {
+        self.declarations = Some(Declarative { store, initial });
+        self
+    }
+
+    /// The declaration store given to [`Self::with_declarations`].
+    pub fn declaration_store(&self) -> Option<&dyn crate::store::DeclarationStore> {
+        self.declarations.as_ref().map(|d| &*d.store)
     }
 
     /// Read forwarded client certificates from this header (RFC 9440
@@ -235,6 +272,29 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             CheckinPayload::GetBootstrapToken(_) => {
                 return Ok((response::ok(), Vec::new()));
             }
+            CheckinPayload::DeclarativeManagement(d) => {
+                let Some(ddm) = &self.declarations else {
+                    return Ok((crate::http::Response::empty(404), Vec::new()));
+                };
+                let out = self.engine.declarative_management(
+                    &*ddm.store,
+                    tenant,
+                    &identity,
+                    &channel,
+                    &d.endpoint,
+                    d.data.as_deref(),
+                    now,
+                    &self.limits,
+                )?;
+                let response = match out.value {
+                    crate::ddm::DdmAnswer::Json(body) => {
+                        crate::http::Response::with_body(200, crate::http::media_type::JSON, body)
+                    }
+                    crate::ddm::DdmAnswer::NotFound => crate::http::Response::empty(404),
+                    _ => response::ok(),
+                };
+                return Ok((response, out.events));
+            }
             _ => return Ok((response::ok(), Vec::new())),
         };
         let event = CheckinEvent {
@@ -245,10 +305,30 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
         // Built before the engine runs: a configuration that cannot be
         // encoded refuses the TokenUpdate before anything is stored.
         let initial = match &event.message {
-            CheckinMessage::TokenUpdate { .. } if event.channel.is_device() => self
-                .initial
-                .commands(rng)
-                .map_err(|e| ServiceError::Internal(format!("initial configuration: {e}")))?,
+            CheckinMessage::TokenUpdate { .. } if event.channel.is_device() => {
+                let mut commands = self
+                    .initial
+                    .commands(rng)
+                    .map_err(|e| ServiceError::Internal(format!("initial configuration: {e}")))?;
+                if let Some(ddm) = self.declarations.as_ref().filter(|d| !d.initial.is_empty()) {
+                    let command = self.engine.initial_declarations(
+                        &*ddm.store,
+                        tenant,
+                        &event.channel,
+                        &ddm.initial,
+                        now,
+                        rng,
+                    )?;
+                    commands.push(NewCommand {
+                        uuid: CommandUuid(command.command_uuid.clone()),
+                        request_type: command.request_type.clone(),
+                        body: command.encode().map_err(|e| {
+                            ServiceError::Internal(format!("initial configuration: {e}"))
+                        })?,
+                    });
+                }
+                commands
+            }
             _ => Vec::new(),
         };
         let out = self.engine.checkin(tenant, event, now, |_| initial)?;

@@ -92,6 +92,11 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("step_race", step_race),
         ("connection_per_channel", connection_per_channel),
     ];
+    run_checks(checks, factory)
+}
+
+/// Run each check on a fresh store from `factory`.
+fn run_checks<S, F: Fn() -> S>(checks: Vec<Check<S>>, factory: F) -> ConformanceReport {
     let mut report = ConformanceReport::default();
     for (name, check) in checks {
         let store = factory();
@@ -1400,5 +1405,170 @@ fn connection_per_channel<S: Store>(s: &S) -> Result<(), String> {
             "clearing another channel changed {k:?}: {c:?}"
         );
     }
+    Ok(())
+}
+
+/// Run the [`DeclarationStore`](super::DeclarationStore) checks, each on a
+/// fresh store from `factory`: documents are kept per tenant, device,
+/// user channel and slot, the last write wins, and the typed set and
+/// status methods read back what was written.
+pub fn run_declarations<S: super::DeclarationStore, F: Fn() -> S>(factory: F) -> ConformanceReport {
+    let checks: Vec<Check<S>> = vec![
+        ("ddm_documents_per_channel", ddm_documents_per_channel),
+        ("ddm_typed_round_trip", ddm_typed_round_trip),
+    ];
+    run_checks(checks, factory)
+}
+
+fn ddm_documents_per_channel<S: super::DeclarationStore>(s: &S) -> Result<(), String> {
+    use super::DdmSlot;
+    let (a, b) = (tenant("a"), tenant("b"));
+    let keys = [
+        qkey(&a, "dev1", None),
+        qkey(&a, "dev1", Some("u")),
+        qkey(&a, "dev2", None),
+        qkey(&b, "dev1", None),
+    ];
+    let slots = [DdmSlot::Declarations, DdmSlot::Statuses];
+    for k in &keys {
+        for slot in slots {
+            let d = s.ddm_document(k, slot).map_err(e("ddm_document"))?;
+            ensure!(d.is_none(), "{k:?} {slot:?} starts with {d:?}");
+        }
+    }
+    let doc = |n: usize, slot: DdmSlot| {
+        format!(
+            "{{\"n\":{n},\"slot\":\"{}\",\"é\":\"\\u0000\"}}",
+            slot.as_str()
+        )
+    };
+    for (n, k) in keys.iter().enumerate() {
+        for slot in slots {
+            s.put_ddm_document(k, slot, &doc(n, slot))
+                .map_err(e("put_ddm_document"))?;
+        }
+    }
+    for (n, k) in keys.iter().enumerate() {
+        for slot in slots {
+            let d = s.ddm_document(k, slot).map_err(e("ddm_document"))?;
+            ensure!(d == Some(doc(n, slot)), "{k:?} {slot:?}: {d:?}");
+        }
+    }
+    s.put_ddm_document(&keys[0], DdmSlot::Statuses, "[]")
+        .map_err(e("put_ddm_document"))?;
+    let d = s
+        .ddm_document(&keys[0], DdmSlot::Statuses)
+        .map_err(e("ddm_document"))?;
+    ensure!(
+        d.as_deref() == Some("[]"),
+        "the last write did not win: {d:?}"
+    );
+    let d = s
+        .ddm_document(&keys[0], DdmSlot::Declarations)
+        .map_err(e("ddm_document"))?;
+    ensure!(
+        d == Some(doc(0, DdmSlot::Declarations)),
+        "another slot changed: {d:?}"
+    );
+    Ok(())
+}
+
+fn ddm_typed_round_trip<S: super::DeclarationStore>(s: &S) -> Result<(), String> {
+    use crate::ddm::{
+        Declaration, DeclarationKind, DeclarationPayload, DeclarationSet, DeclarationStatus,
+        ServerToken, StatusReason, Validity,
+    };
+    let k = qkey(&tenant("a"), "dev1", None);
+    ensure!(
+        s.declarations(&k).map_err(e("declarations"))?.is_none(),
+        "a set before any was stored"
+    );
+    let mut set = DeclarationSet::new();
+    for (id, payload) in [
+        (
+            "x.activation",
+            DeclarationPayload::ActivationSimple {
+                standard_configurations: vec!["x.test".into()],
+                predicate: None,
+            },
+        ),
+        (
+            "x.test",
+            DeclarationPayload::ManagementTest {
+                echo: "hello".into(),
+                return_status: None,
+            },
+        ),
+    ] {
+        set.insert(Declaration::new(id, payload).map_err(e("declaration"))?);
+    }
+    let stored = super::StoredDeclarations {
+        set,
+        changed_at: t0(),
+        initial: vec!["x.activation".into(), "x.test".into()],
+    };
+    s.put_declarations(&k, &stored)
+        .map_err(e("put_declarations"))?;
+    let back = s.declarations(&k).map_err(e("declarations"))?;
+    ensure!(back.as_ref() == Some(&stored), "read back {back:?}");
+    let back = back.ok_or("no set")?;
+    ensure!(
+        back.set.declarations_token() == stored.set.declarations_token(),
+        "the DeclarationsToken changed in the store"
+    );
+    let status = |id: &str, token: &str, valid: Validity| -> Result<DeclarationStatus, String> {
+        Ok(DeclarationStatus {
+            kind: DeclarationKind::Configuration,
+            identifier: id.into(),
+            server_token: ServerToken::new(token).map_err(e("token"))?,
+            active: valid == Validity::Valid,
+            valid,
+            reasons: if valid == Validity::Invalid {
+                vec![StatusReason {
+                    code: "Error.Test".into(),
+                    description: Some("why".into()),
+                    details: None,
+                }]
+            } else {
+                Vec::new()
+            },
+        })
+    };
+    let first = vec![
+        status("x.test", "t1", Validity::Invalid)?,
+        status("x.other", "t2", Validity::Valid)?,
+    ];
+    s.merge_declaration_statuses(&k, &first)
+        .map_err(e("merge_declaration_statuses"))?;
+    let merged = s
+        .merge_declaration_statuses(&k, &[status("x.test", "t3", Validity::Valid)?])
+        .map_err(e("merge_declaration_statuses"))?;
+    let read = s
+        .declaration_statuses(&k)
+        .map_err(e("declaration_statuses"))?;
+    ensure!(read == merged, "read {read:?}, merged {merged:?}");
+    ensure!(
+        read.len() == 2,
+        "merge lost or duplicated an entry: {read:?}"
+    );
+    let t = read
+        .iter()
+        .find(|s| s.identifier == "x.test")
+        .ok_or("x.test")?;
+    ensure!(
+        t.server_token.as_str() == "t3" && t.valid == Validity::Valid && t.reasons.is_empty(),
+        "the newer status did not replace the older: {t:?}"
+    );
+    ensure!(
+        read.iter().any(|s| s.identifier == "x.other"),
+        "an unreported declaration was dropped"
+    );
+    let other = qkey(&tenant("b"), "dev1", None);
+    ensure!(
+        s.declaration_statuses(&other)
+            .map_err(e("declaration_statuses"))?
+            .is_empty(),
+        "statuses leaked across tenants"
+    );
     Ok(())
 }

@@ -50,6 +50,7 @@ pub struct MemoryStore {
     queues: Mutex<Queues>,
     certificates: Mutex<Certificates>,
     push: Mutex<HashMap<QueueKey, PushState>>,
+    ddm: Mutex<HashMap<(QueueKey, super::DdmSlot), String>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -925,6 +926,26 @@ impl PushStore for MemoryStore {
             .collect();
         due.sort();
         Ok(due.into_iter().map(|(_, k)| k).collect())
+    }
+}
+
+impl super::DeclarationStore for MemoryStore {
+    fn ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: super::DdmSlot,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.ddm)?.get(&(key.clone(), slot)).cloned())
+    }
+
+    fn put_ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: super::DdmSlot,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        lock(&self.ddm)?.insert((key.clone(), slot), document.to_owned());
+        Ok(())
     }
 }
 

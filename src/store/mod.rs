@@ -47,6 +47,7 @@
 //! the store does network IO. [`PushSender::push`] must only hand the push
 //! to a queue, never perform the APNs request inline.
 
+mod declarations;
 mod memory;
 
 #[cfg(feature = "test-support")]
@@ -61,6 +62,7 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+pub use declarations::{DdmSlot, DeclarationStore, StoredDeclarations};
 pub use memory::MemoryStore;
 
 use serde::{Deserialize, Serialize};
@@ -821,6 +823,10 @@ macro_rules! forward_store {
 }
 
 forward_store! {
+    DeclarationStore {
+        fn ddm_document(&self, key: &QueueKey, slot: DdmSlot) -> Result<Option<String>, StoreError>;
+        fn put_ddm_document(&self, key: &QueueKey, slot: DdmSlot, document: &str) -> Result<(), StoreError>;
+    }
     UserStore {
         fn put_user(&self, user: &UserAccount) -> Result<(), StoreError>;
         fn user(&self, tenant: &TenantId, username: &str) -> Result<Option<UserAccount>, StoreError>;

@@ -86,6 +86,11 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i32 = 2;
 
+/// Per-channel DDM documents ([`super::DeclarationStore`]).
+const DDM_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS ddm_documents (
+    qkey BYTEA NOT NULL, slot TEXT NOT NULL, document TEXT NOT NULL,
+    PRIMARY KEY (qkey, slot))";
+
 /// `pg_advisory_xact_lock` key serializing migrations across processes.
 const MIGRATION_LOCK: i64 = 0x6d64_6d5f_656e_726c;
 
@@ -157,6 +162,8 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
             tx.batch_execute(sql).map_err(pg)?;
         }
     }
+    // Added without a version: created when missing, under the same lock.
+    tx.batch_execute(DDM_SCHEMA).map_err(pg)?;
     if current == 0 {
         tx.execute(
             "INSERT INTO mdm_schema (version) VALUES ($1)",
@@ -1313,6 +1320,40 @@ impl PushStore for PostgresStore {
             .iter()
             .map(|r| decode(r.get(0)))
             .collect()
+        })
+    }
+}
+
+impl super::DeclarationStore for PostgresStore {
+    fn ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: super::DdmSlot,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT document FROM ddm_documents WHERE qkey = $1 AND slot = $2",
+                &[&queue_key(key), &slot.as_str()],
+            )
+            .map_err(pg)?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn put_ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: super::DdmSlot,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        self.op(|tx| {
+            tx.execute(
+                "INSERT INTO ddm_documents (qkey, slot, document) VALUES ($1, $2, $3)
+                 ON CONFLICT (qkey, slot) DO UPDATE SET document = EXCLUDED.document",
+                &[&queue_key(key), &slot.as_str(), &document],
+            )
+            .map(|_| ())
+            .map_err(Failure::Pg)
         })
     }
 }

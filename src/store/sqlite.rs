@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS steps (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, activation TEXT NOT NULL,
     step INTEGER NOT NULL, at INTEGER NOT NULL,
     UNIQUE (tenant, activation, step));
+CREATE TABLE IF NOT EXISTS ddm_documents (
+    qkey BLOB NOT NULL, slot TEXT NOT NULL, document TEXT NOT NULL,
+    PRIMARY KEY (qkey, slot));
 ";
 
 /// Schema changes after the first release, applied in order to databases
@@ -1359,5 +1362,39 @@ impl PushStore for SqliteStore {
             out.push(decode(&row.map_err(backend)?)?);
         }
         Ok(out)
+    }
+}
+
+impl super::DeclarationStore for SqliteStore {
+    fn ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: super::DdmSlot,
+    ) -> Result<Option<String>, StoreError> {
+        self.lock()?
+            .query_row(
+                "SELECT document FROM ddm_documents WHERE qkey = ?1 AND slot = ?2",
+                params![queue_key(key), slot.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn put_ddm_document(
+        &self,
+        key: &QueueKey,
+        slot: super::DdmSlot,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO ddm_documents (qkey, slot, document) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (qkey, slot) DO UPDATE SET document = excluded.document",
+                params![queue_key(key), slot.as_str(), document],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
     }
 }

@@ -10,8 +10,8 @@
 mod device;
 
 pub use device::{
-    CommandAnswer, DeviceError, Identity, SimulatedDevice, TestDeployment, TestDeviceCa, Transport,
-    build_csr,
+    CommandAnswer, DdmSync, DeviceError, Identity, SimulatedDevice, TestDeployment, TestDeviceCa,
+    Transport, build_csr,
 };
 
 use std::collections::HashMap;

@@ -5,6 +5,9 @@
 //! - [`flat_object`]: a bounded reader for a flat object of scalar members,
 //!   such as an APNs error body `{"reason":"Unregistered","timestamp":1700000000000}`.
 //!   Nested objects and arrays are refused, so the reader never recurses.
+//! - [`parse`]: a bounded reader for a whole JSON document into a [`Json`]
+//!   tree (declarative-management bodies), limited in size, depth and number
+//!   of values by [`JsonLimits`]; [`Json::encode`] writes one back.
 
 use thiserror::Error;
 
@@ -68,6 +71,18 @@ pub enum JsonError {
     /// A member holds an object or an array.
     #[error("JSON member {0:?} is nested (only scalar members are accepted)")]
     Nested(String),
+    /// Arrays and objects nest deeper than the limit.
+    #[error("JSON nests deeper than {limit} levels")]
+    TooDeep {
+        /// The depth limit.
+        limit: usize,
+    },
+    /// The document holds more values (members and elements) than the limit.
+    #[error("JSON holds more than {limit} values")]
+    TooManyValues {
+        /// The value limit.
+        limit: usize,
+    },
 }
 
 /// Read `input` as one JSON object whose members are all scalars, in order
@@ -118,6 +133,284 @@ pub fn flat_object(input: &[u8], limit: usize) -> Result<Vec<(String, Scalar)>, 
         return Err(r.err("end of input"));
     }
     Ok(members)
+}
+
+/// Bounds for [`parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonLimits {
+    /// Largest document accepted, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of arrays and objects.
+    pub max_depth: usize,
+    /// Most values in one document (every member value and array element).
+    pub max_values: usize,
+}
+
+impl From<&super::Limits> for JsonLimits {
+    /// The body size, depth and node bounds of the plist guard, applied to JSON.
+    fn from(l: &super::Limits) -> Self {
+        Self {
+            max_bytes: l.max_body_bytes,
+            max_depth: l.max_depth,
+            max_values: l.max_nodes,
+        }
+    }
+}
+
+impl Default for JsonLimits {
+    /// The same numbers as [`super::Limits::default`].
+    fn default() -> Self {
+        Self::from(&super::Limits::default())
+    }
+}
+
+/// A JSON value read by [`parse`] or built for [`Json::encode`]. Object
+/// members keep their order (a repeated key appears twice).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    /// A string, number, boolean or null.
+    Scalar(Scalar),
+    /// An array.
+    Array(Vec<Json>),
+    /// An object, members in document order.
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// A string value.
+    pub fn string(s: impl Into<String>) -> Self {
+        Self::Scalar(Scalar::String(s.into()))
+    }
+
+    /// The first member named `key`, when this is an object.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Self::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The string, when this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Scalar(Scalar::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The boolean, when this is `true` or `false`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Self::Scalar(Scalar::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The integer, when this is an integer fitting `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Scalar(Scalar::Integer(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The elements, when this is an array.
+    pub fn as_array(&self) -> Option<&[Json]> {
+        match self {
+            Self::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The members, when this is an object.
+    pub fn as_object(&self) -> Option<&[(String, Json)]> {
+        match self {
+            Self::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Compact JSON text (no whitespace), members in order.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        self.write_into(&mut out);
+        out
+    }
+
+    /// Append the compact JSON text of this value to `out`.
+    pub fn write_into(&self, out: &mut String) {
+        match self {
+            Self::Scalar(Scalar::String(s)) => {
+                out.push('"');
+                escape_into(out, s);
+                out.push('"');
+            }
+            Self::Scalar(Scalar::Integer(i)) => out.push_str(&i.to_string()),
+            Self::Scalar(Scalar::Number(n)) => out.push_str(n),
+            Self::Scalar(Scalar::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+            Self::Scalar(Scalar::Null) => out.push_str("null"),
+            Self::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write_into(out);
+                }
+                out.push(']');
+            }
+            Self::Object(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    escape_into(out, k);
+                    out.push_str("\":");
+                    v.write_into(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+impl From<&str> for Json {
+    fn from(s: &str) -> Self {
+        Self::string(s)
+    }
+}
+
+impl From<String> for Json {
+    fn from(s: String) -> Self {
+        Self::string(s)
+    }
+}
+
+impl From<bool> for Json {
+    fn from(b: bool) -> Self {
+        Self::Scalar(Scalar::Bool(b))
+    }
+}
+
+impl From<i64> for Json {
+    fn from(i: i64) -> Self {
+        Self::Scalar(Scalar::Integer(i))
+    }
+}
+
+/// Read `input` as one JSON document (RFC 8259) within `limits`: at most
+/// `max_bytes` bytes, arrays/objects at most `max_depth` deep, at most
+/// `max_values` values. The reader recurses only up to `max_depth`.
+pub fn parse(input: &[u8], limits: JsonLimits) -> Result<Json, JsonError> {
+    if input.len() > limits.max_bytes {
+        return Err(JsonError::TooLarge {
+            len: input.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(input).map_err(|_| JsonError::NotUtf8)?;
+    let mut t = TreeReader {
+        r: Reader {
+            s: text.as_bytes(),
+            pos: 0,
+        },
+        limits,
+        values: 0,
+    };
+    t.r.ws();
+    let value = t.value(0)?;
+    t.r.ws();
+    if t.r.pos != t.r.s.len() {
+        return Err(t.r.err("end of input"));
+    }
+    Ok(value)
+}
+
+struct TreeReader<'a> {
+    r: Reader<'a>,
+    limits: JsonLimits,
+    values: usize,
+}
+
+impl TreeReader<'_> {
+    fn count(&mut self) -> Result<(), JsonError> {
+        self.values += 1;
+        if self.values > self.limits.max_values {
+            return Err(JsonError::TooManyValues {
+                limit: self.limits.max_values,
+            });
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, JsonError> {
+        self.count()?;
+        match self.r.peek() {
+            Some(open @ (b'[' | b'{')) => {
+                if depth >= self.limits.max_depth {
+                    return Err(JsonError::TooDeep {
+                        limit: self.limits.max_depth,
+                    });
+                }
+                self.r.pos += 1;
+                self.r.ws();
+                if open == b'[' {
+                    self.array(depth + 1)
+                } else {
+                    self.object(depth + 1)
+                }
+            }
+            _ => self.r.scalar().map(Json::Scalar),
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Json, JsonError> {
+        let mut items = Vec::new();
+        if self.r.peek() == Some(b']') {
+            self.r.pos += 1;
+            return Ok(Json::Array(items));
+        }
+        loop {
+            self.r.ws();
+            items.push(self.value(depth)?);
+            self.r.ws();
+            match self.r.peek() {
+                Some(b',') => self.r.pos += 1,
+                Some(b']') => {
+                    self.r.pos += 1;
+                    return Ok(Json::Array(items));
+                }
+                _ => return Err(self.r.err("',' or ']'")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Json, JsonError> {
+        let mut members = Vec::new();
+        if self.r.peek() == Some(b'}') {
+            self.r.pos += 1;
+            return Ok(Json::Object(members));
+        }
+        loop {
+            self.r.ws();
+            let key = self.r.string()?;
+            self.r.ws();
+            self.r.expect(b':', "':'")?;
+            self.r.ws();
+            members.push((key, self.value(depth)?));
+            self.r.ws();
+            match self.r.peek() {
+                Some(b',') => self.r.pos += 1,
+                Some(b'}') => {
+                    self.r.pos += 1;
+                    return Ok(Json::Object(members));
+                }
+                _ => return Err(self.r.err("',' or '}'")),
+            }
+        }
+    }
 }
 
 struct Reader<'a> {
@@ -352,5 +645,60 @@ mod tests {
             assert!(flat_object(bad, 100).is_err(), "{:?}", bad);
         }
         assert_eq!(flat_object(b"{\"\xff\":1}", 100), Err(JsonError::NotUtf8));
+    }
+
+    #[test]
+    fn parses_and_re_encodes_a_nested_document() {
+        let text = br#" {"a": [1, -2.5, "x\u00e9", {"b": null}], "c": {}, "d": [], "e": false} "#;
+        let v = parse(text, JsonLimits::default()).unwrap();
+        assert_eq!(v.get("e").and_then(Json::as_bool), Some(false));
+        assert_eq!(
+            v.get("a").and_then(Json::as_array).map(|a| a.len()),
+            Some(4)
+        );
+        let enc = v.encode();
+        assert_eq!(
+            enc,
+            r#"{"a":[1,-2.5,"xé",{"b":null}],"c":{},"d":[],"e":false}"#
+        );
+        assert_eq!(parse(enc.as_bytes(), JsonLimits::default()).unwrap(), v);
+    }
+
+    #[test]
+    fn tree_reader_enforces_size_depth_and_value_count() {
+        let limits = JsonLimits {
+            max_bytes: 64,
+            max_depth: 3,
+            max_values: 5,
+        };
+        assert!(parse(b"[[[1]]]", limits).is_ok());
+        assert_eq!(
+            parse(b"[[[[1]]]]", limits),
+            Err(JsonError::TooDeep { limit: 3 })
+        );
+        assert_eq!(
+            parse(b"[1,2,3,4,5]", limits),
+            Err(JsonError::TooManyValues { limit: 5 })
+        );
+        assert!(matches!(
+            parse(&[b' '; 65], limits),
+            Err(JsonError::TooLarge { len: 65, limit: 64 })
+        ));
+        // A deep prefix is refused at the limit, not by exhausting the stack.
+        let deep = vec![b'['; 100_000];
+        assert_eq!(
+            parse(&deep, JsonLimits::default()),
+            Err(JsonError::TooDeep { limit: 128 })
+        );
+        for bad in [
+            &b"[1,]"[..],
+            b"{\"a\"}",
+            b"[1 2]",
+            b"{} {}",
+            b"",
+            b"{\"a\":1,}",
+        ] {
+            assert!(parse(bad, JsonLimits::default()).is_err(), "{:?}", bad);
+        }
     }
 }

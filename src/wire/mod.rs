@@ -4,7 +4,8 @@
 //! - [`Limits`]: one value holding every size, depth and count bound.
 //! - [`plist`]: a guard in front of the `plist` crate (depth, nodes, decoded bytes).
 //! - [`ber`]: a bounded BER reader and BER → DER normaliser for CMS.
-//! - [`json`]: JSON string escaping and a bounded flat-object reader (APNs answers).
+//! - [`json`]: JSON string escaping, a bounded flat-object reader (APNs
+//!   answers) and a bounded tree reader (declarative management bodies).
 //! - [`hex`], [`percent`]: hex encoding and percent-decoding, written once for the crate.
 
 pub mod ber;
