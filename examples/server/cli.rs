@@ -12,6 +12,8 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--client-cert-header NAME] [--tenant ID]
               [--push-cert PEM --push-key PEM | --push-p12 FILE]
               [--apns-url URL] [--apns-ca PEM]...
+              [--identity-lifetime DURATION] [--renew-before DURATION]
+              [--renewal-retry DURATION] [--renewal-timeout DURATION]
        server hash-password    (reads a password on stdin, prints its argon2id PHC string)
 
 Secrets never go on the command line in production (ps and shell history show it):
@@ -60,6 +62,15 @@ For tests and demos (warned about on stderr):
   --apns-url URL                APNs gateway (default https://api.push.apple.com)
   --apns-ca PEM                 extra trust anchor for --apns-url: a local stand-in or a proxy
                                 (repeatable)
+  --identity-lifetime DURATION  lifetime of device identity certificates (default 365d)
+  --renew-before DURATION       renew a device's identity this long before it expires
+                                (default 60d): its next Idle gets the enrollment profile
+                                again with a fresh SCEP challenge, and a sweep pushes
+                                devices that stay silent. DURATION: an integer with
+                                s, m, h or d (90s, 15m, 12h, 30d)
+  --renewal-retry DURATION      retry a renewal the device answered Error or NotNow after
+                                this (default 1h), with a fresh challenge and a push
+  --renewal-timeout DURATION    retry a renewal not completed within this (default 1d)
 ";
 
 /// Apple's production APNs gateway, the default `--apns-url`.
@@ -106,6 +117,38 @@ pub struct Config {
     pub push_p12: Option<PathBuf>,
     pub apns_url: String,
     pub apns_cas: Vec<PathBuf>,
+    /// `--identity-lifetime`.
+    pub identity_lifetime: std::time::Duration,
+    /// `--renew-before`.
+    pub renew_before: std::time::Duration,
+    /// `--renewal-retry`.
+    pub renewal_retry: std::time::Duration,
+    /// `--renewal-timeout`.
+    pub renewal_timeout: std::time::Duration,
+}
+
+/// A `DURATION` flag value: an integer with `s`, `m`, `h` or `d`.
+pub fn parse_duration(flag: &str, v: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{flag} {v:?}: expected an integer with s, m, h or d (e.g. 30d)");
+    let split = v.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = (
+        v.get(..split).ok_or_else(bad)?,
+        v.get(split..).ok_or_else(bad)?,
+    );
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 impl Default for Config {
@@ -133,6 +176,10 @@ impl Default for Config {
             push_p12: None,
             apns_url: DEFAULT_APNS_URL.into(),
             apns_cas: Vec::new(),
+            identity_lifetime: std::time::Duration::from_secs(365 * 86_400),
+            renew_before: std::time::Duration::from_secs(60 * 86_400),
+            renewal_retry: std::time::Duration::from_secs(3600),
+            renewal_timeout: std::time::Duration::from_secs(86_400),
         }
     }
 }
@@ -334,6 +381,21 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                         })?;
                     config.store = Some(PathBuf::from(path));
                 }
+            }
+            "--identity-lifetime" => {
+                config.identity_lifetime =
+                    parse_duration("--identity-lifetime", &value("--identity-lifetime")?)?;
+            }
+            "--renew-before" => {
+                config.renew_before = parse_duration("--renew-before", &value("--renew-before")?)?;
+            }
+            "--renewal-retry" => {
+                config.renewal_retry =
+                    parse_duration("--renewal-retry", &value("--renewal-retry")?)?;
+            }
+            "--renewal-timeout" => {
+                config.renewal_timeout =
+                    parse_duration("--renewal-timeout", &value("--renewal-timeout")?)?;
             }
             "--tenant" => {
                 let v = value("--tenant")?;
@@ -584,5 +646,48 @@ mod tests {
             Ok(PathBuf::from("./here"))
         );
         assert!(parse_in(&["--data", ""], None, None).is_err());
+    }
+
+    #[test]
+    fn durations_are_an_integer_with_a_unit() {
+        use std::time::Duration;
+        let run = |args: &[&str]| match parse_with_env(
+            args.iter().map(|s| s.to_string()),
+            None,
+            Some(std::ffi::OsStr::new("/home/x")),
+        ) {
+            Ok(Command::Run(c)) => Ok((c.identity_lifetime, c.renew_before)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let day = 86_400;
+        assert_eq!(
+            run(&[]).unwrap(),
+            (
+                Duration::from_secs(365 * day),
+                Duration::from_secs(60 * day)
+            )
+        );
+        assert_eq!(
+            run(&["--identity-lifetime", "90s", "--renew-before=2m"]).unwrap(),
+            (Duration::from_secs(90), Duration::from_secs(120))
+        );
+        assert_eq!(
+            run(&["--identity-lifetime", "3h", "--renew-before", "7d"]).unwrap(),
+            (Duration::from_secs(3 * 3600), Duration::from_secs(7 * day))
+        );
+        for bad in [
+            "",
+            "d",
+            "10",
+            "10w",
+            "-5d",
+            "1.5h",
+            " 5d",
+            "99999999999999999999d",
+        ] {
+            let err = run(&["--renew-before", bad]).unwrap_err();
+            assert!(err.contains("--renew-before"), "{bad}: {err}");
+        }
     }
 }

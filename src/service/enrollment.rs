@@ -778,6 +778,11 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                         RenewalAction::NotDue => {}
                     }
                 }
+                // A racing renewal (the device's own Idle) won: one in flight.
+                Err(
+                    ServiceError::Activation(ActivationError::RenewalInFlight)
+                    | ServiceError::Store(StoreError::VersionConflict { .. }),
+                ) => sweep.in_flight.push(device.clone()),
                 Err(e) => sweep.failed.push((device.clone(), e.to_string())),
             }
             if let Ok(a) = engine.load(tenant, &activation)
