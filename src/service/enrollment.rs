@@ -732,12 +732,15 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             }
             RenewalAction::NotDue | RenewalAction::InFlight | RenewalAction::GivenUp => {}
         }
-        let reported = engine
-            .load(tenant, activation)?
-            .value
-            .renewal
-            .is_none_or(|r| r.expiry_reported);
-        if expired && !reported {
+        // Re-read: the attempt just queued (or given up) carries the flag.
+        let reported = || -> Result<bool, ServiceError> {
+            Ok(engine
+                .load(tenant, activation)?
+                .value
+                .renewal
+                .is_none_or(|r| r.expiry_reported))
+        };
+        if expired && !reported()? {
             events.extend(
                 engine
                     .report_identity_expired(tenant, activation, now)?
