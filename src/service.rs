@@ -40,7 +40,10 @@ mod route;
 
 pub use commands::EnrollmentSummary;
 pub use engine::{Engine, EngineConfig, EnrollmentGrant, LoginGrant, NewCommand, RepushPolicy};
-pub use enrollment::{EnrollmentConfig, EnrollmentService, SingleTenantPaths};
+pub use enrollment::{
+    EnrollmentConfig, EnrollmentService, RenewalAction, RenewalPolicy, RenewalStatus, RenewalSweep,
+    SingleTenantPaths,
+};
 pub use error::{CommandError, Event, EventKind, Outcome, ServiceError};
 pub use mdm::{InitialConfiguration, MdmService};
 pub use route::{Endpoint, Route, RouteError};

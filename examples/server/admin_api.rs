@@ -17,6 +17,12 @@
 //!   when the set changed, the `DeclarativeManagement` command is queued and
 //!   pushed → 200 `{"declarations_token": "...", "command_uuid": "..."|null}`.
 //!
+//! Each device also carries `renewal`, where its identity renewal stands
+//! (`not_due`, `due`, `in_flight`, `given_up`, `expired`), and
+//! `renewal_attempt` while one is in flight; one device's detail adds
+//! `identity`: `{"serial": "<hex>", "not_after": RFC 3339}` of the
+//! certificate currently bound.
+//!
 //! A device's `push` object also carries `last_reason` (APNs' reason) and
 //! `unanswered` (pushes since the device last connected). Unknown device or
 //! command 404, bad body 400 naming the problem, wrong or
@@ -113,6 +119,48 @@ fn summary_json(s: &EnrollmentSummary) -> Value {
     })
 }
 
+/// `summary_json` plus the identity renewal state (and, for one device's
+/// detail, the identity currently bound).
+fn with_renewal(app: &App, s: &EnrollmentSummary, detail: bool) -> Value {
+    use mdm_enroll::service::RenewalStatus;
+    use mdm_enroll::store::ActivationStore;
+    let mut value = summary_json(s);
+    let activation = app
+        .service
+        .engine()
+        .store()
+        .activation(&app.tenant, &s.activation)
+        .ok()
+        .flatten()
+        .map(|v| v.value);
+    let status = activation.as_ref().map(|a| {
+        app.service
+            .config()
+            .renewal
+            .status(a, std::time::SystemTime::now())
+    });
+    if let Value::Object(map) = &mut value {
+        map.insert(
+            "renewal".into(),
+            status.map_or(Value::Null, |st| st.as_str().into()),
+        );
+        if let Some(RenewalStatus::InFlight { attempt }) = status {
+            map.insert("renewal_attempt".into(), attempt.into());
+        }
+        if detail {
+            let identity = activation.as_ref().and_then(|a| a.identity.as_ref());
+            map.insert(
+                "identity".into(),
+                identity.map_or(Value::Null, |i| {
+                    let serial: String = i.serial.iter().map(|b| format!("{b:02x}")).collect();
+                    json!({ "serial": serial, "not_after": rfc3339(i.not_after) })
+                }),
+            );
+        }
+    }
+    value
+}
+
 fn enrollment(app: &App, udid: &str) -> Result<EnrollmentSummary, Response> {
     match app.service.engine().enrollment(&app.tenant, udid) {
         Ok(Some(s)) => Ok(s),
@@ -123,7 +171,10 @@ fn enrollment(app: &App, udid: &str) -> Result<EnrollmentSummary, Response> {
 
 fn list(app: &App) -> Response {
     match app.service.engine().enrollments(&app.tenant) {
-        Ok(all) => json_response(200, &Value::Array(all.iter().map(summary_json).collect())),
+        Ok(all) => json_response(
+            200,
+            &Value::Array(all.iter().map(|s| with_renewal(app, s, false)).collect()),
+        ),
         Err(e) => service_error(&e),
     }
 }
@@ -157,7 +208,7 @@ fn device(app: &App, udid: &str) -> Response {
         .store()
         .steps(&app.tenant, &summary.activation)
         .unwrap_or_default();
-    let mut value = summary_json(&summary);
+    let mut value = with_renewal(app, &summary, true);
     if let Value::Object(map) = &mut value {
         map.insert(
             "timeline".into(),

@@ -13,6 +13,8 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--push-cert PEM --push-key PEM | --push-p12 FILE]
               [--apns-url URL] [--apns-ca PEM]...
               [--keep-results N] [--command-expiry DURATION] [--delivery-lease DURATION] [--ddm]
+              [--identity-lifetime DURATION] [--renew-before DURATION]
+              [--renewal-retry DURATION] [--renewal-timeout DURATION]
        server hash-password    (reads a password on stdin, prints its argon2id PHC string)
 
 Secrets never go on the command line in production (ps and shell history show it):
@@ -73,6 +75,15 @@ For tests and demos (warned about on stderr):
                                 the DeclarativeManagement command and a demo declaration set
                                 (an activation of a management.test configuration); the
                                 activation completes when the device reports it applied
+  --identity-lifetime DURATION  lifetime of device identity certificates (default 365d)
+  --renew-before DURATION       renew a device's identity this long before it expires
+                                (default 60d): its next Idle gets the enrollment profile
+                                again with a fresh SCEP challenge, and a sweep pushes
+                                devices that stay silent. DURATION: an integer with
+                                s, m, h or d (90s, 15m, 12h, 30d)
+  --renewal-retry DURATION      retry a renewal the device answered Error or NotNow after
+                                this (default 1h), with a fresh challenge and a push
+  --renewal-timeout DURATION    retry a renewal not completed within this (default 1d)
 ";
 
 /// Apple's production APNs gateway, the default `--apns-url`.
@@ -127,6 +138,39 @@ pub struct Config {
     pub delivery_lease: Option<std::time::Duration>,
     /// `--ddm`: serve declarative device management.
     pub ddm: bool,
+    /// `--identity-lifetime`.
+    pub identity_lifetime: std::time::Duration,
+    /// `--renew-before`.
+    pub renew_before: std::time::Duration,
+    /// `--renewal-retry`.
+    pub renewal_retry: std::time::Duration,
+    /// `--renewal-timeout`.
+    pub renewal_timeout: std::time::Duration,
+}
+
+/// A `DURATION` flag value: an integer with `s`, `m`, `h` or `d`, above zero.
+pub fn parse_duration(flag: &str, v: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{flag} {v:?}: expected an integer with s, m, h or d (e.g. 30d)");
+    let split = v.len().checked_sub(1).ok_or_else(bad)?;
+    let (number, unit) = (
+        v.get(..split).ok_or_else(bad)?,
+        v.get(split..).ok_or_else(bad)?,
+    );
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(unit) {
+        Some(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(bad()),
+    }
 }
 
 impl Default for Config {
@@ -158,6 +202,10 @@ impl Default for Config {
             command_expiry: None,
             delivery_lease: None,
             ddm: false,
+            identity_lifetime: std::time::Duration::from_secs(365 * 86_400),
+            renew_before: std::time::Duration::from_secs(60 * 86_400),
+            renewal_retry: std::time::Duration::from_secs(3600),
+            renewal_timeout: std::time::Duration::from_secs(86_400),
         }
     }
 }
@@ -193,27 +241,6 @@ impl Config {
 }
 
 /// Errors never repeat the value: it holds a password.
-/// `90s`, `30m`, `12h`, `7d` (or plain seconds), above zero.
-fn parse_duration(flag: &str, v: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{flag} {v:?}: expected a duration such as 90s, 30m, 12h or 7d");
-    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    match n.checked_mul(scale) {
-        Some(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
-        _ => Err(bad()),
-    }
-}
-
 fn parse_user(s: &str) -> Result<UserSpec, String> {
     let (name, rest) = s
         .split_once(':')
@@ -381,6 +408,21 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                         })?;
                     config.store = Some(PathBuf::from(path));
                 }
+            }
+            "--identity-lifetime" => {
+                config.identity_lifetime =
+                    parse_duration("--identity-lifetime", &value("--identity-lifetime")?)?;
+            }
+            "--renew-before" => {
+                config.renew_before = parse_duration("--renew-before", &value("--renew-before")?)?;
+            }
+            "--renewal-retry" => {
+                config.renewal_retry =
+                    parse_duration("--renewal-retry", &value("--renewal-retry")?)?;
+            }
+            "--renewal-timeout" => {
+                config.renewal_timeout =
+                    parse_duration("--renewal-timeout", &value("--renewal-timeout")?)?;
             }
             "--tenant" => {
                 let v = value("--tenant")?;
@@ -564,7 +606,7 @@ mod tests {
             "0",
             "--command-expiry",
             "7d",
-            "--delivery-lease=90",
+            "--delivery-lease=90s",
         ])
         .unwrap();
         assert_eq!(c.keep_results, Some(0));
@@ -671,5 +713,49 @@ mod tests {
             Ok(PathBuf::from("./here"))
         );
         assert!(parse_in(&["--data", ""], None, None).is_err());
+    }
+
+    #[test]
+    fn durations_are_an_integer_with_a_unit() {
+        use std::time::Duration;
+        let run = |args: &[&str]| match parse_with_env(
+            args.iter().map(|s| s.to_string()),
+            None,
+            Some(std::ffi::OsStr::new("/home/x")),
+        ) {
+            Ok(Command::Run(c)) => Ok((c.identity_lifetime, c.renew_before)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let day = 86_400;
+        assert_eq!(
+            run(&[]).unwrap(),
+            (
+                Duration::from_secs(365 * day),
+                Duration::from_secs(60 * day)
+            )
+        );
+        assert_eq!(
+            run(&["--identity-lifetime", "90s", "--renew-before=2m"]).unwrap(),
+            (Duration::from_secs(90), Duration::from_secs(120))
+        );
+        assert_eq!(
+            run(&["--identity-lifetime", "3h", "--renew-before", "7d"]).unwrap(),
+            (Duration::from_secs(3 * 3600), Duration::from_secs(7 * day))
+        );
+        for bad in [
+            "",
+            "d",
+            "10",
+            "10w",
+            "-5d",
+            "0d",
+            "1.5h",
+            " 5d",
+            "99999999999999999999d",
+        ] {
+            let err = run(&["--renew-before", bad]).unwrap_err();
+            assert!(err.contains("--renew-before"), "{bad}: {err}");
+        }
     }
 }

@@ -539,6 +539,11 @@ fn build_app(
         scep,
     );
     enrollment.profile_chain = vec![pki.ca.cert.clone()];
+    enrollment.identity_lifetime = config.identity_lifetime;
+    // The challenge lives as long as an attempt may take.
+    enrollment.renewal = mdm_enroll::service::RenewalPolicy::new(config.renew_before)
+        .with_retries(config.renewal_timeout, config.renewal_retry, 10)
+        .with_challenge_ttl(config.renewal_timeout);
     enrollment.organization = Some("mdm-enroll".into());
     enrollment.single_tenant = Some(SingleTenantPaths {
         tenant: tenant.clone(),
@@ -755,6 +760,7 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         println!("warning: {warning}");
     }
     push::spawn_repush(app.clone(), Duration::from_secs(30));
+    push::spawn_renewal_sweep(app.clone(), Duration::from_secs(30));
     let tls = if config.http {
         None
     } else {

@@ -329,20 +329,47 @@ async fn deliver(app: Arc<App>, client: &ApnsClient, job: Job) {
 /// schedules them (`Engine::repush_due`, on the blocking pool), through the
 /// same sender.
 pub fn spawn_repush(app: Arc<App>, every: Duration) {
+    spawn_every(app, every, "re-push sweep", |app, now| {
+        match app.service.engine().repush_due(&app.tenant, now) {
+            Ok(out) => app.record(&out.events),
+            Err(e) => tracing::warn!(error = %e, "re-push sweep failed"),
+        }
+    });
+}
+
+/// Every `every`: the identity renewal sweep (devices whose identity is
+/// due get the renewal queued and a push; given-up renewals and expired
+/// identities are logged).
+pub fn spawn_renewal_sweep(app: Arc<App>, every: Duration) {
+    spawn_every(app, every, "renewal sweep", |app, now| {
+        match app
+            .service
+            .sweep_renewals(&app.tenant, now, &mut crate::routes::rng())
+        {
+            Ok(out) => {
+                for device in &out.value.expired {
+                    tracing::warn!(%device, "device identity expired");
+                }
+                for (device, error) in &out.value.failed {
+                    tracing::warn!(%device, %error, "identity renewal failed");
+                }
+                app.record(&out.events);
+            }
+            Err(e) => tracing::warn!(error = %e, "renewal sweep failed"),
+        }
+    });
+}
+
+/// Run `sweep` on the blocking pool every `every`, with the time of the tick.
+fn spawn_every(app: Arc<App>, every: Duration, name: &'static str, sweep: fn(&App, SystemTime)) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             let app = app.clone();
-            let sweep = tokio::task::spawn_blocking(move || {
-                let now = SystemTime::now();
-                match app.service.engine().repush_due(&app.tenant, now) {
-                    Ok(out) => app.record(&out.events),
-                    Err(e) => tracing::warn!(error = %e, "re-push sweep failed"),
-                }
-            });
-            if let Err(e) = sweep.await {
-                tracing::error!(error = %e, "re-push sweep panicked");
+            let run = tokio::task::spawn_blocking(move || sweep(&app, SystemTime::now()));
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "{name} panicked");
             }
         }
     });

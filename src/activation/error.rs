@@ -100,4 +100,8 @@ pub enum ActivationError {
     /// An undecodable report when no command was sent on this connection.
     #[error("undecodable report with no command outstanding")]
     UndecodableWithoutCommand,
+    /// An identity renewal attempt is already in flight (or the renewal
+    /// was given up): one renewal at a time per enrollment.
+    #[error("identity renewal already in flight")]
+    RenewalInFlight,
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::queue::{self, Disposition, QueuePolicy, QueuedCommand};
+use super::renewal::IdentityRenewal;
 use super::{
     ActivationError, ActivationId, AttributesPhase, CertFingerprint, ChallengeDigest, Channel,
     CheckinEvent, CheckinMessage, CommandOutcome, CommandUuid, DeviceFacts, IssuedIdentity, Policy,
@@ -62,6 +63,8 @@ pub enum ChallengeKind {
     ProfileService,
     /// The SCEP `Challenge` (step 6 → step 7).
     Scep,
+    /// The SCEP `Challenge` of an identity renewal's enrollment profile.
+    Renewal,
 }
 
 /// A one-time challenge an activation is waiting for.
@@ -155,6 +158,13 @@ pub struct Activation {
     /// Declarative management in the initial configuration, if any.
     #[serde(default)]
     pub declarative: Option<DeclarativeProgress>,
+    /// The identity renewal in flight, if any.
+    #[serde(default)]
+    pub renewal: Option<IdentityRenewal>,
+    /// The identity the last renewal switched to: an `Authenticate` with it
+    /// is the same enrollment, not a re-enrollment.
+    #[serde(default)]
+    pub renewed: Option<CertFingerprint>,
 }
 
 /// An input to [`Activation::apply`]. Secrets and ids are minted by the
@@ -231,6 +241,31 @@ pub enum Input {
         /// Initial declarations reported invalid: identifier and reasons.
         invalid: Vec<(String, Vec<String>)>,
     },
+    /// Renewal: queue attempt `attempt` of the identity renewal (an
+    /// `InstallProfile` of the enrollment profile with `challenge`).
+    RenewalQueued {
+        /// The attempt's number: 1, or one more than the current attempt.
+        attempt: u32,
+        /// The renewal's one-time SCEP challenge.
+        challenge: Secret,
+        /// How long it stays valid.
+        ttl: Duration,
+        /// The `InstallProfile` command's `CommandUUID`.
+        command: CommandUuid,
+    },
+    /// Renewal: a SCEP PKCSReq presented the renewal challenge.
+    RenewalScep {
+        /// The CSR's challengePassword.
+        challenge: Secret,
+        /// SHA-256 of the CSR, when known.
+        request: Option<[u8; 32]>,
+    },
+    /// Renewal: the certificate was issued under the renewal challenge.
+    RenewalIssued(IssuedIdentity),
+    /// Renewal: the attempt budget ran out.
+    RenewalGivenUp,
+    /// The identity has expired (reported once).
+    IdentityExpired,
 }
 
 /// What the caller must do, in order, to carry out a transition. Outputs that
@@ -299,6 +334,23 @@ pub enum Output {
     ReEnrolled,
     /// The device is no longer enrolled.
     Unenrolled,
+    /// Queue the identity renewal's `InstallProfile` on the device channel.
+    EnqueueRenewal(CommandUuid),
+    /// Renewal attempt `n` was queued.
+    RenewalQueued(u32),
+    /// The device refused or deferred the renewal attempt.
+    RenewalFailed(u32),
+    /// The device signed with its renewed identity: it replaced `old`.
+    IdentityRenewed {
+        /// The retired identity.
+        old: CertFingerprint,
+        /// The identity now bound.
+        new: CertFingerprint,
+    },
+    /// The renewal's attempt budget ran out.
+    RenewalGivenUp,
+    /// The identity has expired.
+    IdentityExpired,
 }
 
 /// The result of a transition: the new state and what to do.
@@ -340,6 +392,8 @@ impl Activation {
             user_channels: Vec::new(),
             initial: Vec::new(),
             declarative: None,
+            renewal: None,
+            renewed: None,
         };
         let mut outputs = vec![
             Output::Reached(Step::AccountReady),
@@ -445,7 +499,62 @@ impl Activation {
                 (&pending, &finished),
                 connection,
                 &policy,
+                now,
             )?,
+            Input::RenewalQueued {
+                attempt,
+                challenge,
+                ttl,
+                command,
+            } => {
+                self.renewal_queued(&mut next, &mut out, attempt, &challenge, ttl, command, now)?
+            }
+            Input::RenewalScep { challenge, request } => {
+                let renewal = next
+                    .renewal
+                    .as_mut()
+                    .ok_or(ActivationError::WrongChallenge)?;
+                let grant = renewal.challenge;
+                if grant.kind != ChallengeKind::Renewal
+                    || !grant.digest.matches(&challenge.digest())
+                {
+                    return Err(ActivationError::WrongChallenge);
+                }
+                if now >= grant.expires {
+                    return Err(ActivationError::ChallengeExpired);
+                }
+                if !self.phase.enrolled() {
+                    return Err(ActivationError::NotEnrolled);
+                }
+                renewal.scep_request = Some(request.unwrap_or_default());
+                out.push(Output::ConsumeChallenge(grant));
+            }
+            Input::RenewalIssued(identity) => {
+                let renewal = next.renewal.as_mut().filter(|r| r.issuing()).ok_or(
+                    ActivationError::OutOfOrder {
+                        step: Step::CertificateIssued,
+                        phase: self.phase,
+                    },
+                )?;
+                renewal.scep_request = None;
+                renewal.issued.push(identity.clone());
+                out.push(Output::RecordCertificate(identity));
+            }
+            Input::RenewalGivenUp => {
+                let renewal = next.renewal.as_mut().ok_or(ActivationError::NotEnrolled)?;
+                if !renewal.exhausted {
+                    renewal.exhausted = true;
+                    out.push(Output::RenewalGivenUp);
+                }
+            }
+            Input::IdentityExpired => {
+                if let Some(renewal) = next.renewal.as_mut()
+                    && !renewal.expiry_reported
+                {
+                    renewal.expiry_reported = true;
+                    out.push(Output::IdentityExpired);
+                }
+            }
             Input::Superseded { by_user } => {
                 if let Some(identity) = &self.identity {
                     out.push(Output::RetireIdentity(identity.fingerprint));
@@ -527,6 +636,98 @@ impl Activation {
         Ok(grant)
     }
 
+    /// Queue renewal attempt `attempt` (see [`Input::RenewalQueued`]).
+    #[allow(clippy::too_many_arguments)]
+    fn renewal_queued(
+        &self,
+        next: &mut Self,
+        out: &mut Vec<Output>,
+        attempt: u32,
+        challenge: &Secret,
+        ttl: Duration,
+        command: CommandUuid,
+        now: SystemTime,
+    ) -> Result<(), ActivationError> {
+        let device = match (&self.device, &self.identity) {
+            (Some(device), Some(_)) if self.phase.enrolled() => device,
+            _ => return Err(ActivationError::NotEnrolled),
+        };
+        let expected = self
+            .renewal
+            .as_ref()
+            .map_or(1, |r| r.attempt.saturating_add(1));
+        if attempt != expected || self.renewal.as_ref().is_some_and(|r| r.exhausted) {
+            return Err(ActivationError::RenewalInFlight);
+        }
+        let grant = ChallengeGrant {
+            kind: ChallengeKind::Renewal,
+            digest: challenge.digest(),
+            expires: now
+                .checked_add(ttl)
+                .ok_or(ActivationError::ChallengeExpired)?,
+        };
+        let previous = self.renewal.as_ref();
+        next.renewal = Some(IdentityRenewal {
+            attempt,
+            challenge: grant,
+            command: command.clone(),
+            queued: now,
+            failed_at: None,
+            scep_request: None,
+            issued: previous.map(|r| r.issued.clone()).unwrap_or_default(),
+            exhausted: false,
+            expiry_reported: previous.is_some_and(|r| r.expiry_reported),
+        });
+        out.push(Output::IssueChallenge(grant));
+        out.push(Output::EnqueueRenewal(command));
+        out.push(Output::RenewalQueued(attempt));
+        out.push(Output::Push(Channel::device(device.udid.clone())));
+        Ok(())
+    }
+
+    /// If `identity` is a certificate issued by the renewal in flight, make
+    /// it the enrollment's identity: bind it and retire the old one in this
+    /// same step (from now on only the new one works).
+    fn take_renewed(
+        &self,
+        next: &mut Self,
+        out: &mut Vec<Output>,
+        identity: &CertFingerprint,
+        device_id: &str,
+    ) {
+        let Some(new) = self
+            .renewal
+            .as_ref()
+            .and_then(|r| r.issued_identity(identity))
+        else {
+            return;
+        };
+        out.push(Output::BindIdentity {
+            fingerprint: *identity,
+            device_id: device_id.to_owned(),
+        });
+        if let Some(old) = &self.identity {
+            out.push(Output::RetireIdentity(old.fingerprint));
+            out.push(Output::IdentityRenewed {
+                old: old.fingerprint,
+                new: *identity,
+            });
+        }
+        next.identity = Some(new.clone());
+        next.renewal = None;
+        next.renewed = Some(*identity);
+    }
+
+    /// Whether `identity` is a renewed identity of this enrollment (issued
+    /// by the renewal in flight, or switched to by the last one).
+    fn is_renewed(&self, identity: &CertFingerprint) -> bool {
+        self.renewed == Some(*identity)
+            || self
+                .renewal
+                .as_ref()
+                .is_some_and(|r| r.issued_identity(identity).is_some())
+    }
+
     /// Check that `identity` on `channel` is this activation's device identity.
     fn check_sender(
         &self,
@@ -537,7 +738,11 @@ impl Activation {
             .identity
             .as_ref()
             .ok_or(ActivationError::IdentityMismatch)?;
-        if ours.fingerprint != *identity {
+        let renewed = self
+            .renewal
+            .as_ref()
+            .is_some_and(|r| r.issued_identity(identity).is_some());
+        if ours.fingerprint != *identity && !renewed {
             return Err(ActivationError::IdentityMismatch);
         }
         match &self.device {
@@ -570,6 +775,12 @@ impl Activation {
                     });
                 }
                 self.check_sender(&identity, &channel)?;
+                if self.phase.enrolled() && self.is_renewed(&identity) {
+                    // The renewed identity authenticating: the same
+                    // enrollment (queue, results, push state untouched).
+                    self.take_renewed(next, out, &identity, &channel.device_id);
+                    return Ok(());
+                }
                 let again = self.phase.authenticated();
                 out.push(Output::BindIdentity {
                     fingerprint: identity,
@@ -600,6 +811,7 @@ impl Activation {
                     });
                 }
                 self.check_sender(&identity, &channel)?;
+                self.take_renewed(next, out, &identity, &channel.device_id);
                 match &channel.user_id {
                     None if self.phase == Phase::Authenticated => {
                         next.initial = initial_configuration
@@ -640,6 +852,7 @@ impl Activation {
                     return Err(ActivationError::NotEnrolled);
                 }
                 self.check_sender(&identity, &channel)?;
+                self.take_renewed(next, out, &identity, &channel.device_id);
                 out.push(Output::RetireIdentity(identity));
                 out.push(Output::ClearQueue(channel.clone()));
                 out.push(Output::ReleaseDevice {
@@ -654,6 +867,7 @@ impl Activation {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
         next: &mut Self,
@@ -662,11 +876,13 @@ impl Activation {
         (pending, finished_earlier): (&[QueuedCommand], &[(CommandUuid, CommandOutcome)]),
         connection: Connection,
         policy: &QueuePolicy,
+        now: SystemTime,
     ) -> Result<(), ActivationError> {
         if !self.phase.enrolled() {
             return Err(ActivationError::NotEnrolled);
         }
         self.check_sender(&event.identity, &event.channel)?;
+        self.take_renewed(next, out, &event.identity, &event.channel.device_id);
         let device_channel = event.channel.is_device();
         if device_channel {
             // Outcomes stored in the queue but not yet here (see Input::Connect).
@@ -688,6 +904,7 @@ impl Activation {
         let before = connection.clone();
         let mut connection = connection;
         let mut finished: Option<(CommandUuid, CommandOutcome)> = None;
+        let mut deferred: Option<CommandUuid> = None;
         match event.report {
             Report::Status {
                 status: ReportStatus::Idle,
@@ -714,6 +931,7 @@ impl Activation {
                         finished = Some((uuid, outcome));
                     }
                     Disposition::Defer(uuid) => {
+                        deferred = Some(uuid.clone());
                         out.push(Output::Defer(uuid.clone()));
                         if !connection.skip.contains(&uuid) {
                             connection.skip.push(uuid);
@@ -733,6 +951,17 @@ impl Activation {
                     outcome: outcome.clone(),
                 });
                 finished = Some((uuid, outcome));
+            }
+        }
+        if let Some(renewal) = next.renewal.as_mut()
+            && renewal.failed_at.is_none()
+        {
+            let refused = finished
+                .as_ref()
+                .is_some_and(|(u, o)| *u == renewal.command && !o.is_acknowledged());
+            if refused || deferred.as_ref() == Some(&renewal.command) {
+                renewal.failed_at = Some(now);
+                out.push(Output::RenewalFailed(renewal.attempt));
             }
         }
         if device_channel && self.phase == Phase::Enrolled {

@@ -31,6 +31,12 @@
 //! is a re-enrolment (queue cleared, identity re-bound, a superseded
 //! activation's identity retired, [`Output::ReEnrolled`]); `CheckOut` ends in
 //! [`Phase::Unenrolled`].
+//!
+//! Identity renewal is a state of the enrollment ([`IdentityRenewal`],
+//! [`Input::RenewalQueued`], [`Input::RenewalScep`], [`Input::RenewalIssued`]):
+//! the certificate issued under a [`ChallengeKind::Renewal`] challenge
+//! becomes the enrollment's identity the first time the device signs with
+//! it ([`Output::IdentityRenewed`]: bound, the old one retired, in one step).
 
 mod error;
 mod evidence;
@@ -38,6 +44,7 @@ mod ids;
 mod machine;
 mod policy;
 pub mod queue;
+mod renewal;
 
 #[cfg(feature = "test-support")]
 pub(crate) use crate::wire::hex::upper as hex_upper;
@@ -53,6 +60,7 @@ pub use machine::{
 };
 pub use policy::{DeviceFacts, OsVersion, Ownership, Policy, UserAccount};
 pub use queue::{CommandOutcome, CommandResult, QueueKey, QueuePolicy, QueuedCommand, Retention};
+pub use renewal::IdentityRenewal;
 
 use serde::{Deserialize, Serialize};
 

@@ -343,17 +343,11 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         now: SystemTime,
     ) -> Result<Outcome<Activation>, ServiceError> {
         let record = self.find_challenge(tenant, challenge, ChallengeKind::Scep)?;
-        let current = self.load(tenant, &record.activation)?;
         let input = Input::ScepRequest {
             challenge: challenge.clone(),
             request,
         };
-        let mut ctx = Ctx::new(tenant, now);
-        let state = self.run(current, input, &mut ctx)?;
-        Ok(Outcome {
-            value: state,
-            events: ctx.events,
-        })
+        self.run_stored(tenant, &record.activation, input, now)
     }
 
     /// A resend of the SCEP request that consumed `challenge` (the client
@@ -397,7 +391,16 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     ) -> Result<Outcome<()>, ServiceError> {
         let current = self.load(tenant, activation)?;
         let mut ctx = Ctx::new(tenant, now);
-        self.run(current, Input::CertificateIssued(identity), &mut ctx)?;
+        // A certificate under a renewal challenge renews the enrollment's
+        // identity; it does not start a new one.
+        let renewing = current.value.phase != Phase::ScepAuthorized
+            && current.value.renewal.as_ref().is_some_and(|r| r.issuing());
+        let input = if renewing {
+            Input::RenewalIssued(identity)
+        } else {
+            Input::CertificateIssued(identity)
+        };
+        self.run(current, input, &mut ctx)?;
         Ok(Outcome {
             value: (),
             events: ctx.events,
@@ -607,6 +610,113 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         Ok(None)
     }
 
+    /// Identity renewal: queue attempt `attempt` for `activation` (see
+    /// [`crate::service::RenewalPolicy::action`]): store the one-time
+    /// renewal `challenge` (valid `ttl`), queue `command` (the
+    /// `InstallProfile` of the enrollment profile carrying it) on the
+    /// device channel and push. One attempt at a time:
+    /// [`ActivationError::RenewalInFlight`] unless `attempt` is the next.
+    #[allow(clippy::too_many_arguments)]
+    pub fn queue_renewal(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        attempt: u32,
+        challenge: &Secret,
+        ttl: Duration,
+        command: NewCommand,
+        now: SystemTime,
+    ) -> Result<Outcome<()>, ServiceError> {
+        let current = self.load(tenant, activation)?;
+        let device = current
+            .value
+            .device
+            .as_ref()
+            .ok_or(ActivationError::NotEnrolled)?;
+        let mut ctx = Ctx::new(tenant, now);
+        ctx.channel = Some(Channel::device(device.udid.clone()));
+        let input = Input::RenewalQueued {
+            attempt,
+            challenge: challenge.clone(),
+            ttl,
+            command: command.uuid.clone(),
+        };
+        ctx.initial.insert(command.uuid.clone(), command);
+        self.run(current, input, &mut ctx)?;
+        Ok(Outcome {
+            value: (),
+            events: ctx.events,
+        })
+    }
+
+    /// Identity renewal, step 7 again: a SCEP request presented a renewal
+    /// `challenge` (one-time, bound to its enrollment, expiring, and only
+    /// the current attempt's). On success the CA may issue the certificate,
+    /// reported with [`Self::certificate_issued`].
+    pub fn authorize_renewal_request(
+        &self,
+        tenant: &TenantId,
+        challenge: &Secret,
+        request: Option<[u8; 32]>,
+        now: SystemTime,
+    ) -> Result<Outcome<Activation>, ServiceError> {
+        let record = self.find_challenge(tenant, challenge, ChallengeKind::Renewal)?;
+        let input = Input::RenewalScep {
+            challenge: challenge.clone(),
+            request,
+        };
+        self.run_stored(tenant, &record.activation, input, now)
+    }
+
+    /// Identity renewal: record that the attempt budget ran out (one
+    /// [`EventKind::RenewalGivenUp`]).
+    pub fn give_up_renewal(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        now: SystemTime,
+    ) -> Result<Outcome<()>, ServiceError> {
+        self.simple_input(tenant, activation, Input::RenewalGivenUp, now)
+    }
+
+    /// Record that the enrollment's identity expired (one
+    /// [`EventKind::IdentityExpired`] per renewal).
+    pub fn report_identity_expired(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        now: SystemTime,
+    ) -> Result<Outcome<()>, ServiceError> {
+        self.simple_input(tenant, activation, Input::IdentityExpired, now)
+    }
+
+    fn simple_input(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        input: Input,
+        now: SystemTime,
+    ) -> Result<Outcome<()>, ServiceError> {
+        let out = self.run_stored(tenant, activation, input, now)?;
+        Ok(Outcome {
+            value: (),
+            events: out.events,
+        })
+    }
+
+    /// Apply `input` to the stored `activation`; the new state and events.
+    fn run_stored(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        input: Input,
+        now: SystemTime,
+    ) -> Result<Outcome<Activation>, ServiceError> {
+        let current = self.load(tenant, activation)?;
+        let (value, events) = self.run_input(tenant, current, input, now)?;
+        Ok(Outcome { value, events })
+    }
+
     pub(super) fn load(
         &self,
         tenant: &TenantId,
@@ -712,6 +822,14 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 Output::DeclarationsInvalid(ids) => EventKind::DeclarationsInvalid(ids.clone()),
                 Output::ReEnrolled => EventKind::ReEnrolled,
                 Output::Unenrolled => EventKind::Unenrolled,
+                Output::RenewalQueued(attempt) => EventKind::RenewalQueued { attempt: *attempt },
+                Output::RenewalFailed(attempt) => EventKind::RenewalFailed { attempt: *attempt },
+                Output::IdentityRenewed { old, new } => EventKind::IdentityRenewed {
+                    old: *old,
+                    new: *new,
+                },
+                Output::RenewalGivenUp => EventKind::RenewalGivenUp,
+                Output::IdentityExpired => EventKind::IdentityExpired,
                 _ => continue,
             };
             ctx.events.push(Event {
@@ -835,7 +953,12 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             | Output::ConfigurationFailed(_)
             | Output::DeclarationsInvalid(_)
             | Output::ReEnrolled
-            | Output::Unenrolled => return Ok(()),
+            | Output::Unenrolled
+            | Output::RenewalQueued(_)
+            | Output::RenewalFailed(_)
+            | Output::IdentityRenewed { .. }
+            | Output::RenewalGivenUp
+            | Output::IdentityExpired => return Ok(()),
             Output::EndConnection => {
                 ctx.deliver = None;
                 return Ok(());
@@ -892,7 +1015,12 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 tenant: tenant.clone(),
                 channel: channel.clone(),
             }),
-            Output::EnqueueInitial(uuids) => {
+            Output::EnqueueInitial(_) | Output::EnqueueRenewal(_) => {
+                let uuids = match output {
+                    Output::EnqueueInitial(uuids) => uuids.as_slice(),
+                    Output::EnqueueRenewal(uuid) => std::slice::from_ref(uuid),
+                    _ => &[],
+                };
                 let key = self.queue_key(ctx)?;
                 for uuid in uuids {
                     if let Some(cmd) = ctx.initial.remove(uuid) {

@@ -52,6 +52,8 @@ pub struct EnrollmentConfig {
     pub scep: ScepResponder,
     /// Lifetime of issued identity certificates.
     pub identity_lifetime: Duration,
+    /// When and how identities are renewed before they expire.
+    pub renewal: RenewalPolicy,
     /// Profile validation (allow `http://` only in tests).
     pub validation: ValidationOptions,
     /// A fixed SCEP challenge accepted beside the one-time ones, for
@@ -60,6 +62,204 @@ pub struct EnrollmentConfig {
     /// device activations always get their own one-time challenge. Off
     /// (`None`) by default: anyone who learns it gets certificates.
     pub static_scep_challenge: Option<Secret>,
+}
+
+/// When and how an enrollment's MDM identity is renewed before it expires
+/// (see [`crate::activation::IdentityRenewal`]). Pure arithmetic over plain
+/// values; the engine asks [`Self::action`] on the device's `Idle` and in
+/// the sweep.
+///
+/// A renewal is due once the identity expires within [`Self::renew_before`].
+/// One attempt is in flight per enrollment: an `InstallProfile` with the
+/// enrollment profile and a fresh one-time SCEP challenge that expires after
+/// [`Self::challenge_ttl`]. An attempt answered `Error`, `CommandFormatError`
+/// or `NotNow` is retried [`Self::retry_delay`] later, one not finished
+/// within [`Self::answer_timeout`] is retried then, each time with a fresh
+/// challenge and a push, until [`Self::max_attempts`] attempts were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RenewalPolicy {
+    /// Renew when the identity expires within this (default 60 days).
+    pub renew_before: Duration,
+    /// Lifetime of a renewal's SCEP challenge (default 1 day).
+    pub challenge_ttl: Duration,
+    /// An attempt whose certificate was not first seen within this is
+    /// retried (default 1 day).
+    pub answer_timeout: Duration,
+    /// Delay before retrying an attempt the device refused or deferred
+    /// (default 1 hour).
+    pub retry_delay: Duration,
+    /// Attempts before giving up (default 10; the giving up is an event).
+    pub max_attempts: u32,
+}
+
+impl Default for RenewalPolicy {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(60 * 86400))
+    }
+}
+
+/// What [`RenewalPolicy::action`] says to do about one enrollment now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RenewalAction {
+    /// The identity does not expire within the renewal window.
+    NotDue,
+    /// Queue attempt `attempt` (1 for the first) and push.
+    Start {
+        /// The attempt's number.
+        attempt: u32,
+    },
+    /// An attempt is in flight; wait.
+    InFlight,
+    /// The attempt budget just ran out: record it and report it.
+    GiveUp,
+    /// The budget ran out earlier; nothing more is tried.
+    GivenUp,
+}
+
+impl RenewalPolicy {
+    /// Renew `renew_before` ahead of expiry; the other settings at their
+    /// defaults (1-day challenge and answer timeout, 1-hour retry delay, 10
+    /// attempts).
+    pub fn new(renew_before: Duration) -> Self {
+        Self {
+            renew_before,
+            challenge_ttl: Duration::from_secs(86400),
+            answer_timeout: Duration::from_secs(86400),
+            retry_delay: Duration::from_secs(3600),
+            max_attempts: 10,
+        }
+    }
+
+    /// The same policy with this retry tuning.
+    pub fn with_retries(
+        mut self,
+        answer_timeout: Duration,
+        retry_delay: Duration,
+        max_attempts: u32,
+    ) -> Self {
+        self.answer_timeout = answer_timeout;
+        self.retry_delay = retry_delay;
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// The same policy with renewal challenges living `ttl`.
+    pub fn with_challenge_ttl(mut self, ttl: Duration) -> Self {
+        self.challenge_ttl = ttl;
+        self
+    }
+
+    /// Whether an identity ending at `not_after` is within the renewal
+    /// window at `now` (an expired one is).
+    pub fn is_due(&self, not_after: SystemTime, now: SystemTime) -> bool {
+        now.checked_add(self.renew_before)
+            .is_none_or(|horizon| horizon >= not_after)
+    }
+
+    /// Where `activation`'s identity stands at `now`.
+    pub fn status(&self, activation: &Activation, now: SystemTime) -> RenewalStatus {
+        let Some(identity) = &activation.identity else {
+            return RenewalStatus::NotDue;
+        };
+        if now >= identity.not_after {
+            return RenewalStatus::Expired;
+        }
+        match (
+            self.action(identity.not_after, activation.renewal.as_ref(), now),
+            &activation.renewal,
+        ) {
+            (RenewalAction::NotDue, _) => RenewalStatus::NotDue,
+            (RenewalAction::GiveUp | RenewalAction::GivenUp, _) => RenewalStatus::GivenUp,
+            (RenewalAction::InFlight, Some(r)) => RenewalStatus::InFlight { attempt: r.attempt },
+            _ => RenewalStatus::Due,
+        }
+    }
+
+    /// What to do at `now` for an identity ending at `not_after` whose
+    /// renewal state is `renewal`.
+    pub fn action(
+        &self,
+        not_after: SystemTime,
+        renewal: Option<&crate::activation::IdentityRenewal>,
+        now: SystemTime,
+    ) -> RenewalAction {
+        let Some(r) = renewal else {
+            return if self.is_due(not_after, now) {
+                RenewalAction::Start { attempt: 1 }
+            } else {
+                RenewalAction::NotDue
+            };
+        };
+        if r.exhausted {
+            return RenewalAction::GivenUp;
+        }
+        let retry_at = match r.failed_at {
+            Some(failed) => failed.checked_add(self.retry_delay),
+            None => r.queued.checked_add(self.answer_timeout),
+        };
+        if retry_at.is_none_or(|t| now < t) {
+            return RenewalAction::InFlight;
+        }
+        if r.attempt >= self.max_attempts {
+            RenewalAction::GiveUp
+        } else {
+            RenewalAction::Start {
+                attempt: r.attempt.saturating_add(1),
+            }
+        }
+    }
+}
+
+/// Where an enrollment's identity stands ([`RenewalPolicy::status`]), for
+/// listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RenewalStatus {
+    /// No identity yet, or it does not expire within the renewal window.
+    NotDue,
+    /// Within the renewal window, no attempt queued yet (or one is due again).
+    Due,
+    /// Attempt `attempt` is in flight.
+    InFlight {
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// The attempt budget ran out.
+    GivenUp,
+    /// The identity has expired.
+    Expired,
+}
+
+impl RenewalStatus {
+    /// A short lowercase name (`not_due`, `due`, `in_flight`, `given_up`, `expired`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotDue => "not_due",
+            Self::Due => "due",
+            Self::InFlight { .. } => "in_flight",
+            Self::GivenUp => "given_up",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// What [`EnrollmentService::sweep_renewals`] did, by device id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RenewalSweep {
+    /// Renewal attempts queued (and pushed): device and attempt.
+    pub queued: Vec<(String, u32)>,
+    /// Devices whose renewal is in flight.
+    pub in_flight: Vec<String>,
+    /// Devices whose renewal budget ran out (now or earlier).
+    pub given_up: Vec<String>,
+    /// Devices whose identity has expired.
+    pub expired: Vec<String>,
+    /// Devices the sweep could not handle, with the reason (a lost race is
+    /// retried by the next sweep).
+    pub failed: Vec<(String, String)>,
 }
 
 /// Paths (no scheme or host) of one tenant's endpoints on a server that
@@ -155,6 +355,7 @@ impl EnrollmentConfig {
             profile_chain: Vec::new(),
             scep,
             identity_lifetime: Duration::from_secs(365 * 86400),
+            renewal: RenewalPolicy::default(),
             validation: ValidationOptions::default(),
             static_scep_challenge: None,
         }
@@ -289,6 +490,12 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         &self.config
     }
 
+    /// The configuration, to change (e.g. the identity lifetime or the
+    /// renewal policy) before serving.
+    pub fn config_mut(&mut self) -> &mut EnrollmentConfig {
+        &mut self.config
+    }
+
     /// Route `request` by its path (`<prefix>/<tenant>/<endpoint>`) and
     /// handle it. Unknown paths are 404; refusals carry
     /// [`ServiceError::http_status`].
@@ -308,7 +515,12 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             Endpoint::Enroll => self.self_service(tenant, request, now, rng),
             Endpoint::ProfileService => self.profile_service(tenant, request, now, rng),
             Endpoint::Scep => return self.scep(tenant, request, now, rng),
-            Endpoint::Mdm => return self.mdm.handle(tenant, request, now, rng),
+            Endpoint::Mdm => {
+                let mut events = self.renew_on_connect(tenant, request, now, rng);
+                let (response, more) = self.mdm.handle(tenant, request, now, rng);
+                events.extend(more);
+                return (response, events);
+            }
         };
         match result {
             Ok(out) => (out.value, out.events),
@@ -390,14 +602,36 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         rng: &mut R,
     ) -> Result<Outcome<Response>, ServiceError> {
         let grant = self.mdm.device_attributes(tenant, request, now, rng)?;
+        let profile = self.enrollment_profile(
+            tenant,
+            &grant.value.activation,
+            &grant.value.scep_challenge,
+            rng,
+        );
+        Ok(Outcome {
+            value: self.sign(&profile)?,
+            events: grant.events,
+        })
+    }
+
+    /// The enrollment profile of `activation` with SCEP `challenge`: the
+    /// same root `PayloadIdentifier`, `Topic`, `ServerURL` and `CheckInURL`
+    /// every time, so that a renewal replaces the installed one.
+    fn enrollment_profile<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        challenge: &Secret,
+        rng: &mut R,
+    ) -> Profile {
         let c = &self.config;
         let scep_uuid = PayloadUuid::random(rng).to_string();
         let mut scep = ScepPayload::new(c.url(tenant, Endpoint::Scep));
-        scep.challenge = Some(grant.value.scep_challenge.expose().to_owned());
+        scep.challenge = Some(challenge.expose().to_owned());
         scep.subject = Some(
             Subject::new()
                 .with("O", tenant.as_str())
-                .with("CN", grant.value.activation.as_str()),
+                .with("CN", activation.as_str()),
         );
         scep.key_size = Some(2048);
         scep.key_type = Some("RSA".into());
@@ -437,10 +671,173 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         if let Some(org) = &c.organization {
             profile = profile.with_organization(org.clone());
         }
+        profile
+    }
+
+    /// Identity renewal of one enrollment at `now`, as
+    /// [`RenewalPolicy::action`] says: queue the next attempt (the signed
+    /// enrollment profile with a fresh one-time SCEP challenge, as an
+    /// `InstallProfile` on the device channel, and a push), record that the
+    /// budget ran out, or nothing. An expired identity is reported once.
+    /// Returns the action taken.
+    pub fn renew_identity<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        activation: &ActivationId,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<RenewalAction>, ServiceError> {
+        let engine = self.mdm.engine();
+        let current = engine.load(tenant, activation)?.value;
+        let Some(identity) = current.identity.as_ref().filter(|_| enrolled(&current)) else {
+            return Ok(Outcome {
+                value: RenewalAction::NotDue,
+                events: Vec::new(),
+            });
+        };
+        let policy = &self.config.renewal;
+        let action = policy.action(identity.not_after, current.renewal.as_ref(), now);
+        let expired = now >= identity.not_after;
+        let mut events = Vec::new();
+        match action {
+            RenewalAction::Start { attempt } => {
+                let challenge = Secret::random(rng);
+                let profile = self.enrollment_profile(tenant, activation, &challenge, rng);
+                let signed = self.sign(&profile)?.body;
+                let command = crate::mdm::command::Command::install_profile(
+                    crate::activation::CommandUuid::random(rng).0,
+                    signed,
+                );
+                let body = command
+                    .encode()
+                    .map_err(|e| ServiceError::Internal(format!("renewal command: {e}")))?;
+                let new = super::NewCommand {
+                    uuid: crate::activation::CommandUuid(command.command_uuid.clone()),
+                    request_type: command.request_type.clone(),
+                    body,
+                };
+                let out = engine.queue_renewal(
+                    tenant,
+                    activation,
+                    attempt,
+                    &challenge,
+                    policy.challenge_ttl,
+                    new,
+                    now,
+                )?;
+                events.extend(out.events);
+            }
+            RenewalAction::GiveUp => {
+                events.extend(engine.give_up_renewal(tenant, activation, now)?.events)
+            }
+            RenewalAction::NotDue | RenewalAction::InFlight | RenewalAction::GivenUp => {}
+        }
+        // Re-read: the attempt just queued (or given up) carries the flag.
+        let reported = || -> Result<bool, ServiceError> {
+            Ok(engine
+                .load(tenant, activation)?
+                .value
+                .renewal
+                .is_none_or(|r| r.expiry_reported))
+        };
+        if expired && !reported()? {
+            events.extend(
+                engine
+                    .report_identity_expired(tenant, activation, now)?
+                    .events,
+            );
+        }
         Ok(Outcome {
-            value: self.sign(&profile)?,
-            events: grant.events,
+            value: action,
+            events,
         })
+    }
+
+    /// The renewal sweep (caller-driven, e.g. every few minutes): every
+    /// enrolled device of `tenant` whose identity is due gets its renewal
+    /// queued and a push ([`Self::renew_identity`]), whether or not it
+    /// connects; exhausted budgets and expired identities are reported.
+    pub fn sweep_renewals<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Outcome<RenewalSweep>, ServiceError> {
+        let mut sweep = RenewalSweep::default();
+        let mut events = Vec::new();
+        let engine = self.mdm.engine();
+        for (device, activation) in engine.store().device_activations(tenant)? {
+            match self.renew_identity(tenant, &activation, now, rng) {
+                Ok(out) => {
+                    events.extend(out.events);
+                    match out.value {
+                        RenewalAction::Start { attempt } => {
+                            sweep.queued.push((device.clone(), attempt));
+                        }
+                        RenewalAction::InFlight => sweep.in_flight.push(device.clone()),
+                        RenewalAction::GiveUp | RenewalAction::GivenUp => {
+                            sweep.given_up.push(device.clone());
+                        }
+                        RenewalAction::NotDue => {}
+                    }
+                }
+                // A racing renewal (the device's own Idle) won: one in flight.
+                Err(
+                    ServiceError::Activation(ActivationError::RenewalInFlight)
+                    | ServiceError::Store(StoreError::VersionConflict { .. }),
+                ) => sweep.in_flight.push(device.clone()),
+                Err(e) => sweep.failed.push((device.clone(), e.to_string())),
+            }
+            if let Ok(a) = engine.load(tenant, &activation)
+                && enrolled(&a.value)
+                && a.value
+                    .identity
+                    .as_ref()
+                    .is_some_and(|i| now >= i.not_after)
+            {
+                sweep.expired.push(device);
+            }
+        }
+        Ok(Outcome {
+            value: sweep,
+            events,
+        })
+    }
+
+    /// On a device's connect: queue its renewal first if it is due (so this
+    /// very connection gets the `InstallProfile`). Failures are left to the
+    /// sweep: the connect itself goes on.
+    fn renew_on_connect<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        request: &Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Vec<Event> {
+        if !matches!(
+            crate::http::classify(request),
+            crate::http::MessageKind::Connect
+        ) {
+            return Vec::new();
+        }
+        let Ok(Some(id)) = crate::cms::client_identity(request, self.mdm.identity_options()) else {
+            return Vec::new();
+        };
+        let not_after = id.certificate.not_after().to_system_time();
+        if !self.config.renewal.is_due(not_after, now) {
+            return Vec::new();
+        }
+        let fingerprint = CertFingerprint(id.certificate.sha256_fingerprint());
+        let engine = self.mdm.engine();
+        let Ok(Some(cert)) = engine.store().certificate_by_fingerprint(&fingerprint) else {
+            return Vec::new();
+        };
+        if cert.tenant != *tenant {
+            return Vec::new();
+        }
+        self.renew_identity(tenant, &cert.activation, now, rng)
+            .map(|o| o.events)
+            .unwrap_or_default()
     }
 
     /// Steps 7–8: the tenant's SCEP URL. GetCACaps/GetCACert are answered by
@@ -620,6 +1017,15 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     }
 }
 
+/// Whether the activation has an enrolled device (renewals apply to those).
+fn enrolled(a: &Activation) -> bool {
+    use crate::activation::Phase;
+    matches!(
+        a.phase,
+        Phase::Enrolled | Phase::Configuring | Phase::Complete | Phase::ConfigurationFailed
+    )
+}
+
 /// [`ChallengeVerifier`] over [`super::Engine::authorize_scep`]: the SCEP
 /// challenge is consumed atomically in the store, for this tenant only.
 struct EngineChallenge<'a, S, D, P> {
@@ -649,6 +1055,17 @@ impl<S: Store, D: Directory, P: PushSender> ChallengeVerifier for EngineChalleng
                 *self.granted.borrow_mut() = Some(out);
                 ChallengeVerdict::Accepted
             }
+            // Not an enrollment's SCEP challenge: a renewal's, perhaps.
+            Err(ServiceError::Activation(ActivationError::WrongChallenge)) => match self
+                .engine
+                .authorize_renewal_request(self.tenant, &secret, Some(fingerprint.0), now)
+            {
+                Ok(out) => {
+                    *self.granted.borrow_mut() = Some(out);
+                    ChallengeVerdict::Accepted
+                }
+                Err(_) => ChallengeVerdict::Refused,
+            },
             Err(ServiceError::Activation(ActivationError::ChallengeReplayed)) => match self
                 .engine
                 .scep_resend(self.tenant, &secret, &fingerprint.0, now)
@@ -667,6 +1084,7 @@ impl<S: Store, D: Directory, P: PushSender> ChallengeVerifier for EngineChalleng
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activation::IdentityRenewal;
 
     fn paths() -> SingleTenantPaths {
         SingleTenantPaths {
@@ -677,6 +1095,88 @@ mod tests {
             server: "/mdm/connect".into(),
             check_in: "/mdm/checkin".into(),
         }
+    }
+
+    fn renewal(attempt: u32, queued: SystemTime, failed_at: Option<SystemTime>) -> IdentityRenewal {
+        IdentityRenewal {
+            attempt,
+            challenge: crate::activation::ChallengeGrant {
+                kind: crate::activation::ChallengeKind::Renewal,
+                digest: Secret::new("c").digest(),
+                expires: queued + Duration::from_secs(86400),
+            },
+            command: crate::activation::CommandUuid("c".into()),
+            queued,
+            failed_at,
+            scep_request: None,
+            issued: Vec::new(),
+            exhausted: false,
+            expiry_reported: false,
+        }
+    }
+
+    #[test]
+    fn renewal_is_due_within_the_window_and_retried_on_a_budget() {
+        let d = |n: u64| Duration::from_secs(n * 86400);
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        let t0 = SystemTime::UNIX_EPOCH + d(20_000);
+        let not_after = t0 + d(100);
+        let p = RenewalPolicy::new(d(30)).with_retries(d(1), h(2), 3);
+        assert_eq!(p.action(not_after, None, t0), RenewalAction::NotDue);
+        assert_eq!(p.action(not_after, None, t0 + d(69)), RenewalAction::NotDue);
+        let due = t0 + d(70);
+        assert!(p.is_due(not_after, due));
+        assert_eq!(
+            p.action(not_after, None, due),
+            RenewalAction::Start { attempt: 1 }
+        );
+        // Expired identities are still due.
+        assert_eq!(
+            p.action(not_after, None, not_after + d(5)),
+            RenewalAction::Start { attempt: 1 }
+        );
+        // One attempt in flight: no answer within the timeout, then a retry.
+        let r = renewal(1, due, None);
+        assert_eq!(
+            p.action(not_after, Some(&r), due + h(23)),
+            RenewalAction::InFlight
+        );
+        assert_eq!(
+            p.action(not_after, Some(&r), due + d(1)),
+            RenewalAction::Start { attempt: 2 }
+        );
+        // Refused or deferred: the retry delay, not the timeout.
+        let r = renewal(2, due, Some(due + h(1)));
+        assert_eq!(
+            p.action(not_after, Some(&r), due + h(2)),
+            RenewalAction::InFlight
+        );
+        assert_eq!(
+            p.action(not_after, Some(&r), due + h(3)),
+            RenewalAction::Start { attempt: 3 }
+        );
+        // The budget: after the third attempt, give up (once), then nothing.
+        let mut r = renewal(3, due, Some(due));
+        assert_eq!(
+            p.action(not_after, Some(&r), due + h(2)),
+            RenewalAction::GiveUp
+        );
+        r.exhausted = true;
+        assert_eq!(
+            p.action(not_after, Some(&r), due + d(9)),
+            RenewalAction::GivenUp
+        );
+        // No overflow at the ends of time.
+        let far = SystemTime::UNIX_EPOCH + d(365 * 100_000);
+        let huge = RenewalPolicy::new(Duration::MAX);
+        assert!(huge.is_due(far, t0));
+        let r = renewal(1, t0, None);
+        assert_eq!(
+            RenewalPolicy::new(d(1))
+                .with_retries(Duration::MAX, h(1), 3)
+                .action(not_after, Some(&r), far),
+            RenewalAction::InFlight
+        );
     }
 
     #[test]

@@ -138,6 +138,30 @@ pub enum EventKind {
         /// Unanswered pushes.
         attempts: u32,
     },
+    /// Identity renewal attempt `attempt` was queued (an `InstallProfile`
+    /// of the enrollment profile with a fresh SCEP challenge).
+    RenewalQueued {
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// The device refused or deferred renewal attempt `attempt`; it is
+    /// retried later.
+    RenewalFailed {
+        /// The attempt.
+        attempt: u32,
+    },
+    /// The device signed with its renewed identity: `old` is retired.
+    IdentityRenewed {
+        /// The retired identity.
+        old: crate::activation::CertFingerprint,
+        /// The identity now bound.
+        new: crate::activation::CertFingerprint,
+    },
+    /// The renewal's attempt budget ran out: the identity will expire
+    /// unless an administrator acts.
+    RenewalGivenUp,
+    /// The enrollment's identity has expired without being renewed.
+    IdentityExpired,
 }
 
 /// A driver result with the events it produced.
@@ -164,7 +188,7 @@ impl ServiceError {
                 | A::ModelNotAllowed { .. }
                 | A::OsBelowFloor { .. }
                 | A::DeviceCapReached { .. } => 403,
-                A::ChallengeReplayed | A::OutOfOrder { .. } => 409,
+                A::ChallengeReplayed | A::OutOfOrder { .. } | A::RenewalInFlight => 409,
                 A::UnknownActivation => 404,
                 A::InvalidTenant
                 | A::InvalidActivationId
@@ -214,6 +238,7 @@ mod tests {
             ActivationError::DeviceMismatch,
             ActivationError::NotEnrolled,
             ActivationError::BadCredentials,
+            ActivationError::RenewalInFlight,
         ];
         for e in all {
             assert_ne!(ServiceError::Activation(e).http_status(), 401);

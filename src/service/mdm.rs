@@ -205,6 +205,11 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
         &self.engine
     }
 
+    /// How the device identity is read from a request.
+    pub fn identity_options(&self) -> &crate::cms::IdentityOptions {
+        &self.identity
+    }
+
     /// Handle one check-in or connect request to `tenant`'s MDM endpoint.
     /// Returns the response and the events it produced.
     pub fn handle<R: rand_core::CryptoRng + ?Sized>(

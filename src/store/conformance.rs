@@ -91,6 +91,7 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("step_all_or_nothing", step_all_or_nothing),
         ("step_race", step_race),
         ("connection_per_channel", connection_per_channel),
+        ("identity_switch_step", identity_switch_step),
     ];
     run_checks(checks, factory)
 }
@@ -592,6 +593,80 @@ fn binding_retire<S: Store>(s: &S) -> Result<(), String> {
     ensure!(
         rebind == Err(StoreError::IdentityRetired),
         "retired identity re-bound: {rebind:?}"
+    );
+    Ok(())
+}
+
+/// The identity renewal's switch: one step binds the renewed identity,
+/// retires the old one and stores the activation (with its renewal state,
+/// which reads back as written). A switch that fails at its last write
+/// leaves the old identity bound and usable and the new one unbound: never
+/// neither, never both.
+fn identity_switch_step<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let mut act = activation(&a, 1)?;
+    s.insert_activation(&act).map_err(e("insert"))?;
+    s.bind_identity(&binding(&a, 1, "dev"))
+        .map_err(e("bind old"))?;
+    act.renewal = Some(crate::activation::IdentityRenewal {
+        attempt: 2,
+        challenge: ChallengeGrant {
+            kind: ChallengeKind::Renewal,
+            digest: Secret::new("renewal").digest(),
+            expires: t0() + Duration::from_secs(60),
+        },
+        command: CommandUuid("renew-2".into()),
+        queued: t0(),
+        failed_at: Some(t0() + Duration::from_secs(1)),
+        scep_request: None,
+        issued: vec![IssuedIdentity {
+            serial: vec![2],
+            fingerprint: fp(2),
+            not_after: t0() + Duration::from_secs(3600),
+            certificate: vec![0x30, 0],
+        }],
+        exhausted: false,
+        expiry_reported: true,
+    });
+    act.renewed = Some(fp(9));
+    let switch = |expected: u64| {
+        [
+            Write::BindIdentity(binding(&a, 2, "dev")),
+            Write::RetireIdentity {
+                fingerprint: fp(1),
+                tenant: a.clone(),
+            },
+            Write::UpdateActivation {
+                activation: act.clone(),
+                expected,
+            },
+        ]
+    };
+    let failed = s.apply(&switch(7));
+    ensure!(
+        matches!(&failed, Err(StepFailed { index: 2, .. })),
+        "a switch at a stale version applied: {failed:?}"
+    );
+    let old = s.identity(&fp(1)).map_err(e("identity"))?;
+    let new = s.identity(&fp(2)).map_err(e("identity"))?;
+    ensure!(
+        old.as_ref().is_some_and(|b| !b.retired) && new.is_none(),
+        "a failed switch left old {old:?}, new {new:?}"
+    );
+    s.apply(&switch(1)).map_err(|f| format!("switch: {f}"))?;
+    let old = s.identity(&fp(1)).map_err(e("identity"))?;
+    let new = s.identity(&fp(2)).map_err(e("identity"))?;
+    ensure!(
+        old.as_ref().is_some_and(|b| b.retired) && new.as_ref().is_some_and(|b| !b.retired),
+        "after the switch old {old:?}, new {new:?}"
+    );
+    let stored = s
+        .activation(&a, &act.id)
+        .map_err(e("activation"))?
+        .map(|v| v.value);
+    ensure!(
+        stored.as_ref() == Some(&act),
+        "renewal state did not read back: {stored:?}"
     );
     Ok(())
 }

@@ -162,6 +162,10 @@ pub enum CommandAnswer {
 /// What the enrollment profile told the device.
 #[derive(Debug, Clone)]
 struct Enrollment {
+    /// The profile's root `PayloadIdentifier`.
+    identifier: String,
+    server_url: String,
+    check_in_url: String,
     scep_path: String,
     scep_challenge: String,
     subject: String,
@@ -456,6 +460,15 @@ impl SimulatedDevice {
     }
 
     fn verify_profile(&self, resp: &Response, step: u8) -> Result<ProfileContent, DeviceError> {
+        Ok(self.verified_profile_response(resp, step)?.content)
+    }
+
+    /// The signed profile a response carries, checked.
+    fn verified_profile_response(
+        &self,
+        resp: &Response,
+        step: u8,
+    ) -> Result<crate::profile::Profile, DeviceError> {
         if resp.status != 200 {
             return Err(DeviceError::Status {
                 step,
@@ -465,7 +478,12 @@ impl SimulatedDevice {
         if resp.header("content-type") != Some(media_type::CONFIG) {
             return Err(proto("profile is not application/x-apple-aspen-config"));
         }
-        let parsed = crate::profile::parse(&resp.body, &Limits::default()).map_err(proto)?;
+        self.verify_signed_profile(&resp.body)
+    }
+
+    /// A signed profile whose signer is (or is issued by) the server anchor.
+    fn verify_signed_profile(&self, bytes: &[u8]) -> Result<crate::profile::Profile, DeviceError> {
+        let parsed = crate::profile::parse(bytes, &Limits::default()).map_err(proto)?;
         let sig = parsed
             .signature
             .ok_or_else(|| proto("profile is not signed"))?;
@@ -474,7 +492,7 @@ impl SimulatedDevice {
         {
             return Err(proto("profile signer is not trusted"));
         }
-        Ok(parsed.profile.content)
+        Ok(parsed.profile)
     }
 
     /// Steps 2–4: post the self-service form; returns the verified Profile
@@ -548,7 +566,14 @@ impl SimulatedDevice {
         req.headers
             .push(("Content-Type".into(), "application/pkcs7-signature".into()));
         req.body = body;
-        let ProfileContent::Configuration(payloads) = self.verify_profile(&t.send(req), 6)? else {
+        let profile = self.verified_profile_response(&t.send(req), 6)?;
+        self.enrollment = Some(self.read_enrollment(profile)?);
+        Ok(())
+    }
+
+    /// What an enrollment profile tells the device.
+    fn read_enrollment(&self, profile: crate::profile::Profile) -> Result<Enrollment, DeviceError> {
+        let ProfileContent::Configuration(payloads) = profile.content else {
             return Err(proto("expected a Configuration profile"));
         };
         let mut scep = None;
@@ -579,7 +604,13 @@ impl SimulatedDevice {
                     .join(",")
             })
             .unwrap_or_else(|| format!("CN={}", self.udid));
-        self.enrollment = Some(Enrollment {
+        Ok(Enrollment {
+            identifier: profile.identifier,
+            server_url: mdm.server_url.clone(),
+            check_in_url: mdm
+                .check_in_url
+                .clone()
+                .unwrap_or_else(|| mdm.server_url.clone()),
             scep_path: path_of(&scep.url),
             scep_challenge: scep.challenge.ok_or_else(|| proto("no SCEP challenge"))?,
             subject,
@@ -587,8 +618,54 @@ impl SimulatedDevice {
             server_path: path_of(&mdm.server_url),
             topic: mdm.topic,
             root,
-        });
-        Ok(())
+        })
+    }
+
+    /// Identity renewal as macOS does it: `payload` (an `InstallProfile`'s
+    /// profile) is a signed enrollment profile replacing the installed one
+    /// (the same root `PayloadIdentifier`, `Topic`, `ServerURL` and
+    /// `CheckInURL`, or it is refused); enroll a new identity over SCEP
+    /// with its challenge and sign with it from then on. On any failure the
+    /// device keeps its enrollment and identity.
+    pub fn install_enrollment_update<T: Transport + ?Sized, R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        t: &mut T,
+        payload: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Certificate, DeviceError> {
+        let old = self.enrollment()?.clone();
+        let new = self.read_enrollment(self.verify_signed_profile(payload)?)?;
+        if (
+            &new.identifier,
+            &new.topic,
+            &new.server_url,
+            &new.check_in_url,
+        ) != (
+            &old.identifier,
+            &old.topic,
+            &old.server_url,
+            &old.check_in_url,
+        ) {
+            return Err(proto(
+                "the update changes the PayloadIdentifier, Topic, ServerURL or CheckInURL",
+            ));
+        }
+        let identity = self.identity.clone();
+        self.enrollment = Some(new);
+        match self.scep_enroll(t, now, rng) {
+            Ok(cert) => Ok(cert),
+            Err(e) => {
+                self.enrollment = Some(old);
+                self.identity = identity;
+                Err(e)
+            }
+        }
+    }
+
+    /// The SCEP challenge of the installed enrollment profile.
+    pub fn scep_challenge(&self) -> Option<&str> {
+        self.enrollment.as_ref().map(|e| e.scep_challenge.as_str())
     }
 
     /// Present `challenge` at SCEP instead of the one the enrollment
@@ -898,6 +975,53 @@ impl SimulatedDevice {
         &mut self,
         t: &mut T,
     ) -> Result<Vec<(String, String)>, DeviceError> {
+        self.command_loop(t, &mut |_, _, _| None)
+    }
+
+    /// As [`Self::run_commands`], and an `InstallProfile` of an enrollment
+    /// profile update (answered `Acknowledged` by [`Self::answers`]) is
+    /// installed with [`Self::install_enrollment_update`]: the device
+    /// enrolls its new identity and signs the acknowledgement and
+    /// everything after it with that one; a failed update is answered
+    /// `Error`.
+    pub fn run_commands_renewing<T: Transport + ?Sized, R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        t: &mut T,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Vec<(String, String)>, DeviceError> {
+        self.command_loop(t, &mut |device, t, cmd| {
+            let plist::Value::Data(payload) = cmd.params.get("Payload")? else {
+                return None;
+            };
+            let wanted = device
+                .answers
+                .get("InstallProfile")
+                .is_none_or(|a| *a == CommandAnswer::Acknowledged);
+            let is_update = cmd.request_type == "InstallProfile"
+                && device
+                    .verify_signed_profile(payload)
+                    .ok()
+                    .and_then(|p| device.read_enrollment(p).ok())
+                    .is_some();
+            if !(wanted && is_update) {
+                return None;
+            }
+            let payload = payload.clone();
+            match device.install_enrollment_update(t, &payload, now, rng) {
+                Ok(_) => None,
+                Err(_) => Some(CommandAnswer::Error),
+            }
+        })
+    }
+
+    /// The connect loop; `handle` may act on a command first and override
+    /// the answer.
+    fn command_loop<T: Transport + ?Sized>(
+        &mut self,
+        t: &mut T,
+        handle: &mut dyn FnMut(&mut Self, &mut T, &Command) -> Option<CommandAnswer>,
+    ) -> Result<Vec<(String, String)>, DeviceError> {
         let mut answered = Vec::new();
         for _ in 0..16 {
             let (_, idle) = self.report("Idle", None)?;
@@ -914,7 +1038,17 @@ impl SimulatedDevice {
                     break;
                 }
                 let cmd = Command::decode(&resp.body, &Limits::default()).map_err(proto)?;
-                let (status, body) = self.report("", Some(&cmd))?;
+                let forced = handle(self, t, &cmd);
+                let configured = self.answers.get(&cmd.request_type).copied();
+                if let Some(answer) = forced {
+                    self.answers.insert(cmd.request_type.clone(), answer);
+                }
+                let report = self.report("", Some(&cmd));
+                match configured {
+                    Some(answer) => self.answers.insert(cmd.request_type.clone(), answer),
+                    None => self.answers.remove(&cmd.request_type),
+                };
+                let (status, body) = report?;
                 deferred |= status == "NotNow";
                 answered.push((cmd.request_type.clone(), status));
                 resp = t.send(self.mdm_request(media_type::CONNECT, body)?);
