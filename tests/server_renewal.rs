@@ -259,7 +259,16 @@ fn error_answer_and_silence_leave_the_device_managed_until_a_retry_renews() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, ca_pem) = device_ca(dir.path());
     let data = dir.path().join("data");
-    let flags = ["--renewal-retry", "2s", "--renewal-timeout", "4s"];
+    // A short delivery lease, so the unanswered attempt 2 is handed out
+    // again (and refused) before attempt 3 below.
+    let flags = [
+        "--renewal-retry",
+        "2s",
+        "--renewal-timeout",
+        "4s",
+        "--delivery-lease",
+        "1s",
+    ];
     let server = start(&data, "127.0.0.1:0", &args_with(&ca_pem, &flags));
     let mut t = HttpTransport::new(server.addr);
     let mut device = simulated_device(&ca, &data);
