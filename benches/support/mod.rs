@@ -47,8 +47,8 @@ fn safe(id: &str) -> String {
         .collect()
 }
 
-/// The mean time (ns) criterion measured for `group`/`function` in this run.
-pub fn mean_ns(group: &str, function: &str) -> Option<f64> {
+/// The time per iteration (ns) criterion measured for `group`/`function` in this run.
+pub fn time_ns(group: &str, function: &str) -> Option<f64> {
     let path = criterion_dir()
         .join(safe(group))
         .join(safe(function))
@@ -59,14 +59,17 @@ pub fn mean_ns(group: &str, function: &str) -> Option<f64> {
     }
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
+    // The figure criterion prints: the slope when it fitted one, else the mean.
+    v["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| v["mean"]["point_estimate"].as_f64())
 }
 
 /// Print `numerator / denominator` for functions of `group` (after
 /// `group.finish()`), with both means and the per-second rate of the
 /// numerator. Silent about benchmarks a filter skipped.
 pub fn ratio(group: &str, numerator: &str, denominator: &str) {
-    let (Some(n), Some(d)) = (mean_ns(group, numerator), mean_ns(group, denominator)) else {
+    let (Some(n), Some(d)) = (time_ns(group, numerator), time_ns(group, denominator)) else {
         return;
     };
     println!(
