@@ -15,6 +15,8 @@
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+#[path = "support/mod.rs"]
+mod support;
 use mdm_enroll::activation::{LoginAttempt, Policy, Secret, TenantId, UserAccount};
 use std::sync::Arc;
 
@@ -50,7 +52,8 @@ fn bench(c: &mut Criterion) {
         domain: "corp".into(),
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
-    let mut group = c.benchmark_group("activation");
+    let name = support::group("activation");
+    let mut group = c.benchmark_group(&name);
     group.bench_function("core_13_steps_memory_store", |b| {
         b.iter(|| {
             let mut dev = EvidenceDevice::random(&mut rng);
@@ -104,6 +107,11 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    support::ratio(
+        &name,
+        "http_13_steps_real_crypto",
+        "rsa2048_private_ops_of_one_activation",
+    );
 }
 
 criterion_group!(benches, bench);

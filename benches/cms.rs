@@ -8,6 +8,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+#[path = "support/mod.rs"]
+mod support;
 use mdm_enroll::cms::{
     DeviceAttributesVerifier, SignedData, TrustAnchors, device_attributes, verify_mdm_signature,
 };
@@ -34,7 +36,8 @@ fn mdm_signature(c: &mut Criterion) {
     let key = sd.signer_certificate(0).unwrap().public_key().unwrap();
     let sig = sd.signers()[0].signature().to_vec();
 
-    let mut g = c.benchmark_group("mdm_signature");
+    let name = support::group("mdm_signature");
+    let mut g = c.benchmark_group(&name);
     g.bench_function("verify", |b| {
         b.iter(|| verify_mdm_signature(black_box(&header), black_box(&body), &limits).unwrap())
     });
@@ -42,6 +45,7 @@ fn mdm_signature(c: &mut Criterion) {
         b.iter(|| verify_rsa(&key, DigestAlgorithm::Sha1, black_box(&body), &sig).unwrap())
     });
     g.finish();
+    support::ratio(&name, "verify", "rsa_baseline");
 }
 
 fn device_attributes(c: &mut Criterion) {
@@ -57,7 +61,8 @@ fn device_attributes(c: &mut Criterion) {
     let content = sd.content().unwrap().to_vec();
     let sig = sd.signers()[0].signature().to_vec();
 
-    let mut g = c.benchmark_group("device_attributes");
+    let name = support::group("device_attributes");
+    let mut g = c.benchmark_group(&name);
     g.bench_function("verify", |b| {
         b.iter(|| verifier.verify(black_box(&p7), None).unwrap())
     });
@@ -86,6 +91,7 @@ fn device_attributes(c: &mut Criterion) {
         })
     });
     g.finish();
+    support::ratio(&name, "verify", "rsa_baseline_2x");
 }
 
 criterion_group!(benches, mdm_signature, device_attributes);

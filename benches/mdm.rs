@@ -7,6 +7,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+#[path = "support/mod.rs"]
+mod support;
 use mdm_enroll::mdm::{CheckinMessage, Report};
 use mdm_enroll::wire::{Limits, plist as wire_plist};
 
@@ -43,7 +45,8 @@ fn bench(c: &mut Criterion) {
     ];
     for (name, file, is_checkin) in cases {
         let body = vector(file);
-        let mut g = c.benchmark_group(name);
+        let name = support::group(name);
+        let mut g = c.benchmark_group(&name);
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function("baseline_plist_crate", |b| {
             b.iter(|| plist::Value::from_reader_xml(black_box(&body[..])).unwrap())
@@ -61,6 +64,7 @@ fn bench(c: &mut Criterion) {
             });
         }
         g.finish();
+        support::ratio(&name, "typed", "baseline_plist_crate");
     }
     // A hostile body: how fast the guard says no (20k-deep array, 140 KB).
     let deep = format!("<plist>{}", "<array>".repeat(20_000)).into_bytes();

@@ -11,6 +11,8 @@ use std::hint::black_box;
 use std::process::Command;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+#[path = "support/mod.rs"]
+mod support;
 use mdm_enroll::cms::Certificate;
 use mdm_enroll::crypto::{DigestAlgorithm, RsaKey, Signer};
 use mdm_enroll::profile::{
@@ -119,7 +121,8 @@ fn bench(c: &mut Criterion) {
     let (key, leaf, ca) = openssl_chain();
     let chain = [ca];
 
-    let mut g = c.benchmark_group("profile");
+    let name = support::group("profile");
+    let mut g = c.benchmark_group(&name);
     g.bench_function("plist_encode_baseline", |b| {
         b.iter(|| mdm_enroll::wire::plist::encode_xml(black_box(&value)))
     });
@@ -144,6 +147,8 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    support::ratio(&name, "profile_build", "plist_encode_baseline");
+    support::ratio(&name, "profile_build_sign", "rsa2048_sign_baseline");
 }
 
 criterion_group!(benches, bench);

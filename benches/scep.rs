@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+#[path = "support/mod.rs"]
+mod support;
 use mdm_enroll::cms::Certificate;
 use mdm_enroll::cms::enveloped::EnvelopedData;
 use mdm_enroll::crypto::{DigestAlgorithm, KeyUnwrapper, RsaKey, Signer};
@@ -50,7 +52,8 @@ fn bench(c: &mut Criterion) {
     request.query = Some("operation=PKIOperation".into());
     request.body = body.clone();
 
-    let mut g = c.benchmark_group("scep");
+    let name = support::group("scep");
+    let mut g = c.benchmark_group(&name);
     g.sample_size(30);
 
     g.bench_function("pkcsreq_to_certrep", |b| {
@@ -108,6 +111,8 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    support::ratio(&name, "pkcsreq_to_certrep", "rsa_floor");
+    support::ratio(&name, "pkcsreq_to_failure", "rsa_floor_failure");
 }
 
 criterion_group!(benches, bench);

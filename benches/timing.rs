@@ -6,13 +6,16 @@
 //! A bench, not a CI gate: run it on a quiet machine and read the figures.
 //!
 //! ```sh
-//! cargo bench --bench timing                  # defaults below
+//! cargo bench --bench timing                  # defaults below, rsa crate
+//! cargo bench --bench timing --features aws-lc   # aws-lc-rs and the rsa crate
 //! cargo bench --bench timing -- 20000 400000  # RSA / comparison measurements
 //! ```
 //!
 //! Operations, both through the public API:
 //! - **SCEP key transport**: `EnvelopedData::decrypt` of a PKCSReq envelope
-//!   with the CA key (`RsaKey`, the implicit-rejection `KeyUnwrapper`).
+//!   with the CA key (`RsaKey`, the implicit-rejection `KeyUnwrapper`), on
+//!   every backend compiled in (`--features aws-lc` adds aws-lc-rs, which
+//!   reports bad padding as an error that `ImplicitRejection` absorbs).
 //!   Class A: the content key under valid PKCS#1 v1.5 padding. Class B: a
 //!   random value below the modulus (invalid padding). Both fail or succeed
 //!   only in the symmetric step after it; the result is discarded.
@@ -36,7 +39,7 @@ use std::time::Instant;
 use mdm_enroll::activation::Secret;
 use mdm_enroll::cms::Certificate;
 use mdm_enroll::cms::enveloped::{ContentCipher, DecryptPolicy, EnvelopedData, RecipientIdentity};
-use mdm_enroll::crypto::{KeyUnwrapper, RsaKey};
+use mdm_enroll::crypto::{CryptoProvider, KeyUnwrapper};
 use mdm_enroll::wire::BerLimits;
 use rand_core::{Rng, UnwrapErr};
 
@@ -119,20 +122,25 @@ fn main() {
 
     // SCEP key transport: the captured Apple-emulator request's envelope,
     // addressed to the RSA-2048 CA whose key the vectors carry.
-    let key = RsaKey::from_pem_or_der(&captured("ca/rfcku-ca.key.pem")).expect("CA key");
+    for provider in CryptoProvider::all() {
+        key_transport(provider, rsa_n, &mut rng);
+    }
+    challenges(secret_n, &mut rng);
+}
+
+/// SCEP key transport on `provider`, valid vs invalid padding.
+fn key_transport(provider: CryptoProvider, rsa_n: usize, rng: &mut UnwrapErr<getrandom::SysRng>) {
+    let key = provider
+        .load_private_key(&captured("ca/rfcku-ca.key.pem"))
+        .expect("CA key");
     let ca = Certificate::from_pem(&captured("ca/rfcku-ca.pem"))
         .expect("CA certificate")
         .remove(0);
     let me = RecipientIdentity::of(&ca);
     let csr = captured("inner/22-csr.der");
-    let valid_der = EnvelopedData::encrypt(
-        &csr,
-        &me,
-        key.public_key(),
-        ContentCipher::Aes128Cbc,
-        &mut rng,
-    )
-    .expect("encrypt");
+    let valid_der =
+        EnvelopedData::encrypt(&csr, &me, key.public_key(), ContentCipher::Aes128Cbc, rng)
+            .expect("encrypt");
     let valid = EnvelopedData::parse(&valid_der, &BerLimits::default()).expect("parse");
     let mut invalid = valid.clone();
     let len = invalid.recipients[0].encrypted_key.len();
@@ -151,18 +159,24 @@ fn main() {
         "class B fails"
     );
     compare(
-        "SCEP key transport (RSA-2048 PKCS#1 v1.5, valid vs invalid padding)",
+        &format!(
+            "SCEP key transport on {} (RSA-2048 PKCS#1 v1.5, valid vs invalid padding)",
+            provider.name()
+        ),
         rsa_n,
         1,
-        &mut rng,
+        rng,
         |class| {
             let env = if class { &invalid } else { &valid };
             let _ = black_box(env.decrypt(&me, &key, &policy));
         },
     );
+}
 
+/// Challenge comparisons (no RSA).
+fn challenges(secret_n: usize, rng: &mut UnwrapErr<getrandom::SysRng>) {
     // Challenge comparison: 64 hex digits, as the crate mints them.
-    let stored = Secret::random(&mut rng);
+    let stored = Secret::random(rng);
     let same = Secret::new(stored.expose().to_owned());
     let mut other = stored.expose().to_owned().into_bytes();
     other[0] = if other[0] == b'0' { b'1' } else { b'0' };
@@ -171,7 +185,7 @@ fn main() {
         "challenge comparison (Secret ==, equal vs first byte differs)",
         secret_n,
         BATCH,
-        &mut rng,
+        rng,
         |class| {
             let presented = if class { &other } else { &same }.clone();
             black_box(black_box(&stored) == black_box(&presented));
@@ -183,7 +197,7 @@ fn main() {
         "control: str == (early exit), equal vs first byte differs",
         secret_n,
         BATCH,
-        &mut rng,
+        rng,
         |class| {
             let presented = if class { &other } else { &same }.clone();
             black_box(black_box(stored.expose()) == black_box(presented.expose()));
@@ -196,7 +210,7 @@ fn main() {
         "challenge digest match (ChallengeDigest::matches, equal vs differing)",
         secret_n,
         BATCH,
-        &mut rng,
+        rng,
         |class| {
             let presented = if class { &other_digest } else { &same_digest };
             black_box(black_box(&stored_digest).matches(black_box(presented)));

@@ -29,6 +29,7 @@ use axum::routing::{any, get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mdm_enroll::activation::{Policy, QueuePolicy, Retention, Secret, TenantId, UserAccount};
 use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, IdentityOptions, TrustAnchors};
+use mdm_enroll::crypto::PublicKey;
 use mdm_enroll::crypto::{CryptoError, KeyUnwrapper};
 use mdm_enroll::http::{Method, Request, Response};
 use mdm_enroll::profile::ValidationOptions;
@@ -37,7 +38,6 @@ use mdm_enroll::service::{
     Engine, EngineConfig, EnrollmentConfig, EnrollmentService, InitialConfiguration, MdmService,
     SingleTenantPaths,
 };
-use rsa::PublicKey;
 use tokio::net::TcpListener;
 
 use routes::{App, ServerPush, Users};

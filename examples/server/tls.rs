@@ -70,9 +70,8 @@ fn key_pem(key: &RsaKey, passphrase: Option<&str>) -> Result<String, BoxError> {
     let Some(passphrase) = passphrase else {
         return Ok(key.to_pkcs8_pem()?);
     };
-    use rsa::pkcs8::EncodePrivateKey;
-    let der = key.private_key().to_pkcs8_der()?;
-    let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_bytes())?;
+    let der = key.to_pkcs8_der()?;
+    let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_slice())?;
     let encrypted = info.encrypt_with_rng(&mut getrandom::SysRng, passphrase.as_bytes())?;
     Ok(encrypted
         .to_pem(ENCRYPTED_LABEL, der::pem::LineEnding::LF)?
@@ -295,7 +294,6 @@ fn unnamed_hosts(cert: &Certificate, hosts: &[String]) -> Result<Vec<String>, Bo
 /// an *optional* client certificate that must chain to the CA (device
 /// identities issued through SCEP), for mTLS identity on check-in.
 pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, BoxError> {
-    use rsa::pkcs8::EncodePrivateKey;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -306,7 +304,7 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, BoxError> {
     )
     .allow_unauthenticated()
     .build()?;
-    let key = pki.tls.key.private_key().to_pkcs8_der()?;
+    let key = pki.tls.key.to_pkcs8_der()?;
     let chain = vec![
         CertificateDer::from(pki.tls.cert.der().to_vec()),
         CertificateDer::from(pki.ca.cert.der().to_vec()),
@@ -314,10 +312,7 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, BoxError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            chain,
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.as_bytes().to_vec())),
-        )?;
+        .with_single_cert(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -10,15 +10,13 @@ use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
 use der::Decode;
-use rsa::PublicKey;
-use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use x509_cert::time::Time;
 
 use super::asn1::{self, Malformed, WalkError};
 use super::oid;
-use crate::crypto::{self, DigestAlgorithm};
+use crate::crypto::{self, DigestAlgorithm, PublicKey};
 use crate::wire::ber::{BerError, BerLimits, Class, Element};
 use crate::wire::hex;
 
@@ -274,15 +272,13 @@ impl Certificate {
 
     /// The subject's RSA public key.
     pub fn public_key(&self) -> Result<PublicKey, CertificateError> {
-        use spki::DecodePublicKey;
-        PublicKey::from_public_key_der(&self.spki)
+        PublicKey::from_spki_der(&self.spki)
             .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))
     }
 
     /// Whether the certificate holds the same RSA public key as `key`.
     pub fn has_public_key(&self, key: &PublicKey) -> bool {
-        self.public_key()
-            .is_ok_and(|own| own.n() == key.n() && own.e() == key.e())
+        self.public_key().is_ok_and(|own| own == *key)
     }
 
     /// SHA-256 of the DER (the fingerprint used to bind an identity to an enrollment).

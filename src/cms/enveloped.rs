@@ -404,7 +404,7 @@ impl EnvelopedData {
     pub fn encrypt<R: rand_core::CryptoRng + ?Sized>(
         content: &[u8],
         recipient: &RecipientIdentity,
-        recipient_key: &rsa::PublicKey,
+        recipient_key: &crate::crypto::PublicKey,
         cipher: ContentCipher,
         rng: &mut R,
     ) -> Result<Vec<u8>, EnvelopedError> {
@@ -417,7 +417,7 @@ impl EnvelopedData {
         rng.fill_bytes(&mut iv);
         let ciphertext = cipher.encrypt(&key, &iv, content)?;
         let encrypted_key = recipient_key
-            .encrypt(rng, rsa::Pkcs1v15Encrypt, &key)
+            .encrypt_pkcs1v15(rng, &key)
             .map_err(|e| EnvelopedError::Backend(e.to_string()))?;
 
         let null = [0x05, 0x00];

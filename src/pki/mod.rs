@@ -191,7 +191,7 @@ pub fn create_ca(
 pub fn create_ra(
     ca: &Certificate,
     ca_signer: &dyn Signer,
-    ra_key: &rsa::PublicKey,
+    ra_key: &crate::crypto::PublicKey,
     subject: Name,
     serial: SerialNumber,
     validity: Validity,
@@ -297,8 +297,8 @@ fn check_issuer_key(ca: &Certificate, signer: &dyn Signer) -> Result<(), PkiErro
     Ok(())
 }
 
-fn spki_of(key: &rsa::PublicKey) -> Result<SubjectPublicKeyInfoOwned, PkiError> {
-    SubjectPublicKeyInfoOwned::from_key(key).map_err(|e| PkiError::Key(e.to_string()))
+fn spki_of(key: &crate::crypto::PublicKey) -> Result<SubjectPublicKeyInfoOwned, PkiError> {
+    key.to_spki().map_err(|e| PkiError::Key(e.to_string()))
 }
 
 /// SHA-1 of the subjectPublicKey bits (RFC 5280 §4.2.1.2 method 1).
@@ -396,9 +396,9 @@ struct BuilderSigner<'a> {
 }
 
 impl signature::Keypair for BuilderSigner<'_> {
-    type VerifyingKey = rsa::PublicKey;
+    type VerifyingKey = crate::crypto::PublicKey;
 
-    fn verifying_key(&self) -> rsa::PublicKey {
+    fn verifying_key(&self) -> crate::crypto::PublicKey {
         self.signer.public_key().clone()
     }
 }

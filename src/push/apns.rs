@@ -363,7 +363,6 @@ fn tls_config(
     identity: &PushIdentity,
     config: &ApnsConfig,
 ) -> Result<rustls::ClientConfig, ApnsError> {
-    use pkcs8::EncodePrivateKey;
     let tls_err = |e: String| ApnsError::Tls(e);
     let mut roots = rustls::RootCertStore::empty();
     if config.public_roots {
@@ -376,10 +375,9 @@ fn tls_config(
     }
     let key = identity
         .key()
-        .private_key()
         .to_pkcs8_der()
         .map_err(|e| tls_err(format!("push key: {e}")))?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.as_bytes().to_vec()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
     let chain = vec![CertificateDer::from(
         identity.certificate().certificate().der().to_vec(),
     )];

@@ -21,7 +21,6 @@ use mdm_enroll::crypto::{RsaKey, Signer};
 use mdm_enroll::pki::{self, LeafPolicy};
 use mdm_enroll::push::{PushCertificate, PushIdentity};
 use rand_core::UnwrapErr;
-use rsa::pkcs8::EncodePrivateKey;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::task::JoinSet;
 
@@ -118,14 +117,14 @@ fn server_config(ca: &Certificate, cert: &Certificate, key: &RsaKey) -> Arc<rust
     )
     .build()
     .unwrap();
-    let key = key.private_key().to_pkcs8_der().unwrap();
+    let key = key.to_pkcs8_der().unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_client_cert_verifier(verifier)
         .with_single_cert(
             vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.as_bytes().to_vec())),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
         )
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec()];
