@@ -37,6 +37,7 @@ mod enrollment;
 mod error;
 mod mdm;
 mod route;
+mod tenants;
 
 pub use commands::EnrollmentSummary;
 pub use engine::{Engine, EngineConfig, EnrollmentGrant, LoginGrant, NewCommand, RepushPolicy};
@@ -47,3 +48,4 @@ pub use enrollment::{
 pub use error::{CommandError, Event, EventKind, Outcome, ServiceError};
 pub use mdm::{InitialConfiguration, MdmService};
 pub use route::{Endpoint, Route, RouteError};
+pub use tenants::TenantConfigs;

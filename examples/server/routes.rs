@@ -365,6 +365,7 @@ fn refusal(e: &ServiceError) -> String {
         ServiceError::Store(StoreError::LimitReached) => "device limit reached".into(),
         ServiceError::BadRequest(why) => why.clone(),
         ServiceError::Command(c) => c.to_string(),
+        e @ (ServiceError::UnknownTenant(_) | ServiceError::TopicMismatch { .. }) => e.to_string(),
         ServiceError::Store(_) | ServiceError::Internal(_) => {
             "the server could not complete the request".into()
         }

@@ -414,6 +414,7 @@ impl EnrollmentConfig {
 pub struct EnrollmentService<S, D, P> {
     mdm: MdmService<S, D, P>,
     config: EnrollmentConfig,
+    tenants: Option<Box<dyn super::TenantConfigs>>,
 }
 
 /// Fields of the self-service form (steps 2–3).
@@ -472,7 +473,41 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     /// The driver over `mdm` (engine, attribute verifier, initial
     /// configuration) with `config`.
     pub fn new(mdm: MdmService<S, D, P>, config: EnrollmentConfig) -> Self {
-        Self { mdm, config }
+        Self {
+            mdm,
+            config,
+            tenants: None,
+        }
+    }
+
+    /// The driver over `mdm` with a configuration per tenant: `routing`
+    /// resolves request paths (its base URL, prefix and single-tenant
+    /// paths); everything else (topic, SCEP CA/RA, profile signer, URLs in
+    /// the profiles, identity lifetime, renewal policy) comes from
+    /// `tenants` for the request's tenant. A tenant `tenants` does not
+    /// serve is [`ServiceError::UnknownTenant`] (404).
+    pub fn with_tenants(
+        mdm: MdmService<S, D, P>,
+        routing: EnrollmentConfig,
+        tenants: impl super::TenantConfigs + 'static,
+    ) -> Self {
+        Self {
+            mdm,
+            config: routing,
+            tenants: Some(Box::new(tenants)),
+        }
+    }
+
+    /// The configuration serving `tenant`: its entry in the
+    /// [`TenantConfigs`](super::TenantConfigs) given to
+    /// [`Self::with_tenants`], or else [`Self::config`].
+    pub fn tenant_config(&self, tenant: &TenantId) -> Result<&EnrollmentConfig, ServiceError> {
+        match &self.tenants {
+            None => Ok(&self.config),
+            Some(t) => t
+                .config(tenant)
+                .ok_or_else(|| ServiceError::UnknownTenant(tenant.clone())),
+        }
     }
 
     /// The check-in/connect driver.
@@ -485,7 +520,8 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         self.mdm.engine()
     }
 
-    /// The configuration.
+    /// The configuration given to [`Self::new`] (with
+    /// [`Self::with_tenants`], the routing configuration).
     pub fn config(&self) -> &EnrollmentConfig {
         &self.config
     }
@@ -511,13 +547,17 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             Err(RouteError::Tenant(_)) => return (Response::empty(400), Vec::new()),
         };
         let tenant = &route.tenant;
+        let topic = match self.tenant_config(tenant) {
+            Ok(c) => &c.topic,
+            Err(e) => return (Response::empty(e.http_status()), Vec::new()),
+        };
         let result = match route.endpoint {
             Endpoint::Enroll => self.self_service(tenant, request, now, rng),
             Endpoint::ProfileService => self.profile_service(tenant, request, now, rng),
             Endpoint::Scep => return self.scep(tenant, request, now, rng),
             Endpoint::Mdm => {
                 let mut events = self.renew_on_connect(tenant, request, now, rng);
-                let (response, more) = self.mdm.handle(tenant, request, now, rng);
+                let (response, more) = self.mdm.handle_for_topic(tenant, topic, request, now, rng);
                 events.extend(more);
                 return (response, events);
             }
@@ -542,6 +582,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Outcome<Response>, ServiceError> {
+        let c = self.tenant_config(tenant)?;
         if request.method != Method::Post {
             return Err(ServiceError::BadRequest("self-service expects POST".into()));
         }
@@ -566,7 +607,6 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             rng,
         )?;
         events.extend(challenge.events);
-        let c = &self.config;
         let service = ProfileService::new(
             c.url(tenant, Endpoint::ProfileService),
             ProfileService::DEFAULT_ATTRIBUTES,
@@ -583,7 +623,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             profile = profile.with_organization(org.clone());
         }
         Ok(Outcome {
-            value: self.sign(&profile)?,
+            value: sign(c, &profile)?,
             events,
         })
     }
@@ -601,15 +641,17 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Outcome<Response>, ServiceError> {
+        let c = self.tenant_config(tenant)?;
         let grant = self.mdm.device_attributes(tenant, request, now, rng)?;
         let profile = self.enrollment_profile(
+            c,
             tenant,
             &grant.value.activation,
             &grant.value.scep_challenge,
             rng,
         );
         Ok(Outcome {
-            value: self.sign(&profile)?,
+            value: sign(c, &profile)?,
             events: grant.events,
         })
     }
@@ -619,12 +661,12 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     /// every time, so that a renewal replaces the installed one.
     fn enrollment_profile<R: rand_core::CryptoRng + ?Sized>(
         &self,
+        c: &EnrollmentConfig,
         tenant: &TenantId,
         activation: &ActivationId,
         challenge: &Secret,
         rng: &mut R,
     ) -> Profile {
-        let c = &self.config;
         let scep_uuid = PayloadUuid::random(rng).to_string();
         let mut scep = ScepPayload::new(c.url(tenant, Endpoint::Scep));
         scep.challenge = Some(challenge.expose().to_owned());
@@ -687,6 +729,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Outcome<RenewalAction>, ServiceError> {
+        let c = self.tenant_config(tenant)?;
         let engine = self.mdm.engine();
         let current = engine.load(tenant, activation)?.value;
         let Some(identity) = current.identity.as_ref().filter(|_| enrolled(&current)) else {
@@ -695,15 +738,15 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                 events: Vec::new(),
             });
         };
-        let policy = &self.config.renewal;
+        let policy = &c.renewal;
         let action = policy.action(identity.not_after, current.renewal.as_ref(), now);
         let expired = now >= identity.not_after;
         let mut events = Vec::new();
         match action {
             RenewalAction::Start { attempt } => {
                 let challenge = Secret::random(rng);
-                let profile = self.enrollment_profile(tenant, activation, &challenge, rng);
-                let signed = self.sign(&profile)?.body;
+                let profile = self.enrollment_profile(c, tenant, activation, &challenge, rng);
+                let signed = sign(c, &profile)?.body;
                 let command = crate::mdm::command::Command::install_profile(
                     crate::activation::CommandUuid::random(rng).0,
                     signed,
@@ -824,7 +867,10 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             return Vec::new();
         };
         let not_after = id.certificate.not_after().to_system_time();
-        if !self.config.renewal.is_due(not_after, now) {
+        let Ok(c) = self.tenant_config(tenant) else {
+            return Vec::new();
+        };
+        if !c.renewal.is_due(not_after, now) {
             return Vec::new();
         }
         let fingerprint = CertFingerprint(id.certificate.sha256_fingerprint());
@@ -860,7 +906,11 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> (Response, Vec<Event>) {
-        let req = match self.config.scep.handle(request, now, rng) {
+        let c = match self.tenant_config(tenant) {
+            Ok(c) => c,
+            Err(e) => return (Response::empty(e.http_status()), Vec::new()),
+        };
+        let req = match c.scep.handle(request, now, rng) {
             ScepOutcome::Respond(r) => return (r, Vec::new()),
             ScepOutcome::Poll(p) => return (p.reject(FailInfo::BadCertId, now, rng), Vec::new()),
             ScepOutcome::Certificate(req) => req,
@@ -877,23 +927,23 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         match req.check_challenge(&verifier, now) {
             ChallengeVerdict::Accepted => match verifier.granted.into_inner() {
                 Some(granted) => {
-                    self.issue_for(tenant, &granted.value.id, &req, granted.events, now, rng)
+                    self.issue_for(c, tenant, &granted.value.id, &req, granted.events, now, rng)
                 }
                 None => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
             },
             ChallengeVerdict::Retry => match verifier.resend.into_inner() {
-                Some(activation) => self.answer_resend(tenant, &activation, &req, now, rng),
+                Some(activation) => self.answer_resend(c, tenant, &activation, &req, now, rng),
                 None => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
             },
             ChallengeVerdict::Refused => {
-                let is_static = match (&self.config.static_scep_challenge, req.challenge()) {
+                let is_static = match (&c.static_scep_challenge, req.challenge()) {
                     (Some(expected), Some(presented)) => {
                         presented.matches(expected.expose().as_bytes())
                     }
                     _ => false,
                 };
                 let response = if is_static {
-                    self.issue_unbound(&req, now, rng)
+                    issue_unbound(c, &req, now, rng)
                 } else {
                     req.reject(FailInfo::BadRequest, now, rng)
                 };
@@ -903,8 +953,10 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     }
 
     /// Issue the certificate of `activation` for `req` and record it.
+    #[allow(clippy::too_many_arguments)]
     fn issue_for<R: rand_core::CryptoRng + ?Sized>(
         &self,
+        c: &EnrollmentConfig,
         tenant: &TenantId,
         activation: &ActivationId,
         req: &CertificateRequest<'_>,
@@ -913,7 +965,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         rng: &mut R,
     ) -> (Response, Vec<Event>) {
         for _ in 0..3 {
-            let Some(issued) = self.issue_leaf(req, now, rng) else {
+            let Some(issued) = issue_leaf(c, req, now, rng) else {
                 break;
             };
             let identity = IssuedIdentity {
@@ -924,7 +976,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                     .as_bytes()
                     .to_vec(),
                 fingerprint: CertFingerprint::of_der(&issued.record.certificate),
-                not_after: now + self.config.identity_lifetime,
+                not_after: now + c.identity_lifetime,
                 certificate: issued.record.certificate.clone(),
             };
             match self
@@ -948,6 +1000,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     /// issuing it.
     fn answer_resend<R: rand_core::CryptoRng + ?Sized>(
         &self,
+        c: &EnrollmentConfig,
         tenant: &TenantId,
         activation: &Activation,
         req: &CertificateRequest<'_>,
@@ -971,50 +1024,50 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                 (response, Vec::new())
             }
             Some(_) => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
-            None => self.issue_for(tenant, &activation.id, req, Vec::new(), now, rng),
+            None => self.issue_for(c, tenant, &activation.id, req, Vec::new(), now, rng),
         }
     }
+}
 
-    /// A certificate under the static challenge: bound to no activation
-    /// (and so useless for check-in).
-    fn issue_unbound<R: rand_core::CryptoRng + ?Sized>(
-        &self,
-        req: &CertificateRequest<'_>,
-        now: SystemTime,
-        rng: &mut R,
-    ) -> Response {
-        match self.issue_leaf(req, now, rng) {
-            Some(issued) => issued.response,
-            None => req.reject(FailInfo::BadRequest, now, rng),
-        }
+/// A certificate under the static challenge: bound to no activation
+/// (and so useless for check-in).
+fn issue_unbound<R: rand_core::CryptoRng + ?Sized>(
+    c: &EnrollmentConfig,
+    req: &CertificateRequest<'_>,
+    now: SystemTime,
+    rng: &mut R,
+) -> Response {
+    match issue_leaf(c, req, now, rng) {
+        Some(issued) => issued.response,
+        None => req.reject(FailInfo::BadRequest, now, rng),
     }
+}
 
-    /// One certificate for the request's key and subject: client auth, the
-    /// configured lifetime from `now`, a random serial.
-    fn issue_leaf<R: rand_core::CryptoRng + ?Sized>(
-        &self,
-        req: &CertificateRequest<'_>,
-        now: SystemTime,
-        rng: &mut R,
-    ) -> Option<Issued> {
-        let validity = crate::pki::validity(now, self.config.identity_lifetime).ok()?;
-        let policy = crate::pki::LeafPolicy::client_auth(req.csr().subject().clone());
-        req.issue(&policy, crate::pki::random_serial(rng), validity, now, rng)
-            .ok()
-    }
+/// One certificate for the request's key and subject: client auth, the
+/// tenant's identity lifetime from `now`, a random serial.
+fn issue_leaf<R: rand_core::CryptoRng + ?Sized>(
+    c: &EnrollmentConfig,
+    req: &CertificateRequest<'_>,
+    now: SystemTime,
+    rng: &mut R,
+) -> Option<Issued> {
+    let validity = crate::pki::validity(now, c.identity_lifetime).ok()?;
+    let policy = crate::pki::LeafPolicy::client_auth(req.csr().subject().clone());
+    req.issue(&policy, crate::pki::random_serial(rng), validity, now, rng)
+        .ok()
+}
 
-    fn sign(&self, profile: &Profile) -> Result<Response, ServiceError> {
-        let c = &self.config;
-        profile
-            .sign(
-                &c.validation,
-                c.profile_signer.as_ref(),
-                &c.profile_certificate,
-                &c.profile_chain,
-            )
-            .map(|p| p.into_response(None))
-            .map_err(|e| ServiceError::Internal(e.to_string()))
-    }
+/// `profile` signed with the tenant's profile signer.
+fn sign(c: &EnrollmentConfig, profile: &Profile) -> Result<Response, ServiceError> {
+    profile
+        .sign(
+            &c.validation,
+            c.profile_signer.as_ref(),
+            &c.profile_certificate,
+            &c.profile_chain,
+        )
+        .map(|p| p.into_response(None))
+        .map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
 /// Whether the activation has an enrolled device (renewals apply to those).

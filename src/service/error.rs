@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::activation::{
-    ActivationError, ActivationId, Channel, CommandOutcome, CommandUuid, Step,
+    ActivationError, ActivationId, Channel, CommandOutcome, CommandUuid, Step, TenantId,
 };
 use crate::store::{PushError, StoreError};
 
@@ -26,6 +26,19 @@ pub enum ServiceError {
     /// The command API refused a command.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The request names a tenant the caller's
+    /// [`TenantConfigs`](super::TenantConfigs) does not serve (404).
+    #[error("unknown tenant {0}")]
+    UnknownTenant(TenantId),
+    /// An `Authenticate` or `TokenUpdate` carried a push `Topic` other than
+    /// the tenant's (400; nothing was stored).
+    #[error("check-in topic {presented:?} is not the tenant's topic {expected:?}")]
+    TopicMismatch {
+        /// The tenant's configured topic.
+        expected: String,
+        /// The topic in the message.
+        presented: String,
+    },
 }
 
 /// Why the command API refused to queue or cancel a command.
@@ -222,6 +235,8 @@ impl ServiceError {
                 | CommandError::InitialConfiguration(_) => 409,
                 CommandError::Unknown(_) => 404,
             },
+            Self::UnknownTenant(_) => 404,
+            Self::TopicMismatch { .. } => 400,
         }
     }
 }

@@ -211,10 +211,36 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
     }
 
     /// Handle one check-in or connect request to `tenant`'s MDM endpoint.
-    /// Returns the response and the events it produced.
+    /// Returns the response and the events it produced. The push `Topic`
+    /// is not checked; see [`Self::handle_for_topic`].
     pub fn handle<R: rand_core::CryptoRng + ?Sized>(
         &self,
         tenant: &TenantId,
+        request: &crate::http::Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> (crate::http::Response, Vec<Event>) {
+        self.dispatch(tenant, None, request, now, rng)
+    }
+
+    /// [`Self::handle`] for a tenant whose push topic is `topic`: an
+    /// `Authenticate` or `TokenUpdate` carrying another `Topic` is refused
+    /// with [`ServiceError::TopicMismatch`] (400) before anything is stored.
+    pub fn handle_for_topic<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        topic: &str,
+        request: &crate::http::Request,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> (crate::http::Response, Vec<Event>) {
+        self.dispatch(tenant, Some(topic), request, now, rng)
+    }
+
+    fn dispatch<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        topic: Option<&str>,
         request: &crate::http::Request,
         now: SystemTime,
         rng: &mut R,
@@ -229,7 +255,7 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             Ok(None) | Err(_) => return (Response::empty(400), Vec::new()),
         };
         let result = match classify(request) {
-            MessageKind::Checkin => self.checkin(tenant, identity, &request.body, now, rng),
+            MessageKind::Checkin => self.checkin(tenant, topic, identity, &request.body, now, rng),
             MessageKind::Connect | MessageKind::Other => {
                 self.connect(tenant, identity, &request.body, now)
             }
@@ -243,6 +269,7 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
     fn checkin<R: rand_core::CryptoRng + ?Sized>(
         &self,
         tenant: &TenantId,
+        topic: Option<&str>,
         identity: crate::activation::CertFingerprint,
         body: &[u8],
         now: SystemTime,
@@ -254,6 +281,19 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             return Ok((crate::http::Response::empty(400), Vec::new()));
         };
         let channel = channel_of(&msg.channel);
+        let presented = match &msg.payload {
+            CheckinPayload::Authenticate(a) => Some(&a.topic),
+            CheckinPayload::TokenUpdate(t) => Some(&t.topic),
+            _ => None,
+        };
+        if let (Some(expected), Some(presented)) = (topic, presented)
+            && presented != expected
+        {
+            return Err(ServiceError::TopicMismatch {
+                expected: expected.to_owned(),
+                presented: presented.clone(),
+            });
+        }
         let message = match msg.payload {
             CheckinPayload::Authenticate(a) => CheckinMessage::Authenticate {
                 topic: a.topic,

@@ -679,6 +679,17 @@ impl SimulatedDevice {
         Ok(())
     }
 
+    /// The push `Topic` of the installed enrollment profile's MDM payload.
+    pub fn enrollment_topic(&self) -> Option<&str> {
+        self.enrollment.as_ref().map(|e| e.topic.as_str())
+    }
+
+    /// The root certificate (the SCEP CA) the installed enrollment profile
+    /// carries.
+    pub fn enrollment_root(&self) -> Option<&Certificate> {
+        self.enrollment.as_ref().and_then(|e| e.root.as_ref())
+    }
+
     fn enrollment(&self) -> Result<&Enrollment, DeviceError> {
         self.enrollment
             .as_ref()
