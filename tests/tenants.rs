@@ -15,7 +15,7 @@ use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, TrustAnchors};
 use mdm_enroll::crypto::RsaKey;
 use mdm_enroll::http::{Method, Request, Response, media_type};
 use mdm_enroll::pki;
-use mdm_enroll::scep::ScepResponder;
+use mdm_enroll::scep::{FailInfo, ScepResponder};
 use mdm_enroll::service::{
     Endpoint, Engine, EngineConfig, EnrollmentConfig, EnrollmentService, Event,
     InitialConfiguration, MdmService, Route, ServiceError,
@@ -163,13 +163,19 @@ impl Fx {
         move |req| self.send(req, events)
     }
 
-    /// A Mac of tenant A through steps 2–6: it holds A's enrollment profile.
-    fn enrollment_profile_installed(&self, events: &mut Vec<Event>) -> SimulatedDevice {
-        let mut dev = self.device(&self.a.ca, 4);
+    /// A Mac of `tenant` through steps 2–6: it holds the tenant's
+    /// enrollment profile.
+    fn enrollment_profile_installed(
+        &self,
+        tenant: &Tenant,
+        scep_key: usize,
+        events: &mut Vec<Event>,
+    ) -> SimulatedDevice {
+        let mut dev = self.device(&tenant.ca, scep_key);
         let (user, password, domain) = CREDENTIALS;
         let mut t = self.transport(events);
         let service = dev
-            .self_service(&mut t, &enroll_path(&self.a), user, password, domain)
+            .self_service(&mut t, &enroll_path(tenant), user, password, domain)
             .unwrap();
         dev.send_attributes(&mut t, &service).unwrap();
         dev
@@ -259,24 +265,25 @@ fn a_profile_is_not_signed_by_another_tenants_signer() {
 fn a_challenge_of_tenant_a_is_refused_at_tenant_b_scep_url() {
     let fx = fixture();
     let mut events = Vec::new();
-    let mut dev = fx.enrollment_profile_installed(&mut events);
+    let mut dev_a = fx.enrollment_profile_installed(&fx.a, 4, &mut events);
+    // A Mac holding B's enrollment profile (so it encrypts to B's CA and
+    // posts to B's SCEP URL) but presenting A's one-time challenge.
+    let mut dev_b = fx.enrollment_profile_installed(&fx.b, 5, &mut Vec::new());
+    let a_challenge = dev_a.scep_challenge().unwrap().to_owned();
+    assert_ne!(dev_b.scep_challenge(), Some(a_challenge.as_str()));
+    dev_b.override_scep_challenge(&a_challenge).unwrap();
     let before = fx.snapshot();
-    let a_scep = Route::path("/t", &fx.a.id, Endpoint::Scep);
     let b_scep = Route::path("/t", &fx.b.id, Endpoint::Scep);
-    let mut at_b = |mut req: Request| {
-        assert_eq!(req.path, a_scep, "the device talks to A's SCEP URL");
-        req.path = b_scep.clone();
+    let mut at_b = |req: Request| {
+        assert_eq!(req.path, b_scep, "the request goes to B's SCEP URL");
         fx.send(req, &mut Vec::new())
     };
-    let err = dev.scep_enroll(&mut at_b, t0(), &mut rng()).unwrap_err();
-    assert!(
-        matches!(err, DeviceError::ScepFailure(_) | DeviceError::Protocol(_)),
-        "{err:?}"
-    );
-    assert!(dev.identity().is_none());
+    let err = dev_b.scep_enroll(&mut at_b, t0(), &mut rng()).unwrap_err();
+    assert_eq!(err, DeviceError::ScepFailure(Some(FailInfo::BadRequest)));
+    assert!(dev_b.identity().is_none());
     assert_eq!(fx.snapshot(), before, "B's SCEP URL stored nothing");
-    // The challenge still works where it belongs.
-    let cert = dev
+    // The challenge was not consumed: it still works at A.
+    let cert = dev_a
         .scep_enroll(&mut fx.transport(&mut events), t0(), &mut rng())
         .unwrap();
     cert.verify_issued_by(&fx.a.ca).unwrap();
@@ -286,7 +293,7 @@ fn a_challenge_of_tenant_a_is_refused_at_tenant_b_scep_url() {
 fn a_check_in_with_another_tenants_topic_is_refused_and_stores_nothing() {
     let fx = fixture();
     let mut events = Vec::new();
-    let mut dev = fx.enrollment_profile_installed(&mut events);
+    let mut dev = fx.enrollment_profile_installed(&fx.a, 4, &mut events);
     dev.scep_enroll(&mut fx.transport(&mut events), t0(), &mut rng())
         .unwrap();
     let with_topic_b = |dev: &SimulatedDevice, message_type: &str| {
