@@ -18,7 +18,7 @@ use mdm_enroll::pki;
 use mdm_enroll::scep::{FailInfo, ScepResponder};
 use mdm_enroll::service::{
     Endpoint, Engine, EngineConfig, EnrollmentConfig, EnrollmentService, Event,
-    InitialConfiguration, MdmService, Route, ServiceError,
+    InitialConfiguration, MdmService, Route, ServiceError, TenantConfigs,
 };
 use mdm_enroll::store::{ActivationStore, MemoryStore};
 use mdm_enroll::testing::{
@@ -362,4 +362,22 @@ fn an_unknown_tenant_is_404_and_a_typed_error() {
     // The served tenants resolve to their own configurations.
     assert_eq!(fx.svc.tenant_config(&fx.a.id).unwrap().topic, TOPIC_A);
     assert_eq!(fx.svc.tenant_config(&fx.b.id).unwrap().topic, TOPIC_B);
+}
+
+#[test]
+fn one_config_serves_every_tenant_and_a_map_only_its_own() {
+    let fx = fixture();
+    let gamma = TenantId::new("gamma").unwrap();
+    let one: &dyn TenantConfigs = &fx.a.config;
+    for t in [&fx.a.id, &fx.b.id, &gamma] {
+        assert_eq!(one.config(t).map(|c| c.topic.as_str()), Some(TOPIC_A));
+    }
+    let map: HashMap<TenantId, Arc<EnrollmentConfig>> =
+        HashMap::from([(fx.b.id.clone(), Arc::new(fx.b.config.clone()))]);
+    assert_eq!(
+        map.config(&fx.b.id).map(|c| c.topic.as_str()),
+        Some(TOPIC_B)
+    );
+    assert!(map.config(&fx.a.id).is_none());
+    assert!(map.config(&gamma).is_none());
 }
