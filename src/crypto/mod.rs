@@ -339,8 +339,9 @@ pub struct PublicKey {
     pkcs1: Vec<u8>,
     modulus: Vec<u8>,
     exponent: Vec<u8>,
-    /// The `rsa` crate's key: parsed eagerly on that backend, else absent.
-    rust: Option<rustcrypto::Public>,
+    /// The `rsa` crate's key: parsed eagerly on that backend, else on first
+    /// use (e.g. aws-lc encryption) and then kept.
+    rust: std::sync::OnceLock<rustcrypto::Public>,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -401,10 +402,10 @@ impl PublicKey {
             pkcs1: pkcs1.to_vec(),
             modulus: parts.modulus.as_bytes().to_vec(),
             exponent: parts.public_exponent.as_bytes().to_vec(),
-            rust: None,
+            rust: std::sync::OnceLock::new(),
         };
         if provider.backend == Backend::RustCrypto {
-            key.rust = Some(rustcrypto::Public::from_spki(der)?);
+            key.rust = std::sync::OnceLock::from(rustcrypto::Public::from_spki(der)?);
         }
         Ok(key)
     }
@@ -470,13 +471,14 @@ impl PublicKey {
         self.rust()?.encrypt(rng, data)
     }
 
-    /// The `rsa` crate's key: the one parsed at construction, or parsed now
-    /// (fallbacks on other backends).
-    fn rust(&self) -> Result<std::borrow::Cow<'_, rustcrypto::Public>, CryptoError> {
-        match &self.rust {
-            Some(k) => Ok(std::borrow::Cow::Borrowed(k)),
-            None => rustcrypto::Public::from_spki(&self.spki).map(std::borrow::Cow::Owned),
+    /// The `rsa` crate's key: the one parsed at construction or at first
+    /// use (fallbacks on other backends), parsed once per key.
+    fn rust(&self) -> Result<&rustcrypto::Public, CryptoError> {
+        if let Some(k) = self.rust.get() {
+            return Ok(k);
         }
+        let parsed = rustcrypto::Public::from_spki(&self.spki)?;
+        Ok(self.rust.get_or_init(|| parsed))
     }
 
     /// The SubjectPublicKeyInfo as the `spki` crate's type (certificate builders).

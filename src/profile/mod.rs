@@ -30,7 +30,7 @@ pub use payload::{
     CAPABILITY_TOKEN, CertificateKind, CertificatePayload, MdmPayload, Payload, PayloadKind,
     ScepPayload, Subject, SubjectAltName,
 };
-pub use sign::SignedProfile;
+pub use sign::{ProfileSigningCache, SignedProfile};
 pub use top::{PayloadScope, Profile, ProfileContent, ProfileService, response};
 pub use uuid::PayloadUuid;
 pub use validate::ValidationOptions;

@@ -252,7 +252,10 @@ impl ScepResponder {
             Ok(cert) => cert.clone(),
             Err(_) => return fail(FailInfo::BadMessageCheck, rng),
         };
-        if signer.public_key().is_err() || message.sender_nonce().is_none() {
+        let Ok(signer_key) = signer.public_key() else {
+            return fail(FailInfo::BadRequest, rng);
+        };
+        if message.sender_nonce().is_none() {
             return fail(FailInfo::BadRequest, rng);
         }
         let kind = message.message_type();
@@ -277,6 +280,7 @@ impl ScepResponder {
                         responder: self,
                         message,
                         signer,
+                        signer_key,
                         cipher,
                     },
                     issuer_and_subject: ias,
@@ -311,6 +315,7 @@ impl ScepResponder {
                 responder: self,
                 message,
                 signer,
+                signer_key,
                 cipher,
             },
             csr,
@@ -367,12 +372,11 @@ impl ScepResponder {
         }
     }
 
-    /// A SUCCESS CertRep carrying `cert_der`, enveloped to `recipient` with `cipher`.
+    /// A SUCCESS CertRep carrying `cert_der`, enveloped to the exchange's
+    /// signer (its key as parsed when the request was read) with its cipher.
     fn success<R: rand_core::CryptoRng + ?Sized>(
         &self,
-        message: &PkiMessage,
-        recipient: &cms::Certificate,
-        cipher: ContentCipher,
+        exchange: &Exchange<'_>,
         cert_der: &[u8],
         now: SystemTime,
         rng: &mut R,
@@ -380,12 +384,14 @@ impl ScepResponder {
         let issued = cms::Certificate::from_der(cert_der)
             .map_err(|e| ScepError::Certificate(e.to_string()))?;
         let p7 = cms::degenerate(&[issued]);
-        let key = recipient
-            .public_key()
-            .map_err(|e| ScepError::Certificate(e.to_string()))?;
-        let env =
-            EnvelopedData::encrypt(&p7, &RecipientIdentity::of(recipient), &key, cipher, rng)?;
-        let mut rep = CertRep::for_request(message, PkiStatus::Success, None, rng);
+        let env = EnvelopedData::encrypt(
+            &p7,
+            &RecipientIdentity::of(&exchange.signer),
+            &exchange.signer_key,
+            exchange.cipher,
+            rng,
+        )?;
+        let mut rep = CertRep::for_request(&exchange.message, PkiStatus::Success, None, rng);
         rep.envelope = Some(env);
         let keys = self.reply_keys();
         let body = rep.encode(keys.signer.as_ref(), &keys.cert, now)?;
@@ -484,6 +490,9 @@ struct Exchange<'a> {
     responder: &'a ScepResponder,
     message: PkiMessage,
     signer: cms::Certificate,
+    /// The signer's key, parsed once when the request was read (the
+    /// SUCCESS envelope is encrypted to it).
+    signer_key: crate::crypto::PublicKey,
     cipher: ContentCipher,
 }
 
@@ -505,8 +514,7 @@ impl Exchange<'_> {
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Response, ScepError> {
-        self.responder
-            .success(&self.message, &self.signer, self.cipher, cert_der, now, rng)
+        self.responder.success(self, cert_der, now, rng)
     }
 }
 

@@ -556,8 +556,14 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             Endpoint::ProfileService => self.profile_service(tenant, request, now, rng),
             Endpoint::Scep => return self.scep(tenant, request, now, rng),
             Endpoint::Mdm => {
-                let mut events = self.renew_on_connect(tenant, request, now, rng);
-                let (response, more) = self.mdm.handle_for_topic(tenant, topic, request, now, rng);
+                let identity = match self.mdm.identify(request) {
+                    Ok(identity) => identity,
+                    Err(response) => return (response, Vec::new()),
+                };
+                let mut events = self.renew_on_connect(tenant, request, &identity, now, rng);
+                let (response, more) =
+                    self.mdm
+                        .handle_identified(tenant, Some(topic), request, &identity, now, rng);
                 events.extend(more);
                 return (response, events);
             }
@@ -849,11 +855,13 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
 
     /// On a device's connect: queue its renewal first if it is due (so this
     /// very connection gets the `InstallProfile`). Failures are left to the
-    /// sweep: the connect itself goes on.
+    /// sweep: the connect itself goes on. `id` is the request's identity
+    /// as the MDM service verified it (verified once per request).
     fn renew_on_connect<R: rand_core::CryptoRng + ?Sized>(
         &self,
         tenant: &TenantId,
         request: &Request,
+        id: &crate::cms::ClientIdentity,
         now: SystemTime,
         rng: &mut R,
     ) -> Vec<Event> {
@@ -863,9 +871,6 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         ) {
             return Vec::new();
         }
-        let Ok(Some(id)) = crate::cms::client_identity(request, self.mdm.identity_options()) else {
-            return Vec::new();
-        };
         let not_after = id.certificate.not_after().to_system_time();
         let Ok(c) = self.tenant_config(tenant) else {
             return Vec::new();

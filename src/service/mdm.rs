@@ -245,15 +245,47 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> (crate::http::Response, Vec<Event>) {
-        use crate::http::{MessageKind, Response, classify};
-        if request.body.len() > self.limits.max_body_bytes {
-            return (Response::empty(413), Vec::new());
+        match self.identify(request) {
+            Ok(identity) => self.handle_identified(tenant, topic, request, &identity, now, rng),
+            Err(response) => (response, Vec::new()),
         }
-        let identity = match crate::cms::client_identity(request, &self.identity) {
-            Ok(Some(id)) => crate::activation::CertFingerprint(id.certificate.sha256_fingerprint()),
-            // No identity or a bad signature: 400, never 401 (which unenrolls).
-            Ok(None) | Err(_) => return (Response::empty(400), Vec::new()),
-        };
+    }
+
+    /// The size check and the one identity verification of an MDM request
+    /// (the `Mdm-Signature` over the body, or the TLS/forwarded
+    /// certificate): the verified identity, or the refusal to answer with
+    /// (413 for an oversized body; 400, never 401, which unenrolls, for no
+    /// identity or a bad signature).
+    pub(crate) fn identify(
+        &self,
+        request: &crate::http::Request,
+    ) -> Result<crate::cms::ClientIdentity, crate::http::Response> {
+        use crate::http::Response;
+        if request.body.len() > self.limits.max_body_bytes {
+            return Err(Response::empty(413));
+        }
+        match crate::cms::client_identity(request, &self.identity) {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) | Err(_) => Err(Response::empty(400)),
+        }
+    }
+
+    /// [`Self::handle`] (or, with the tenant's `topic`,
+    /// [`Self::handle_for_topic`]) for a request whose identity
+    /// [`Self::identify`] already established (crate-internal: the identity
+    /// must come from verifying this very request).
+    pub(crate) fn handle_identified<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        tenant: &TenantId,
+        topic: Option<&str>,
+        request: &crate::http::Request,
+        identity: &crate::cms::ClientIdentity,
+        now: SystemTime,
+        rng: &mut R,
+    ) -> (crate::http::Response, Vec<Event>) {
+        use crate::http::{MessageKind, Response, classify};
+        let identity =
+            crate::activation::CertFingerprint(identity.certificate.sha256_fingerprint());
         let result = match classify(request) {
             MessageKind::Checkin => self.checkin(tenant, topic, identity, &request.body, now, rng),
             MessageKind::Connect | MessageKind::Other => {
