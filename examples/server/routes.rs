@@ -366,8 +366,8 @@ fn refusal(e: &ServiceError) -> String {
         ServiceError::BadRequest(why) => why.clone(),
         ServiceError::Command(c) => c.to_string(),
         e @ (ServiceError::UnknownTenant(_) | ServiceError::TopicMismatch { .. }) => e.to_string(),
-        ServiceError::Store(_) | ServiceError::Internal(_) => {
-            "the server could not complete the request".into()
-        }
+        // Store and internal failures, and anything a later version adds:
+        // no internals in the answer.
+        _ => "the server could not complete the request".into(),
     }
 }

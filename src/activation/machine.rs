@@ -58,6 +58,7 @@ impl Phase {
 
 /// What a one-time challenge is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ChallengeKind {
     /// The Profile Service `Challenge` (step 4 → step 5).
     ProfileService,
@@ -170,6 +171,7 @@ pub struct Activation {
 /// An input to [`Activation::apply`]. Secrets and ids are minted by the
 /// caller from injected randomness.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Input {
     /// Step 3: the user (having seen the notice) asks for the profile.
     ActivationRequest {
@@ -272,6 +274,7 @@ pub enum Input {
 /// can fail in the store (`Consume…`, `Claim…`, `Bind…`, `Record…`, `Finish`)
 /// come before the state is saved; the driver stops at the first failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output {
     /// The activation reached a step (an event for the caller's log).
     Reached(Step),

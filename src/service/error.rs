@@ -9,6 +9,7 @@ use crate::store::{PushError, StoreError};
 
 /// Why a driver call failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ServiceError {
     /// The core (or a lost atomic gate) refused the input.
     #[error(transparent)]

@@ -76,6 +76,7 @@ use crate::activation::{
 
 /// A storage failure or a lost race.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// No such record.
     #[error("not found")]
