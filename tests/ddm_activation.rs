@@ -174,6 +174,28 @@ fn step_13_waits_for_the_status_report_of_the_initial_declarations() {
             .iter()
             .all(|s| s.active && s.valid == Validity::Valid)
     );
+
+    // Statuses of declarations the server never gave the device are not
+    // stored: a device cannot grow the stored statuses at will.
+    let items: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                r#"{{"identifier":"made.up.{i}","active":true,"valid":"valid","server-token":"t{i}"}}"#
+            )
+        })
+        .collect();
+    let report = format!(
+        r#"{{"StatusItems":{{"management":{{"declarations":{{"activations":[],"configurations":[{}],"assets":[],"management":[]}}}}}},"Errors":[]}}"#,
+        items.join(",")
+    );
+    let answer = {
+        let mut t = fx.d.transport(t0(), &mut r, &mut later);
+        dev.ddm_request(&mut t, "status", Some(report.into_bytes()))
+            .unwrap()
+    };
+    assert_eq!(answer.status, 200);
+    let after = fx.ddm.declaration_statuses(&fx.key(&dev)).unwrap();
+    assert_eq!(after, statuses);
 }
 
 #[test]

@@ -70,9 +70,23 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 events = ev;
             }
             (DdmAnswer::Status(report), _) => {
-                let statuses = match &report.declarations {
-                    Some(reported) => declarations.merge_declaration_statuses(&key, reported)?,
-                    None => declarations.declaration_statuses(&key)?,
+                // Only declarations this server gave the channel are kept:
+                // a device reporting identifiers of its own (or thousands of
+                // made-up ones) must not grow the stored statuses.
+                let known: Vec<_> = report
+                    .declarations
+                    .iter()
+                    .flatten()
+                    .filter(|r| {
+                        stored.set.get(&r.identifier).is_some()
+                            || stored.initial.contains(&r.identifier)
+                    })
+                    .cloned()
+                    .collect();
+                let statuses = if report.declarations.is_some() {
+                    declarations.merge_declaration_statuses(&key, &known)?
+                } else {
+                    declarations.declaration_statuses(&key)?
                 };
                 if waiting {
                     let (applied, invalid) = initial_state(&stored, &statuses);
