@@ -46,8 +46,6 @@ mod policy;
 pub mod queue;
 mod renewal;
 
-#[cfg(feature = "test-support")]
-pub(crate) use crate::wire::hex::upper as hex_upper;
 pub use error::ActivationError;
 pub use evidence::{
     AttributesPhase, Channel, CheckinEvent, CheckinMessage, ErrorInfo, IssuedIdentity,

@@ -771,7 +771,7 @@ impl SimulatedDevice {
         // public key, so a resend of the same request carries the same one.
         let tid = {
             use sha1::Digest;
-            crate::activation::hex_upper(&sha1::Sha1::digest(temp.spki_der()))
+            crate::wire::hex::upper(&sha1::Sha1::digest(temp.spki_der()))
         };
         let body = SignedDataBuilder::new(cms::oid::ID_DATA, &envelope, key, &temp)
             .digest(DigestAlgorithm::Sha256)

@@ -189,7 +189,7 @@ impl EvidenceDevice {
         rng.fill_bytes(&mut serial);
         Self {
             udid: id,
-            serial: crate::activation::hex_upper(&serial),
+            serial: crate::wire::hex::upper(&serial),
             product: "MacBookPro18,3".into(),
             os_version: Some(OsVersion::new(14, 4, 0)),
             build: Some("23E214".into()),
