@@ -80,10 +80,9 @@ fn outcome(o: &CommandOutcome) -> String {
     format!("{o:?}")
 }
 
-/// The admin page.
 /// The push certificate's topic and expiry, with the 30-day warning.
-fn push_certificate_section(app: &App) -> String {
-    let Some(cert) = &app.push_certificate else {
+fn push_certificate_section(cert: Option<&mdm_enroll::push::PushCertificate>) -> String {
+    let Some(cert) = cert else {
         return "<p class=\"push-certificate\" data-configured=\"false\">No push certificate: \
                 pushes are only logged; devices run steps 11–13 at their own next check-in.</p>"
             .to_owned();
@@ -101,20 +100,43 @@ fn push_certificate_section(app: &App) -> String {
     )
 }
 
+/// `GET /admin`: every tenant's activations; `GET /t/<id>/admin`: that
+/// tenant's only.
 pub fn page_for(app: &App, req: &Request) -> Response {
     if !authorized(app, req) {
         return unauthorized();
     }
+    let Some(route) = app.resolve(&req.path) else {
+        return Response::with_body(404, "text/plain", b"no such tenant".to_vec());
+    };
+    // Under /t/<id>/ only that tenant; at /admin every tenant.
+    let only = (!route.prefix.is_empty()).then_some(&route.tenant);
     let store = app.service.engine().store();
     let activations = match store.activations(200) {
-        Ok(a) => a,
+        Ok(a) => a
+            .into_iter()
+            .filter(|v| only.is_none_or(|t| v.value.tenant == *t))
+            .collect::<Vec<_>>(),
         Err(e) => {
             // Logged, never shown: store errors name files and SQL.
             tracing::error!(error = %e, "admin page: store failed");
             return Response::with_body(500, "text/plain", b"server error".to_vec());
         }
     };
-    let mut body = push_certificate_section(app);
+    let mut body = String::new();
+    for t in app
+        .tenants
+        .iter()
+        .filter(|t| only.is_none_or(|o| t.id == *o))
+    {
+        if app.tenants.len() > 1 {
+            body.push_str(&format!(
+                "<h2 class=\"tenant\" data-tenant=\"{id}\">Tenant {id}</h2>",
+                id = esc(t.id.as_str())
+            ));
+        }
+        body.push_str(&push_certificate_section(t.push_certificate.as_ref()));
+    }
     body.push_str(&format!(
         "<p>{} activation(s), newest first.</p>",
         activations.len()
@@ -127,7 +149,8 @@ pub fn page_for(app: &App, req: &Request) -> Response {
         let steps = store.steps(&a.tenant, &a.id).unwrap_or_default();
         let complete = a.phase == Phase::Complete;
         body.push_str(&format!(
-            "<section class=\"activation\" data-id=\"{}\" data-phase=\"{:?}\" data-complete=\"{}\">",
+            "<section class=\"activation\" data-tenant=\"{}\" data-id=\"{}\" data-phase=\"{:?}\" data-complete=\"{}\">",
+            esc(a.tenant.as_str()),
             esc(a.id.as_str()),
             a.phase,
             complete

@@ -37,14 +37,36 @@ use serde_json::{Value, json};
 use crate::admin::{authorized, rfc3339, unauthorized};
 use crate::routes::App;
 
-/// Handle any `/admin/api/…` request.
+/// The app seen from one tenant's admin API: `app.tenant` is the tenant
+/// the path names (`/t/<id>/admin/api/…`, else the default tenant).
+struct Scoped<'a> {
+    app: &'a App,
+    tenant: mdm_enroll::activation::TenantId,
+}
+
+impl std::ops::Deref for Scoped<'_> {
+    type Target = App;
+    fn deref(&self) -> &App {
+        self.app
+    }
+}
+
+/// Handle any `/admin/api/…` (or `/t/<id>/admin/api/…`) request.
 pub fn handle(app: &App, req: &Request) -> Response {
     if !authorized(app, req) {
         return unauthorized();
     }
+    let Some(route) = app.resolve(&req.path) else {
+        return error(404, "no such tenant");
+    };
+    let app = &Scoped {
+        app,
+        tenant: route.tenant,
+    };
     let Some(rest) = req
         .path
-        .strip_prefix("/admin/api/devices")
+        .strip_prefix(route.prefix.as_str())
+        .and_then(|p| p.strip_prefix("/admin/api/devices"))
         .filter(|r| r.is_empty() || r.starts_with('/'))
     else {
         return error(404, "no such endpoint");
@@ -121,7 +143,7 @@ fn summary_json(s: &EnrollmentSummary) -> Value {
 
 /// `summary_json` plus the identity renewal state (and, for one device's
 /// detail, the identity currently bound).
-fn with_renewal(app: &App, s: &EnrollmentSummary, detail: bool) -> Value {
+fn with_renewal(app: &Scoped, s: &EnrollmentSummary, detail: bool) -> Value {
     use mdm_enroll::service::RenewalStatus;
     use mdm_enroll::store::ActivationStore;
     let mut value = summary_json(s);
@@ -161,7 +183,7 @@ fn with_renewal(app: &App, s: &EnrollmentSummary, detail: bool) -> Value {
     value
 }
 
-fn enrollment(app: &App, udid: &str) -> Result<EnrollmentSummary, Response> {
+fn enrollment(app: &Scoped, udid: &str) -> Result<EnrollmentSummary, Response> {
     match app.service.engine().enrollment(&app.tenant, udid) {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(error(404, "unknown device")),
@@ -169,7 +191,7 @@ fn enrollment(app: &App, udid: &str) -> Result<EnrollmentSummary, Response> {
     }
 }
 
-fn list(app: &App) -> Response {
+fn list(app: &Scoped) -> Response {
     match app.service.engine().enrollments(&app.tenant) {
         Ok(all) => json_response(
             200,
@@ -190,7 +212,7 @@ fn status_name(o: &CommandOutcome) -> &'static str {
     }
 }
 
-fn device(app: &App, udid: &str) -> Response {
+fn device(app: &Scoped, udid: &str) -> Response {
     let summary = match enrollment(app, udid) {
         Ok(s) => s,
         Err(r) => return r,
@@ -257,7 +279,7 @@ fn device(app: &App, udid: &str) -> Response {
 }
 
 /// `PUT …/declarations`: replace the device channel's declaration set.
-fn put_declarations(app: &App, udid: &str, req: &Request) -> Response {
+fn put_declarations(app: &Scoped, udid: &str, req: &Request) -> Response {
     use mdm_enroll::ddm::{Declaration, DeclarationSet};
     use mdm_enroll::wire::json::{self, Json, JsonLimits};
     let Some(ddm) = app.service.mdm().declaration_store() else {
@@ -410,7 +432,7 @@ fn json_command(body: &[u8]) -> Result<Command, String> {
     Ok(cmd)
 }
 
-fn enqueue(app: &App, udid: &str, req: &Request) -> Response {
+fn enqueue(app: &Scoped, udid: &str, req: &Request) -> Response {
     if let Err(r) = enrollment(app, udid) {
         return r;
     }
@@ -431,7 +453,7 @@ fn enqueue(app: &App, udid: &str, req: &Request) -> Response {
     };
     match result {
         Ok(out) => {
-            app.record(&out.events);
+            app.record(&app.tenant, &out.events);
             json_response(201, &json!({ "command_uuid": out.value.as_str() }))
         }
         Err(ServiceError::Command(CommandError::Duplicate(u))) => error(
@@ -442,7 +464,7 @@ fn enqueue(app: &App, udid: &str, req: &Request) -> Response {
     }
 }
 
-fn cancel(app: &App, udid: &str, uuid: &str) -> Response {
+fn cancel(app: &Scoped, udid: &str, uuid: &str) -> Response {
     if let Err(r) = enrollment(app, udid) {
         return r;
     }
@@ -453,7 +475,7 @@ fn cancel(app: &App, udid: &str, uuid: &str) -> Response {
         .cancel(&app.tenant, &Channel::device(udid), &uuid)
     {
         Ok(out) => {
-            app.record(&out.events);
+            app.record(&app.tenant, &out.events);
             json_response(
                 200,
                 &json!({ "command_uuid": uuid.as_str(), "cancelled": true }),
@@ -463,7 +485,7 @@ fn cancel(app: &App, udid: &str, uuid: &str) -> Response {
     }
 }
 
-fn push(app: &App, udid: &str) -> Response {
+fn push(app: &Scoped, udid: &str) -> Response {
     if let Err(r) = enrollment(app, udid) {
         return r;
     }
@@ -478,7 +500,7 @@ fn push(app: &App, udid: &str) -> Response {
                 .events
                 .iter()
                 .any(|e| matches!(e.kind, mdm_enroll::service::EventKind::Pushed { .. }));
-            app.record(&out.events);
+            app.record(&app.tenant, &out.events);
             json_response(202, &json!({ "pushed": pushed }))
         }
         Err(e) => service_error(&e),

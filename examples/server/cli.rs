@@ -9,7 +9,7 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--users-file PATH] [--admin-user NAME] [--admin-password-file PATH]
               [--device-ca PEM]... [--topic com.apple.mgmt.X]
               [--scep-static-challenge-file PATH] [--store sqlite://PATH|postgres://USER@HOST:PORT/DB]
-              [--client-cert-header NAME] [--tenant ID]
+              [--client-cert-header NAME] [--tenant ID]... [--tenants-file PATH]
               [--push-cert PEM --push-key PEM | --push-p12 FILE]
               [--apns-url URL] [--apns-ca PEM]...
               [--keep-results N] [--command-expiry DURATION] [--delivery-lease DURATION] [--ddm]
@@ -48,7 +48,16 @@ For tests and demos (warned about on stderr):
                                 PostgreSQL database (feature postgres; password from the
                                 URL or PGPASSWORD); replicas with the same --data and
                                 --store serve the same devices
-  --tenant ID                   tenant (customer) id served (default demo)
+  --tenant ID                   tenant (customer) id served (default demo); repeatable: the
+                                first is the default tenant (the single-tenant paths, keys in
+                                --data), every tenant is also served under /t/ID/ (portal,
+                                enroll, profile-service, scep, mdm, admin) with its own SCEP
+                                CA, RA and profile signer in <data>/tenants/ID/
+  --tenants-file PATH           more tenants, one per line: ID [users=PATH] [topic=TOPIC]
+                                [push-cert=PEM push-key=PEM | push-p12=FILE
+                                [push-p12-password-file=PATH]] (# comments; paths relative
+                                to the file). --user, --users-file, --topic and the push
+                                flags are the default tenant's
   --client-cert-header NAME     with --http behind a TLS proxy: the header carrying the client
                                 certificate (RFC 9440 Client-Cert, or URL-escaped PEM); the proxy
                                 must strip it from client requests. Off by default: devices sign
@@ -116,7 +125,12 @@ pub struct Config {
     pub store: Option<PathBuf>,
     /// `--store postgres://…`: the PostgreSQL URL instead of SQLite.
     pub postgres: Option<String>,
+    /// The default tenant: the first `--tenant` (default `demo`).
     pub tenant: String,
+    /// The other `--tenant` values, in order.
+    pub extra_tenants: Vec<String>,
+    /// `--tenants-file`.
+    pub tenants_file: Option<PathBuf>,
     pub client_cert_header: Option<String>,
     pub users_file: Option<PathBuf>,
     pub admin_user: Option<String>,
@@ -188,6 +202,8 @@ impl Default for Config {
             store: None,
             postgres: None,
             tenant: "demo".into(),
+            extra_tenants: Vec::new(),
+            tenants_file: None,
             client_cert_header: None,
             users_file: None,
             admin_user: None,
@@ -299,6 +315,7 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
     let mut config = Config::default();
     let mut data = None;
     let (mut push_cert, mut push_key) = (None, None);
+    let mut tenant_given = false;
     let mut args = args.into_iter().peekable();
     if args.peek().map(String::as_str) == Some("hash-password") {
         return match args.nth(1) {
@@ -428,8 +445,16 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                 let v = value("--tenant")?;
                 mdm_enroll::activation::TenantId::new(v.clone())
                     .map_err(|_| format!("--tenant {v:?}: 1-64 of [A-Za-z0-9._-]"))?;
-                config.tenant = v;
+                if !tenant_given {
+                    tenant_given = true;
+                    config.tenant = v;
+                } else if config.tenant == v || config.extra_tenants.contains(&v) {
+                    return Err(format!("--tenant {v} given twice"));
+                } else {
+                    config.extra_tenants.push(v);
+                }
             }
+            "--tenants-file" => config.tenants_file = Some(PathBuf::from(value("--tenants-file")?)),
             "--client-cert-header" => {
                 let v = value("--client-cert-header")?;
                 if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -597,6 +622,25 @@ mod tests {
         } else {
             assert!(parsed.unwrap_err().contains("--features postgres"));
         }
+    }
+
+    #[test]
+    fn tenant_repeats_first_is_the_default() {
+        let c = run(&[
+            "--tenant",
+            "acme",
+            "--tenant=globex",
+            "--tenants-file",
+            "t.txt",
+        ])
+        .unwrap();
+        assert_eq!(c.tenant, "acme");
+        assert_eq!(c.extra_tenants, ["globex"]);
+        assert_eq!(c.tenants_file, Some(PathBuf::from("t.txt")));
+        let one = run(&[]).unwrap();
+        assert_eq!((one.tenant.as_str(), one.extra_tenants.len()), ("demo", 0));
+        let twice = run(&["--tenant", "a", "--tenant", "b", "--tenant", "a"]).unwrap_err();
+        assert!(twice.contains("given twice"), "{twice}");
     }
 
     #[test]

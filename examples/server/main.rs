@@ -16,9 +16,11 @@ mod push;
 mod routes;
 mod secrets;
 mod store;
+mod tenants;
 mod throttle;
 mod tls;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,29 +218,38 @@ macro_rules! endpoint {
 fn router(app: Arc<App>) -> Router {
     use tower_http::timeout::TimeoutLayer;
     use tower_http::trace::TraceLayer;
+    // Each route's handlers, once: the default tenant's single-tenant
+    // paths and every tenant's /t/<id>/ paths (see tenants.rs; the handlers
+    // take the tenant from the path and answer 404 for one not served).
+    let portal =
+        get(endpoint!(0, App::portal)).post(endpoint!(peer limits::FORM, App::portal_login));
+    let activate = post(endpoint!(peer limits::FORM, App::activate));
+    let profile_service = post(endpoint!(rsa limits::ENROLL, App::device));
+    let scep = get(endpoint!(rsa limits::SCEP, App::device))
+        .post(endpoint!(rsa limits::SCEP, App::device));
+    let admin_page = get(endpoint!(0, admin::page_for));
+    let admin_api = any(endpoint!(limits::ADMIN_API, admin_api::handle));
     Router::new()
-        .route(
-            "/",
-            get(endpoint!(0, |a: &App, _: &Request| a.portal()))
-                .post(endpoint!(peer limits::FORM, App::portal_login)),
-        )
-        .route(
-            "/self-service/activate",
-            post(endpoint!(peer limits::FORM, App::activate)),
-        )
-        .route("/enroll", post(endpoint!(rsa limits::ENROLL, App::device)))
-        .route(
-            "/scep",
-            get(endpoint!(rsa limits::SCEP, App::device))
-                .post(endpoint!(rsa limits::SCEP, App::device)),
-        )
+        .route("/", portal.clone())
+        .route("/self-service/activate", activate.clone())
+        .route("/enroll", profile_service.clone())
+        .route("/scep", scep.clone())
         .route("/mdm/checkin", put(endpoint!(limits::CHECKIN, App::device)))
         .route("/mdm/connect", put(endpoint!(limits::CONNECT, App::device)))
-        .route("/admin", get(endpoint!(0, admin::page_for)))
+        .route("/admin", admin_page.clone())
+        .route("/admin/api/{*rest}", admin_api.clone())
+        .route("/t/{tenant}/", portal.clone())
+        .route("/t/{tenant}", portal)
+        .route("/t/{tenant}/enroll", activate)
+        .route("/t/{tenant}/profile-service", profile_service)
+        .route("/t/{tenant}/scep", scep)
+        // Check-in and connect share one URL, told apart by Content-Type.
         .route(
-            "/admin/api/{*rest}",
-            any(endpoint!(limits::ADMIN_API, admin_api::handle)),
+            "/t/{tenant}/mdm",
+            put(endpoint!(limits::CONNECT, App::device)),
         )
+        .route("/t/{tenant}/admin", admin_page)
+        .route("/t/{tenant}/admin/api/{*rest}", admin_api)
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -406,36 +417,37 @@ fn engine_config(config: &cli::Config) -> EngineConfig {
     }
 }
 
-fn build_app(
-    config: &cli::Config,
-    base_url: String,
-    push_setup: push::PushSetup,
-) -> Result<(App, Option<ApnsWorker>), BoxError> {
-    let tenant = TenantId::new(config.tenant.clone())?;
-    let host = url_host(&base_url);
-    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    if let Some(h) = host.filter(|h| !hosts.contains(h)) {
-        hosts.push(h);
+/// Every tenant served: the default (`--tenant`, first), the other
+/// `--tenant`s, then the tenants file's.
+fn tenant_specs(config: &cli::Config) -> Result<Vec<tenants::TenantSpec>, BoxError> {
+    let mut specs = vec![tenants::TenantSpec::new(TenantId::new(
+        config.tenant.clone(),
+    )?)];
+    for id in &config.extra_tenants {
+        specs.push(tenants::TenantSpec::new(TenantId::new(id.clone())?));
     }
-    let passphrase = secrets::env_secret(secrets::KEY_PASSPHRASE_ENV);
-    let pki = tls::load_or_create(&config.data, &hosts, passphrase.as_deref())?;
-    let store = store::ServerStore::open(config)?;
-    let push_certificate = push_setup
-        .identity
-        .as_ref()
-        .map(|i| i.certificate().clone());
-    let (sender, worker) = match push_setup.identity {
-        Some(identity) => {
-            push::check_enrolled_topic(&store, identity.certificate())?;
-            let client = push::client(identity, config)?;
-            let (sender, jobs) = push::apns_queue(push_setup.topic.clone());
-            (sender, Some((client, jobs)))
+    if let Some(path) = &config.tenants_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("tenants file {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for spec in tenants::parse_tenants_file(&text, base)? {
+            if specs.iter().any(|s| s.id == spec.id) {
+                return Err(format!(
+                    "tenant {} is named by --tenant and in the tenants file",
+                    spec.id
+                )
+                .into());
+            }
+            specs.push(spec);
         }
-        None => (ServerPush::Log, None),
-    };
+    }
+    Ok(specs)
+}
 
-    // (name, password or hash, domain): --user, then --users-file, else the demo user.
-    let mut specs: Vec<(String, secrets::Password, String)> = config
+/// The default tenant's self-service users: `--user`, then `--users-file`,
+/// else the demo user (password kept in `<data>/demo-password`).
+fn default_users(config: &cli::Config) -> Result<Vec<secrets::UserLine>, BoxError> {
+    let mut specs: Vec<secrets::UserLine> = config
         .users
         .iter()
         .map(|u| {
@@ -447,34 +459,179 @@ fn build_app(
         })
         .collect();
     if let Some(path) = &config.users_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("users file {}: {e}", path.display()))?;
-        specs.extend(secrets::parse_users_file(&text)?);
+        specs.extend(users_file(path)?);
     }
     if specs.is_empty() {
-        let password = remembered_password(
-            &config.data,
-            "demo-password",
-            "demo user: username demo, domain example.com",
-        )?;
-        specs.push((
-            "demo".into(),
-            secrets::Password::Plain(password),
-            "example.com".into(),
-        ));
+        specs.push(demo_user(&config.data, "demo user")?);
     }
+    Ok(specs)
+}
+
+fn users_file(path: &std::path::Path) -> Result<Vec<secrets::UserLine>, BoxError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("users file {}: {e}", path.display()))?;
+    Ok(secrets::parse_users_file(&text)?)
+}
+
+/// The demo user `demo@example.com`, its password generated once and kept
+/// in `<dir>/demo-password`.
+fn demo_user(dir: &std::path::Path, who: &str) -> Result<secrets::UserLine, BoxError> {
+    let password = remembered_password(
+        dir,
+        "demo-password",
+        &format!("{who}: username demo, domain example.com"),
+    )?;
+    Ok((
+        "demo".into(),
+        secrets::Password::Plain(password),
+        "example.com".into(),
+    ))
+}
+
+/// One tenant's enrollment configuration: its SCEP CA and RA, profile
+/// signer and push topic; the URLs, lifetimes and renewal policy from the
+/// flags. Every tenant is routed under [`tenants::PREFIX`]; the default one
+/// also keeps the single-tenant paths.
+fn enrollment_config(
+    config: &cli::Config,
+    base_url: &str,
+    topic: String,
+    keys: (&tls::Identity, &tls::Identity, &tls::Identity),
+    default: &TenantId,
+) -> Result<EnrollmentConfig, BoxError> {
+    let (ca, ra, signer) = keys;
+    // One key per role: the CA key signs certificates and never decrypts;
+    // the RA key decrypts requests and signs CertReps.
+    let scep = ScepResponder::new(
+        ca.cert.der(),
+        ca.key.clone(),
+        Arc::new(NoDecryption(ca.key.public_key().clone())),
+    )?
+    .with_ra(ra.cert.der(), ra.key.clone(), ra.key.clone())?;
+    let mut enrollment = EnrollmentConfig::new(
+        base_url,
+        topic,
+        signer.key.clone(),
+        signer.cert.clone(),
+        scep,
+    );
+    enrollment.profile_chain = vec![ca.cert.clone()];
+    enrollment.identity_lifetime = config.identity_lifetime;
+    // The challenge lives as long as an attempt may take.
+    enrollment.renewal = mdm_enroll::service::RenewalPolicy::new(config.renew_before)
+        .with_retries(config.renewal_timeout, config.renewal_retry, 10)
+        .with_challenge_ttl(config.renewal_timeout);
+    enrollment.organization = Some("mdm-enroll".into());
+    enrollment.prefix = tenants::PREFIX.into();
+    enrollment.single_tenant = Some(SingleTenantPaths {
+        tenant: default.clone(),
+        self_service: "/self-service/activate".into(),
+        profile_service: "/enroll".into(),
+        scep: "/scep".into(),
+        server: "/mdm/connect".into(),
+        check_in: "/mdm/checkin".into(),
+    });
+    if enrollment.base_url.starts_with("http://") {
+        enrollment.validation = ValidationOptions::allowing_http();
+    }
+    Ok(enrollment)
+}
+
+/// A tenant's push sender from its push setup: an APNs queue (and the
+/// worker to spawn) with a push certificate, else the log.
+fn tenant_push(
+    config: &cli::Config,
+    store: &store::ServerStore,
+    tenant: &TenantId,
+    setup: push::PushSetup,
+) -> Result<(push::TenantPush, Option<ApnsWorker>), BoxError> {
+    match setup.identity {
+        Some(identity) => {
+            push::check_enrolled_topic(store, tenant, identity.certificate())?;
+            let client = push::client(identity, config)?;
+            let (sender, jobs) = push::apns_queue(setup.topic);
+            Ok((sender, Some((client, jobs))))
+        }
+        None => Ok((push::TenantPush::Log, None)),
+    }
+}
+
+fn build_app(
+    config: &cli::Config,
+    base_url: String,
+    push_setup: push::PushSetup,
+) -> Result<(App, Vec<ApnsWorker>), BoxError> {
+    let specs = tenant_specs(config)?;
+    let tenant = TenantId::new(config.tenant.clone())?;
+    let host = url_host(&base_url);
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    if let Some(h) = host.filter(|h| !hosts.contains(h)) {
+        hosts.push(h);
+    }
+    let passphrase = secrets::env_secret(secrets::KEY_PASSPHRASE_ENV);
+    let pki = tls::load_or_create(&config.data, &hosts, passphrase.as_deref())?;
+    let store = store::ServerStore::open(config)?;
+
+    let mut sender = ServerPush::default();
+    let mut workers = Vec::new();
     let mut users = Users::new()?;
-    for (name, password, _) in &specs {
-        users.add(&tenant, name, password)?;
+    let mut accounts: Vec<UserAccount> = Vec::new();
+    let mut infos = Vec::new();
+    let mut configs: HashMap<TenantId, Arc<EnrollmentConfig>> = HashMap::new();
+    let mut default_push = Some(push_setup);
+    for spec in &specs {
+        let is_default = spec.id == tenant;
+        let own;
+        let keys = if is_default {
+            (&pki.ca, &pki.ra, &pki.signer)
+        } else {
+            let dir = tenants::data_dir(&config.data, &spec.id, &tenant);
+            own = tls::tenant_pki(&dir, passphrase.as_deref(), spec.id.as_str())?;
+            (&own.ca, &own.ra, &own.signer)
+        };
+        let setup = match default_push.take().filter(|_| is_default) {
+            Some(setup) => setup,
+            None => push::setup_tenant(config, spec)?,
+        };
+        let push_certificate = setup.identity.as_ref().map(|i| i.certificate().clone());
+        let topic = setup.topic.clone();
+        let (tenant_sender, worker) = tenant_push(config, &store, &spec.id, setup)?;
+        sender.insert(spec.id.clone(), tenant_sender);
+        workers.extend(worker);
+
+        let lines = if is_default {
+            default_users(config)?
+        } else if let Some(path) = &spec.users_file {
+            users_file(path)?
+        } else {
+            let dir = tenants::data_dir(&config.data, &spec.id, &tenant);
+            vec![demo_user(&dir, &format!("tenant {} demo user", spec.id))?]
+        };
+        for (name, password, domain) in &lines {
+            users.add(&spec.id, name, password)?;
+            accounts.push(UserAccount {
+                tenant: spec.id.clone(),
+                username: name.clone(),
+                domain: domain.clone(),
+                policy: Policy::default(),
+            });
+        }
+
+        let mut enrollment = enrollment_config(config, &base_url, topic, keys, &tenant)?;
+        if is_default {
+            enrollment.static_scep_challenge = static_challenge(config)?.map(Secret::new);
+        }
+        infos.push(routes::TenantInfo {
+            id: spec.id.clone(),
+            ca: keys.0.cert.clone(),
+            push_certificate,
+        });
+        configs.insert(spec.id.clone(), Arc::new(enrollment));
     }
+
     let engine = Engine::new(store, users, sender, engine_config(config));
-    for (name, _, domain) in &specs {
-        engine.provision_user(&UserAccount {
-            tenant: tenant.clone(),
-            username: name.clone(),
-            domain: domain.clone(),
-            policy: Policy::default(),
-        })?;
+    for account in &accounts {
+        engine.provision_user(account)?;
     }
 
     let admin_user = config.admin_user.clone().unwrap_or_else(|| "admin".into());
@@ -498,9 +655,10 @@ fn build_app(
     };
 
     // Device attributes: Apple's device CA (built in), test device CAs from
-    // --device-ca, and this server's CA for phase-3 (re-enrollment) answers.
-    let mut verifier =
-        DeviceAttributesVerifier::new(TrustAnchors::from_certificates([pki.ca.cert.clone()]));
+    // --device-ca, and every tenant's CA for phase-3 (re-enrollment) answers.
+    let mut verifier = DeviceAttributesVerifier::new(TrustAnchors::from_certificates(
+        infos.iter().map(|t| t.ca.clone()),
+    ));
     for path in &config.device_cas {
         let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         for cert in Certificate::from_pem(&pem)? {
@@ -522,59 +680,22 @@ fn build_app(
         let declarations = Arc::new(store::ServerStore::open(config)?);
         mdm = mdm.with_declarations(declarations, demo_declarations()?);
     }
-
-    // One key per role: the CA key signs certificates and never decrypts;
-    // the RA key decrypts requests and signs CertReps.
-    let scep = ScepResponder::new(
-        pki.ca.cert.der(),
-        pki.ca.key.clone(),
-        Arc::new(NoDecryption(pki.ca.key.public_key().clone())),
-    )?
-    .with_ra(pki.ra.cert.der(), pki.ra.key.clone(), pki.ra.key.clone())?;
-    let mut enrollment = EnrollmentConfig::new(
-        base_url,
-        push_setup.topic,
-        pki.signer.key.clone(),
-        pki.signer.cert.clone(),
-        scep,
-    );
-    enrollment.profile_chain = vec![pki.ca.cert.clone()];
-    enrollment.identity_lifetime = config.identity_lifetime;
-    // The challenge lives as long as an attempt may take.
-    enrollment.renewal = mdm_enroll::service::RenewalPolicy::new(config.renew_before)
-        .with_retries(config.renewal_timeout, config.renewal_retry, 10)
-        .with_challenge_ttl(config.renewal_timeout);
-    enrollment.organization = Some("mdm-enroll".into());
-    enrollment.single_tenant = Some(SingleTenantPaths {
-        tenant: tenant.clone(),
-        self_service: "/self-service/activate".into(),
-        profile_service: "/enroll".into(),
-        scep: "/scep".into(),
-        server: "/mdm/connect".into(),
-        check_in: "/mdm/checkin".into(),
-    });
-    if enrollment.base_url.starts_with("http://") {
-        enrollment.validation = ValidationOptions::allowing_http();
-    }
-    let static_challenge = match (
-        &config.scep_static_challenge,
-        &config.scep_static_challenge_file,
-    ) {
-        (Some(s), _) => Some(s.clone()),
-        (None, Some(path)) => Some(secrets::read_secret_file(path, "SCEP static challenge")?),
-        (None, None) => secrets::env_secret(secrets::SCEP_CHALLENGE_ENV),
-    };
-    if let Some(secret) = static_challenge {
+    if static_challenge(config)?.is_some() {
         tracing::warn!(
             "a static SCEP challenge is on: any SCEP client knowing it gets a certificate \
              (bound to no device; device activations still use one-time challenges)"
         );
         println!("warning: a static SCEP challenge is on");
-        enrollment.static_scep_challenge = Some(Secret::new(secret));
     }
+    let routing = configs
+        .get(&tenant)
+        .map(|c| EnrollmentConfig::clone(c))
+        .ok_or("the default tenant has no configuration")?;
+    let push_certificate = infos.first().and_then(|t| t.push_certificate.clone());
     let app = App {
         tenant,
-        service: EnrollmentService::new(mdm, enrollment),
+        tenants: infos,
+        service: EnrollmentService::with_tenants(mdm, routing, configs),
         pki,
         admin,
         throttle: throttle::Throttle::default(),
@@ -582,7 +703,22 @@ fn build_app(
         rsa_work: Arc::new(tokio::sync::Semaphore::new(rsa_permits())),
         push_certificate,
     };
-    Ok((app, worker))
+    Ok((app, workers))
+}
+
+/// The static SCEP challenge: `--scep-static-challenge`, its file, or the
+/// environment; none by default.
+fn static_challenge(config: &cli::Config) -> Result<Option<String>, BoxError> {
+    Ok(
+        match (
+            &config.scep_static_challenge,
+            &config.scep_static_challenge_file,
+        ) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(path)) => Some(secrets::read_secret_file(path, "SCEP static challenge")?),
+            (None, None) => secrets::env_secret(secrets::SCEP_CHALLENGE_ENV),
+        },
+    )
 }
 
 /// The CA's stand-in decryption key: it refuses, so the CA key is never a
@@ -746,9 +882,9 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         None => format!("{}://{local}", if config.http { "http" } else { "https" }),
     };
     let push_setup = push::setup(config)?;
-    let (app, worker) = build_app(config, base_url.clone(), push_setup)?;
+    let (app, workers) = build_app(config, base_url.clone(), push_setup)?;
     let app = Arc::new(app);
-    if let Some((client, jobs)) = worker {
+    for (client, jobs) in workers {
         push::spawn_apns(app.clone(), client, jobs);
     }
     if let Some(warning) = app
@@ -764,8 +900,11 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
     let tls = if config.http {
         None
     } else {
+        let tenant_cas: Vec<Certificate> =
+            app.tenants.iter().skip(1).map(|t| t.ca.clone()).collect();
         Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
             &app.pki,
+            &tenant_cas,
         )?))
     };
     println!("portal: {base_url}/");
@@ -773,6 +912,18 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
         println!("{line}");
     }
     println!("admin: {base_url}/admin");
+    for t in app.tenants.iter().skip(1) {
+        println!(
+            "tenant {id}: portal {base_url}{prefix}/{id}/, admin {base_url}{prefix}/{id}/admin, topic {topic}",
+            id = t.id,
+            prefix = tenants::PREFIX,
+            topic = app
+                .service
+                .tenant_config(&t.id)
+                .map(|c| c.topic.as_str())
+                .unwrap_or("-"),
+        );
+    }
     println!("listening on {local}");
     tracing::info!(%local, tls = !config.http, data = %config.data.display(), "serving");
     serve(listener, router(app), tls).await

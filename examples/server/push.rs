@@ -1,16 +1,18 @@
 //! The server's push sender: APNs with `--push-cert`/`--push-key`, else a log.
 //!
-//! [`ServerPush::Apns`] never blocks the engine: it puts each push on a
+//! [`TenantPush::Apns`] never blocks the engine: it puts each push on a
 //! bounded queue ([`QUEUE`]; a full queue is a `PushError` the engine turns
 //! into a `PushFailed` event) that a tokio task drains, sending with the
 //! crate's `ApnsClient` (at most [`IN_FLIGHT`] at once) and recording every
 //! APNs answer through `Engine::push_response`, so a 410 or `BadDeviceToken`
 //! marks the token invalid until the device's next TokenUpdate.
 //!
-//! Without a push certificate ([`ServerPush::Log`]) each push is logged; the
+//! Each tenant has its own ([`ServerPush`] holds one per tenant). Without a
+//! push certificate ([`TenantPush::Log`]) each push is logged; the
 //! engine still records it in the channel's push state, so the admin API
 //! shows it, and steps 11–13 wait for the device's own next check-in.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,8 +41,8 @@ pub struct Job {
     target: PushTarget,
 }
 
-/// The engine's push sender.
-pub enum ServerPush {
+/// How one tenant's pushes go.
+pub enum TenantPush {
     /// No push certificate: log each push.
     Log,
     /// Queue each push for the APNs task ([`spawn_apns`]).
@@ -52,7 +54,37 @@ pub enum ServerPush {
     },
 }
 
+/// The engine's push sender: each tenant's own [`TenantPush`] (its push
+/// certificate and APNs task, or the log). A tenant without one is refused.
+#[derive(Default)]
+pub struct ServerPush {
+    tenants: HashMap<TenantId, TenantPush>,
+}
+
+impl ServerPush {
+    /// Send `tenant`'s pushes through `push`.
+    pub fn insert(&mut self, tenant: TenantId, push: TenantPush) {
+        self.tenants.insert(tenant, push);
+    }
+}
+
 impl PushSender for ServerPush {
+    fn push(
+        &self,
+        tenant: &TenantId,
+        channel: &Channel,
+        target: &PushTarget,
+    ) -> Result<(), PushError> {
+        match self.tenants.get(tenant) {
+            Some(push) => push.push(tenant, channel, target),
+            None => Err(PushError::NotConfigured(format!(
+                "tenant {tenant} has no push sender"
+            ))),
+        }
+    }
+}
+
+impl PushSender for TenantPush {
     fn push(
         &self,
         tenant: &TenantId,
@@ -109,10 +141,16 @@ pub const P12_PASSWORD_ENV: &str = "MDM_PUSH_P12_PASSWORD";
 
 /// Read the push identity from `--push-p12` (password from
 /// [`P12_PASSWORD_ENV`]) or `--push-cert`/`--push-key`, if given.
-fn read_identity(config: &Config) -> Result<Option<PushIdentity>, String> {
+fn read_identity(
+    config: &Config,
+    p12_password: Option<&str>,
+) -> Result<Option<PushIdentity>, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     if let Some(p12) = &config.push_p12 {
-        let password = std::env::var(P12_PASSWORD_ENV).unwrap_or_default();
+        let password = match p12_password {
+            Some(p) => p.to_owned(),
+            None => std::env::var(P12_PASSWORD_ENV).unwrap_or_default(),
+        };
         return PushIdentity::from_pkcs12(&read(p12)?, &password)
             .map(Some)
             .map_err(|e| {
@@ -139,7 +177,37 @@ fn read_identity(config: &Config) -> Result<Option<PushIdentity>, String> {
 /// Read the push identity (`--push-p12`, or `--push-cert`/`--push-key`) and
 /// settle the topic; refuse a `--topic` that is not the certificate's.
 pub fn setup(config: &Config) -> Result<PushSetup, String> {
-    let Some(identity) = read_identity(config)? else {
+    setup_with(config, None)
+}
+
+/// [`setup`] for a tenant of the tenants file: its `push-p12` (password from
+/// `push-p12-password-file`, else empty) or `push-cert`/`push-key`, and its
+/// `topic` (default `com.apple.mgmt.External.<id>`).
+pub fn setup_tenant(
+    config: &Config,
+    spec: &crate::tenants::TenantSpec,
+) -> Result<PushSetup, String> {
+    let fail = |e: String| format!("tenant {}: {e}", spec.id);
+    let password = match &spec.push_p12_password_file {
+        Some(path) => Some(
+            crate::secrets::read_secret_file(path, "push-p12 password")
+                .map_err(|e| fail(e.to_string()))?,
+        ),
+        None => Some(String::new()),
+    };
+    let mut own = config.clone();
+    own.push_p12 = spec.push_p12.clone();
+    own.push_cert = spec.push_cert.clone();
+    own.topic = spec.topic.clone();
+    let mut setup = setup_with(&own, password.as_deref()).map_err(fail)?;
+    if setup.identity.is_none() && spec.topic.is_none() {
+        setup.topic = format!("com.apple.mgmt.External.{}", spec.id);
+    }
+    Ok(setup)
+}
+
+fn setup_with(config: &Config, p12_password: Option<&str>) -> Result<PushSetup, String> {
+    let Some(identity) = read_identity(config, p12_password)? else {
         return Ok(PushSetup {
             identity: None,
             topic: config.topic.clone().unwrap_or_else(|| DEMO_TOPIC.into()),
@@ -165,13 +233,14 @@ pub fn setup(config: &Config) -> Result<PushSetup, String> {
 /// the one the devices already enrolled in `store` use.
 pub fn check_enrolled_topic(
     store: &crate::store::ServerStore,
+    tenant: &TenantId,
     cert: &PushCertificate,
 ) -> Result<(), String> {
     let activations = store
         .activations(usize::MAX)
         .map_err(|e| format!("reading enrolled devices: {e}"))?;
     let mut others: Vec<(&str, usize)> = Vec::new();
-    for a in &activations {
+    for a in activations.iter().filter(|a| a.value.tenant == *tenant) {
         // Devices that checked out (or never finished step 10) hold no
         // enrollment under the old topic.
         let enrolled = matches!(
@@ -254,9 +323,9 @@ pub fn client(identity: PushIdentity, config: &Config) -> Result<ApnsClient, Str
 
 /// The APNs sender's queue: the engine's sender end and the receiver for
 /// [`spawn_apns`].
-pub fn apns_queue(topic: String) -> (ServerPush, mpsc::Receiver<Job>) {
+pub fn apns_queue(topic: String) -> (TenantPush, mpsc::Receiver<Job>) {
     let (jobs, rx) = mpsc::channel(QUEUE);
-    (ServerPush::Apns { topic, jobs }, rx)
+    (TenantPush::Apns { topic, jobs }, rx)
 }
 
 /// Drain `jobs`: send each push with `client` (at most [`IN_FLIGHT`] at
@@ -330,9 +399,11 @@ async fn deliver(app: Arc<App>, client: &ApnsClient, job: Job) {
 /// same sender.
 pub fn spawn_repush(app: Arc<App>, every: Duration) {
     spawn_every(app, every, "re-push sweep", |app, now| {
-        match app.service.engine().repush_due(&app.tenant, now) {
-            Ok(out) => app.record(&out.events),
-            Err(e) => tracing::warn!(error = %e, "re-push sweep failed"),
+        for tenant in app.tenant_ids() {
+            match app.service.engine().repush_due(tenant, now) {
+                Ok(out) => app.record(tenant, &out.events),
+                Err(e) => tracing::warn!(%tenant, error = %e, "re-push sweep failed"),
+            }
         }
     });
 }
@@ -342,20 +413,22 @@ pub fn spawn_repush(app: Arc<App>, every: Duration) {
 /// identities are logged).
 pub fn spawn_renewal_sweep(app: Arc<App>, every: Duration) {
     spawn_every(app, every, "renewal sweep", |app, now| {
-        match app
-            .service
-            .sweep_renewals(&app.tenant, now, &mut crate::routes::rng())
-        {
-            Ok(out) => {
-                for device in &out.value.expired {
-                    tracing::warn!(%device, "device identity expired");
+        for tenant in app.tenant_ids() {
+            match app
+                .service
+                .sweep_renewals(tenant, now, &mut crate::routes::rng())
+            {
+                Ok(out) => {
+                    for device in &out.value.expired {
+                        tracing::warn!(%tenant, %device, "device identity expired");
+                    }
+                    for (device, error) in &out.value.failed {
+                        tracing::warn!(%tenant, %device, %error, "identity renewal failed");
+                    }
+                    app.record(tenant, &out.events);
                 }
-                for (device, error) in &out.value.failed {
-                    tracing::warn!(%device, %error, "identity renewal failed");
-                }
-                app.record(&out.events);
+                Err(e) => tracing::warn!(%tenant, error = %e, "renewal sweep failed"),
             }
-            Err(e) => tracing::warn!(error = %e, "renewal sweep failed"),
         }
     });
 }
@@ -425,6 +498,37 @@ mod tests {
             sender.push(&tenant, &channel, &on),
             Err(PushError::Unavailable(m)) if m.contains("stopped")
         ));
-        assert_eq!(ServerPush::Log.push(&tenant, &channel, &on), Ok(()));
+        assert_eq!(TenantPush::Log.push(&tenant, &channel, &on), Ok(()));
+    }
+
+    #[test]
+    fn each_tenant_pushes_through_its_own_sender() {
+        let (a, b) = (TenantId::new("a").unwrap(), TenantId::new("b").unwrap());
+        let channel = Channel::device("UDID-1".to_owned());
+        let target = |topic: &str| PushTarget {
+            topic: topic.to_owned(),
+            token: vec![1],
+            push_magic: "m".to_owned(),
+        };
+        let (qa, mut rx_a) = apns_queue("com.apple.mgmt.External.a".into());
+        let (qb, mut rx_b) = apns_queue("com.apple.mgmt.External.b".into());
+        let mut sender = ServerPush::default();
+        sender.insert(a.clone(), qa);
+        sender.insert(b.clone(), qb);
+        sender
+            .push(&b, &channel, &target("com.apple.mgmt.External.b"))
+            .unwrap();
+        assert!(rx_a.try_recv().is_err(), "a's APNs task got b's push");
+        assert_eq!(rx_b.try_recv().unwrap().tenant, b);
+        // b's device topic under a's certificate is refused, not sent.
+        assert!(matches!(
+            sender.push(&a, &channel, &target("com.apple.mgmt.External.b")),
+            Err(PushError::NotConfigured(_))
+        ));
+        let unknown = TenantId::new("c").unwrap();
+        assert!(matches!(
+            sender.push(&unknown, &channel, &target("x")),
+            Err(PushError::NotConfigured(m)) if m.contains("tenant c")
+        ));
     }
 }

@@ -22,9 +22,21 @@ pub type Service = EnrollmentService<crate::store::ServerStore, Users, ServerPus
 
 pub use crate::push::ServerPush;
 
+/// What the server keeps per tenant besides its enrollment configuration.
+pub struct TenantInfo {
+    pub id: TenantId,
+    /// The tenant's SCEP CA certificate (shown on the admin page).
+    pub ca: mdm_enroll::cms::Certificate,
+    /// The tenant's push certificate, if it has one.
+    pub push_certificate: Option<mdm_enroll::push::PushCertificate>,
+}
+
 /// Everything a request needs.
 pub struct App {
+    /// The default tenant: the single-tenant paths are its.
     pub tenant: TenantId,
+    /// Every tenant served, the default first.
+    pub tenants: Vec<TenantInfo>,
     pub service: Service,
     pub pki: Pki,
     pub admin: (String, String),
@@ -34,8 +46,15 @@ pub struct App {
     pub login_tokens: LoginTokens,
     /// Permits for unauthenticated RSA work (`/scep`, `/enroll`).
     pub rsa_work: std::sync::Arc<tokio::sync::Semaphore>,
-    /// The push certificate (`--push-cert`), shown on the admin page.
+    /// The default tenant's push certificate (`--push-cert`), shown on the admin page.
     pub push_certificate: Option<mdm_enroll::push::PushCertificate>,
+}
+
+/// A request's tenant and the path prefix its links keep (`` for the
+/// default tenant's single-tenant paths, `/t/<id>` under the tenant routes).
+pub struct TenantRoute {
+    pub tenant: TenantId,
+    pub prefix: String,
 }
 
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -120,37 +139,69 @@ impl App {
         SystemTime::now()
     }
 
-    /// Write the steps reached into the timeline and log every event.
-    pub fn record(&self, events: &[Event]) {
+    /// Every tenant served, the default first.
+    pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
+        self.tenants.iter().map(|t| &t.id)
+    }
+
+    /// The tenant `path` is for: `/t/<id>/…` names a served tenant (`None`
+    /// for any other: 404), every other path is the default tenant's.
+    pub fn resolve(&self, path: &str) -> Option<TenantRoute> {
+        match crate::tenants::split_path(path) {
+            None => Some(TenantRoute {
+                tenant: self.tenant.clone(),
+                prefix: String::new(),
+            }),
+            Some((id, _)) => {
+                let tenant = self.tenant_ids().find(|t| t.as_str() == id)?.clone();
+                Some(TenantRoute {
+                    prefix: format!("{}/{tenant}", crate::tenants::PREFIX),
+                    tenant,
+                })
+            }
+        }
+    }
+
+    /// Write the steps reached into `tenant`'s timeline and log every event.
+    pub fn record(&self, tenant: &TenantId, events: &[Event]) {
         let now = self.now();
         for e in events {
-            tracing::info!(activation = %e.activation.as_str(), event = ?e.kind, "activation event");
+            tracing::info!(%tenant, activation = %e.activation.as_str(), event = ?e.kind, "activation event");
             if let EventKind::Reached(step) = e.kind
-                && let Err(err) = self.service.engine().store().record_step(
-                    &self.tenant,
-                    &e.activation,
-                    step,
-                    now,
-                )
+                && let Err(err) =
+                    self.service
+                        .engine()
+                        .store()
+                        .record_step(tenant, &e.activation, step, now)
             {
                 tracing::warn!(%err, "could not record step");
             }
         }
     }
 
-    /// `GET /`: the login form.
-    pub fn portal(&self) -> Response {
-        html(200, page("Activate your Mac", &portal_form("", "")))
+    /// `GET /` (and `/t/<id>/`): the login form.
+    pub fn portal(&self, req: &Request) -> Response {
+        let Some(route) = self.resolve(&req.path) else {
+            return error_page(404, "no such tenant");
+        };
+        html(
+            200,
+            page("Activate your Mac", &portal_form(&route.prefix, "", "")),
+        )
     }
 
     /// `POST /`: check the credentials, list the user's devices, offer
     /// activation. The directory is asked before the store, so an unknown
     /// username costs the same password-hash work as a known one.
     pub fn portal_login(&self, req: &Request, peer: IpAddr) -> Response {
+        let Some(TenantRoute { tenant, prefix }) = self.resolve(&req.path) else {
+            return error_page(404, "no such tenant");
+        };
         let fields = form(&req.body);
         let attempt = attempt(&fields);
         let now = self.now();
-        if let Some(wait) = self.throttle.check(&attempt.username, peer, now) {
+        let throttled = throttle_key(&tenant, &attempt.username);
+        if let Some(wait) = self.throttle.check(&throttled, peer, now) {
             return too_many_attempts(wait);
         }
         let store = self.service.engine().store();
@@ -158,23 +209,21 @@ impl App {
             .service
             .engine()
             .directory()
-            .check_credentials(&self.tenant, &attempt)
+            .check_credentials(&tenant, &attempt)
         {
             Ok(v) => v,
             Err(e) => return internal_error(&e),
         };
-        let user = match store.user(&self.tenant, &attempt.username) {
+        let user = match store.user(&tenant, &attempt.username) {
             Ok(Some(u)) if verified && u.domain.eq_ignore_ascii_case(&attempt.domain) => u,
             Ok(_) => {
-                self.throttle.failed(&attempt.username, peer, now);
-                return login_failed(&attempt);
+                self.throttle.failed(&throttled, peer, now);
+                return login_failed(&prefix, &attempt);
             }
             Err(e) => return internal_error(&e),
         };
-        self.throttle.succeeded(&attempt.username, peer);
-        let devices = store
-            .devices(&self.tenant, &user.username)
-            .unwrap_or_default();
+        self.throttle.succeeded(&throttled, peer);
+        let devices = store.devices(&tenant, &user.username).unwrap_or_default();
         let mut body = format!(
             "<p>Signed in as <b>{}</b>@{}.</p><h2>Your devices</h2>",
             esc(&user.username),
@@ -196,11 +245,14 @@ impl App {
                 max
             ));
         }
-        body.push_str("<form method=\"post\" action=\"/self-service/activate\">");
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"{}\">",
+            esc(&activate_path(&prefix))
+        ));
         // A sign-in token, never the password, goes back into the page.
         body.push_str(&format!(
             "<input type=\"hidden\" name=\"login_token\" value=\"{}\">",
-            esc(&self.login_tokens.issue(&attempt, now))
+            esc(&self.login_tokens.issue(&tenant, &attempt, now))
         ));
         // The activation's language: the browser's first Accept-Language
         // tag, if it is one (the crate refuses anything else).
@@ -239,13 +291,16 @@ impl App {
     /// credentials are put back into the form the crate reads. A form with
     /// the credentials themselves (a script, the simulated device) works too.
     pub fn activate(&self, req: &Request, peer: IpAddr) -> Response {
+        let Some(TenantRoute { tenant, .. }) = self.resolve(&req.path) else {
+            return error_page(404, "no such tenant");
+        };
         let fields = form(&req.body);
         let now = self.now();
         let token = field(&fields, "login_token").to_owned();
         let signed_in = if token.is_empty() {
             None
         } else {
-            match self.login_tokens.get(&token, now) {
+            match self.login_tokens.get(&tenant, &token, now) {
                 Some(a) => Some(a),
                 None => return error_page(403, "Your sign-in expired: sign in again."),
             }
@@ -254,6 +309,7 @@ impl App {
             Some(a) => a.username.clone(),
             None => attempt(&fields).username,
         };
+        let username = throttle_key(&tenant, &username);
         if let Some(wait) = self.throttle.check(&username, peer, now) {
             return too_many_attempts(wait);
         }
@@ -278,14 +334,11 @@ impl App {
                 &rebuilt
             }
         };
-        match self
-            .service
-            .self_service(&self.tenant, req, now, &mut rng())
-        {
+        match self.service.self_service(&tenant, req, now, &mut rng()) {
             Ok(out) => {
                 self.login_tokens.forget(&token);
                 self.throttle.succeeded(&username, peer);
-                self.record(&out.events);
+                self.record(&tenant, &out.events);
                 let mut r = out.value;
                 r.headers.push((
                     "Content-Disposition".into(),
@@ -308,7 +361,9 @@ impl App {
     /// single-tenant paths it was configured with.
     pub fn device(&self, req: &Request) -> Response {
         let (response, events) = self.service.handle(req, self.now(), &mut rng());
-        self.record(&events);
+        if let Ok(route) = self.service.config().route(&req.path) {
+            self.record(&route.tenant, &events);
+        }
         if response.status >= 400 {
             tracing::info!(path = %req.path, status = response.status, "device request refused");
         }
@@ -316,13 +371,29 @@ impl App {
     }
 }
 
-fn portal_form(username: &str, domain: &str) -> String {
+/// The self-service activation path under `prefix`: the default tenant's
+/// `/self-service/activate`, or `/t/<id>/enroll`.
+fn activate_path(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "/self-service/activate".into()
+    } else {
+        format!("{prefix}/enroll")
+    }
+}
+
+/// The throttle counts failed logins per tenant and username (and address).
+fn throttle_key(tenant: &TenantId, username: &str) -> String {
+    format!("{tenant}/{username}")
+}
+
+fn portal_form(prefix: &str, username: &str, domain: &str) -> String {
     format!(
-        "<form method=\"post\" action=\"/\">\
+        "<form method=\"post\" action=\"{}/\">\
 <p><label for=\"username\">Username</label><input id=\"username\" name=\"username\" value=\"{}\" required></p>\
 <p><label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required></p>\
 <p><label for=\"domain\">Domain</label><input id=\"domain\" name=\"domain\" value=\"{}\" required></p>\
 <p><button id=\"login\" type=\"submit\">Sign in</button></p></form>",
+        esc(prefix),
         esc(username),
         esc(domain)
     )
@@ -345,14 +416,14 @@ pub fn too_many_attempts(wait: Duration) -> Response {
     r
 }
 
-fn login_failed(attempt: &LoginAttempt) -> Response {
+fn login_failed(prefix: &str, attempt: &LoginAttempt) -> Response {
     html(
         403,
         page(
             "Activate your Mac",
             &format!(
                 "<p class=\"err\">Wrong username, password or domain.</p>{}",
-                portal_form(&attempt.username, &attempt.domain)
+                portal_form(prefix, &attempt.username, &attempt.domain)
             ),
         ),
     )

@@ -65,7 +65,10 @@ impl Password {
 /// The lines of a users file: `NAME:PASSWORD@DOMAIN` or
 /// `NAME:$argon2id$…@DOMAIN`; blank lines and `#` comments skipped. Errors
 /// name the line number, never its content.
-pub fn parse_users_file(text: &str) -> Result<Vec<(String, Password, String)>, String> {
+/// A user of a users file: name, password (or its hash), domain.
+pub type UserLine = (String, Password, String);
+
+pub fn parse_users_file(text: &str) -> Result<Vec<UserLine>, String> {
     let mut users = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -38,7 +38,16 @@ pub struct Identity {
     pub cert: Certificate,
 }
 
-/// Everything the data folder holds.
+/// One tenant's keys: the SCEP CA (signs device identities), the RA
+/// (decrypts SCEP requests, signs CertReps) and the profile signer.
+pub struct TenantPki {
+    pub ca: Identity,
+    pub ra: Identity,
+    pub signer: Identity,
+}
+
+/// Everything the data folder holds: the default tenant's keys and the TLS
+/// certificate (issued by the default tenant's CA).
 pub struct Pki {
     pub ca: Identity,
     pub ra: Identity,
@@ -189,10 +198,7 @@ pub fn load_or_create(
         |name: &str, subject: &str, issuer: Option<(&Identity, LeafPolicy)>, lifetime: Duration| {
             create(dir, passphrase, name, subject, issuer, lifetime)
         };
-    let ca = match load("ca")? {
-        Some(ca) => ca,
-        None => create("ca", "CN=mdm-enroll demo CA,O=mdm-enroll", None, 10 * YEAR)?,
-    };
+    let TenantPki { ca, ra, signer } = tenant_pki(dir, passphrase, "mdm-enroll")?;
     let kept = load("tls")?;
     let stale = match &kept {
         Some(tls) if tls.cert.verify_issued_by(&ca.cert).is_err() => {
@@ -227,10 +233,37 @@ pub fn load_or_create(
             tls
         }
     };
+    Ok(Pki {
+        ca,
+        ra,
+        tls,
+        signer,
+    })
+}
+
+/// Load one tenant's SCEP CA, RA and profile signer from `dir`, creating
+/// what is missing (`name` goes into the subjects: `CN=<name> CA`, …).
+pub fn tenant_pki(dir: &Path, passphrase: Option<&str>, name: &str) -> Result<TenantPki, BoxError> {
+    std::fs::create_dir_all(dir)?;
+    let load = |file: &str| load(dir, file, passphrase);
+    let create =
+        |file: &str, subject: &str, issuer: Option<(&Identity, LeafPolicy)>, lifetime: Duration| {
+            create(dir, passphrase, file, subject, issuer, lifetime)
+        };
+    // The default tenant keeps the subjects it always had.
+    let ca_subject = if name == "mdm-enroll" {
+        "CN=mdm-enroll demo CA,O=mdm-enroll".to_owned()
+    } else {
+        format!("CN={name} CA,O=mdm-enroll")
+    };
+    let ca = match load("ca")? {
+        Some(ca) => ca,
+        None => create("ca", &ca_subject, None, 10 * YEAR)?,
+    };
     let signer = match load("signer")? {
         Some(s) => s,
         None => {
-            let subject = "CN=mdm-enroll profile signer,O=mdm-enroll";
+            let subject = format!("CN={name} profile signer,O=mdm-enroll");
             let policy = LeafPolicy {
                 subject: subject.parse()?,
                 subject_alt_names: Vec::new(),
@@ -238,13 +271,13 @@ pub fn load_or_create(
                 extended_key_usage: Vec::new(),
                 digest: DigestAlgorithm::Sha256,
             };
-            create("signer", subject, Some((&ca, policy)), 2 * YEAR)?
+            create("signer", &subject, Some((&ca, policy)), 2 * YEAR)?
         }
     };
     let ra = match load("ra")? {
         Some(ra) if ra.cert.verify_issued_by(&ca.cert).is_ok() => ra,
         _ => {
-            let subject = "CN=mdm-enroll SCEP RA,O=mdm-enroll";
+            let subject = format!("CN={name} SCEP RA,O=mdm-enroll");
             let policy = LeafPolicy {
                 subject: subject.parse()?,
                 subject_alt_names: Vec::new(),
@@ -252,15 +285,10 @@ pub fn load_or_create(
                 extended_key_usage: Vec::new(),
                 digest: DigestAlgorithm::Sha256,
             };
-            create("ra", subject, Some((&ca, policy)), 2 * YEAR)?
+            create("ra", &subject, Some((&ca, policy)), 2 * YEAR)?
         }
     };
-    Ok(Pki {
-        ca,
-        ra,
-        tls,
-        signer,
-    })
+    Ok(TenantPki { ca, ra, signer })
 }
 
 /// The entries of `hosts` that `cert`'s subject alternative names do not
@@ -291,13 +319,20 @@ fn unnamed_hosts(cert: &Certificate, hosts: &[String]) -> Result<Vec<String>, Bo
 }
 
 /// The rustls server configuration (ring provider): the TLS certificate and
-/// an *optional* client certificate that must chain to the CA (device
-/// identities issued through SCEP), for mTLS identity on check-in.
-pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, BoxError> {
+/// an *optional* client certificate that must chain to the CA or one of
+/// `tenant_cas` (device identities issued through SCEP), for mTLS identity
+/// on check-in.
+pub fn server_config(
+    pki: &Pki,
+    tenant_cas: &[Certificate],
+) -> Result<Arc<rustls::ServerConfig>, BoxError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(pki.ca.cert.der().to_vec()))?;
+    for ca in tenant_cas {
+        roots.add(CertificateDer::from(ca.der().to_vec()))?;
+    }
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
