@@ -1,6 +1,10 @@
 //! A simulated Mac that walks the thirteen steps over HTTP requests and
-//! responses only, with real cryptography, and a test deployment to walk
-//! them against.
+//! responses only, with real cryptography (its DDM sync in [`ddm`]).
+
+mod ddm;
+
+use ddm::DdmState;
+pub use ddm::DdmSync;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,22 +12,17 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
-use crate::activation::{TenantId, UserAccount};
 use crate::cms::enveloped::{ContentCipher, DecryptPolicy, EnvelopedData, RecipientIdentity};
-use crate::cms::{self, Certificate, DeviceAttributesVerifier, SignedDataBuilder, TrustAnchors};
-use crate::crypto::{DigestAlgorithm, RsaKey, Signer};
+use crate::cms::{self, Certificate, SignedDataBuilder};
+use crate::crypto::{DigestAlgorithm, RsaKey};
 use crate::http::{Method, Request, Response, media_type};
 use crate::mdm::command::Command;
 use crate::profile::{PayloadKind, ProfileContent, ProfileService};
-use crate::scep::{FailInfo, MessageType, PkiMessage, PkiStatus, ScepResponder, oid};
-use crate::service::{
-    Endpoint, Engine, EngineConfig, EnrollmentConfig, EnrollmentService, Event,
-    InitialConfiguration, MdmService, Route,
-};
-use crate::store::MemoryStore;
+use crate::scep::{FailInfo, MessageType, PkiMessage, PkiStatus, oid};
 use crate::wire::Limits;
 
-use super::{RecordingPush, StaticDirectory};
+use super::csr::build_csr;
+use super::device_ca::{Identity, cms_cert, name};
 
 /// Why the simulated device stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -44,7 +43,7 @@ pub enum DeviceError {
     Protocol(String),
 }
 
-fn proto(e: impl std::fmt::Display) -> DeviceError {
+pub(super) fn proto(e: impl std::fmt::Display) -> DeviceError {
     DeviceError::Protocol(e.to_string())
 }
 
@@ -57,94 +56,6 @@ pub trait Transport {
 impl<F: FnMut(Request) -> Response> Transport for F {
     fn send(&mut self, request: Request) -> Response {
         self(request)
-    }
-}
-
-/// A key and the certificate naming it.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The private key.
-    pub key: Arc<RsaKey>,
-    /// Its certificate.
-    pub certificate: Certificate,
-}
-
-fn cms_cert(c: &x509_cert::Certificate) -> Result<Certificate, DeviceError> {
-    Certificate::from_der(&crate::pki::to_der(c).map_err(proto)?).map_err(proto)
-}
-
-fn name(text: &str) -> Result<x509_cert::name::Name, DeviceError> {
-    text.parse().map_err(proto)
-}
-
-/// A test "device CA" standing in for Apple's device identity CA: the
-/// server trusts it with [`DeviceAttributesVerifier::add_device_anchor`].
-#[derive(Debug, Clone)]
-pub struct TestDeviceCa {
-    ca: Identity,
-}
-
-impl TestDeviceCa {
-    /// A self-signed CA for `key`, valid for a year from `now`.
-    pub fn new<R: rand_core::CryptoRng + ?Sized>(
-        key: RsaKey,
-        now: SystemTime,
-        rng: &mut R,
-    ) -> Result<Self, DeviceError> {
-        let cert = crate::pki::create_ca(
-            &key,
-            name("CN=Test Device CA,O=mdm-enroll tests")?,
-            crate::pki::random_serial(rng),
-            crate::pki::validity(now, Duration::from_secs(365 * 86400)).map_err(proto)?,
-        )
-        .map_err(proto)?;
-        Ok(Self {
-            ca: Identity {
-                key: Arc::new(key),
-                certificate: cms_cert(&cert)?,
-            },
-        })
-    }
-
-    /// The CA certificate to trust.
-    pub fn certificate(&self) -> &Certificate {
-        &self.ca.certificate
-    }
-
-    /// A device identity for `key` (what a Mac's attribute signature carries).
-    pub fn issue<R: rand_core::CryptoRng + ?Sized>(
-        &self,
-        key: Arc<RsaKey>,
-        now: SystemTime,
-        rng: &mut R,
-    ) -> Result<Identity, DeviceError> {
-        let x509 = x509_cert::Certificate::from_der_bytes(self.ca.certificate.der())?;
-        let spki = spki::SubjectPublicKeyInfoOwned::from_key(Signer::public_key(key.as_ref()))
-            .map_err(proto)?;
-        let cert = crate::pki::issue(
-            &x509,
-            self.ca.key.as_ref(),
-            spki,
-            &crate::pki::LeafPolicy::client_auth(name("CN=Test Device Identity")?),
-            crate::pki::random_serial(rng),
-            crate::pki::validity(now, Duration::from_secs(365 * 86400)).map_err(proto)?,
-        )
-        .map_err(proto)?;
-        Ok(Identity {
-            key,
-            certificate: cms_cert(&cert)?,
-        })
-    }
-}
-
-trait FromDerBytes: Sized {
-    fn from_der_bytes(der: &[u8]) -> Result<Self, DeviceError>;
-}
-
-impl FromDerBytes for x509_cert::Certificate {
-    fn from_der_bytes(der: &[u8]) -> Result<Self, DeviceError> {
-        use der::Decode;
-        Self::from_der(der).map_err(proto)
     }
 }
 
@@ -205,28 +116,6 @@ pub struct SimulatedDevice {
     ddm: DdmState,
 }
 
-/// What the simulated Mac holds of declarative device management.
-#[derive(Debug, Clone, Default)]
-struct DdmState {
-    /// Declarations reported invalid: identifier → reason code.
-    invalid: HashMap<String, String>,
-    /// Held declarations: identifier → (class, `ServerToken`).
-    held: std::collections::BTreeMap<String, (crate::ddm::DeclarationKind, String)>,
-}
-
-/// What one DDM sync of the simulated Mac did ([`SimulatedDevice::ddm_sync`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DdmSync {
-    /// The `DeclarationsToken` of the `tokens` answer.
-    pub declarations_token: String,
-    /// The `declaration-items` answer: class, identifier, `ServerToken`.
-    pub items: Vec<(crate::ddm::DeclarationKind, String, String)>,
-    /// Identifiers fetched (new or changed `ServerToken`).
-    pub fetched: Vec<String>,
-    /// The HTTP status of the `status` report.
-    pub status_answer: u16,
-}
-
 fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     match rest.find('/') {
@@ -243,16 +132,6 @@ fn plist_bytes(dict: plist::Dictionary) -> Result<Vec<u8>, DeviceError> {
 
 fn der_string(tag: u8, s: &[u8]) -> Vec<u8> {
     crate::wire::ber::encode_tlv(tag, s)
-}
-
-/// A PKCS#10 request for `key` naming `subject`, with a `challengePassword`
-/// attribute when `challenge` is given, signed with SHA-256.
-pub fn build_csr(
-    key: &RsaKey,
-    subject: &x509_cert::name::Name,
-    challenge: Option<&str>,
-) -> Result<Vec<u8>, DeviceError> {
-    crate::pki::certification_request(key, subject.clone(), challenge).map_err(proto)
 }
 
 impl SimulatedDevice {
@@ -279,154 +158,6 @@ impl SimulatedDevice {
             not_now: HashMap::new(),
             ddm: DdmState::default(),
         }
-    }
-
-    /// Report the declaration `identifier` invalid (inactive, with reason
-    /// `code`) in DDM status reports.
-    pub fn ddm_invalid(mut self, identifier: &str, code: &str) -> Self {
-        self.ddm
-            .invalid
-            .insert(identifier.to_owned(), code.to_owned());
-        self
-    }
-
-    /// Send one `DeclarativeManagement` check-in for `endpoint` with `data`;
-    /// returns the server's response as is.
-    pub fn ddm_request<T: Transport + ?Sized>(
-        &self,
-        t: &mut T,
-        endpoint: &str,
-        data: Option<Vec<u8>>,
-    ) -> Result<Response, DeviceError> {
-        let mut d = plist::Dictionary::new();
-        d.insert("MessageType".into(), "DeclarativeManagement".into());
-        d.insert("UDID".into(), self.udid.clone().into());
-        d.insert("Endpoint".into(), endpoint.into());
-        if let Some(data) = data {
-            d.insert("Data".into(), plist::Value::Data(data));
-        }
-        let req = self.mdm_request(media_type::CHECKIN, plist_bytes(d)?)?;
-        Ok(t.send(req))
-    }
-
-    /// The sync macOS runs after a `DeclarativeManagement` command: `tokens`
-    /// → `declaration-items` → each new or changed declaration → `status`
-    /// (a full report of every held declaration: active and valid, or
-    /// invalid with the reason set by [`Self::ddm_invalid`]). Declarations
-    /// gone from the items are dropped.
-    pub fn ddm_sync<T: Transport + ?Sized>(&mut self, t: &mut T) -> Result<DdmSync, DeviceError> {
-        use crate::ddm::{Declaration, DeclarationItemsResponse, DeclarationKind, TokensResponse};
-        let limits = Limits::default();
-        let ok = |r: Response| -> Result<Vec<u8>, DeviceError> {
-            if r.status == 200 {
-                Ok(r.body)
-            } else {
-                Err(DeviceError::Status {
-                    step: 12,
-                    status: r.status,
-                })
-            }
-        };
-        let tokens = TokensResponse::decode(&ok(self.ddm_request(t, "tokens", None)?)?, &limits)
-            .map_err(proto)?;
-        let items = DeclarationItemsResponse::decode(
-            &ok(self.ddm_request(t, "declaration-items", None)?)?,
-            &limits,
-        )
-        .map_err(proto)?;
-        if items.declarations_token != tokens.declarations_token {
-            return Err(proto("declaration-items and tokens disagree"));
-        }
-        let mut listed = Vec::new();
-        for kind in DeclarationKind::ALL {
-            for i in items.class(kind) {
-                listed.push((
-                    kind,
-                    i.identifier.clone(),
-                    i.server_token.as_str().to_owned(),
-                ));
-            }
-        }
-        self.ddm
-            .held
-            .retain(|id, _| listed.iter().any(|(_, l, _)| l == id));
-        let mut fetched = Vec::new();
-        for (kind, id, token) in &listed {
-            if self.ddm.held.get(id).is_some_and(|(_, t)| t == token) {
-                continue;
-            }
-            let endpoint = format!("declaration/{}/{id}", kind.path_segment());
-            let body = ok(self.ddm_request(t, &endpoint, None)?)?;
-            let d = Declaration::decode(&body, &limits).map_err(proto)?;
-            if d.declaration.identifier() != id || d.server_token.as_str() != token {
-                return Err(proto(format!("{endpoint} does not match its item")));
-            }
-            self.ddm.held.insert(id.clone(), (*kind, token.clone()));
-            fetched.push(id.clone());
-        }
-        let status = self.ddm_status_report();
-        let answer = self.ddm_request(t, "status", Some(status))?;
-        Ok(DdmSync {
-            declarations_token: tokens.declarations_token.as_str().to_owned(),
-            items: listed,
-            fetched,
-            status_answer: answer.status,
-        })
-    }
-
-    /// The full status report of every held declaration.
-    fn ddm_status_report(&self) -> Vec<u8> {
-        use crate::ddm::DeclarationKind;
-        use crate::wire::json::Json;
-        let mut classes = Vec::new();
-        for kind in DeclarationKind::ALL {
-            let entries = self
-                .ddm
-                .held
-                .iter()
-                .filter(|(_, (k, _))| *k == kind)
-                .map(|(id, (_, token))| {
-                    let invalid = self.ddm.invalid.get(id);
-                    let mut m = vec![
-                        ("identifier".to_owned(), Json::from(id.as_str())),
-                        ("server-token".into(), token.as_str().into()),
-                        ("active".into(), invalid.is_none().into()),
-                        (
-                            "valid".into(),
-                            Json::from(if invalid.is_some() {
-                                "invalid"
-                            } else {
-                                "valid"
-                            }),
-                        ),
-                    ];
-                    if let Some(code) = invalid {
-                        m.push((
-                            "reasons".into(),
-                            Json::Array(vec![Json::Object(vec![
-                                ("code".into(), code.as_str().into()),
-                                ("description".into(), "Simulated failure".into()),
-                            ])]),
-                        ));
-                    }
-                    Json::Object(m)
-                })
-                .collect();
-            classes.push((kind.status_key().to_owned(), Json::Array(entries)));
-        }
-        Json::Object(vec![
-            (
-                "StatusItems".into(),
-                Json::Object(vec![(
-                    "management".into(),
-                    Json::Object(vec![("declarations".into(), Json::Object(classes))]),
-                )]),
-            ),
-            ("Errors".into(), Json::Array(Vec::new())),
-            ("FullReport".into(), true.into()),
-        ])
-        .encode()
-        .into_bytes()
     }
 
     /// Answer commands of `request_type` with `answer`.
@@ -1069,138 +800,6 @@ impl SimulatedDevice {
             }
         }
         Ok(answered)
-    }
-}
-
-/// A complete single-tenant deployment over the in-memory store for tests
-/// and benches: tenant `acme` with user `alice`/`pw`/`corp` (default
-/// policy), one server key acting as SCEP CA and profile signer, and a
-/// [`TestDeviceCa`] the attribute verifier trusts.
-#[derive(Debug)]
-pub struct TestDeployment {
-    /// The service, routes under `/t` at `https://mdm.example.test`.
-    pub service: EnrollmentService<MemoryStore, StaticDirectory, RecordingPush>,
-    /// The tenant.
-    pub tenant: TenantId,
-    /// The device CA the service trusts for attributes.
-    pub device_ca: TestDeviceCa,
-    /// The server CA certificate (SCEP CA, profile signer).
-    pub server_certificate: Certificate,
-}
-
-impl TestDeployment {
-    /// Build it from two keys (generate them once; 1024-bit keys are fine for tests).
-    pub fn new<R: rand_core::CryptoRng + ?Sized>(
-        server_key: RsaKey,
-        device_ca_key: RsaKey,
-        now: SystemTime,
-        rng: &mut R,
-    ) -> Result<Self, DeviceError> {
-        Self::build(server_key, device_ca_key, now, rng, None)
-    }
-
-    /// [`Self::new`] serving declarative device management from
-    /// `declarations`, with `initial` as each device's initial declaration
-    /// set ([`MdmService::with_declarations`]).
-    pub fn with_declarations<R: rand_core::CryptoRng + ?Sized>(
-        server_key: RsaKey,
-        device_ca_key: RsaKey,
-        now: SystemTime,
-        rng: &mut R,
-        declarations: Arc<dyn crate::store::DeclarationStore>,
-        initial: crate::ddm::DeclarationSet,
-    ) -> Result<Self, DeviceError> {
-        Self::build(
-            server_key,
-            device_ca_key,
-            now,
-            rng,
-            Some((declarations, initial)),
-        )
-    }
-
-    fn build<R: rand_core::CryptoRng + ?Sized>(
-        server_key: RsaKey,
-        device_ca_key: RsaKey,
-        now: SystemTime,
-        rng: &mut R,
-        declarations: Option<(
-            Arc<dyn crate::store::DeclarationStore>,
-            crate::ddm::DeclarationSet,
-        )>,
-    ) -> Result<Self, DeviceError> {
-        let tenant = TenantId::new("acme").map_err(proto)?;
-        let server_key = Arc::new(server_key);
-        let ca = cms_cert(
-            &crate::pki::create_ca(
-                server_key.as_ref(),
-                name("CN=Test MDM CA,O=mdm-enroll tests")?,
-                crate::pki::random_serial(rng),
-                crate::pki::validity(now, Duration::from_secs(365 * 86400)).map_err(proto)?,
-            )
-            .map_err(proto)?,
-        )?;
-        let scep =
-            ScepResponder::new(ca.der(), server_key.clone(), server_key.clone()).map_err(proto)?;
-        let device_ca = TestDeviceCa::new(device_ca_key, now, rng)?;
-        let mut verifier =
-            DeviceAttributesVerifier::new(TrustAnchors::from_certificates([ca.clone()]));
-        verifier.add_device_anchor(device_ca.certificate().clone());
-        let dir = StaticDirectory::new();
-        dir.set_password(&tenant, "alice", "pw");
-        let engine = Engine::new(
-            MemoryStore::new(),
-            dir,
-            RecordingPush::new(),
-            EngineConfig::default(),
-        );
-        engine
-            .provision_user(&UserAccount {
-                tenant: tenant.clone(),
-                username: "alice".into(),
-                domain: "corp".into(),
-                policy: crate::activation::Policy::default(),
-            })
-            .map_err(proto)?;
-        let mut mdm = MdmService::new(engine, InitialConfiguration::default())
-            .with_attributes_verifier(verifier);
-        if let Some((store, initial)) = declarations {
-            mdm = mdm.with_declarations(store, initial);
-        }
-        let mut config = EnrollmentConfig::new(
-            "https://mdm.example.test",
-            "com.apple.mgmt.External.0e6b4fb1-0000-4000-8000-000000000000",
-            server_key,
-            ca.clone(),
-            scep,
-        );
-        config.prefix = "/t".into();
-        Ok(Self {
-            service: EnrollmentService::new(mdm, config),
-            tenant,
-            device_ca,
-            server_certificate: ca,
-        })
-    }
-
-    /// The tenant's self-service URL path.
-    pub fn enroll_path(&self) -> String {
-        Route::path("/t", &self.tenant, Endpoint::Enroll)
-    }
-
-    /// A transport into [`EnrollmentService::handle`] at `now`, appending
-    /// the events each request produced to `events`.
-    pub fn transport<'a, R: rand_core::CryptoRng + ?Sized>(
-        &'a self,
-        now: SystemTime,
-        rng: &'a mut R,
-        events: &'a mut Vec<Event>,
-    ) -> impl FnMut(Request) -> Response + 'a {
-        move |req| {
-            let (resp, ev) = self.service.handle(&req, now, rng);
-            events.extend(ev);
-            resp
-        }
     }
 }
 

@@ -7,12 +7,15 @@
 //! responses with real cryptography, against a [`TestDeployment`] or any
 //! [`Transport`].
 
+mod csr;
+mod deployment;
 mod device;
+mod device_ca;
 
-pub use device::{
-    CommandAnswer, DdmSync, DeviceError, Identity, SimulatedDevice, TestDeployment, TestDeviceCa,
-    Transport, build_csr,
-};
+pub use csr::build_csr;
+pub use deployment::TestDeployment;
+pub use device::{CommandAnswer, DdmSync, DeviceError, SimulatedDevice, Transport};
+pub use device_ca::{Identity, TestDeviceCa};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
