@@ -102,7 +102,7 @@ pub struct SimulatedDevice {
     pub os_version: String,
     /// `VERSION` (build).
     pub build: String,
-    /// The device identity signing the attributes (issued by a [`TestDeviceCa`]).
+    /// The device identity signing the attributes (issued by a [`TestDeviceCa`](super::TestDeviceCa)).
     pub attributes_identity: Identity,
     /// The key the device enrolls with over SCEP.
     pub scep_key: Arc<RsaKey>,
