@@ -366,3 +366,27 @@ fn repeated_tenant_flags_and_bad_tenants_files_are_refused_at_start() {
         assert!(err.contains(why), "{err}");
     }
 }
+
+#[test]
+fn replicas_starting_at_once_share_one_set_of_tenant_keys() {
+    let s = setup();
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| start(&s));
+        let b = scope.spawn(|| start(&s));
+        (a.join().expect("replica a"), b.join().expect("replica b"))
+    });
+    let kept = pem(&s.data.join("tenants/globex/ca.pem"));
+    for server in [&a, &b] {
+        let r = server.request("GET", "/t/globex/scep?operation=GetCACert", &[], b"");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body.windows(kept.der().len()).any(|w| w == kept.der()),
+            "a replica serves another globex CA than the one kept on disk"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(s.data.join("tenants"))
+        .expect("tenants folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(leftovers, ["globex"], "staging folders left behind");
+}

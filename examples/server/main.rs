@@ -586,7 +586,7 @@ fn build_app(
             (&pki.ca, &pki.ra, &pki.signer)
         } else {
             let dir = tenants::data_dir(&config.data, &spec.id, &tenant);
-            own = tls::tenant_pki(&dir, passphrase.as_deref(), spec.id.as_str())?;
+            own = tls::tenant_folder_pki(&dir, passphrase.as_deref(), spec.id.as_str())?;
             (&own.ca, &own.ra, &own.signer)
         };
         let setup = match default_push.take().filter(|_| is_default) {

@@ -241,6 +241,34 @@ pub fn load_or_create(
     })
 }
 
+/// Load the keys of a tenant that has its own folder (`<data>/tenants/<id>`),
+/// creating them the first time. Replicas may start at once: a new folder is
+/// filled beside it and renamed into place, so one set of keys wins and
+/// every replica loads that one.
+pub fn tenant_folder_pki(
+    dir: &Path,
+    passphrase: Option<&str>,
+    name: &str,
+) -> Result<TenantPki, BoxError> {
+    if !dir.join("ca.pem").exists() {
+        let parent = dir.parent().ok_or("tenant folder has no parent")?;
+        std::fs::create_dir_all(parent)?;
+        let mut tag = [0u8; 8];
+        rand_core::Rng::fill_bytes(&mut rng(), &mut tag);
+        let staging = parent.join(format!(
+            ".{name}.{}.new",
+            mdm_enroll::wire::hex::lower(&tag)
+        ));
+        let _ = std::fs::remove_dir_all(&staging);
+        tenant_pki(&staging, passphrase, name)?;
+        // Fails when another replica's folder is already there: keep theirs.
+        if std::fs::rename(&staging, dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    tenant_pki(dir, passphrase, name)
+}
+
 /// Load one tenant's SCEP CA, RA and profile signer from `dir`, creating
 /// what is missing (`name` goes into the subjects: `CN=<name> CA`, …).
 pub fn tenant_pki(dir: &Path, passphrase: Option<&str>, name: &str) -> Result<TenantPki, BoxError> {
@@ -350,4 +378,31 @@ pub fn server_config(
         .with_single_cert(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_created_at_once_end_with_one_set_of_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("tenants").join("acme");
+        let cas: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| tenant_folder_pki(&folder, None, "acme").unwrap()))
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().unwrap().ca.cert.der().to_vec())
+                .collect()
+        });
+        let kept = load(&folder, "ca", None).unwrap().unwrap().cert;
+        for ca in &cas {
+            assert_eq!(ca, kept.der(), "a creator kept a CA that is not on disk");
+        }
+        let entries = std::fs::read_dir(dir.path().join("tenants"))
+            .unwrap()
+            .count();
+        assert_eq!(entries, 1, "staging folders left behind");
+    }
 }
