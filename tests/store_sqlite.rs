@@ -264,16 +264,7 @@ fn records_survive_reopening_the_file() {
     let tenant = TenantId::new("acme").expect("tenant");
     let secret = Secret::new("one-time");
     let now = SystemTime::now();
-    let record = ChallengeRecord {
-        tenant: tenant.clone(),
-        activation: ActivationId::new("act-1").expect("id"),
-        grant: ChallengeGrant {
-            kind: ChallengeKind::Scep,
-            digest: secret.digest(),
-            expires: now + Duration::from_secs(60),
-        },
-        consumed: false,
-    };
+    let record = challenge_record(&tenant, &secret, now);
     let key = QueueKey {
         tenant: tenant.clone(),
         channel: Channel::device("UDID-1"),
@@ -414,4 +405,81 @@ fn sqlite_store_keeps_declarations_per_channel() {
             .as_deref(),
         Some("[]")
     );
+}
+
+fn challenge_record(tenant: &TenantId, secret: &Secret, now: SystemTime) -> ChallengeRecord {
+    ChallengeRecord {
+        tenant: tenant.clone(),
+        activation: ActivationId::new("act-1").expect("id"),
+        grant: ChallengeGrant {
+            kind: ChallengeKind::Scep,
+            digest: secret.digest(),
+            expires: now + Duration::from_secs(60),
+        },
+        consumed: false,
+    }
+}
+
+/// A write refused because another connection holds the write lock is a
+/// transient backend failure whose source is SQLite's busy error; the same
+/// write succeeds once the lock is released.
+#[test]
+fn busy_database_is_a_transient_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("busy.db");
+    let holder = SqliteStore::open(&path).expect("open");
+    let writer = SqliteStore::open(&path).expect("open again");
+    writer
+        .execute_batch("PRAGMA busy_timeout = 0")
+        .expect("no busy wait");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let record = challenge_record(&tenant, &Secret::new("s"), now);
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let err = writer.insert_challenge(&record).unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let source = std::error::Error::source(&err).expect("a source");
+    let sqlite = source
+        .downcast_ref::<rusqlite::Error>()
+        .expect("the SQLite error itself");
+    assert_eq!(
+        sqlite.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy)
+    );
+    holder.execute_batch("COMMIT").expect("release");
+    writer
+        .insert_challenge(&record)
+        .expect("retried write succeeds");
+}
+
+/// A stored record that no longer decodes is a permanent failure, with the
+/// decoder's error as its source.
+#[test]
+fn corrupt_row_is_a_permanent_failure() {
+    let store = SqliteStore::open_in_memory().expect("open");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let secret = Secret::new("s");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    store
+        .insert_challenge(&challenge_record(&tenant, &secret, now))
+        .expect("insert");
+    store
+        .execute_batch("UPDATE challenges SET record = x'62706c697374'")
+        .expect("corrupt the row");
+    let err = store.challenge(&tenant, &secret.digest()).unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Backend {
+                kind: FailureKind::Permanent,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(source.is::<plist::Error>(), "{source:?}");
 }

@@ -10,18 +10,20 @@ use serde::de::DeserializeOwned;
 use super::StoreError;
 use crate::activation::QueueKey;
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A stored value that does not decode (or a value that does not encode):
+/// retrying will not help.
+pub(crate) fn corrupt(e: impl Into<super::BoxError>) -> StoreError {
+    StoreError::permanent(e)
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
-    plist::to_writer_binary(&mut out, value).map_err(backend)?;
+    plist::to_writer_binary(&mut out, value).map_err(corrupt)?;
     Ok(out)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    plist::from_bytes(bytes).map_err(backend)
+    plist::from_bytes(bytes).map_err(corrupt)
 }
 
 /// A queue key as one unambiguous byte string (length-prefixed fields).

@@ -74,8 +74,36 @@ use crate::activation::{
     QueuedCommand, TenantId, UserAccount,
 };
 
+/// A failure's cause, as carried by [`StoreError::Backend`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether retrying an operation that failed in its backend may succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Retrying may succeed: a busy or locked database, a serialization
+    /// failure or deadlock, a lost connection, a pool timeout.
+    Transient,
+    /// Retrying the same operation fails again: a stored record that no
+    /// longer decodes, a schema mismatch, a poisoned lock, a constraint the
+    /// code did not expect.
+    Permanent,
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+        })
+    }
+}
+
 /// A storage failure or a lost race.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+///
+/// Not `Clone`: [`StoreError::Backend`] carries its cause. Two `Backend`
+/// errors compare equal when their kinds and their sources' messages are.
+#[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// No such record.
@@ -110,9 +138,80 @@ pub enum StoreError {
     /// The user's device limit is reached.
     #[error("device limit reached")]
     LimitReached,
-    /// The backend failed (IO, poisoned lock, ...).
-    #[error("store backend: {0}")]
-    Backend(String),
+    /// The backend failed: `kind` says whether retrying may succeed,
+    /// `source` is the backend's own error (reachable through
+    /// [`std::error::Error::source`]).
+    #[error("store backend ({kind}): {source}")]
+    Backend {
+        /// Transient or permanent.
+        kind: FailureKind,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        use StoreError as E;
+        match (self, other) {
+            (
+                E::Backend { kind, source },
+                E::Backend {
+                    kind: other_kind,
+                    source: other_source,
+                },
+            ) => kind == other_kind && source.to_string() == other_source.to_string(),
+            (
+                E::VersionConflict { expected, found },
+                E::VersionConflict {
+                    expected: e,
+                    found: f,
+                },
+            ) => expected == e && found == f,
+            (E::BindingConflict(a), E::BindingConflict(b)) => a == b,
+            (a, b) => {
+                !matches!(
+                    a,
+                    E::Backend { .. } | E::VersionConflict { .. } | E::BindingConflict(_)
+                ) && std::mem::discriminant(a) == std::mem::discriminant(b)
+            }
+        }
+    }
+}
+
+impl Eq for StoreError {}
+
+impl StoreError {
+    /// A backend failure that retrying may fix (busy, locked, lost connection).
+    pub fn transient(source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            kind: FailureKind::Transient,
+            source: source.into(),
+        }
+    }
+
+    /// A backend failure that retrying will not fix (corrupt record, schema
+    /// mismatch, poisoned lock).
+    pub fn permanent(source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            kind: FailureKind::Permanent,
+            source: source.into(),
+        }
+    }
+
+    /// Whether this is a [`FailureKind::Transient`] backend failure: the
+    /// operation may succeed if retried. Lost races and refusals (`NotFound`,
+    /// `VersionConflict`, ...) answer `false`: they are answers, not failures.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                kind: FailureKind::Transient,
+                ..
+            }
+        )
+    }
 }
 
 /// A value with its optimistic-concurrency version.
@@ -629,7 +728,7 @@ pub enum Applied {
 }
 
 /// A step that was not applied: the store is as before it.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, PartialEq, Eq, Error)]
 #[error("write {index} of the step failed: {error}")]
 pub struct StepFailed {
     /// The position of the write that failed ([`Write`]s before it were

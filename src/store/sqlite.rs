@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::codec::{backend, decode, encode, from_unix_millis, queue_key, unix_millis};
+use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
@@ -115,6 +115,25 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// A SQLite error as a store error: busy or locked is transient (another
+/// connection holds the write lock past the busy timeout), anything else
+/// permanent.
+fn db_err(e: rusqlite::Error) -> StoreError {
+    let busy = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+    );
+    if busy {
+        StoreError::transient(e)
+    } else {
+        StoreError::permanent(e)
+    }
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
@@ -141,7 +160,7 @@ fn claim_device(
             |_| Ok(true),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .unwrap_or(false);
     if !exists {
         return Err(StoreError::NotFound);
@@ -153,7 +172,7 @@ fn claim_device(
             |_| Ok(true),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .unwrap_or(false);
     if counted {
         return Ok(false);
@@ -165,7 +184,7 @@ fn claim_device(
                 params![tenant.as_str(), username],
                 |r| r.get(0),
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         if n >= i64::from(max) {
             return Err(StoreError::LimitReached);
         }
@@ -174,7 +193,7 @@ fn claim_device(
         "INSERT INTO user_devices (tenant, username, device_id) VALUES (?1, ?2, ?3)",
         params![tenant.as_str(), username, device_id],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(true)
 }
 
@@ -188,7 +207,7 @@ fn release_device(
         "DELETE FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
         params![tenant.as_str(), username, device_id],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -206,7 +225,7 @@ fn insert_activation(tx: &Connection, activation: &Activation) -> Result<(), Sto
     match r {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        Err(e) => Err(backend(e)),
+        Err(e) => Err(db_err(e)),
     }
 }
 
@@ -223,7 +242,7 @@ fn update_activation(
             |r| r.get(0),
         )
         .optional()
-        .map_err(backend)?;
+        .map_err(db_err)?;
     let found = u64::try_from(found.ok_or(StoreError::NotFound)?).unwrap_or(0);
     if found != expected {
         return Err(StoreError::VersionConflict { expected, found });
@@ -238,7 +257,7 @@ fn update_activation(
             activation.id.as_str()
         ],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(next)
 }
 
@@ -255,15 +274,15 @@ fn set_device_activation(
             |r| r.get(0),
         )
         .optional()
-        .map_err(backend)?;
+        .map_err(db_err)?;
     tx.execute(
         "INSERT INTO devices (tenant, device_id, activation) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant, device_id) DO UPDATE SET activation = excluded.activation",
         params![tenant.as_str(), device_id, id.as_str()],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     previous
-        .map(|p| ActivationId::new(p).map_err(backend))
+        .map(|p| ActivationId::new(p).map_err(corrupt))
         .transpose()
 }
 
@@ -281,7 +300,7 @@ fn insert_challenge(tx: &Connection, record: &ChallengeRecord) -> Result<(), Sto
     match r {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        Err(e) => Err(backend(e)),
+        Err(e) => Err(db_err(e)),
     }
 }
 
@@ -298,7 +317,7 @@ fn consume_challenge(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
     if consumed {
         return Err(StoreError::ChallengeConsumed);
@@ -312,7 +331,7 @@ fn consume_challenge(
         "UPDATE challenges SET consumed = 1, record = ?1 WHERE tenant = ?2 AND digest = ?3",
         params![encode(&record)?, tenant.as_str(), &digest.0[..]],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(record)
 }
 
@@ -327,7 +346,7 @@ fn bind_identity(tx: &Connection, binding: &Binding) -> Result<(), StoreError> {
             |r| r.get(0),
         )
         .optional()
-        .map_err(backend)?;
+        .map_err(db_err)?;
     match existing.map(|v| decode::<Binding>(&v)).transpose()? {
         Some(existing) if existing.retired => Err(StoreError::IdentityRetired),
         Some(existing)
@@ -343,7 +362,7 @@ fn bind_identity(tx: &Connection, binding: &Binding) -> Result<(), StoreError> {
                 "INSERT INTO bindings (fingerprint, tenant, retired, value) VALUES (?1, ?2, 0, ?3)",
                 params![&binding.fingerprint.0[..], binding.tenant.as_str(), value],
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
             Ok(())
         }
     }
@@ -361,7 +380,7 @@ fn retire_identity(
             |r| r.get(0),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .ok_or(StoreError::NotFound)?;
     let mut binding: Binding = decode(&value)?;
     binding.retired = true;
@@ -369,7 +388,7 @@ fn retire_identity(
         "UPDATE bindings SET retired = 1, value = ?1 WHERE fingerprint = ?2",
         params![encode(&binding)?, &fingerprint.0[..]],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -394,7 +413,7 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
     match r {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        Err(e) => Err(backend(e)),
+        Err(e) => Err(db_err(e)),
     }
 }
 
@@ -406,7 +425,7 @@ fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, 
             |_| Ok(()),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .is_some())
 }
 
@@ -417,7 +436,7 @@ fn defer_command(tx: &Connection, key: &QueueKey, uuid: &CommandUuid) -> Result<
              WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
             params![queue_key(key), uuid.as_str(), PENDING],
         )
-        .map_err(backend)?;
+        .map_err(db_err)?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -426,7 +445,7 @@ fn defer_command(tx: &Connection, key: &QueueKey, uuid: &CommandUuid) -> Result<
         params![queue_key(key), uuid.as_str()],
         |r| r.get(0),
     )
-    .map_err(backend)
+    .map_err(db_err)
 }
 
 fn finish_command(
@@ -442,7 +461,7 @@ fn finish_command(
             "DELETE FROM commands WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
             params![qkey, result.uuid.as_str(), PENDING],
         )
-        .map_err(backend)?;
+        .map_err(db_err)?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -454,7 +473,7 @@ fn finish_command(
         if is_unique_violation(&e) {
             StoreError::NotFound
         } else {
-            backend(e)
+            db_err(e)
         }
     })?;
     Ok(())
@@ -472,7 +491,7 @@ fn mark_delivered(
              WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
             params![unix_millis(at), queue_key(key), uuid.as_str(), PENDING],
         )
-        .map_err(backend)?;
+        .map_err(db_err)?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -501,7 +520,7 @@ fn claim_delivery(
                 unix_millis(lease_start(at, lease))
             ],
         )
-        .map_err(backend)?;
+        .map_err(db_err)?;
     if n > 0 {
         return Ok(Claim::Claimed);
     }
@@ -512,7 +531,7 @@ fn claim_delivery(
             |_| Ok(()),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .is_some();
     Ok(if queued { Claim::Held } else { Claim::Gone })
 }
@@ -521,20 +540,20 @@ fn clear_queue(tx: &Connection, key: &QueueKey) -> Result<Vec<CommandUuid>, Stor
     let qkey = queue_key(key);
     let mut stmt = tx
         .prepare_cached("SELECT uuid FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq")
-        .map_err(backend)?;
+        .map_err(db_err)?;
     let uuids = stmt
         .query_map(params![qkey, PENDING], |r| r.get::<_, String>(0))
-        .map_err(backend)?
+        .map_err(db_err)?
         .map(|r| r.map(CommandUuid))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
+        .map_err(db_err)?;
     tx.execute(
         "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND state = ?3",
         params![CLEARED, qkey, PENDING],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     tx.execute("DELETE FROM connections WHERE qkey = ?1", params![qkey])
-        .map_err(backend)?;
+        .map_err(db_err)?;
     Ok(uuids)
 }
 
@@ -546,7 +565,7 @@ fn prune_results(tx: &Connection, key: &QueueKey, keep: usize) -> Result<(), Sto
              (SELECT seq FROM results WHERE qkey = ?1 ORDER BY seq DESC LIMIT ?2)",
         params![qkey, keep],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -561,7 +580,7 @@ fn record_certificate(tx: &Connection, certificate: &IssuedCertificate) -> Resul
             |_| Ok(()),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .is_some();
     if serial_taken {
         return Err(StoreError::DuplicateSerial);
@@ -573,7 +592,7 @@ fn record_certificate(tx: &Connection, certificate: &IssuedCertificate) -> Resul
             |_| Ok(()),
         )
         .optional()
-        .map_err(backend)?
+        .map_err(db_err)?
         .is_some();
     if fingerprint_taken {
         return Err(StoreError::AlreadyExists);
@@ -582,7 +601,7 @@ fn record_certificate(tx: &Connection, certificate: &IssuedCertificate) -> Resul
         "INSERT INTO certificates (serial, fingerprint, value) VALUES (?1, ?2, ?3)",
         params![serial, fingerprint, value],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -596,7 +615,7 @@ fn set_connection(
          ON CONFLICT (qkey) DO UPDATE SET value = excluded.value",
         params![queue_key(key), encode(connection)?],
     )
-    .map_err(backend)?;
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -691,44 +710,43 @@ fn apply_write(tx: &Connection, write: &Write) -> Result<Applied, StoreError> {
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+        .map_err(db_err)?;
     let current: u32 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(backend)?;
+        .map_err(db_err)?;
     for (n, sql) in (1u32..).zip(MIGRATIONS) {
         if n > current {
-            tx.execute_batch(sql).map_err(backend)?;
-            tx.pragma_update(None, "user_version", n).map_err(backend)?;
+            tx.execute_batch(sql).map_err(db_err)?;
+            tx.pragma_update(None, "user_version", n).map_err(db_err)?;
         }
     }
-    tx.commit().map_err(backend)
+    tx.commit().map_err(db_err)
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
+        let conn = Connection::open(path).map_err(db_err)?;
         Self::init(conn, true)
     }
 
     /// A private in-memory database (for tests).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(backend)?;
+        let conn = Connection::open_in_memory().map_err(db_err)?;
         Self::init(conn, false)
     }
 
     fn init(mut conn: Connection, file: bool) -> Result<Self, StoreError> {
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
         if file {
             conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(backend)?;
+                .map_err(db_err)?;
             conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(backend)?;
+                .map_err(db_err)?;
         }
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -737,13 +755,13 @@ impl SqliteStore {
 
     /// Run raw SQL (pragmas, maintenance) on the store's connection.
     pub fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
-        self.lock()?.execute_batch(sql).map_err(backend)
+        self.lock()?.execute_batch(sql).map_err(db_err)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn
             .lock()
-            .map_err(|_| StoreError::Backend("connection lock poisoned".into()))
+            .map_err(|_| StoreError::permanent("connection lock poisoned"))
     }
 
     /// Run `f` in one `BEGIN IMMEDIATE` transaction; commit on `Ok`.
@@ -754,9 +772,9 @@ impl SqliteStore {
         let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let value = f(&tx)?;
-        tx.commit().map_err(backend)?;
+        tx.commit().map_err(db_err)?;
         Ok(value)
     }
 
@@ -778,7 +796,7 @@ impl SqliteStore {
                     unix_millis(at)
                 ],
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -793,15 +811,15 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT step, at FROM steps WHERE tenant = ?1 AND activation = ?2 ORDER BY step",
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let rows = stmt
             .query_map(params![tenant.as_str(), activation.as_str()], |r| {
                 Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?))
             })
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (n, at) = row.map_err(backend)?;
+            let (n, at) = row.map_err(db_err)?;
             if let Some(step) = Step::from_number(n) {
                 out.push((step, from_unix_millis(at)));
             }
@@ -817,7 +835,7 @@ impl SqliteStore {
                 r.get::<_, i64>(0)
             })
             .map(|n| u64::try_from(n).unwrap_or(0))
-            .map_err(backend)
+            .map_err(db_err)
         };
         Ok(QueueRows {
             commands: count("commands")?,
@@ -832,16 +850,16 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT value, version FROM activations ORDER BY created DESC, id LIMIT ?1",
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![limit], |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
             })
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (value, version) = row.map_err(backend)?;
+            let (value, version) = row.map_err(db_err)?;
             out.push(Versioned {
                 value: decode(&value)?,
                 version: u64::try_from(version).unwrap_or(0),
@@ -860,7 +878,7 @@ impl UserStore for SqliteStore {
                  ON CONFLICT (tenant, username) DO UPDATE SET account = excluded.account",
                 params![user.tenant.as_str(), user.username, account],
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -873,7 +891,7 @@ impl UserStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(db_err)?;
         account.map(|a| decode(&a)).transpose()
     }
 
@@ -902,11 +920,11 @@ impl UserStore for SqliteStore {
             .prepare_cached(
                 "SELECT device_id FROM user_devices WHERE tenant = ?1 AND username = ?2 ORDER BY device_id",
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let rows = stmt
             .query_map(params![tenant.as_str(), username], |r| r.get(0))
-            .map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
     }
 }
 
@@ -928,7 +946,7 @@ impl ActivationStore for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(db_err)?;
         row.map(|(value, version)| {
             Ok(Versioned {
                 value: decode(&value)?,
@@ -955,8 +973,8 @@ impl ActivationStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)?;
-        id.map(|id| ActivationId::new(id).map_err(backend))
+            .map_err(db_err)?;
+        id.map(|id| ActivationId::new(id).map_err(corrupt))
             .transpose()
     }
 
@@ -978,16 +996,16 @@ impl ActivationStore for SqliteStore {
             .prepare_cached(
                 "SELECT device_id, activation FROM devices WHERE tenant = ?1 ORDER BY device_id",
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let rows = stmt
             .query_map(params![tenant.as_str()], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (device, activation) = row.map_err(backend)?;
-            out.push((device, ActivationId::new(activation).map_err(backend)?));
+            let (device, activation) = row.map_err(db_err)?;
+            out.push((device, ActivationId::new(activation).map_err(corrupt)?));
         }
         Ok(out)
     }
@@ -1011,7 +1029,7 @@ impl ChallengeStore for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(db_err)?;
         row.map(|(value, consumed)| {
             let mut record: ChallengeRecord = decode(&value)?;
             record.consumed = consumed;
@@ -1044,7 +1062,7 @@ impl BindingStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(db_err)?;
         value.map(|v| decode(&v)).transpose()
     }
 
@@ -1069,7 +1087,7 @@ impl QueueStore for SqliteStore {
                 "SELECT value, not_now, delivered FROM commands
                  WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let rows = stmt
             .query_map(params![queue_key(key), PENDING], |r| {
                 Ok((
@@ -1078,10 +1096,10 @@ impl QueueStore for SqliteStore {
                     r.get::<_, Option<i64>>(2)?,
                 ))
             })
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (value, not_now, delivered) = row.map_err(backend)?;
+            let (value, not_now, delivered) = row.map_err(db_err)?;
             let mut command: QueuedCommand = decode(&value)?;
             command.not_now_count = not_now;
             command.delivered_at = delivered.map(from_unix_millis);
@@ -1132,7 +1150,7 @@ impl QueueStore for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
-                .map_err(backend)?;
+                .map_err(db_err)?;
             Ok(match row {
                 None if has_result(tx, &qkey, uuid)? => Cancellation::AlreadyFinished,
                 None => Cancellation::Unknown,
@@ -1142,7 +1160,7 @@ impl QueueStore for SqliteStore {
                         "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3",
                         params![CANCELLED, qkey, uuid.as_str()],
                     )
-                    .map_err(backend)?;
+                    .map_err(db_err)?;
                     let mut command: QueuedCommand = decode(&value)?;
                     command.not_now_count = not_now;
                     Cancellation::Cancelled(command)
@@ -1165,7 +1183,7 @@ impl QueueStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(db_err)?;
         Ok(value.map(|v| decode(&v)).transpose()?.unwrap_or_default())
     }
 
@@ -1181,13 +1199,13 @@ impl QueueStore for SqliteStore {
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare_cached("SELECT value FROM results WHERE qkey = ?1 ORDER BY seq")
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let rows = stmt
             .query_map(params![queue_key(key)], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(decode(&row.map_err(backend)?)?);
+            out.push(decode(&row.map_err(db_err)?)?);
         }
         Ok(out)
     }
@@ -1214,7 +1232,7 @@ impl CertificateStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(db_err)?;
         value.map(|v| decode(&v)).transpose()
     }
 
@@ -1230,7 +1248,7 @@ impl CertificateStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)?;
+            .map_err(db_err)?;
         value.map(|v| decode(&v)).transpose()
     }
 }
@@ -1246,12 +1264,12 @@ impl StepStore for SqliteStore {
         let mut conn = self.lock().map_err(failed)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| failed(backend(e)))?;
+            .map_err(|e| failed(db_err(e)))?;
         let mut applied = Vec::with_capacity(writes.len());
         for (index, write) in writes.iter().enumerate() {
             applied.push(apply_write(&tx, write).map_err(|error| StepFailed { index, error })?);
         }
-        tx.commit().map_err(|e| failed(backend(e)))?;
+        tx.commit().map_err(|e| failed(db_err(e)))?;
         Ok(applied)
     }
 }
@@ -1272,7 +1290,7 @@ impl SqliteStore {
                     |r| r.get::<_, Vec<u8>>(0),
                 )
                 .optional()
-                .map_err(backend)?
+                .map_err(db_err)?
                 .map(|v| decode(&v))
                 .transpose()?
                 .unwrap_or_default();
@@ -1291,7 +1309,7 @@ impl SqliteStore {
                     encode(&state)?
                 ],
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
             Ok(state)
         })
     }
@@ -1306,7 +1324,7 @@ impl PushStore for SqliteStore {
                 |r| r.get::<_, Vec<u8>>(0),
             )
             .optional()
-            .map_err(backend)?
+            .map_err(db_err)?
             .map(|v| decode(&v))
             .transpose()
     }
@@ -1351,15 +1369,15 @@ impl PushStore for SqliteStore {
                 "SELECT key FROM push_state WHERE tenant = ?1 AND token_invalid = 0
                  AND next_due IS NOT NULL AND next_due <= ?2 ORDER BY next_due, qkey",
             )
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let rows = stmt
             .query_map(params![tenant.as_str(), unix_millis(now)], |r| {
                 r.get::<_, Vec<u8>>(0)
             })
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(decode(&row.map_err(backend)?)?);
+            out.push(decode(&row.map_err(db_err)?)?);
         }
         Ok(out)
     }
@@ -1378,7 +1396,7 @@ impl super::DeclarationStore for SqliteStore {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)
+            .map_err(db_err)
     }
 
     fn put_ddm_document(
@@ -1394,7 +1412,7 @@ impl super::DeclarationStore for SqliteStore {
                 params![queue_key(key), slot.as_str(), document],
             )
             .map(|_| ())
-            .map_err(backend)
+            .map_err(db_err)
         })
     }
 }

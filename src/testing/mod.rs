@@ -55,7 +55,7 @@ impl Directory for StaticDirectory {
         let users = self
             .users
             .lock()
-            .map_err(|_| StoreError::Backend("lock poisoned".into()))?;
+            .map_err(|_| StoreError::permanent("lock poisoned"))?;
         Ok(users
             .get(&(tenant.clone(), attempt.username.clone()))
             .is_some_and(|p| {
