@@ -5,7 +5,7 @@ use thiserror::Error;
 use crate::activation::{
     ActivationError, ActivationId, Channel, CommandOutcome, CommandUuid, Step, TenantId,
 };
-use crate::store::{PushError, StoreError};
+use crate::store::{DirectoryError, PushError, StoreError};
 
 /// Why a driver call failed.
 #[derive(Debug, PartialEq, Eq, Error)]
@@ -17,6 +17,10 @@ pub enum ServiceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The [`Directory`](crate::store::Directory) could not check the
+    /// credentials (503 when transient, else 500).
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
     /// The request could not be decoded or its signature did not verify.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -198,8 +202,9 @@ impl ServiceError {
     pub const RETRY_AFTER_SECS: u32 = 1;
 
     /// Whether the same request may succeed if retried: a transient store
-    /// failure ([`StoreError::is_transient`]) or a lost race (a version
-    /// conflict, a random serial that was taken).
+    /// or directory failure ([`StoreError::is_transient`],
+    /// [`DirectoryError::is_transient`]) or a lost race (a version conflict,
+    /// a random serial that was taken).
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Store(e) => {
@@ -209,6 +214,7 @@ impl ServiceError {
                         StoreError::VersionConflict { .. } | StoreError::DuplicateSerial
                     )
             }
+            Self::Directory(e) => e.is_transient(),
             _ => false,
         }
     }
@@ -264,6 +270,8 @@ impl ServiceError {
             // The user's device limit: a policy refusal, like the others.
             Self::Store(StoreError::LimitReached) => 403,
             Self::Store(_) => 500,
+            Self::Directory(_) if self.is_transient() => 503,
+            Self::Directory(_) => 500,
             Self::BadRequest(_) => 400,
             Self::Internal(_) => 500,
             Self::Command(e) => match e {
@@ -312,6 +320,14 @@ mod tests {
         );
         assert_eq!(
             retry(StoreError::permanent("record does not decode").into()),
+            (500, None)
+        );
+        assert_eq!(
+            retry(DirectoryError::transient("ldap timed out").into()),
+            (503, Some("1".to_owned()))
+        );
+        assert_eq!(
+            retry(DirectoryError::permanent("no such directory").into()),
             (500, None)
         );
         assert_eq!(retry(ServiceError::BadRequest("x".into())), (400, None));

@@ -74,7 +74,8 @@ use crate::activation::{
     QueuedCommand, TenantId, UserAccount,
 };
 
-/// A failure's cause, as carried by [`StoreError::Backend`].
+/// A failure's cause, as carried by [`StoreError::Backend`] and
+/// [`DirectoryError::Backend`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Whether retrying an operation that failed in its backend may succeed.
@@ -97,6 +98,51 @@ impl std::fmt::Display for FailureKind {
             Self::Permanent => "permanent",
         })
     }
+}
+
+/// `transient`, `permanent` and `is_transient` of an error with a
+/// `Backend { kind, source }` variant.
+macro_rules! backend_failure {
+    ($error:ident) => {
+        impl $error {
+            /// A backend failure that retrying may fix (busy, locked, a lost
+            /// connection, a timeout).
+            pub fn transient(source: impl Into<BoxError>) -> Self {
+                Self::Backend {
+                    kind: FailureKind::Transient,
+                    source: source.into(),
+                }
+            }
+
+            /// A backend failure that retrying will not fix (a record that
+            /// does not decode, a schema mismatch, a poisoned lock).
+            pub fn permanent(source: impl Into<BoxError>) -> Self {
+                Self::Backend {
+                    kind: FailureKind::Permanent,
+                    source: source.into(),
+                }
+            }
+
+            /// Whether this is a [`FailureKind::Transient`] backend failure:
+            /// the operation may succeed if retried. Every other variant
+            /// answers `false`.
+            pub fn is_transient(&self) -> bool {
+                matches!(
+                    self,
+                    Self::Backend {
+                        kind: FailureKind::Transient,
+                        ..
+                    }
+                )
+            }
+        }
+    };
+}
+
+/// Whether two backend failures compare equal: the same kind and the same
+/// message (sources themselves are not comparable).
+fn same_failure(a: (&FailureKind, &BoxError), b: (&FailureKind, &BoxError)) -> bool {
+    a.0 == b.0 && a.1.to_string() == b.1.to_string()
 }
 
 /// A storage failure or a lost race.
@@ -155,13 +201,9 @@ impl PartialEq for StoreError {
     fn eq(&self, other: &Self) -> bool {
         use StoreError as E;
         match (self, other) {
-            (
-                E::Backend { kind, source },
-                E::Backend {
-                    kind: other_kind,
-                    source: other_source,
-                },
-            ) => kind == other_kind && source.to_string() == other_source.to_string(),
+            (E::Backend { kind, source }, E::Backend { kind: k, source: s }) => {
+                same_failure((kind, source), (k, s))
+            }
             (
                 E::VersionConflict { expected, found },
                 E::VersionConflict {
@@ -182,37 +224,7 @@ impl PartialEq for StoreError {
 
 impl Eq for StoreError {}
 
-impl StoreError {
-    /// A backend failure that retrying may fix (busy, locked, lost connection).
-    pub fn transient(source: impl Into<BoxError>) -> Self {
-        Self::Backend {
-            kind: FailureKind::Transient,
-            source: source.into(),
-        }
-    }
-
-    /// A backend failure that retrying will not fix (corrupt record, schema
-    /// mismatch, poisoned lock).
-    pub fn permanent(source: impl Into<BoxError>) -> Self {
-        Self::Backend {
-            kind: FailureKind::Permanent,
-            source: source.into(),
-        }
-    }
-
-    /// Whether this is a [`FailureKind::Transient`] backend failure: the
-    /// operation may succeed if retried. Lost races and refusals (`NotFound`,
-    /// `VersionConflict`, ...) answer `false`: they are answers, not failures.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Backend {
-                kind: FailureKind::Transient,
-                ..
-            }
-        )
-    }
-}
+backend_failure!(StoreError);
 
 /// A value with its optimistic-concurrency version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -867,13 +879,46 @@ impl<T> Store for T where
 /// Checks self-service credentials (step 2).
 pub trait Directory: Send + Sync {
     /// Whether `attempt` holds valid credentials for a user of `tenant`. Must
-    /// compare secrets in constant time.
+    /// compare secrets in constant time. Wrong credentials are `Ok(false)`,
+    /// not an error.
     fn check_credentials(
         &self,
         tenant: &TenantId,
         attempt: &LoginAttempt,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, DirectoryError>;
 }
+
+/// Why a [`Directory`] could not check credentials (wrong credentials are
+/// not an error).
+///
+/// Not `Clone`: it carries its cause. Two errors compare equal when their
+/// kinds and their sources' messages are.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// The directory's backend failed (an LDAP server that did not answer,
+    /// a poisoned lock, an unreadable user file): `kind` says whether
+    /// retrying may succeed, `source` is the backend's own error.
+    #[error("directory backend ({kind}): {source}")]
+    Backend {
+        /// Transient or permanent.
+        kind: FailureKind,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+backend_failure!(DirectoryError);
+
+impl PartialEq for DirectoryError {
+    fn eq(&self, other: &Self) -> bool {
+        let (Self::Backend { kind, source }, Self::Backend { kind: k, source: s }) = (self, other);
+        same_failure((kind, source), (k, s))
+    }
+}
+
+impl Eq for DirectoryError {}
 
 /// Why a [`PushSender`] could not take a push.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
