@@ -55,6 +55,8 @@ pub mod conformance;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod records;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -64,6 +66,8 @@ pub mod postgres;
 
 pub use declarations::{DdmSlot, DeclarationStore, StoredDeclarations};
 pub use memory::MemoryStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use records::{RECORD_VERSION, RecordError};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -15,8 +15,10 @@
 //! replicas starting at once apply them once) and refuses a database whose
 //! schema is newer than the build ([`SCHEMA_VERSION`]).
 //!
-//! Records are binary plists of the crate's serde types next to the key
-//! columns the queries need (the same encoding as the SQLite store).
+//! Records are versioned binary plists (a `v` layout version,
+//! [`RECORD_VERSION`](super::RECORD_VERSION); rows written before it are
+//! version 1) next to the key columns the queries need (the same encoding
+//! as the SQLite store).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};

@@ -17,8 +17,9 @@
 //! [`SqliteStore::execute_batch`] to also survive that). All reads are
 //! fresh (one connection, serialized by a mutex).
 //!
-//! Records are stored as binary plists of the crate's serde types, next to
-//! the key columns the queries need. Besides the traits the store keeps a
+//! Records are stored as versioned binary plists (a `v` layout version,
+//! [`RECORD_VERSION`](super::RECORD_VERSION); rows written before it are
+//! version 1), next to the key columns the queries need. Besides the traits the store keeps a
 //! per-activation event log ([`SqliteStore::record_step`]) and lists
 //! activations ([`SqliteStore::activations`]) for admin views.
 
