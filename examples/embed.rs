@@ -29,7 +29,7 @@ use mdm_enroll::scep::ScepResponder;
 use mdm_enroll::service::{
     Engine, EngineConfig, EnrollmentConfig, EnrollmentService, InitialConfiguration, MdmService,
 };
-use mdm_enroll::store::{Directory, MemoryStore, PushError, PushSender, StoreError};
+use mdm_enroll::store::{Directory, DirectoryError, MemoryStore, PushError, PushSender};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Service = EnrollmentService<MemoryStore, OneUser, PrintPush>;
@@ -41,7 +41,7 @@ struct OneUser {
 }
 
 impl Directory for OneUser {
-    fn check_credentials(&self, _: &TenantId, a: &LoginAttempt) -> Result<bool, StoreError> {
+    fn check_credentials(&self, _: &TenantId, a: &LoginAttempt) -> Result<bool, DirectoryError> {
         let same = constant_time_eq(
             self.password.expose().as_bytes(),
             a.password.expose().as_bytes(),

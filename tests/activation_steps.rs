@@ -1145,3 +1145,59 @@ fn new_activation_of_an_enrolled_device_retires_the_old_identity() {
             .is_some()
     );
 }
+
+/// A directory whose server does not answer.
+struct UnreachableDirectory;
+
+impl mdm_enroll::store::Directory for UnreachableDirectory {
+    fn check_credentials(
+        &self,
+        _: &TenantId,
+        _: &LoginAttempt,
+    ) -> Result<bool, mdm_enroll::store::DirectoryError> {
+        Err(mdm_enroll::store::DirectoryError::transient(
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        ))
+    }
+}
+
+/// Step 2 with a directory that cannot answer: the login fails with the
+/// directory's own error (not a store error, not bad credentials), stores
+/// nothing, and is answered 503 so the browser may retry.
+#[test]
+fn step2_directory_failure_is_its_own_retryable_error() {
+    let a = TenantId::new("customer-a").unwrap();
+    let engine = Engine::new(
+        MemoryStore::new(),
+        UnreachableDirectory,
+        RecordingPush::new(),
+        EngineConfig::default(),
+    );
+    engine
+        .provision_user(&UserAccount {
+            tenant: a.clone(),
+            username: "alice".into(),
+            domain: "corp".into(),
+            policy: Policy::default(),
+        })
+        .unwrap();
+    let before = engine.store().snapshot();
+    let attempt = LoginAttempt {
+        username: "alice".into(),
+        password: Secret::new("pw"),
+        domain: "corp".into(),
+    };
+    let err = engine
+        .login(&a, &attempt, t0(), &mut UnwrapErr(getrandom::SysRng))
+        .unwrap_err();
+    let ServiceError::Directory(cause) = &err else {
+        panic!("expected a directory error, got {err:?}");
+    };
+    assert!(cause.is_transient());
+    let io = std::error::Error::source(cause)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .expect("the directory's own error");
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(err.http_status(), 503);
+    assert_eq!(engine.store().snapshot(), before);
+}

@@ -58,7 +58,7 @@ impl Broken {
             return outcome;
         }
         match self.flaw {
-            Flaw::LosersBusy => Err(StoreError::Backend("busy".into())),
+            Flaw::LosersBusy => Err(StoreError::transient("busy")),
             Flaw::LosersPanic => panic!("store panicked in a lost race"),
             _ => outcome,
         }
@@ -467,7 +467,7 @@ fn kit_catches_each_flaw() {
 }
 
 /// The race checks assert each loser's error: a store that answers
-/// `Backend("busy")` to every loser (with the right number of winners) fails
+/// a transient `Backend("busy")` to every loser (with the right number of winners) fails
 /// all six of them and nothing else.
 #[test]
 fn kit_checks_each_losers_error() {
@@ -488,7 +488,10 @@ fn kit_checks_each_losers_error() {
         report.failed
     );
     for (name, why) in &report.failed {
-        assert!(why.contains("lost with Backend(\"busy\")"), "{name}: {why}");
+        assert!(
+            why.contains("lost with Backend { kind: Transient, source: \"busy\" }"),
+            "{name}: {why}"
+        );
     }
 }
 

@@ -72,7 +72,8 @@ fn migrations_apply_once_when_replicas_start_together_and_a_newer_schema_is_refu
         .unwrap();
     let refused = PostgresStore::connect(&url, 1).unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Backend(why) if why.contains("newer than this build")),
+        matches!(&refused, StoreError::Backend { kind: FailureKind::Permanent, source }
+            if source.to_string().contains("newer than this build")),
         "{refused:?}"
     );
 }
@@ -160,4 +161,94 @@ fn postgres_store_keeps_declarations_per_channel() {
     });
     assert!(report.is_ok(), "{:#?}", report.failed);
     assert_eq!(report.passed.len(), 2);
+}
+
+fn challenge_record(tenant: &TenantId, secret: &Secret) -> ChallengeRecord {
+    ChallengeRecord {
+        tenant: tenant.clone(),
+        activation: ActivationId::new("act-1").expect("id"),
+        grant: ChallengeGrant {
+            kind: ChallengeKind::Scep,
+            digest: secret.digest(),
+            expires: t0() + Duration::from_secs(60),
+        },
+        consumed: false,
+    }
+}
+
+/// The SQLSTATE of a store error's PostgreSQL source.
+fn sqlstate(err: &StoreError) -> Option<String> {
+    std::error::Error::source(err)?
+        .downcast_ref::<::postgres::Error>()?
+        .code()
+        .map(|c| c.code().to_owned())
+}
+
+/// Serialization failures, deadlocks and a lock wait that timed out are
+/// transient, with PostgreSQL's error as the source; a stored row that no
+/// longer decodes is permanent, with the decoder's error as the source.
+#[test]
+#[cfg_attr(
+    not(mdm_have_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, or set MDM_TEST_POSTGRES"
+)]
+fn postgres_failures_say_transient_or_permanent_and_keep_their_source() {
+    let server = Server::start();
+    let url = server.fresh();
+    let store = PostgresStore::connect(&url, 1).expect("connect");
+    for code in ["40001", "40P01"] {
+        let err = store
+            .batch_execute(&format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'lost' USING ERRCODE = '{code}'; END $$"
+            ))
+            .unwrap_err();
+        assert!(err.is_transient(), "{code}: {err:?}");
+        assert_eq!(sqlstate(&err).as_deref(), Some(code));
+    }
+    let other = store
+        .batch_execute("DO $$ BEGIN RAISE EXCEPTION 'bad' USING ERRCODE = '22023'; END $$")
+        .unwrap_err();
+    assert!(!other.is_transient(), "{other:?}");
+
+    let tenant = TenantId::new("acme").expect("tenant");
+    let secret = Secret::new("s");
+    store
+        .insert_challenge(&challenge_record(&tenant, &secret))
+        .expect("insert");
+
+    // Another connection holds the table; the store's read gives up waiting.
+    let mut holder = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE challenges IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    store
+        .batch_execute("SET lock_timeout = '50ms'")
+        .expect("set lock timeout");
+    let err = store.challenge(&tenant, &secret.digest()).unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P03"));
+    tx.rollback().unwrap();
+    assert!(
+        store
+            .challenge(&tenant, &secret.digest())
+            .expect("retried read succeeds")
+            .is_some()
+    );
+
+    holder
+        .batch_execute("UPDATE challenges SET record = '\\x62706c697374'")
+        .unwrap();
+    let err = store.challenge(&tenant, &secret.digest()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Backend {
+                kind: FailureKind::Permanent,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(source.is::<plist::Error>(), "{source:?}");
 }

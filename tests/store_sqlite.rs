@@ -264,16 +264,7 @@ fn records_survive_reopening_the_file() {
     let tenant = TenantId::new("acme").expect("tenant");
     let secret = Secret::new("one-time");
     let now = SystemTime::now();
-    let record = ChallengeRecord {
-        tenant: tenant.clone(),
-        activation: ActivationId::new("act-1").expect("id"),
-        grant: ChallengeGrant {
-            kind: ChallengeKind::Scep,
-            digest: secret.digest(),
-            expires: now + Duration::from_secs(60),
-        },
-        consumed: false,
-    };
+    let record = challenge_record(&tenant, &secret, now);
     let key = QueueKey {
         tenant: tenant.clone(),
         channel: Channel::device("UDID-1"),
@@ -413,5 +404,154 @@ fn sqlite_store_keeps_declarations_per_channel() {
             .expect("get")
             .as_deref(),
         Some("[]")
+    );
+}
+
+fn challenge_record(tenant: &TenantId, secret: &Secret, now: SystemTime) -> ChallengeRecord {
+    ChallengeRecord {
+        tenant: tenant.clone(),
+        activation: ActivationId::new("act-1").expect("id"),
+        grant: ChallengeGrant {
+            kind: ChallengeKind::Scep,
+            digest: secret.digest(),
+            expires: now + Duration::from_secs(60),
+        },
+        consumed: false,
+    }
+}
+
+/// A write refused because another connection holds the write lock is a
+/// transient backend failure whose source is SQLite's busy error; the same
+/// write succeeds once the lock is released.
+#[test]
+fn busy_database_is_a_transient_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("busy.db");
+    let holder = SqliteStore::open(&path).expect("open");
+    let writer = SqliteStore::open(&path).expect("open again");
+    writer
+        .execute_batch("PRAGMA busy_timeout = 0")
+        .expect("no busy wait");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let record = challenge_record(&tenant, &Secret::new("s"), now);
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let err = writer.insert_challenge(&record).unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let source = std::error::Error::source(&err).expect("a source");
+    let sqlite = source
+        .downcast_ref::<rusqlite::Error>()
+        .expect("the SQLite error itself");
+    assert_eq!(
+        sqlite.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy)
+    );
+    holder.execute_batch("COMMIT").expect("release");
+    writer
+        .insert_challenge(&record)
+        .expect("retried write succeeds");
+}
+
+/// A stored record that no longer decodes is a permanent failure, with the
+/// decoder's error as its source.
+#[test]
+fn corrupt_row_is_a_permanent_failure() {
+    let store = SqliteStore::open_in_memory().expect("open");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let secret = Secret::new("s");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    store
+        .insert_challenge(&challenge_record(&tenant, &secret, now))
+        .expect("insert");
+    store
+        .execute_batch("UPDATE challenges SET record = x'62706c697374'")
+        .expect("corrupt the row");
+    let err = store.challenge(&tenant, &secret.digest()).unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Backend {
+                kind: FailureKind::Permanent,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(source.is::<plist::Error>(), "{source:?}");
+}
+
+/// Rows written before store records were versioned (the vectors are the
+/// crate's own encoding at commit 0d16f1f) are read through the store as
+/// they were written; a row of an unknown layout version is refused with a
+/// permanent, typed error.
+#[test]
+fn rows_written_before_versioning_are_read() {
+    let read = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/vectors/store/{name}.bplist",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("vector")
+    };
+    let hex = mdm_enroll::wire::hex::lower;
+    let store = SqliteStore::open_in_memory().expect("open");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let id = ActivationId::new("act-0001").expect("id");
+    store
+        .execute_batch(&format!(
+            "INSERT INTO activations (tenant, id, version, value, created)
+                 VALUES ('acme', 'act-0001', 7, x'{}', 0);
+             INSERT INTO challenges (tenant, digest, consumed, record)
+                 VALUES ('acme', x'{}', 1, x'{}');",
+            hex(&read("activation")),
+            hex(&[0x5c; 32]),
+            hex(&read("challenge_record")),
+        ))
+        .expect("old rows");
+    let activation = store
+        .activation(&tenant, &id)
+        .expect("decodes")
+        .expect("found");
+    assert_eq!(activation.version, 7);
+    assert_eq!(activation.value.phase, Phase::Configuring);
+    assert_eq!(activation.value.language.as_deref(), Some("fr-CA"));
+    assert_eq!(
+        activation.value.renewal.as_ref().map(|r| r.attempt),
+        Some(2)
+    );
+    let challenge = store
+        .challenge(&tenant, &ChallengeDigest([0x5c; 32]))
+        .expect("decodes")
+        .expect("found");
+    assert_eq!(challenge.activation, id);
+    assert_eq!(challenge.grant.kind, ChallengeKind::ProfileService);
+    // The row as a newer build would write it: `v = 2`.
+    let mut newer: plist::Dictionary = plist::from_bytes(&read("challenge_record")).expect("plist");
+    newer.insert("v".into(), plist::Value::from(2u64));
+    let mut bytes = Vec::new();
+    plist::to_writer_binary(&mut bytes, &newer).expect("encode");
+    store
+        .execute_batch(&format!(
+            "UPDATE challenges SET record = x'{}'",
+            hex(&bytes)
+        ))
+        .expect("newer row");
+    let err = store
+        .challenge(&tenant, &ChallengeDigest([0x5c; 32]))
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    let why = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<RecordError>())
+        .expect("a record error");
+    assert_eq!(
+        why,
+        &RecordError::UnknownVersion {
+            record: "challenge",
+            version: 2
+        }
     );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use mdm_enroll::activation::{LoginAttempt, TenantId};
-use mdm_enroll::store::{Directory, StoreError};
+use mdm_enroll::store::{Directory, DirectoryError};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -148,7 +148,7 @@ impl Directory for Users {
         &self,
         tenant: &TenantId,
         attempt: &LoginAttempt,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, DirectoryError> {
         let found = self
             .entries
             .iter()

@@ -549,7 +549,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         let tenant = &route.tenant;
         let topic = match self.tenant_config(tenant) {
             Ok(c) => &c.topic,
-            Err(e) => return (Response::empty(e.http_status()), Vec::new()),
+            Err(e) => return (e.response(), Vec::new()),
         };
         let result = match route.endpoint {
             Endpoint::Enroll => self.self_service(tenant, request, now, rng),
@@ -570,7 +570,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         };
         match result {
             Ok(out) => (out.value, out.events),
-            Err(e) => (Response::empty(e.http_status()), Vec::new()),
+            Err(e) => (e.response(), Vec::new()),
         }
     }
 
@@ -913,7 +913,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
     ) -> (Response, Vec<Event>) {
         let c = match self.tenant_config(tenant) {
             Ok(c) => c,
-            Err(e) => return (Response::empty(e.http_status()), Vec::new()),
+            Err(e) => return (e.response(), Vec::new()),
         };
         let req = match c.scep.handle(request, now, rng) {
             ScepOutcome::Respond(r) => return (r, Vec::new()),

@@ -5,10 +5,10 @@ use thiserror::Error;
 use crate::activation::{
     ActivationError, ActivationId, Channel, CommandOutcome, CommandUuid, Step, TenantId,
 };
-use crate::store::{PushError, StoreError};
+use crate::store::{DirectoryError, PushError, StoreError};
 
 /// Why a driver call failed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ServiceError {
     /// The core (or a lost atomic gate) refused the input.
@@ -17,11 +17,20 @@ pub enum ServiceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The [`Directory`](crate::store::Directory) could not check the
+    /// credentials (503 when transient, else 500).
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
     /// The request could not be decoded or its signature did not verify.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The server could not build, sign or issue what it answers with (its
-    /// configuration is wrong): nothing was stored.
+    /// The server could not build, sign or encode what it answers with (its
+    /// configuration is wrong). What the call did before that is **not**
+    /// undone: self-service has stored the login's activation and its
+    /// challenge, the Profile Service has consumed the device's challenge
+    /// and stored the SCEP challenge, a `TokenUpdate` may have stored the
+    /// channel's initial declarations. A renewal is refused before anything
+    /// is queued.
     #[error("server error: {0}")]
     Internal(String),
     /// The command API refused a command.
@@ -188,11 +197,47 @@ pub struct Outcome<T> {
 }
 
 impl ServiceError {
+    /// The seconds a client is told to wait (`Retry-After`) before retrying
+    /// after a transient failure.
+    pub const RETRY_AFTER_SECS: u32 = 1;
+
+    /// Whether the same request may succeed if retried: a transient store
+    /// or directory failure ([`StoreError::is_transient`],
+    /// [`DirectoryError::is_transient`]) or a lost race (a version conflict,
+    /// a random serial that was taken).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Store(e) => {
+                e.is_transient()
+                    || matches!(
+                        e,
+                        StoreError::VersionConflict { .. } | StoreError::DuplicateSerial
+                    )
+            }
+            Self::Directory(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// The response to answer a device or browser with: [`Self::http_status`]
+    /// and no body; a transient failure ([`Self::is_transient`], 503) also
+    /// carries `Retry-After`.
+    pub fn response(&self) -> crate::http::Response {
+        let mut response = crate::http::Response::empty(self.http_status());
+        if self.is_transient() {
+            response
+                .headers
+                .push(("Retry-After".into(), Self::RETRY_AFTER_SECS.to_string()));
+        }
+        response
+    }
+
     /// The HTTP status to answer a device or browser with.
     ///
     /// Never 401 on the MDM endpoints: to a device a 401 means "unenroll".
     /// Authentication failures are 400 (as nanomdm), policy refusals 403,
-    /// lost races and replays 409, store trouble 503 (the device retries).
+    /// lost races and replays 409, transient store trouble 503 (the device
+    /// retries; see [`Self::response`]), a permanent store failure 500.
     pub fn http_status(&self) -> u16 {
         use ActivationError as A;
         match self {
@@ -221,11 +266,12 @@ impl ServiceError {
                 | A::UnknownCommand(_)
                 | A::UndecodableWithoutCommand => 400,
             },
-            Self::Store(StoreError::VersionConflict { .. } | StoreError::Backend(_)) => 503,
-            Self::Store(StoreError::DuplicateSerial) => 503,
+            Self::Store(_) if self.is_transient() => 503,
             // The user's device limit: a policy refusal, like the others.
             Self::Store(StoreError::LimitReached) => 403,
             Self::Store(_) => 500,
+            Self::Directory(_) if self.is_transient() => 503,
+            Self::Directory(_) => 500,
             Self::BadRequest(_) => 400,
             Self::Internal(_) => 500,
             Self::Command(e) => match e {
@@ -245,6 +291,47 @@ impl ServiceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_store_failures_answer_503_with_retry_after() {
+        let retry = |e: ServiceError| {
+            let r = e.response();
+            let after = r
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                .map(|(_, v)| v.clone());
+            (r.status, after)
+        };
+        let one = Some("1".to_owned());
+        assert_eq!(
+            retry(StoreError::transient("database is locked").into()),
+            (503, one.clone())
+        );
+        assert_eq!(
+            retry(
+                StoreError::VersionConflict {
+                    expected: 1,
+                    found: 2
+                }
+                .into()
+            ),
+            (503, one)
+        );
+        assert_eq!(
+            retry(StoreError::permanent("record does not decode").into()),
+            (500, None)
+        );
+        assert_eq!(
+            retry(DirectoryError::transient("ldap timed out").into()),
+            (503, Some("1".to_owned()))
+        );
+        assert_eq!(
+            retry(DirectoryError::permanent("no such directory").into()),
+            (500, None)
+        );
+        assert_eq!(retry(ServiceError::BadRequest("x".into())), (400, None));
+    }
 
     #[test]
     fn device_facing_errors_never_unenroll() {

@@ -283,7 +283,7 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
         now: SystemTime,
         rng: &mut R,
     ) -> (crate::http::Response, Vec<Event>) {
-        use crate::http::{MessageKind, Response, classify};
+        use crate::http::{MessageKind, classify};
         let identity =
             crate::activation::CertFingerprint(identity.certificate.sha256_fingerprint());
         let result = match classify(request) {
@@ -294,7 +294,7 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
         };
         match result {
             Ok(pair) => pair,
-            Err(e) => (Response::empty(e.http_status()), Vec::new()),
+            Err(e) => (e.response(), Vec::new()),
         }
     }
 

@@ -1,27 +1,17 @@
-//! Shared encoding of the SQL stores: records as binary plists of the
-//! crate's serde types, queue keys as one unambiguous byte string, times as
+//! Shared encoding of the SQL stores: records as versioned binary plists
+//! ([`super::records`]), queue keys as one unambiguous byte string, times as
 //! Unix milliseconds.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::StoreError;
+pub(crate) use super::records::{decode, encode};
 use crate::activation::QueueKey;
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
-    plist::to_writer_binary(&mut out, value).map_err(backend)?;
-    Ok(out)
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    plist::from_bytes(bytes).map_err(backend)
+/// A stored value that does not decode (or a value that does not encode):
+/// retrying will not help.
+pub(crate) fn corrupt(e: impl Into<super::BoxError>) -> StoreError {
+    StoreError::permanent(e)
 }
 
 /// A queue key as one unambiguous byte string (length-prefixed fields).

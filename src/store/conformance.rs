@@ -322,7 +322,7 @@ fn device_claims_respect_limit<S: Store>(s: &S) -> Result<(), String> {
         .map_err(e("claim d2"))?;
     let third = s.claim_device(&a, "alice", "d3", Some(2));
     ensure!(
-        third == Err(StoreError::LimitReached),
+        matches!(third, Err(StoreError::LimitReached)),
         "third device over limit 2: {third:?}"
     );
     ensure!(
@@ -349,7 +349,7 @@ fn device_claims_race<S: Store>(s: &S) -> Result<(), String> {
         s.claim_device(&a, "alice", &format!("d{i}"), Some(3))
     });
     let winners = settle("racing devices under a limit of 3", &outcomes, 3, |err| {
-        *err == StoreError::LimitReached
+        matches!(err, StoreError::LimitReached)
     })?;
     let mut counted = s.devices(&a, "alice").map_err(e("devices"))?;
     counted.sort();
@@ -368,7 +368,7 @@ fn activation_versioning<S: Store>(s: &S) -> Result<(), String> {
     s.insert_activation(&act).map_err(e("insert"))?;
     let dup = s.insert_activation(&act);
     ensure!(
-        dup == Err(StoreError::AlreadyExists),
+        matches!(dup, Err(StoreError::AlreadyExists)),
         "duplicate insert: {dup:?}"
     );
     let got = s.activation(&a, &act.id).map_err(e("activation"))?;
@@ -392,7 +392,7 @@ fn activation_versioning<S: Store>(s: &S) -> Result<(), String> {
     );
     let missing = s.update_activation(&activation(&a, 2)?, 1);
     ensure!(
-        missing == Err(StoreError::NotFound),
+        matches!(missing, Err(StoreError::NotFound)),
         "update of a missing activation: {missing:?}"
     );
     Ok(())
@@ -408,10 +408,13 @@ fn activation_cas_race<S: Store>(s: &S) -> Result<(), String> {
         s.update_activation(&mine, 1)
     });
     let winners = settle("racing updates from version 1", &outcomes, 1, |err| {
-        *err == StoreError::VersionConflict {
-            expected: 1,
-            found: 2,
-        }
+        matches!(
+            err,
+            StoreError::VersionConflict {
+                expected: 1,
+                found: 2,
+            }
+        )
     })?;
     let language = winners.first().map(|i| format!("l{i}"));
     let stored = s.activation(&a, &act.id).map_err(e("activation"))?;
@@ -471,7 +474,7 @@ fn challenge_single_use<S: Store>(s: &S) -> Result<(), String> {
     let rec = challenge(&a, "s1", 60);
     s.insert_challenge(&rec).map_err(e("insert"))?;
     ensure!(
-        s.insert_challenge(&rec) == Err(StoreError::AlreadyExists),
+        matches!(s.insert_challenge(&rec), Err(StoreError::AlreadyExists)),
         "duplicate challenge insert accepted"
     );
     let got = s
@@ -483,7 +486,7 @@ fn challenge_single_use<S: Store>(s: &S) -> Result<(), String> {
     );
     let again = s.consume_challenge(&a, &rec.grant.digest, t0());
     ensure!(
-        again == Err(StoreError::ChallengeConsumed),
+        matches!(again, Err(StoreError::ChallengeConsumed)),
         "second consume: {again:?}"
     );
     let seen = s.challenge(&a, &rec.grant.digest).map_err(e("challenge"))?;
@@ -500,7 +503,7 @@ fn challenge_consume_race<S: Store>(s: &S) -> Result<(), String> {
     s.insert_challenge(&rec).map_err(e("insert"))?;
     let outcomes = race(s, |s, _| s.consume_challenge(&a, &rec.grant.digest, t0()));
     settle("racing consumers of one challenge", &outcomes, 1, |err| {
-        *err == StoreError::ChallengeConsumed
+        matches!(err, StoreError::ChallengeConsumed)
     })?;
     Ok(())
 }
@@ -511,7 +514,7 @@ fn challenge_expiry_and_tenant<S: Store>(s: &S) -> Result<(), String> {
     s.insert_challenge(&rec).map_err(e("insert"))?;
     let other = s.consume_challenge(&b, &rec.grant.digest, t0());
     ensure!(
-        other == Err(StoreError::NotFound),
+        matches!(other, Err(StoreError::NotFound)),
         "consumed from another tenant: {other:?}"
     );
     ensure!(
@@ -522,12 +525,12 @@ fn challenge_expiry_and_tenant<S: Store>(s: &S) -> Result<(), String> {
     );
     let late = s.consume_challenge(&a, &rec.grant.digest, rec.grant.expires);
     ensure!(
-        late == Err(StoreError::ChallengeExpired),
+        matches!(late, Err(StoreError::ChallengeExpired)),
         "consume at expiry: {late:?}"
     );
     let unknown = s.consume_challenge(&a, &Secret::new("nope").digest(), t0());
     ensure!(
-        unknown == Err(StoreError::NotFound),
+        matches!(unknown, Err(StoreError::NotFound)),
         "unknown challenge: {unknown:?}"
     );
     Ok(())
@@ -580,7 +583,7 @@ fn binding_retire<S: Store>(s: &S) -> Result<(), String> {
     s.bind_identity(&binding(&a, 3, "dev")).map_err(e("bind"))?;
     let wrong = s.retire_identity(&fp(3), &b);
     ensure!(
-        wrong == Err(StoreError::NotFound),
+        matches!(wrong, Err(StoreError::NotFound)),
         "retired from another tenant: {wrong:?}"
     );
     s.retire_identity(&fp(3), &a).map_err(e("retire"))?;
@@ -591,7 +594,7 @@ fn binding_retire<S: Store>(s: &S) -> Result<(), String> {
     );
     let rebind = s.bind_identity(&binding(&a, 3, "dev"));
     ensure!(
-        rebind == Err(StoreError::IdentityRetired),
+        matches!(rebind, Err(StoreError::IdentityRetired)),
         "retired identity re-bound: {rebind:?}"
     );
     Ok(())
@@ -678,7 +681,7 @@ fn queue_fifo_and_finish_once<S: Store>(s: &S) -> Result<(), String> {
         s.enqueue(&k, &command(n)).map_err(e("enqueue"))?;
     }
     ensure!(
-        s.enqueue(&k, &command(1)) == Err(StoreError::AlreadyExists),
+        matches!(s.enqueue(&k, &command(1)), Err(StoreError::AlreadyExists)),
         "duplicate uuid enqueued"
     );
     let order: Vec<_> = s
@@ -694,7 +697,7 @@ fn queue_fifo_and_finish_once<S: Store>(s: &S) -> Result<(), String> {
     s.finish_command(&k, &result(1)).map_err(e("finish"))?;
     let again = s.finish_command(&k, &result(1));
     ensure!(
-        again == Err(StoreError::NotFound),
+        matches!(again, Err(StoreError::NotFound)),
         "finished twice: {again:?}"
     );
     let order: Vec<_> = s
@@ -710,12 +713,12 @@ fn queue_fifo_and_finish_once<S: Store>(s: &S) -> Result<(), String> {
     let results = s.results(&k).map_err(e("results"))?;
     ensure!(results == [result(1)], "results: {results:?}");
     ensure!(
-        s.enqueue(&k, &command(1)) == Err(StoreError::AlreadyExists),
+        matches!(s.enqueue(&k, &command(1)), Err(StoreError::AlreadyExists)),
         "a finished uuid was enqueued again"
     );
     let never = s.finish_command(&k, &result(9));
     ensure!(
-        never == Err(StoreError::NotFound),
+        matches!(never, Err(StoreError::NotFound)),
         "finished a command never queued: {never:?}"
     );
     Ok(())
@@ -730,7 +733,7 @@ fn queue_finish_race<S: Store>(s: &S) -> Result<(), String> {
         "racing reports finishing one command",
         &outcomes,
         1,
-        |err| *err == StoreError::NotFound,
+        |err| matches!(err, StoreError::NotFound),
     )?;
     let n = s.results(&k).map_err(e("results"))?.len();
     ensure!(n == 1, "{n} results recorded for one command");
@@ -751,7 +754,7 @@ fn queue_defer<S: Store>(s: &S) -> Result<(), String> {
     );
     let missing = s.defer_command(&k, &CommandUuid("x".into()));
     ensure!(
-        missing == Err(StoreError::NotFound),
+        matches!(missing, Err(StoreError::NotFound)),
         "deferred an unknown command: {missing:?}"
     );
     Ok(())
@@ -815,7 +818,7 @@ fn certificate_unique_serial<S: Store>(s: &S) -> Result<(), String> {
         .map_err(e("record"))?;
     let dup = s.record_certificate(&certificate(&a, 1, 2));
     ensure!(
-        dup == Err(StoreError::DuplicateSerial),
+        matches!(dup, Err(StoreError::DuplicateSerial)),
         "duplicate serial: {dup:?}"
     );
     let by_fp = s
@@ -850,7 +853,7 @@ fn certificate_serial_race<S: Store>(s: &S) -> Result<(), String> {
         "certificates recorded with one serial",
         &outcomes,
         1,
-        |err| *err == StoreError::DuplicateSerial,
+        |err| matches!(err, StoreError::DuplicateSerial),
     )?;
     let stored = s
         .certificate_by_serial(&[0x01, 9])
@@ -930,11 +933,14 @@ fn queue_deliver_and_cancel<S: Store>(s: &S) -> Result<(), String> {
         "second cancel: {got:?}"
     );
     ensure!(
-        s.mark_delivered(&k, &command(2).uuid, t0()) == Err(StoreError::NotFound),
+        matches!(
+            s.mark_delivered(&k, &command(2).uuid, t0()),
+            Err(StoreError::NotFound)
+        ),
         "a cancelled command was marked delivered"
     );
     ensure!(
-        s.enqueue(&k, &command(2)) == Err(StoreError::AlreadyExists),
+        matches!(s.enqueue(&k, &command(2)), Err(StoreError::AlreadyExists)),
         "a cancelled command's uuid was reused"
     );
     s.finish_command(&k, &result(0)).map_err(e("finish"))?;
@@ -1005,11 +1011,17 @@ fn queue_claim_lease<S: Store>(s: &S) -> Result<(), String> {
     );
     let other = qkey(&b, "udid", None);
     ensure!(
-        s.claim_delivery(&other, &u, secs(1), LEASE) == Ok(Claim::Gone),
+        matches!(
+            s.claim_delivery(&other, &u, secs(1), LEASE),
+            Ok(Claim::Gone)
+        ),
         "claimed across tenants"
     );
     ensure!(
-        s.claim_delivery(&k, &command(1).uuid, secs(1), LEASE) == Ok(Claim::Claimed),
+        matches!(
+            s.claim_delivery(&k, &command(1).uuid, secs(1), LEASE),
+            Ok(Claim::Claimed)
+        ),
         "a claim held another command"
     );
     ensure!(
@@ -1027,7 +1039,7 @@ fn queue_claim_lease<S: Store>(s: &S) -> Result<(), String> {
         "a claim marks the first delivery: {delivered:?}"
     );
     ensure!(
-        s.cancel_command(&k, &u) == Ok(Cancellation::AlreadyDelivered),
+        matches!(s.cancel_command(&k, &u), Ok(Cancellation::AlreadyDelivered)),
         "a claimed command was cancelled"
     );
     s.defer_command(&k, &u).map_err(e("defer"))?;
@@ -1075,10 +1087,10 @@ fn queue_claim_race<S: Store>(s: &S) -> Result<(), String> {
                 };
                 match s.apply(&[write]).map_err(|f| f.error)?.first() {
                     Some(Applied::Claim(claim)) => Ok(*claim),
-                    other => Err(StoreError::Backend(format!("step answered {other:?}"))),
+                    other => Err(StoreError::permanent(format!("step answered {other:?}"))),
                 }
             };
-            if claim == Ok(Claim::Claimed) {
+            if matches!(claim, Ok(Claim::Claimed)) {
                 claimed.fetch_add(1, Ordering::SeqCst);
             }
             claim
@@ -1426,7 +1438,7 @@ fn step_race<S: Store>(s: &S) -> Result<(), String> {
         ])
     });
     let winners = settle("racing steps over one challenge", &outcomes, 1, |f| {
-        f.index == 1 && f.error == StoreError::ChallengeConsumed
+        f.index == 1 && matches!(f.error, StoreError::ChallengeConsumed)
     })?;
     let counted = s.devices(&a, "alice").map_err(e("devices"))?;
     let expected: Vec<String> = winners.iter().map(|i| format!("d{i}")).collect();

@@ -108,7 +108,7 @@ pub trait DeclarationStore: Send + Sync {
 }
 
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Backend(format!("stored DDM document: {what}"))
+    StoreError::permanent(format!("stored DDM document: {what}"))
 }
 
 fn limits() -> JsonLimits {

@@ -134,8 +134,7 @@ impl MemoryStore {
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
-    m.lock()
-        .map_err(|_| StoreError::Backend("lock poisoned".into()))
+    m.lock().map_err(|_| StoreError::permanent("lock poisoned"))
 }
 
 // The write operations, each over the tables it touches: the single
@@ -964,10 +963,8 @@ mod tests {
         assert_ne!(store.snapshot(), before);
     }
 
-    #[test]
-    fn snapshot_reports_a_poisoned_table() {
-        let store = MemoryStore::new();
-        let before = store.snapshot();
+    /// Panic in a thread holding the bindings lock.
+    fn poison_bindings(store: &MemoryStore) {
         let poisoner = std::thread::scope(|s| {
             s.spawn(|| {
                 let _held = store.bindings.lock().unwrap();
@@ -976,8 +973,36 @@ mod tests {
             .join()
         });
         assert!(poisoner.is_err());
+    }
+
+    #[test]
+    fn snapshot_reports_a_poisoned_table() {
+        let store = MemoryStore::new();
+        let before = store.snapshot();
+        poison_bindings(&store);
         let after = store.snapshot();
         assert_ne!(after, before);
         assert_eq!(after, ["binding lock poisoned"]);
+    }
+
+    #[test]
+    fn a_poisoned_table_is_a_permanent_failure() {
+        use crate::store::BindingStore;
+        let store = MemoryStore::new();
+        poison_bindings(&store);
+        let err = store.identity(&CertFingerprint([1; 32])).unwrap_err();
+        assert!(!err.is_transient(), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                StoreError::Backend {
+                    kind: crate::store::FailureKind::Permanent,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err).expect("a source");
+        assert_eq!(source.to_string(), "lock poisoned");
     }
 }

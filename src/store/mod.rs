@@ -55,6 +55,8 @@ pub mod conformance;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod records;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -64,6 +66,8 @@ pub mod postgres;
 
 pub use declarations::{DdmSlot, DeclarationStore, StoredDeclarations};
 pub use memory::MemoryStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use records::{RECORD_VERSION, RecordError};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -74,8 +78,82 @@ use crate::activation::{
     QueuedCommand, TenantId, UserAccount,
 };
 
+/// A failure's cause, as carried by [`StoreError::Backend`] and
+/// [`DirectoryError::Backend`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether retrying an operation that failed in its backend may succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Retrying may succeed: a busy or locked database, a serialization
+    /// failure or deadlock, a lost connection, a pool timeout.
+    Transient,
+    /// Retrying the same operation fails again: a stored record that no
+    /// longer decodes, a schema mismatch, a poisoned lock, a constraint the
+    /// code did not expect.
+    Permanent,
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+        })
+    }
+}
+
+/// `transient`, `permanent` and `is_transient` of an error with a
+/// `Backend { kind, source }` variant.
+macro_rules! backend_failure {
+    ($error:ident) => {
+        impl $error {
+            /// A backend failure that retrying may fix (busy, locked, a lost
+            /// connection, a timeout).
+            pub fn transient(source: impl Into<BoxError>) -> Self {
+                Self::Backend {
+                    kind: FailureKind::Transient,
+                    source: source.into(),
+                }
+            }
+
+            /// A backend failure that retrying will not fix (a record that
+            /// does not decode, a schema mismatch, a poisoned lock).
+            pub fn permanent(source: impl Into<BoxError>) -> Self {
+                Self::Backend {
+                    kind: FailureKind::Permanent,
+                    source: source.into(),
+                }
+            }
+
+            /// Whether this is a [`FailureKind::Transient`] backend failure:
+            /// the operation may succeed if retried. Every other variant
+            /// answers `false`.
+            pub fn is_transient(&self) -> bool {
+                matches!(
+                    self,
+                    Self::Backend {
+                        kind: FailureKind::Transient,
+                        ..
+                    }
+                )
+            }
+        }
+    };
+}
+
+/// Whether two backend failures compare equal: the same kind and the same
+/// message (sources themselves are not comparable).
+fn same_failure(a: (&FailureKind, &BoxError), b: (&FailureKind, &BoxError)) -> bool {
+    a.0 == b.0 && a.1.to_string() == b.1.to_string()
+}
+
 /// A storage failure or a lost race.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+///
+/// Not `Clone`: [`StoreError::Backend`] carries its cause. Two `Backend`
+/// errors compare equal when their kinds and their sources' messages are.
+#[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// No such record.
@@ -110,10 +188,47 @@ pub enum StoreError {
     /// The user's device limit is reached.
     #[error("device limit reached")]
     LimitReached,
-    /// The backend failed (IO, poisoned lock, ...).
-    #[error("store backend: {0}")]
-    Backend(String),
+    /// The backend failed: `kind` says whether retrying may succeed,
+    /// `source` is the backend's own error (reachable through
+    /// [`std::error::Error::source`]).
+    #[error("store backend ({kind}): {source}")]
+    Backend {
+        /// Transient or permanent.
+        kind: FailureKind,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
 }
+
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        use StoreError as E;
+        match (self, other) {
+            (E::Backend { kind, source }, E::Backend { kind: k, source: s }) => {
+                same_failure((kind, source), (k, s))
+            }
+            (
+                E::VersionConflict { expected, found },
+                E::VersionConflict {
+                    expected: e,
+                    found: f,
+                },
+            ) => expected == e && found == f,
+            (E::BindingConflict(a), E::BindingConflict(b)) => a == b,
+            (a, b) => {
+                !matches!(
+                    a,
+                    E::Backend { .. } | E::VersionConflict { .. } | E::BindingConflict(_)
+                ) && std::mem::discriminant(a) == std::mem::discriminant(b)
+            }
+        }
+    }
+}
+
+impl Eq for StoreError {}
+
+backend_failure!(StoreError);
 
 /// A value with its optimistic-concurrency version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -629,7 +744,7 @@ pub enum Applied {
 }
 
 /// A step that was not applied: the store is as before it.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, PartialEq, Eq, Error)]
 #[error("write {index} of the step failed: {error}")]
 pub struct StepFailed {
     /// The position of the write that failed ([`Write`]s before it were
@@ -768,13 +883,46 @@ impl<T> Store for T where
 /// Checks self-service credentials (step 2).
 pub trait Directory: Send + Sync {
     /// Whether `attempt` holds valid credentials for a user of `tenant`. Must
-    /// compare secrets in constant time.
+    /// compare secrets in constant time. Wrong credentials are `Ok(false)`,
+    /// not an error.
     fn check_credentials(
         &self,
         tenant: &TenantId,
         attempt: &LoginAttempt,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, DirectoryError>;
 }
+
+/// Why a [`Directory`] could not check credentials (wrong credentials are
+/// not an error).
+///
+/// Not `Clone`: it carries its cause. Two errors compare equal when their
+/// kinds and their sources' messages are.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// The directory's backend failed (an LDAP server that did not answer,
+    /// a poisoned lock, an unreadable user file): `kind` says whether
+    /// retrying may succeed, `source` is the backend's own error.
+    #[error("directory backend ({kind}): {source}")]
+    Backend {
+        /// Transient or permanent.
+        kind: FailureKind,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+backend_failure!(DirectoryError);
+
+impl PartialEq for DirectoryError {
+    fn eq(&self, other: &Self) -> bool {
+        let (Self::Backend { kind, source }, Self::Backend { kind: k, source: s }) = (self, other);
+        same_failure((kind, source), (k, s))
+    }
+}
+
+impl Eq for DirectoryError {}
 
 /// Why a [`PushSender`] could not take a push.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

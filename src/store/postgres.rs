@@ -15,8 +15,10 @@
 //! replicas starting at once apply them once) and refuses a database whose
 //! schema is newer than the build ([`SCHEMA_VERSION`]).
 //!
-//! Records are binary plists of the crate's serde types next to the key
-//! columns the queries need (the same encoding as the SQLite store).
+//! Records are versioned binary plists (a `v` layout version,
+//! [`RECORD_VERSION`](super::RECORD_VERSION); rows written before it are
+//! version 1) next to the key columns the queries need (the same encoding
+//! as the SQLite store).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -25,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
-use super::codec::{backend, decode, encode, from_unix_millis, queue_key, unix_millis};
+use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
@@ -115,13 +117,34 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// A PostgreSQL error with the server's message and SQLSTATE, if any.
+/// A PostgreSQL error as a store error, the error itself as its source.
+///
+/// Transient: a serialization failure or deadlock (40001, 40P01), a lost or
+/// refused connection (class 08, a closed client, an IO error), too many
+/// connections or other exhausted resources (class 53), an operator
+/// intervention such as a shutdown or cancelled statement (class 57), a lock
+/// not available (55P03). Anything else is permanent.
 fn pg(e: postgres::Error) -> StoreError {
-    match e.as_db_error() {
-        Some(db) => {
-            StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()))
+    if is_transient(&e) {
+        StoreError::transient(e)
+    } else {
+        StoreError::permanent(e)
+    }
+}
+
+fn is_transient(e: &postgres::Error) -> bool {
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            is_retryable(e)
+                || c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57")
+                || *code == SqlState::LOCK_NOT_AVAILABLE
         }
-        None => backend(e),
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
     }
 }
 
@@ -153,7 +176,7 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         .map(|r| r.get(0))
         .unwrap_or(0);
     if current > SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::permanent(format!(
             "database schema version {current} is newer than this build's {SCHEMA_VERSION}"
         )));
     }
@@ -309,9 +332,9 @@ impl PostgresStore {
         }
         self.clients
             .get(start % n)
-            .ok_or_else(|| StoreError::Backend("no connection".into()))?
+            .ok_or_else(|| StoreError::permanent("no connection"))?
             .lock()
-            .map_err(|_| StoreError::Backend("connection lock poisoned".into()))
+            .map_err(|_| StoreError::permanent("connection lock poisoned"))
     }
 
     /// Run `f` in one serializable transaction, retrying lost races.
@@ -509,7 +532,7 @@ fn set_device_activation(
         &[&tenant.as_str(), &device_id, &id.as_str()],
     )?;
     Ok(previous
-        .map(|p| ActivationId::new(p).map_err(backend))
+        .map(|p| ActivationId::new(p).map_err(corrupt))
         .transpose()?)
 }
 
@@ -1033,7 +1056,7 @@ impl ActivationStore for PostgresStore {
                 &[&tenant.as_str(), &device_id],
             )
             .map_err(pg)?
-            .map(|r| ActivationId::new(r.get::<_, String>(0)).map_err(backend))
+            .map(|r| ActivationId::new(r.get::<_, String>(0)).map_err(corrupt))
             .transpose()
         })
     }
@@ -1061,7 +1084,7 @@ impl ActivationStore for PostgresStore {
             .map(|r| {
                 Ok((
                     r.get::<_, String>(0),
-                    ActivationId::new(r.get::<_, String>(1)).map_err(backend)?,
+                    ActivationId::new(r.get::<_, String>(1)).map_err(corrupt)?,
                 ))
             })
             .collect()

@@ -17,8 +17,9 @@
 //! [`SqliteStore::execute_batch`] to also survive that). All reads are
 //! fresh (one connection, serialized by a mutex).
 //!
-//! Records are stored as binary plists of the crate's serde types, next to
-//! the key columns the queries need. Besides the traits the store keeps a
+//! Records are stored as versioned binary plists (a `v` layout version,
+//! [`RECORD_VERSION`](super::RECORD_VERSION); rows written before it are
+//! version 1), next to the key columns the queries need. Besides the traits the store keeps a
 //! per-activation event log ([`SqliteStore::record_step`]) and lists
 //! activations ([`SqliteStore::activations`]) for admin views.
 
@@ -26,9 +27,12 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior, params,
+};
 
-use super::codec::{backend, decode, encode, from_unix_millis, queue_key, unix_millis};
+use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
+use super::records::Record;
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
@@ -115,12 +119,94 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// A SQLite error as a store error: busy or locked is transient (another
+/// connection holds the write lock past the busy timeout), anything else
+/// permanent.
+fn db_err(e: rusqlite::Error) -> StoreError {
+    let busy = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            )
+    );
+    if busy {
+        StoreError::transient(e)
+    } else {
+        StoreError::permanent(e)
+    }
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation
     )
+}
+
+// The one query sequence of this store: run a statement on a connection (or
+// a transaction, which derefs to one), read each row's columns, map SQLite's
+// errors with `db_err`, decode stored records.
+
+/// At most one row of `sql`, its columns read by `row`.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    conn.query_row(sql, params, row).optional().map_err(db_err)
+}
+
+/// Whether `sql` returns a row.
+fn exists(conn: &Connection, sql: &str, params: impl Params) -> Result<bool, StoreError> {
+    Ok(one(conn, sql, params, |_| Ok(()))?.is_some())
+}
+
+/// The record stored in the first column of the row `sql` returns, if any.
+fn record<T: Record>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> Result<Option<T>, StoreError> {
+    one(conn, sql, params, |r| r.get::<_, Vec<u8>>(0))?
+        .map(|v| decode(&v))
+        .transpose()
+}
+
+/// Every row of `sql`: its columns read by `row`, then finished by `then`.
+fn all<R, T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<R>,
+    mut then: impl FnMut(R) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt.query_map(params, row).map_err(db_err)?;
+    rows.map(|r| then(r.map_err(db_err)?)).collect()
+}
+
+/// Every record stored in the first column of the rows `sql` returns.
+fn records<T: Record>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> Result<Vec<T>, StoreError> {
+    all(
+        conn,
+        sql,
+        params,
+        |r| r.get::<_, Vec<u8>>(0),
+        |v| decode(&v),
+    )
+}
+
+/// Run a statement that returns no rows; how many rows it changed.
+fn exec(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
+    conn.execute(sql, params).map_err(db_err)
 }
 
 // The write operations over a connection inside a transaction: each
@@ -134,47 +220,37 @@ fn claim_device(
     device_id: &str,
     max: Option<u32>,
 ) -> Result<bool, StoreError> {
-    let exists: bool = tx
-        .query_row(
-            "SELECT 1 FROM users WHERE tenant = ?1 AND username = ?2",
-            params![tenant.as_str(), username],
-            |_| Ok(true),
-        )
-        .optional()
-        .map_err(backend)?
-        .unwrap_or(false);
-    if !exists {
+    if !exists(
+        tx,
+        "SELECT 1 FROM users WHERE tenant = ?1 AND username = ?2",
+        params![tenant.as_str(), username],
+    )? {
         return Err(StoreError::NotFound);
     }
-    let counted: bool = tx
-        .query_row(
-            "SELECT 1 FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
-            params![tenant.as_str(), username, device_id],
-            |_| Ok(true),
-        )
-        .optional()
-        .map_err(backend)?
-        .unwrap_or(false);
-    if counted {
+    if exists(
+        tx,
+        "SELECT 1 FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
+        params![tenant.as_str(), username, device_id],
+    )? {
         return Ok(false);
     }
     if let Some(max) = max {
-        let n: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM user_devices WHERE tenant = ?1 AND username = ?2",
-                params![tenant.as_str(), username],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
+        let n: i64 = one(
+            tx,
+            "SELECT COUNT(*) FROM user_devices WHERE tenant = ?1 AND username = ?2",
+            params![tenant.as_str(), username],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0);
         if n >= i64::from(max) {
             return Err(StoreError::LimitReached);
         }
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO user_devices (tenant, username, device_id) VALUES (?1, ?2, ?3)",
         params![tenant.as_str(), username, device_id],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(true)
 }
 
@@ -184,11 +260,11 @@ fn release_device(
     username: &str,
     device_id: &str,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM user_devices WHERE tenant = ?1 AND username = ?2 AND device_id = ?3",
         params![tenant.as_str(), username, device_id],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
@@ -206,7 +282,7 @@ fn insert_activation(tx: &Connection, activation: &Activation) -> Result<(), Sto
     match r {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        Err(e) => Err(backend(e)),
+        Err(e) => Err(db_err(e)),
     }
 }
 
@@ -216,20 +292,19 @@ fn update_activation(
     expected: u64,
 ) -> Result<u64, StoreError> {
     let value = encode(activation)?;
-    let found: Option<i64> = tx
-        .query_row(
-            "SELECT version FROM activations WHERE tenant = ?1 AND id = ?2",
-            params![activation.tenant.as_str(), activation.id.as_str()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)?;
+    let found: Option<i64> = one(
+        tx,
+        "SELECT version FROM activations WHERE tenant = ?1 AND id = ?2",
+        params![activation.tenant.as_str(), activation.id.as_str()],
+        |r| r.get(0),
+    )?;
     let found = u64::try_from(found.ok_or(StoreError::NotFound)?).unwrap_or(0);
     if found != expected {
         return Err(StoreError::VersionConflict { expected, found });
     }
     let next = found.saturating_add(1);
-    tx.execute(
+    exec(
+        tx,
         "UPDATE activations SET value = ?1, version = ?2 WHERE tenant = ?3 AND id = ?4",
         params![
             value,
@@ -237,8 +312,7 @@ fn update_activation(
             activation.tenant.as_str(),
             activation.id.as_str()
         ],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(next)
 }
 
@@ -248,23 +322,29 @@ fn set_device_activation(
     device_id: &str,
     id: &ActivationId,
 ) -> Result<Option<ActivationId>, StoreError> {
-    let previous: Option<String> = tx
-        .query_row(
-            "SELECT activation FROM devices WHERE tenant = ?1 AND device_id = ?2",
-            params![tenant.as_str(), device_id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)?;
-    tx.execute(
+    let previous = device_activation(tx, tenant, device_id)?;
+    exec(
+        tx,
         "INSERT INTO devices (tenant, device_id, activation) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant, device_id) DO UPDATE SET activation = excluded.activation",
         params![tenant.as_str(), device_id, id.as_str()],
-    )
-    .map_err(backend)?;
-    previous
-        .map(|p| ActivationId::new(p).map_err(backend))
-        .transpose()
+    )?;
+    Ok(previous)
+}
+
+fn device_activation(
+    conn: &Connection,
+    tenant: &TenantId,
+    device_id: &str,
+) -> Result<Option<ActivationId>, StoreError> {
+    one(
+        conn,
+        "SELECT activation FROM devices WHERE tenant = ?1 AND device_id = ?2",
+        params![tenant.as_str(), device_id],
+        |r| r.get::<_, String>(0),
+    )?
+    .map(|p| ActivationId::new(p).map_err(corrupt))
+    .transpose()
 }
 
 fn insert_challenge(tx: &Connection, record: &ChallengeRecord) -> Result<(), StoreError> {
@@ -281,7 +361,7 @@ fn insert_challenge(tx: &Connection, record: &ChallengeRecord) -> Result<(), Sto
     match r {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        Err(e) => Err(backend(e)),
+        Err(e) => Err(db_err(e)),
     }
 }
 
@@ -291,44 +371,47 @@ fn consume_challenge(
     digest: &ChallengeDigest,
     now: SystemTime,
 ) -> Result<ChallengeRecord, StoreError> {
-    let (value, consumed): (Vec<u8>, bool) = tx
-        .query_row(
-            "SELECT record, consumed FROM challenges WHERE tenant = ?1 AND digest = ?2",
-            params![tenant.as_str(), &digest.0[..]],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
-    if consumed {
+    let mut record = challenge(tx, tenant, digest)?.ok_or(StoreError::NotFound)?;
+    if record.consumed {
         return Err(StoreError::ChallengeConsumed);
     }
-    let mut record: ChallengeRecord = decode(&value)?;
     if now >= record.grant.expires {
         return Err(StoreError::ChallengeExpired);
     }
     record.consumed = true;
-    tx.execute(
+    exec(
+        tx,
         "UPDATE challenges SET consumed = 1, record = ?1 WHERE tenant = ?2 AND digest = ?3",
         params![encode(&record)?, tenant.as_str(), &digest.0[..]],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(record)
+}
+
+/// The challenge with its `consumed` column (the authority over the record's flag).
+fn challenge(
+    conn: &Connection,
+    tenant: &TenantId,
+    digest: &ChallengeDigest,
+) -> Result<Option<ChallengeRecord>, StoreError> {
+    one(
+        conn,
+        "SELECT record, consumed FROM challenges WHERE tenant = ?1 AND digest = ?2",
+        params![tenant.as_str(), &digest.0[..]],
+        |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?)),
+    )?
+    .map(|(value, consumed)| {
+        let mut record: ChallengeRecord = decode(&value)?;
+        record.consumed = consumed;
+        Ok(record)
+    })
+    .transpose()
 }
 
 fn bind_identity(tx: &Connection, binding: &Binding) -> Result<(), StoreError> {
     let mut fresh = binding.clone();
     fresh.retired = false;
     let value = encode(&fresh)?;
-    let existing: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT value FROM bindings WHERE fingerprint = ?1",
-            params![&binding.fingerprint.0[..]],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)?;
-    match existing.map(|v| decode::<Binding>(&v)).transpose()? {
+    match identity(tx, &binding.fingerprint)? {
         Some(existing) if existing.retired => Err(StoreError::IdentityRetired),
         Some(existing)
             if existing.tenant == binding.tenant
@@ -339,14 +422,25 @@ fn bind_identity(tx: &Connection, binding: &Binding) -> Result<(), StoreError> {
         }
         Some(existing) => Err(StoreError::BindingConflict(Box::new(existing))),
         None => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO bindings (fingerprint, tenant, retired, value) VALUES (?1, ?2, 0, ?3)",
                 params![&binding.fingerprint.0[..], binding.tenant.as_str(), value],
-            )
-            .map_err(backend)?;
+            )?;
             Ok(())
         }
     }
+}
+
+fn identity(
+    conn: &Connection,
+    fingerprint: &CertFingerprint,
+) -> Result<Option<Binding>, StoreError> {
+    record(
+        conn,
+        "SELECT value FROM bindings WHERE fingerprint = ?1",
+        params![&fingerprint.0[..]],
+    )
 }
 
 fn retire_identity(
@@ -354,22 +448,18 @@ fn retire_identity(
     fingerprint: &CertFingerprint,
     tenant: &TenantId,
 ) -> Result<(), StoreError> {
-    let value: Vec<u8> = tx
-        .query_row(
-            "SELECT value FROM bindings WHERE fingerprint = ?1 AND tenant = ?2",
-            params![&fingerprint.0[..], tenant.as_str()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)?;
-    let mut binding: Binding = decode(&value)?;
+    let mut binding: Binding = record(
+        tx,
+        "SELECT value FROM bindings WHERE fingerprint = ?1 AND tenant = ?2",
+        params![&fingerprint.0[..], tenant.as_str()],
+    )?
+    .ok_or(StoreError::NotFound)?;
     binding.retired = true;
-    tx.execute(
+    exec(
+        tx,
         "UPDATE bindings SET retired = 1, value = ?1 WHERE fingerprint = ?2",
         params![encode(&binding)?, &fingerprint.0[..]],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
@@ -394,39 +484,35 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
     match r {
         Ok(_) => Ok(()),
         Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        Err(e) => Err(backend(e)),
+        Err(e) => Err(db_err(e)),
     }
 }
 
 fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, StoreError> {
-    Ok(tx
-        .query_row(
-            "SELECT 1 FROM results WHERE qkey = ?1 AND uuid = ?2",
-            params![qkey, uuid.as_str()],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(backend)?
-        .is_some())
+    exists(
+        tx,
+        "SELECT 1 FROM results WHERE qkey = ?1 AND uuid = ?2",
+        params![qkey, uuid.as_str()],
+    )
 }
 
 fn defer_command(tx: &Connection, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
-    let n = tx
-        .execute(
-            "UPDATE commands SET not_now = MIN(not_now + 1, 4294967295), claimed = NULL
-             WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
-            params![queue_key(key), uuid.as_str(), PENDING],
-        )
-        .map_err(backend)?;
+    let n = exec(
+        tx,
+        "UPDATE commands SET not_now = MIN(not_now + 1, 4294967295), claimed = NULL
+         WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+        params![queue_key(key), uuid.as_str(), PENDING],
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    tx.query_row(
+    one(
+        tx,
         "SELECT not_now FROM commands WHERE qkey = ?1 AND uuid = ?2",
         params![queue_key(key), uuid.as_str()],
         |r| r.get(0),
-    )
-    .map_err(backend)
+    )?
+    .ok_or(StoreError::NotFound)
 }
 
 fn finish_command(
@@ -437,12 +523,11 @@ fn finish_command(
     let value = encode(result)?;
     let qkey = queue_key(key);
     // The command's row goes: its result is all that stays.
-    let n = tx
-        .execute(
-            "DELETE FROM commands WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
-            params![qkey, result.uuid.as_str(), PENDING],
-        )
-        .map_err(backend)?;
+    let n = exec(
+        tx,
+        "DELETE FROM commands WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+        params![qkey, result.uuid.as_str(), PENDING],
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -454,7 +539,7 @@ fn finish_command(
         if is_unique_violation(&e) {
             StoreError::NotFound
         } else {
-            backend(e)
+            db_err(e)
         }
     })?;
     Ok(())
@@ -466,13 +551,12 @@ fn mark_delivered(
     uuid: &CommandUuid,
     at: SystemTime,
 ) -> Result<(), StoreError> {
-    let n = tx
-        .execute(
-            "UPDATE commands SET delivered = COALESCE(delivered, ?1)
-             WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
-            params![unix_millis(at), queue_key(key), uuid.as_str(), PENDING],
-        )
-        .map_err(backend)?;
+    let n = exec(
+        tx,
+        "UPDATE commands SET delivered = COALESCE(delivered, ?1)
+         WHERE qkey = ?2 AND uuid = ?3 AND state = ?4",
+        params![unix_millis(at), queue_key(key), uuid.as_str(), PENDING],
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -488,65 +572,57 @@ fn claim_delivery(
     lease: Duration,
 ) -> Result<Claim, StoreError> {
     let qkey = queue_key(key);
-    let n = tx
-        .execute(
-            "UPDATE commands SET delivered = COALESCE(delivered, ?1), claimed = ?1
-             WHERE qkey = ?2 AND uuid = ?3 AND state = ?4
-               AND (claimed IS NULL OR claimed <= ?5)",
-            params![
-                unix_millis(at),
-                qkey,
-                uuid.as_str(),
-                PENDING,
-                unix_millis(lease_start(at, lease))
-            ],
-        )
-        .map_err(backend)?;
+    let n = exec(
+        tx,
+        "UPDATE commands SET delivered = COALESCE(delivered, ?1), claimed = ?1
+         WHERE qkey = ?2 AND uuid = ?3 AND state = ?4
+           AND (claimed IS NULL OR claimed <= ?5)",
+        params![
+            unix_millis(at),
+            qkey,
+            uuid.as_str(),
+            PENDING,
+            unix_millis(lease_start(at, lease))
+        ],
+    )?;
     if n > 0 {
         return Ok(Claim::Claimed);
     }
-    let queued = tx
-        .query_row(
-            "SELECT 1 FROM commands WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
-            params![qkey, uuid.as_str(), PENDING],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(backend)?
-        .is_some();
+    let queued = exists(
+        tx,
+        "SELECT 1 FROM commands WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+        params![qkey, uuid.as_str(), PENDING],
+    )?;
     Ok(if queued { Claim::Held } else { Claim::Gone })
 }
 
 fn clear_queue(tx: &Connection, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
     let qkey = queue_key(key);
-    let mut stmt = tx
-        .prepare_cached("SELECT uuid FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq")
-        .map_err(backend)?;
-    let uuids = stmt
-        .query_map(params![qkey, PENDING], |r| r.get::<_, String>(0))
-        .map_err(backend)?
-        .map(|r| r.map(CommandUuid))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
-    tx.execute(
+    let uuids = all(
+        tx,
+        "SELECT uuid FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
+        params![qkey, PENDING],
+        |r| r.get::<_, String>(0),
+        |u| Ok(CommandUuid(u)),
+    )?;
+    exec(
+        tx,
         "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND state = ?3",
         params![CLEARED, qkey, PENDING],
-    )
-    .map_err(backend)?;
-    tx.execute("DELETE FROM connections WHERE qkey = ?1", params![qkey])
-        .map_err(backend)?;
+    )?;
+    exec(tx, "DELETE FROM connections WHERE qkey = ?1", params![qkey])?;
     Ok(uuids)
 }
 
 fn prune_results(tx: &Connection, key: &QueueKey, keep: usize) -> Result<(), StoreError> {
     let qkey = queue_key(key);
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM results WHERE qkey = ?1 AND seq NOT IN
              (SELECT seq FROM results WHERE qkey = ?1 ORDER BY seq DESC LIMIT ?2)",
         params![qkey, keep],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
@@ -554,35 +630,25 @@ fn record_certificate(tx: &Connection, certificate: &IssuedCertificate) -> Resul
     let value = encode(certificate)?;
     let serial = &certificate.identity.serial;
     let fingerprint = &certificate.identity.fingerprint.0[..];
-    let serial_taken = tx
-        .query_row(
-            "SELECT 1 FROM certificates WHERE serial = ?1",
-            params![serial],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(backend)?
-        .is_some();
-    if serial_taken {
+    if exists(
+        tx,
+        "SELECT 1 FROM certificates WHERE serial = ?1",
+        params![serial],
+    )? {
         return Err(StoreError::DuplicateSerial);
     }
-    let fingerprint_taken = tx
-        .query_row(
-            "SELECT 1 FROM certificates WHERE fingerprint = ?1",
-            params![fingerprint],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(backend)?
-        .is_some();
-    if fingerprint_taken {
+    if exists(
+        tx,
+        "SELECT 1 FROM certificates WHERE fingerprint = ?1",
+        params![fingerprint],
+    )? {
         return Err(StoreError::AlreadyExists);
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO certificates (serial, fingerprint, value) VALUES (?1, ?2, ?3)",
         params![serial, fingerprint, value],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
 }
 
@@ -591,13 +657,33 @@ fn set_connection(
     key: &QueueKey,
     connection: &ChannelConnection,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO connections (qkey, value) VALUES (?1, ?2)
          ON CONFLICT (qkey) DO UPDATE SET value = excluded.value",
         params![queue_key(key), encode(connection)?],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(())
+}
+
+/// The columns of an activation row: its record and its version.
+fn versioned_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, i64)> {
+    Ok((r.get(0)?, r.get(1)?))
+}
+
+fn versioned((value, version): (Vec<u8>, i64)) -> Result<Versioned<Activation>, StoreError> {
+    Ok(Versioned {
+        value: decode(&value)?,
+        version: u64::try_from(version).unwrap_or(0),
+    })
+}
+
+fn push_state(conn: &Connection, qkey: &[u8]) -> Result<Option<PushState>, StoreError> {
+    record(
+        conn,
+        "SELECT value FROM push_state WHERE qkey = ?1",
+        params![qkey],
+    )
 }
 
 /// One write of a step, inside the step's transaction.
@@ -691,44 +777,43 @@ fn apply_write(tx: &Connection, write: &Write) -> Result<Applied, StoreError> {
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+        .map_err(db_err)?;
     let current: u32 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(backend)?;
+        .map_err(db_err)?;
     for (n, sql) in (1u32..).zip(MIGRATIONS) {
         if n > current {
-            tx.execute_batch(sql).map_err(backend)?;
-            tx.pragma_update(None, "user_version", n).map_err(backend)?;
+            tx.execute_batch(sql).map_err(db_err)?;
+            tx.pragma_update(None, "user_version", n).map_err(db_err)?;
         }
     }
-    tx.commit().map_err(backend)
+    tx.commit().map_err(db_err)
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
+        let conn = Connection::open(path).map_err(db_err)?;
         Self::init(conn, true)
     }
 
     /// A private in-memory database (for tests).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(backend)?;
+        let conn = Connection::open_in_memory().map_err(db_err)?;
         Self::init(conn, false)
     }
 
     fn init(mut conn: Connection, file: bool) -> Result<Self, StoreError> {
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
         if file {
             conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(backend)?;
+                .map_err(db_err)?;
             conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(backend)?;
+                .map_err(db_err)?;
         }
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -737,13 +822,22 @@ impl SqliteStore {
 
     /// Run raw SQL (pragmas, maintenance) on the store's connection.
     pub fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
-        self.lock()?.execute_batch(sql).map_err(backend)
+        self.lock()?.execute_batch(sql).map_err(db_err)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn
             .lock()
-            .map_err(|_| StoreError::Backend("connection lock poisoned".into()))
+            .map_err(|_| StoreError::permanent("connection lock poisoned"))
+    }
+
+    /// Run `f` on the connection outside an explicit transaction: reads, and
+    /// single statements that commit alone.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&*self.lock()?)
     }
 
     /// Run `f` in one `BEGIN IMMEDIATE` transaction; commit on `Ok`.
@@ -754,9 +848,9 @@ impl SqliteStore {
         let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
+            .map_err(db_err)?;
         let value = f(&tx)?;
-        tx.commit().map_err(backend)?;
+        tx.commit().map_err(db_err)?;
         Ok(value)
     }
 
@@ -768,8 +862,9 @@ impl SqliteStore {
         step: Step,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        self.lock()?
-            .execute(
+        self.with_conn(|c| {
+            exec(
+                c,
                 "INSERT OR IGNORE INTO steps (tenant, activation, step, at) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     tenant.as_str(),
@@ -778,7 +873,7 @@ impl SqliteStore {
                     unix_millis(at)
                 ],
             )
-            .map_err(backend)?;
+        })?;
         Ok(())
     }
 
@@ -788,93 +883,69 @@ impl SqliteStore {
         tenant: &TenantId,
         activation: &ActivationId,
     ) -> Result<Vec<(Step, SystemTime)>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
+        let steps = self.with_conn(|c| {
+            all(
+                c,
                 "SELECT step, at FROM steps WHERE tenant = ?1 AND activation = ?2 ORDER BY step",
+                params![tenant.as_str(), activation.as_str()],
+                |r| Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?)),
+                |(n, at)| Ok(Step::from_number(n).map(|step| (step, from_unix_millis(at)))),
             )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![tenant.as_str(), activation.as_str()], |r| {
-                Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (n, at) = row.map_err(backend)?;
-            if let Some(step) = Step::from_number(n) {
-                out.push((step, from_unix_millis(at)));
-            }
-        }
-        Ok(out)
+        })?;
+        Ok(steps.into_iter().flatten().collect())
     }
 
     /// How many command records and results the database holds ([`QueueRows`]).
     pub fn queue_rows(&self) -> Result<QueueRows, StoreError> {
-        let conn = self.lock()?;
-        let count = |table: &str| -> Result<u64, StoreError> {
-            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
-                r.get::<_, i64>(0)
+        self.with_conn(|c| {
+            let count = |sql: &str| -> Result<u64, StoreError> {
+                let n = one(c, sql, [], |r| r.get::<_, i64>(0))?;
+                Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+            };
+            Ok(QueueRows {
+                commands: count("SELECT COUNT(*) FROM commands")?,
+                results: count("SELECT COUNT(*) FROM results")?,
             })
-            .map(|n| u64::try_from(n).unwrap_or(0))
-            .map_err(backend)
-        };
-        Ok(QueueRows {
-            commands: count("commands")?,
-            results: count("results")?,
         })
     }
 
     /// Every activation, newest first, at most `limit`.
     pub fn activations(&self, limit: usize) -> Result<Vec<Versioned<Activation>>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT value, version FROM activations ORDER BY created DESC, id LIMIT ?1",
-            )
-            .map_err(backend)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt
-            .query_map(params![limit], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (value, version) = row.map_err(backend)?;
-            out.push(Versioned {
-                value: decode(&value)?,
-                version: u64::try_from(version).unwrap_or(0),
-            });
-        }
-        Ok(out)
+        self.with_conn(|c| {
+            all(
+                c,
+                "SELECT value, version FROM activations ORDER BY created DESC, id LIMIT ?1",
+                params![limit],
+                versioned_row,
+                versioned,
+            )
+        })
     }
 }
 
 impl UserStore for SqliteStore {
     fn put_user(&self, user: &UserAccount) -> Result<(), StoreError> {
         let account = encode(user)?;
-        self.lock()?
-            .execute(
+        self.with_conn(|c| {
+            exec(
+                c,
                 "INSERT INTO users (tenant, username, account) VALUES (?1, ?2, ?3)
                  ON CONFLICT (tenant, username) DO UPDATE SET account = excluded.account",
                 params![user.tenant.as_str(), user.username, account],
             )
-            .map_err(backend)?;
+        })?;
         Ok(())
     }
 
     fn user(&self, tenant: &TenantId, username: &str) -> Result<Option<UserAccount>, StoreError> {
-        let conn = self.lock()?;
-        let account: Option<Vec<u8>> = conn
-            .query_row(
+        self.with_conn(|c| {
+            record(
+                c,
                 "SELECT account FROM users WHERE tenant = ?1 AND username = ?2",
                 params![tenant.as_str(), username],
-                |r| r.get(0),
             )
-            .optional()
-            .map_err(backend)?;
-        account.map(|a| decode(&a)).transpose()
+        })
     }
 
     fn claim_device(
@@ -897,16 +968,15 @@ impl UserStore for SqliteStore {
     }
 
     fn devices(&self, tenant: &TenantId, username: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
+        self.with_conn(|c| {
+            all(
+                c,
                 "SELECT device_id FROM user_devices WHERE tenant = ?1 AND username = ?2 ORDER BY device_id",
+                params![tenant.as_str(), username],
+                |r| r.get(0),
+                Ok,
             )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![tenant.as_str(), username], |r| r.get(0))
-            .map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
+        })
     }
 }
 
@@ -920,22 +990,16 @@ impl ActivationStore for SqliteStore {
         tenant: &TenantId,
         id: &ActivationId,
     ) -> Result<Option<Versioned<Activation>>, StoreError> {
-        let conn = self.lock()?;
-        let row: Option<(Vec<u8>, i64)> = conn
-            .query_row(
+        self.with_conn(|c| {
+            one(
+                c,
                 "SELECT value, version FROM activations WHERE tenant = ?1 AND id = ?2",
                 params![tenant.as_str(), id.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        row.map(|(value, version)| {
-            Ok(Versioned {
-                value: decode(&value)?,
-                version: u64::try_from(version).unwrap_or(0),
-            })
+                versioned_row,
+            )?
+            .map(versioned)
+            .transpose()
         })
-        .transpose()
     }
 
     fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError> {
@@ -947,17 +1011,7 @@ impl ActivationStore for SqliteStore {
         tenant: &TenantId,
         device_id: &str,
     ) -> Result<Option<ActivationId>, StoreError> {
-        let conn = self.lock()?;
-        let id: Option<String> = conn
-            .query_row(
-                "SELECT activation FROM devices WHERE tenant = ?1 AND device_id = ?2",
-                params![tenant.as_str(), device_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-        id.map(|id| ActivationId::new(id).map_err(backend))
-            .transpose()
+        self.with_conn(|c| device_activation(c, tenant, device_id))
     }
 
     fn set_device_activation(
@@ -973,23 +1027,17 @@ impl ActivationStore for SqliteStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<(String, ActivationId)>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
+        self.with_conn(|c| {
+            all(
+                c,
                 "SELECT device_id, activation FROM devices WHERE tenant = ?1 ORDER BY device_id",
+                params![tenant.as_str()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                |(device, activation)| {
+                    Ok((device, ActivationId::new(activation).map_err(corrupt)?))
+                },
             )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![tenant.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (device, activation) = row.map_err(backend)?;
-            out.push((device, ActivationId::new(activation).map_err(backend)?));
-        }
-        Ok(out)
+        })
     }
 }
 
@@ -1003,21 +1051,7 @@ impl ChallengeStore for SqliteStore {
         tenant: &TenantId,
         digest: &ChallengeDigest,
     ) -> Result<Option<ChallengeRecord>, StoreError> {
-        let conn = self.lock()?;
-        let row: Option<(Vec<u8>, bool)> = conn
-            .query_row(
-                "SELECT record, consumed FROM challenges WHERE tenant = ?1 AND digest = ?2",
-                params![tenant.as_str(), &digest.0[..]],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        row.map(|(value, consumed)| {
-            let mut record: ChallengeRecord = decode(&value)?;
-            record.consumed = consumed;
-            Ok(record)
-        })
-        .transpose()
+        self.with_conn(|c| challenge(c, tenant, digest))
     }
 
     fn consume_challenge(
@@ -1036,16 +1070,7 @@ impl BindingStore for SqliteStore {
     }
 
     fn identity(&self, fingerprint: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
-        let conn = self.lock()?;
-        let value: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT value FROM bindings WHERE fingerprint = ?1",
-                params![&fingerprint.0[..]],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-        value.map(|v| decode(&v)).transpose()
+        self.with_conn(|c| identity(c, fingerprint))
     }
 
     fn retire_identity(
@@ -1063,31 +1088,27 @@ impl QueueStore for SqliteStore {
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
+        self.with_conn(|c| {
+            all(
+                c,
                 "SELECT value, not_now, delivered FROM commands
                  WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
+                params![queue_key(key), PENDING],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+                |(value, not_now, delivered)| {
+                    let mut command: QueuedCommand = decode(&value)?;
+                    command.not_now_count = not_now;
+                    command.delivered_at = delivered.map(from_unix_millis);
+                    Ok(command)
+                },
             )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![queue_key(key), PENDING], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                ))
-            })
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (value, not_now, delivered) = row.map_err(backend)?;
-            let mut command: QueuedCommand = decode(&value)?;
-            command.not_now_count = not_now;
-            command.delivered_at = delivered.map(from_unix_millis);
-            out.push(command);
-        }
-        Ok(out)
+        })
     }
 
     fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
@@ -1124,25 +1145,23 @@ impl QueueStore for SqliteStore {
     ) -> Result<Cancellation, StoreError> {
         let qkey = queue_key(key);
         self.write(|tx| {
-            let row: Option<(i64, Option<i64>, Vec<u8>, u32)> = tx
-                .query_row(
-                    "SELECT state, delivered, value, not_now FROM commands
-                     WHERE qkey = ?1 AND uuid = ?2",
-                    params![qkey, uuid.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(backend)?;
+            let row: Option<(i64, Option<i64>, Vec<u8>, u32)> = one(
+                tx,
+                "SELECT state, delivered, value, not_now FROM commands
+                 WHERE qkey = ?1 AND uuid = ?2",
+                params![qkey, uuid.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
             Ok(match row {
                 None if has_result(tx, &qkey, uuid)? => Cancellation::AlreadyFinished,
                 None => Cancellation::Unknown,
                 Some((PENDING, Some(_), _, _)) => Cancellation::AlreadyDelivered,
                 Some((PENDING, None, value, not_now)) => {
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3",
                         params![CANCELLED, qkey, uuid.as_str()],
-                    )
-                    .map_err(backend)?;
+                    )?;
                     let mut command: QueuedCommand = decode(&value)?;
                     command.not_now_count = not_now;
                     Cancellation::Cancelled(command)
@@ -1157,16 +1176,14 @@ impl QueueStore for SqliteStore {
     }
 
     fn connection(&self, key: &QueueKey) -> Result<ChannelConnection, StoreError> {
-        let value: Option<Vec<u8>> = self
-            .lock()?
-            .query_row(
+        let connection = self.with_conn(|c| {
+            record(
+                c,
                 "SELECT value FROM connections WHERE qkey = ?1",
                 params![queue_key(key)],
-                |r| r.get(0),
             )
-            .optional()
-            .map_err(backend)?;
-        Ok(value.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+        })?;
+        Ok(connection.unwrap_or_default())
     }
 
     fn set_connection(
@@ -1178,18 +1195,13 @@ impl QueueStore for SqliteStore {
     }
 
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT value FROM results WHERE qkey = ?1 ORDER BY seq")
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![queue_key(key)], |r| r.get::<_, Vec<u8>>(0))
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(decode(&row.map_err(backend)?)?);
-        }
-        Ok(out)
+        self.with_conn(|c| {
+            records(
+                c,
+                "SELECT value FROM results WHERE qkey = ?1 ORDER BY seq",
+                params![queue_key(key)],
+            )
+        })
     }
 
     fn prune_results(&self, key: &QueueKey, keep: usize) -> Result<(), StoreError> {
@@ -1206,32 +1218,26 @@ impl CertificateStore for SqliteStore {
         &self,
         fingerprint: &CertFingerprint,
     ) -> Result<Option<IssuedCertificate>, StoreError> {
-        let conn = self.lock()?;
-        let value: Option<Vec<u8>> = conn
-            .query_row(
+        self.with_conn(|c| {
+            record(
+                c,
                 "SELECT value FROM certificates WHERE fingerprint = ?1",
                 params![&fingerprint.0[..]],
-                |r| r.get(0),
             )
-            .optional()
-            .map_err(backend)?;
-        value.map(|v| decode(&v)).transpose()
+        })
     }
 
     fn certificate_by_serial(
         &self,
         serial: &[u8],
     ) -> Result<Option<IssuedCertificate>, StoreError> {
-        let conn = self.lock()?;
-        let value: Option<Vec<u8>> = conn
-            .query_row(
+        self.with_conn(|c| {
+            record(
+                c,
                 "SELECT value FROM certificates WHERE serial = ?1",
                 params![serial],
-                |r| r.get(0),
             )
-            .optional()
-            .map_err(backend)?;
-        value.map(|v| decode(&v)).transpose()
+        })
     }
 }
 
@@ -1246,12 +1252,12 @@ impl StepStore for SqliteStore {
         let mut conn = self.lock().map_err(failed)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| failed(backend(e)))?;
+            .map_err(|e| failed(db_err(e)))?;
         let mut applied = Vec::with_capacity(writes.len());
         for (index, write) in writes.iter().enumerate() {
             applied.push(apply_write(&tx, write).map_err(|error| StepFailed { index, error })?);
         }
-        tx.commit().map_err(|e| failed(backend(e)))?;
+        tx.commit().map_err(|e| failed(db_err(e)))?;
         Ok(applied)
     }
 }
@@ -1265,19 +1271,10 @@ impl SqliteStore {
     ) -> Result<PushState, StoreError> {
         let qkey = queue_key(key);
         self.write(|tx| {
-            let mut state: PushState = tx
-                .query_row(
-                    "SELECT value FROM push_state WHERE qkey = ?1",
-                    params![qkey],
-                    |r| r.get::<_, Vec<u8>>(0),
-                )
-                .optional()
-                .map_err(backend)?
-                .map(|v| decode(&v))
-                .transpose()?
-                .unwrap_or_default();
+            let mut state = push_state(tx, &qkey)?.unwrap_or_default();
             f(&mut state);
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO push_state (qkey, tenant, key, next_due, token_invalid, value)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (qkey) DO UPDATE SET next_due = excluded.next_due,
@@ -1290,8 +1287,7 @@ impl SqliteStore {
                     state.token_invalid,
                     encode(&state)?
                 ],
-            )
-            .map_err(backend)?;
+            )?;
             Ok(state)
         })
     }
@@ -1299,16 +1295,7 @@ impl SqliteStore {
 
 impl PushStore for SqliteStore {
     fn push_state(&self, key: &QueueKey) -> Result<Option<PushState>, StoreError> {
-        self.lock()?
-            .query_row(
-                "SELECT value FROM push_state WHERE qkey = ?1",
-                params![queue_key(key)],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
-            .optional()
-            .map_err(backend)?
-            .map(|v| decode(&v))
-            .transpose()
+        self.with_conn(|c| push_state(c, &queue_key(key)))
     }
 
     fn record_push(
@@ -1345,23 +1332,14 @@ impl PushStore for SqliteStore {
     }
 
     fn due_pushes(&self, tenant: &TenantId, now: SystemTime) -> Result<Vec<QueueKey>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
+        self.with_conn(|c| {
+            records(
+                c,
                 "SELECT key FROM push_state WHERE tenant = ?1 AND token_invalid = 0
                  AND next_due IS NOT NULL AND next_due <= ?2 ORDER BY next_due, qkey",
+                params![tenant.as_str(), unix_millis(now)],
             )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(params![tenant.as_str(), unix_millis(now)], |r| {
-                r.get::<_, Vec<u8>>(0)
-            })
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(decode(&row.map_err(backend)?)?);
-        }
-        Ok(out)
+        })
     }
 }
 
@@ -1371,14 +1349,14 @@ impl super::DeclarationStore for SqliteStore {
         key: &QueueKey,
         slot: super::DdmSlot,
     ) -> Result<Option<String>, StoreError> {
-        self.lock()?
-            .query_row(
+        self.with_conn(|c| {
+            one(
+                c,
                 "SELECT document FROM ddm_documents WHERE qkey = ?1 AND slot = ?2",
                 params![queue_key(key), slot.as_str()],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(backend)
+        })
     }
 
     fn put_ddm_document(
@@ -1388,13 +1366,13 @@ impl super::DeclarationStore for SqliteStore {
         document: &str,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO ddm_documents (qkey, slot, document) VALUES (?1, ?2, ?3)
                  ON CONFLICT (qkey, slot) DO UPDATE SET document = excluded.document",
                 params![queue_key(key), slot.as_str(), document],
             )
-            .map(|_| ())
-            .map_err(backend)
+            .map(drop)
         })
     }
 }

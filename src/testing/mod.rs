@@ -27,7 +27,7 @@ use crate::activation::{
     ReportStatus, Secret, TenantId, VerifiedAttributes,
 };
 use crate::service::{Engine, EngineConfig, Event, NewCommand, ServiceError};
-use crate::store::{Directory, PushError, PushSender, Store, StoreError};
+use crate::store::{Directory, DirectoryError, PushError, PushSender, Store};
 
 /// A [`Directory`] over a table of (tenant, username) → password.
 #[derive(Debug, Default)]
@@ -54,11 +54,11 @@ impl Directory for StaticDirectory {
         &self,
         tenant: &TenantId,
         attempt: &LoginAttempt,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, DirectoryError> {
         let users = self
             .users
             .lock()
-            .map_err(|_| StoreError::Backend("lock poisoned".into()))?;
+            .map_err(|_| DirectoryError::permanent("lock poisoned"))?;
         Ok(users
             .get(&(tenant.clone(), attempt.username.clone()))
             .is_some_and(|p| {
