@@ -98,7 +98,7 @@ fn activations_complete_and_concurrent_connects_never_conflict() {
     let barrier = Barrier::new(2);
     for round in 0..50 {
         let now = t0() + Duration::from_secs(round + 1);
-        let uuid = CommandUuid(format!("cmd-{round}"));
+        let uuid = CommandUuid::new(format!("cmd-{round}")).unwrap();
         engine
             .enqueue(
                 &tenant,

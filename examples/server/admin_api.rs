@@ -446,7 +446,9 @@ fn cancel(app: &App, udid: &str, uuid: &str) -> Response {
     if let Err(r) = enrollment(app, udid) {
         return r;
     }
-    let uuid = CommandUuid(uuid.to_owned());
+    let Ok(uuid) = CommandUuid::new(uuid) else {
+        return error(400, "invalid command uuid");
+    };
     match app
         .service
         .engine()

@@ -795,7 +795,10 @@ fn clear_queue(tx: Tx<'_, '_>, key: &QueueKey) -> R<Vec<CommandUuid>> {
         .collect::<R<Vec<_>>>()?;
     cleared.sort();
     tx.execute("DELETE FROM connections WHERE qkey = $1", &[&qkey])?;
-    Ok(cleared.into_iter().map(|(_, u)| CommandUuid(u)).collect())
+    Ok(cleared
+        .into_iter()
+        .map(|(_, u)| CommandUuid::new(u).map_err(corrupt))
+        .collect::<Result<_, _>>()?)
 }
 
 fn prune_results(tx: Tx<'_, '_>, key: &QueueKey, keep: usize) -> R<()> {
