@@ -852,7 +852,7 @@ fn step12_unknown_command_and_missing_uuid() {
     let a = fx.a.clone();
     let at = advance(&mut fx, &a, 10);
     connect(&fx, &a, &at.dev, ReportStatus::Idle, None).unwrap();
-    let bogus = CommandUuid("0001-CertificateList".into());
+    let bogus = CommandUuid::new("0001-CertificateList").unwrap();
     let dev = at.dev.clone();
     refused(
         &mut fx,

@@ -142,7 +142,11 @@ fn enqueue_push_fetch_acknowledge<S: Store>(mut fx: Fx<S>) {
         .enqueue_command(&fx.tenant, &fx.device.channel(), &cmd, at)
         .unwrap();
     let uuid = out.value.clone();
-    assert_eq!(uuid.0, cmd.command_uuid, "the uuid comes from the command");
+    assert_eq!(
+        uuid.as_str(),
+        cmd.command_uuid,
+        "the uuid comes from the command"
+    );
     assert!(out.events.iter().any(|e| matches!(
         &e.kind,
         EventKind::CommandQueued { uuid: u, request_type, .. }
@@ -223,7 +227,7 @@ fn cancel_before_connect_is_never_delivered<S: Store>(mut fx: Fx<S>) {
         fx.engine.cancel(&fx.tenant, &ch, &drop_uuid).unwrap_err(),
         ServiceError::Command(CommandError::AlreadyFinished(drop_uuid.clone()))
     );
-    let unknown = CommandUuid("NO-SUCH-COMMAND".into());
+    let unknown = CommandUuid::new("NO-SUCH-COMMAND").unwrap();
     let err = fx.engine.cancel(&fx.tenant, &ch, &unknown).unwrap_err();
     assert_eq!(err, ServiceError::Command(CommandError::Unknown(unknown)));
     assert_eq!(err.http_status(), 404);
@@ -255,7 +259,7 @@ fn raw_plist_is_validated_and_sent_verbatim<S: Store>(fx: Fx<S>) {
 </plist>
 "#;
     let out = fx.engine.enqueue_raw(&fx.tenant, &ch, raw, t0()).unwrap();
-    assert_eq!(out.value, CommandUuid("0001-DeviceLock".into()));
+    assert_eq!(out.value, CommandUuid::new("0001-DeviceLock").unwrap());
     let queued = fx.engine.queue(&fx.tenant, &ch).unwrap().value;
     assert_eq!(queued[0].request_type, "DeviceLock");
     let sent = idle(&fx, t0()).unwrap();
@@ -287,6 +291,22 @@ fn raw_plist_is_validated_and_sent_verbatim<S: Store>(fx: Fx<S>) {
             }
             other => panic!("{:?} accepted: {other:?}", String::from_utf8_lossy(body)),
         }
+    }
+    // A CommandUUID longer than the limit is refused like a missing one.
+    let long = format!(
+        "<plist version=\"1.0\"><dict><key>CommandUUID</key><string>{}</string>\
+         <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict>\
+         </dict></plist>",
+        "U".repeat(CommandUuid::MAX_LEN + 1)
+    );
+    match fx
+        .engine
+        .enqueue_raw(&fx.tenant, &ch, long.as_bytes(), t0())
+    {
+        Err(ServiceError::Command(CommandError::Invalid(why))) => {
+            assert!(why.contains("CommandUUID"), "{why:?}")
+        }
+        other => panic!("an over-long CommandUUID was accepted: {other:?}"),
     }
     let huge = vec![b' '; mdm_enroll::wire::Limits::default().max_body_bytes + 1];
     assert!(matches!(
@@ -612,7 +632,10 @@ fn refused_push_is_an_event_and_the_command_stays<S: Store>(mut fx: Fx<S>) {
             .iter()
             .any(|e| matches!(e.kind, EventKind::Pushed { attempt: 1, .. }))
     );
-    assert_eq!(idle(&fx, at).map(|c| c.uuid.0), Some(cmd.command_uuid));
+    assert_eq!(
+        idle(&fx, at).map(|c| c.uuid.into_string()),
+        Some(cmd.command_uuid)
+    );
 }
 
 fn initial_configuration_is_not_cancellable<S: Store>(fx: Fx<S>) {

@@ -48,7 +48,7 @@ fn concurrent_connects_of_one_device<S: Store>(store: S) {
     let barrier = Barrier::new(2);
     for round in 0..ROUNDS {
         let now = t0() + Duration::from_secs(round as u64 + 1);
-        let uuid = CommandUuid(format!("cmd-{round}"));
+        let uuid = CommandUuid::new(format!("cmd-{round}")).unwrap();
         engine
             .enqueue(
                 &tenant,
@@ -111,7 +111,7 @@ fn concurrent_connects_of_one_device<S: Store>(store: S) {
         );
     }
     let results = engine.results(&tenant, &dev.channel()).unwrap().value;
-    let last = CommandUuid(format!("cmd-{}", ROUNDS - 1));
+    let last = CommandUuid::new(format!("cmd-{}", ROUNDS - 1)).unwrap();
     assert!(
         results
             .iter()

@@ -495,7 +495,7 @@ fn one_renewal_in_flight_per_enrollment() {
     let (_dev, id) = fx.activated();
     let engine = fx.d.service.engine();
     let command = |n: &str| NewCommand {
-        uuid: CommandUuid(n.into()),
+        uuid: CommandUuid::new(n).unwrap(),
         request_type: "InstallProfile".into(),
         body: Command::install_profile(n, Vec::new()).encode().unwrap(),
     };
@@ -519,6 +519,6 @@ fn one_renewal_in_flight_per_enrollment() {
     }
     assert_eq!(
         fx.load(&id).renewal.unwrap().command,
-        CommandUuid("first".into())
+        CommandUuid::new("first").unwrap()
     );
 }

@@ -48,7 +48,7 @@ fn enqueue<S: Store>(
             tenant,
             &dev.channel(),
             NewCommand {
-                uuid: CommandUuid(uuid.into()),
+                uuid: CommandUuid::new(uuid).unwrap(),
                 request_type: "ProfileList".into(),
                 body: uuid.as_bytes().to_vec(),
             },
@@ -155,14 +155,14 @@ fn expired_commands_are_dropped_not_delivered<S: Store>(store: S) {
         .connect(&tenant, dev.report(ReportStatus::Idle, None), later)
         .unwrap();
     assert_eq!(
-        reply.value.map(|c| c.uuid.0),
+        reply.value.map(|c| c.uuid.into_string()),
         Some("fresh".to_owned()),
         "the expired command was offered"
     );
     assert!(
         reply.events.iter().any(|e| matches!(
             &e.kind,
-            EventKind::CommandFinished { uuid, outcome: CommandOutcome::Expired } if uuid.0 == "old"
+            EventKind::CommandFinished { uuid, outcome: CommandOutcome::Expired } if uuid.as_str() == "old"
         )),
         "{:?}",
         reply.events
@@ -170,7 +170,7 @@ fn expired_commands_are_dropped_not_delivered<S: Store>(store: S) {
     let results = engine.results(&tenant, &dev.channel()).unwrap().value;
     let old = results
         .iter()
-        .find(|r| r.uuid.0 == "old")
+        .find(|r| r.uuid.as_str() == "old")
         .expect("a result");
     assert_eq!(
         (old.outcome.clone(), old.at),
@@ -181,13 +181,16 @@ fn expired_commands_are_dropped_not_delivered<S: Store>(store: S) {
         .unwrap()
         .value
         .into_iter()
-        .map(|c| c.uuid.0)
+        .map(|c| c.uuid.into_string())
         .collect();
     assert_eq!(queued, ["fresh"]);
     // A late answer for the dropped command finds nothing to finish.
     let late = engine.connect(
         &tenant,
-        dev.report(ReportStatus::Acknowledged, Some(CommandUuid("old".into()))),
+        dev.report(
+            ReportStatus::Acknowledged,
+            Some(CommandUuid::new("old").unwrap()),
+        ),
         later,
     );
     assert!(
@@ -223,7 +226,7 @@ fn a_delivery_holds_its_command_for_the_lease<S: Store>(store: S) {
             .connect(&tenant, dev.report(ReportStatus::Idle, None), at)
             .unwrap()
             .value
-            .map(|c| c.uuid.0)
+            .map(|c| c.uuid.into_string())
     };
     assert_eq!(idle(now).as_deref(), Some("a"));
     assert_eq!(idle(now).as_deref(), Some("b"), "the held command again");

@@ -98,7 +98,7 @@ fn activations_complete_and_concurrent_connects_never_conflict() {
     let barrier = Barrier::new(2);
     for round in 0..50 {
         let now = t0() + Duration::from_secs(round + 1);
-        let uuid = CommandUuid(format!("cmd-{round}"));
+        let uuid = CommandUuid::new(format!("cmd-{round}")).unwrap();
         engine
             .enqueue(
                 &tenant,
@@ -186,7 +186,8 @@ fn sqlstate(err: &StoreError) -> Option<String> {
 
 /// Serialization failures, deadlocks and a lock wait that timed out are
 /// transient, with PostgreSQL's error as the source; a stored row that no
-/// longer decodes is permanent, with the decoder's error as the source.
+/// longer decodes is permanent, with the decoder's error as the source, and
+/// so is a column of an unexpected type.
 #[test]
 #[cfg_attr(
     not(mdm_have_postgres),
@@ -251,4 +252,15 @@ fn postgres_failures_say_transient_or_permanent_and_keep_their_source() {
     );
     let source = std::error::Error::source(&err).expect("a source");
     assert!(source.is::<plist::Error>(), "{source:?}");
+
+    // A column of another type than the store reads is an error, not a panic.
+    store
+        .batch_execute("ALTER TABLE mdm_schema ALTER COLUMN version TYPE TEXT")
+        .unwrap();
+    let err = store.schema_version().unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(
+        std::error::Error::source(&err).is_some_and(|s| s.is::<::postgres::Error>()),
+        "{err:?}"
+    );
 }

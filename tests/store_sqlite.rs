@@ -270,7 +270,7 @@ fn records_survive_reopening_the_file() {
         channel: Channel::device("UDID-1"),
     };
     let command = QueuedCommand {
-        uuid: CommandUuid("C-1".into()),
+        uuid: CommandUuid::new("C-1").unwrap(),
         request_type: "DeviceInformation".into(),
         body: b"<plist/>".to_vec(),
         activation: None,
@@ -320,7 +320,7 @@ fn pre_migration_database_is_upgraded_in_place() {
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
     let command = QueuedCommand {
-        uuid: CommandUuid("C-OLD".into()),
+        uuid: CommandUuid::new("C-OLD").unwrap(),
         request_type: "ProfileList".into(),
         body: b"<plist/>".to_vec(),
         activation: None,

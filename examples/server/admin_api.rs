@@ -468,7 +468,9 @@ fn cancel(app: &Scoped, udid: &str, uuid: &str) -> Response {
     if let Err(r) = enrollment(app, udid) {
         return r;
     }
-    let uuid = CommandUuid(uuid.to_owned());
+    let Ok(uuid) = CommandUuid::new(uuid) else {
+        return error(400, "invalid command uuid");
+    };
     match app
         .service
         .engine()

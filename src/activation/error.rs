@@ -91,6 +91,9 @@ pub enum ActivationError {
     /// A command or report arrived before the device finished enrolment.
     #[error("device not enrolled")]
     NotEnrolled,
+    /// A `CommandUUID` that is empty, too long or holds control characters.
+    #[error("invalid CommandUUID")]
+    InvalidCommandUuid,
     /// A non-`Idle` report without `CommandUUID`.
     #[error("report without CommandUUID")]
     MissingCommandUuid,

@@ -6,6 +6,39 @@ use sha2::{Digest, Sha256};
 use super::ActivationError;
 use crate::wire::hex;
 
+/// The impls every validated string id shares: conversion from a `String`
+/// through `new` (serde's `try_from`), back into one (serde's `into`),
+/// `as_str` and `Display`.
+macro_rules! string_id {
+    ($id:ident) => {
+        impl TryFrom<String> for $id {
+            type Error = ActivationError;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::new(text)
+            }
+        }
+
+        impl From<$id> for String {
+            fn from(id: $id) -> Self {
+                id.0
+            }
+        }
+
+        impl $id {
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// A customer (tenant). Carried in every URL the profiles give the device and
 /// bound to every challenge, so one server serves many customers and a device
 /// of one customer never reaches another's state.
@@ -18,18 +51,7 @@ use crate::wire::hex;
 #[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 
-impl TryFrom<String> for TenantId {
-    type Error = ActivationError;
-    fn try_from(id: String) -> Result<Self, Self::Error> {
-        Self::new(id)
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(id: TenantId) -> Self {
-        id.0
-    }
-}
+string_id!(TenantId);
 
 impl TenantId {
     /// Validate a tenant id.
@@ -46,17 +68,6 @@ impl TenantId {
             Err(ActivationError::InvalidTenant)
         }
     }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TenantId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// One activation (one run of the thirteen steps for one device).
@@ -70,18 +81,7 @@ impl std::fmt::Display for TenantId {
 #[serde(try_from = "String", into = "String")]
 pub struct ActivationId(String);
 
-impl TryFrom<String> for ActivationId {
-    type Error = ActivationError;
-    fn try_from(id: String) -> Result<Self, Self::Error> {
-        Self::new(id)
-    }
-}
-
-impl From<ActivationId> for String {
-    fn from(id: ActivationId) -> Self {
-        id.0
-    }
-}
+string_id!(ActivationId);
 
 impl ActivationId {
     /// Validate an activation id.
@@ -105,25 +105,40 @@ impl ActivationId {
         rng.fill_bytes(&mut bytes);
         Self(hex::lower(&bytes))
     }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ActivationId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A command's `CommandUUID`: an opaque string (not necessarily a UUID, e.g.
 /// `0001-CertificateList` in real captures), compared exactly.
+///
+/// 1–[`CommandUuid::MAX_LEN`] bytes without control characters.
+/// Deserializing validates like [`CommandUuid::new`], so a stored or received
+/// record can never hold a uuid `new` would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct CommandUuid(pub String);
+#[serde(try_from = "String", into = "String")]
+pub struct CommandUuid(String);
+
+string_id!(CommandUuid);
 
 impl CommandUuid {
+    /// The longest `CommandUUID` accepted, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validate a `CommandUUID`: not empty, at most [`Self::MAX_LEN`] bytes,
+    /// no control characters.
+    pub fn new(uuid: impl Into<String>) -> Result<Self, ActivationError> {
+        let uuid = uuid.into();
+        if !uuid.is_empty() && uuid.len() <= Self::MAX_LEN && !uuid.chars().any(char::is_control) {
+            Ok(Self(uuid))
+        } else {
+            Err(ActivationError::InvalidCommandUuid)
+        }
+    }
+
+    /// The uuid as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// A fresh upper-case RFC 4122 version-4 UUID from `rng`.
     pub fn random<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut b = [0u8; 16];
@@ -140,17 +155,6 @@ impl CommandUuid {
             part(16..20),
             part(20..32)
         ))
-    }
-
-    /// The UUID as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for CommandUuid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -262,5 +266,27 @@ mod serde_tests {
         for bad in ["\"\"", "\"a.b\"", "\"a b\""] {
             assert!(serde_json::from_str::<ActivationId>(bad).is_err(), "{bad}");
         }
+    }
+    #[test]
+    fn command_uuids_deserialize_only_what_new_accepts() {
+        let u: CommandUuid = serde_json::from_str("\"0001-CertificateList\"").unwrap();
+        assert_eq!(u, CommandUuid::new("0001-CertificateList").unwrap());
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            "\"0001-CertificateList\""
+        );
+        let longest = "U".repeat(CommandUuid::MAX_LEN);
+        assert!(CommandUuid::new(longest.clone()).is_ok());
+        let too_long = format!("\"{longest}U\"");
+        for bad in ["\"\"", "\"a\\nb\"", "\"\\u0000\"", &too_long] {
+            assert!(serde_json::from_str::<CommandUuid>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            CommandUuid::new("tab\there"),
+            Err(ActivationError::InvalidCommandUuid)
+        );
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let random = CommandUuid::random(&mut rng);
+        assert_eq!(CommandUuid::new(random.as_str()), Ok(random));
     }
 }

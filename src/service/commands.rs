@@ -77,7 +77,8 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             tenant,
             channel,
             NewCommand {
-                uuid: CommandUuid(command.command_uuid.clone()),
+                uuid: CommandUuid::new(command.command_uuid.clone())
+                    .map_err(|e| CommandError::Invalid(e.to_string()))?,
                 request_type: command.request_type.clone(),
                 body: command
                     .encode()
@@ -115,7 +116,8 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             tenant,
             channel,
             NewCommand {
-                uuid: CommandUuid(command.command_uuid),
+                uuid: CommandUuid::new(command.command_uuid)
+                    .map_err(|e| CommandError::Invalid(e.to_string()))?,
                 request_type: command.request_type,
                 body: plist.to_vec(),
             },

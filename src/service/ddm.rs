@@ -142,7 +142,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         };
         declarations.put_declarations(&key, &stored)?;
         let command = Command::declarative_management(
-            CommandUuid::random(rng).0,
+            CommandUuid::random(rng).into_string(),
             stored.set.tokens_response(now).encode(),
         );
         match self.enqueue_command(tenant, channel, &command, now) {
@@ -189,7 +189,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             }
         };
         Ok(Command::declarative_management(
-            CommandUuid::random(rng).0,
+            CommandUuid::random(rng).into_string(),
             stored.set.tokens_response(stored.changed_at).encode(),
         ))
     }

@@ -754,14 +754,14 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                 let profile = self.enrollment_profile(c, tenant, activation, &challenge, rng);
                 let signed = sign(c, &profile)?.body;
                 let command = crate::mdm::command::Command::install_profile(
-                    crate::activation::CommandUuid::random(rng).0,
+                    crate::activation::CommandUuid::random(rng).into_string(),
                     signed,
                 );
                 let body = command
                     .encode()
                     .map_err(|e| ServiceError::Internal(format!("renewal command: {e}")))?;
                 let new = super::NewCommand {
-                    uuid: crate::activation::CommandUuid(command.command_uuid.clone()),
+                    uuid: crate::activation::CommandUuid::new(command.command_uuid.clone())?,
                     request_type: command.request_type.clone(),
                     body,
                 };
@@ -1163,7 +1163,7 @@ mod tests {
                 digest: Secret::new("c").digest(),
                 expires: queued + Duration::from_secs(86400),
             },
-            command: crate::activation::CommandUuid("c".into()),
+            command: crate::activation::CommandUuid::new("c").unwrap(),
             queued,
             failed_at,
             scep_request: None,

@@ -251,6 +251,7 @@ impl ServiceError {
                 A::UnknownActivation => 404,
                 A::InvalidTenant
                 | A::InvalidActivationId
+                | A::InvalidCommandUuid
                 | A::TenantMismatch
                 | A::UnknownUser
                 | A::MissingChallenge

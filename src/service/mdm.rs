@@ -56,25 +56,26 @@ impl InitialConfiguration {
     ) -> Result<Vec<NewCommand>, crate::wire::plist::PlistError> {
         use crate::mdm::command::Command;
         let mut out = Vec::new();
-        let mut push = |cmd: Command| -> Result<(), crate::wire::plist::PlistError> {
+        let mut push = |uuid: CommandUuid,
+                        command: &dyn Fn(String) -> Command|
+         -> Result<(), crate::wire::plist::PlistError> {
+            let cmd = command(uuid.as_str().to_owned());
             out.push(NewCommand {
-                uuid: CommandUuid(cmd.command_uuid.clone()),
+                uuid,
                 request_type: cmd.request_type.clone(),
                 body: cmd.encode()?,
             });
             Ok(())
         };
-        push(Command::device_information(
-            CommandUuid::random(rng).0,
-            &self.queries,
-        ))?;
-        push(Command::security_info(CommandUuid::random(rng).0))?;
-        push(Command::profile_list(CommandUuid::random(rng).0))?;
+        push(CommandUuid::random(rng), &|u| {
+            Command::device_information(u, &self.queries)
+        })?;
+        push(CommandUuid::random(rng), &Command::security_info)?;
+        push(CommandUuid::random(rng), &Command::profile_list)?;
         for p in &self.profiles {
-            push(Command::install_profile(
-                CommandUuid::random(rng).0,
-                p.clone(),
-            ))?;
+            push(CommandUuid::random(rng), &|u| {
+                Command::install_profile(u, p.clone())
+            })?;
         }
         Ok(out)
     }
@@ -397,7 +398,7 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
                         rng,
                     )?;
                     commands.push(NewCommand {
-                        uuid: CommandUuid(command.command_uuid.clone()),
+                        uuid: CommandUuid::new(command.command_uuid.clone())?,
                         request_type: command.request_type.clone(),
                         body: command.encode().map_err(|e| {
                             ServiceError::Internal(format!("initial configuration: {e}"))
@@ -443,7 +444,7 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
                     channel_of(&r.channel),
                     Report::Status {
                         status,
-                        command_uuid: r.command_uuid.map(CommandUuid),
+                        command_uuid: r.command_uuid.map(CommandUuid::new).transpose()?,
                         error_chain,
                         body: body.to_vec(),
                     },

@@ -142,6 +142,11 @@ fn tenant(name: &str) -> TenantId {
 }
 
 #[allow(clippy::expect_used)]
+fn uuid(text: impl Into<String>) -> CommandUuid {
+    CommandUuid::new(text).expect("literal command uuid is valid")
+}
+
+#[allow(clippy::expect_used)]
 fn id(n: usize) -> ActivationId {
     ActivationId::new(format!("act{n}")).expect("literal activation id is valid")
 }
@@ -200,7 +205,7 @@ fn qkey(t: &TenantId, device: &str, user: Option<&str>) -> QueueKey {
 
 fn command(n: usize) -> QueuedCommand {
     QueuedCommand {
-        uuid: CommandUuid(format!("cmd-{n}")),
+        uuid: uuid(format!("cmd-{n}")),
         request_type: "DeviceInformation".into(),
         body: vec![n as u8],
         activation: None,
@@ -212,7 +217,7 @@ fn command(n: usize) -> QueuedCommand {
 
 fn result(n: usize) -> CommandResult {
     CommandResult {
-        uuid: CommandUuid(format!("cmd-{n}")),
+        uuid: uuid(format!("cmd-{n}")),
         request_type: "DeviceInformation".into(),
         outcome: CommandOutcome::Acknowledged,
         body: b"ack".to_vec(),
@@ -618,7 +623,7 @@ fn identity_switch_step<S: Store>(s: &S) -> Result<(), String> {
             digest: Secret::new("renewal").digest(),
             expires: t0() + Duration::from_secs(60),
         },
-        command: CommandUuid("renew-2".into()),
+        command: uuid("renew-2"),
         queued: t0(),
         failed_at: Some(t0() + Duration::from_secs(1)),
         scep_request: None,
@@ -688,7 +693,7 @@ fn queue_fifo_and_finish_once<S: Store>(s: &S) -> Result<(), String> {
         .pending(&k)
         .map_err(e("pending"))?
         .into_iter()
-        .map(|c| c.uuid.0)
+        .map(|c| c.uuid.into_string())
         .collect();
     ensure!(
         order == ["cmd-0", "cmd-1", "cmd-2"],
@@ -704,7 +709,7 @@ fn queue_fifo_and_finish_once<S: Store>(s: &S) -> Result<(), String> {
         .pending(&k)
         .map_err(e("pending"))?
         .into_iter()
-        .map(|c| c.uuid.0)
+        .map(|c| c.uuid.into_string())
         .collect();
     ensure!(
         order == ["cmd-0", "cmd-2"],
@@ -752,7 +757,7 @@ fn queue_defer<S: Store>(s: &S) -> Result<(), String> {
         head.first().map(|c| c.not_now_count) == Some(2),
         "NotNow count not stored: {head:?}"
     );
-    let missing = s.defer_command(&k, &CommandUuid("x".into()));
+    let missing = s.defer_command(&k, &uuid("x"));
     ensure!(
         matches!(missing, Err(StoreError::NotFound)),
         "deferred an unknown command: {missing:?}"
@@ -798,7 +803,7 @@ fn results_prune<S: Store>(s: &S) -> Result<(), String> {
         .results(&k)
         .map_err(e("results"))?
         .into_iter()
-        .map(|r| r.uuid.0)
+        .map(|r| r.uuid.into_string())
         .collect();
     ensure!(
         kept == ["cmd-3", "cmd-4"],
@@ -1308,9 +1313,9 @@ fn step_fixture<S: Store>(s: &S, a: &TenantId) -> Result<Vec<Write>, String> {
             activation: id(1),
         },
         Write::Enqueue(q.clone(), command(3)),
-        Write::MarkDelivered(q.clone(), CommandUuid("cmd-1".into()), t0()),
+        Write::MarkDelivered(q.clone(), uuid("cmd-1"), t0()),
         Write::FinishCommand(q.clone(), result(1)),
-        Write::DeferCommand(q.clone(), CommandUuid("cmd-2".into())),
+        Write::DeferCommand(q.clone(), uuid("cmd-2")),
         Write::PruneResults(q.clone(), 1),
         Write::RetireIdentity {
             fingerprint: fp(2),
@@ -1387,9 +1392,7 @@ fn step_all_or_nothing<S: Store>(s: &S) -> Result<(), String> {
     expect(7, &|r| *r == Applied::Delivered(true))?;
     expect(9, &|r| *r == Applied::Deferred(1))?;
     expect(11, &|r| *r == Applied::Retired(true))?;
-    expect(14, &|r| {
-        *r == Applied::Cleared(vec![CommandUuid("cmd-9".into())])
-    })?;
+    expect(14, &|r| *r == Applied::Cleared(vec![uuid("cmd-9")]))?;
     expect(15, &|r| *r == Applied::Version(2))?;
     let devices = s.devices(&a, "alice").map_err(e("devices"))?;
     ensure!(devices == ["dev1"], "devices after the step: {devices:?}");
@@ -1451,8 +1454,8 @@ fn step_race<S: Store>(s: &S) -> Result<(), String> {
 
 fn session(n: usize) -> Connection {
     Connection {
-        skip: vec![CommandUuid(format!("cmd-{n}"))],
-        last_sent: Some(CommandUuid(format!("cmd-{}", n + 1))),
+        skip: vec![uuid(format!("cmd-{n}"))],
+        last_sent: Some(uuid(format!("cmd-{}", n + 1))),
     }
 }
 

@@ -25,9 +25,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use postgres::error::SqlState;
-use postgres::{Client, IsolationLevel, NoTls, Transaction};
+use postgres::types::{FromSql, ToSql};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Transaction};
 
 use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
+use super::records::Record;
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
@@ -173,7 +175,9 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let current: i32 = tx
         .query_opt("SELECT version FROM mdm_schema", &[])
         .map_err(pg)?
-        .map(|r| r.get(0))
+        .map(|r| col(&r, 0))
+        .transpose()
+        .map_err(Failure::into_store)?
         .unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Err(StoreError::permanent(format!(
@@ -227,10 +231,7 @@ impl PostgresStore {
 
     /// The schema version recorded in the database.
     pub fn schema_version(&self) -> Result<i32, StoreError> {
-        self.client()?
-            .query_one("SELECT version FROM mdm_schema", &[])
-            .map(|r| r.get(0))
-            .map_err(pg)
+        self.read(|c| col(&c.query_one("SELECT version FROM mdm_schema", &[])?, 0))
     }
 
     /// Record that `activation` reached `step` at `at` (first time only).
@@ -263,34 +264,32 @@ impl PostgresStore {
         activation: &ActivationId,
     ) -> Result<Vec<(Step, SystemTime)>, StoreError> {
         self.read(|c| {
-            Ok(c.query(
+            let mut out = Vec::new();
+            for r in c.query(
                 "SELECT step, at FROM steps WHERE tenant = $1 AND activation = $2 ORDER BY step",
                 &[&tenant.as_str(), &activation.as_str()],
-            )
-            .map_err(pg)?
-            .iter()
-            .filter_map(|r| {
-                let step = u8::try_from(r.get::<_, i16>(0))
+            )? {
+                let step = u8::try_from(col::<i16>(&r, 0)?)
                     .ok()
-                    .and_then(Step::from_number)?;
-                Some((step, from_unix_millis(r.get(1))))
-            })
-            .collect())
+                    .and_then(Step::from_number);
+                if let Some(step) = step {
+                    out.push((step, from_unix_millis(col(&r, 1)?)));
+                }
+            }
+            Ok(out)
         })
     }
 
     /// How many command records and results the database holds ([`QueueRows`]).
     pub fn queue_rows(&self) -> Result<QueueRows, StoreError> {
         self.read(|c| {
-            let row = c
-                .query_one(
-                    "SELECT (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM results)",
-                    &[],
-                )
-                .map_err(pg)?;
+            let row = c.query_one(
+                "SELECT (SELECT COUNT(*) FROM commands), (SELECT COUNT(*) FROM results)",
+                &[],
+            )?;
             Ok(QueueRows {
-                commands: count(row.get(0)),
-                results: count(row.get(1)),
+                commands: count(col(&row, 0)?),
+                results: count(col(&row, 1)?),
             })
         })
     }
@@ -302,15 +301,9 @@ impl PostgresStore {
             c.query(
                 "SELECT value, version FROM activations ORDER BY created DESC, id LIMIT $1",
                 &[&limit],
-            )
-            .map_err(pg)?
+            )?
             .iter()
-            .map(|r| {
-                Ok(Versioned {
-                    value: decode(r.get(0))?,
-                    version: count(r.get(1)),
-                })
-            })
+            .map(versioned)
             .collect()
         })
     }
@@ -372,11 +365,9 @@ impl PostgresStore {
         self.write(&mut f).map_err(Failure::into_store)
     }
 
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        f(&mut *self.client()?)
+    /// Run `f` on one connection outside a transaction (reads).
+    fn read<T>(&self, f: impl FnOnce(&mut Client) -> R<T>) -> Result<T, StoreError> {
+        f(&mut *self.client()?).map_err(Failure::into_store)
     }
 }
 
@@ -421,6 +412,40 @@ fn unique(e: postgres::Error, as_: StoreError) -> Failure {
 
 type Tx<'a, 'b> = &'a mut Transaction<'b>;
 type R<T> = Result<T, Failure>;
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+// The one query sequence of this store, on a connection or a transaction:
+// PostgreSQL's errors stay `Failure::Pg` (a transaction retries lost races),
+// a column of an unexpected type is an error, not a panic.
+
+/// Column `i` of `row`.
+fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> R<T> {
+    Ok(row.try_get(i)?)
+}
+
+/// The record stored in the first column of the row `sql` returns, if any.
+fn record<T: Record>(c: &mut impl GenericClient, sql: &str, params: Params<'_>) -> R<Option<T>> {
+    match c.query_opt(sql, params)? {
+        Some(row) => Ok(Some(decode(col(&row, 0)?)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every record stored in the first column of the rows `sql` returns.
+fn records<T: Record>(c: &mut impl GenericClient, sql: &str, params: Params<'_>) -> R<Vec<T>> {
+    c.query(sql, params)?
+        .iter()
+        .map(|row| Ok(decode(col(row, 0)?)?))
+        .collect()
+}
+
+/// An activation row's record and version.
+fn versioned(row: &Row) -> R<Versioned<Activation>> {
+    Ok(Versioned {
+        value: decode(col(row, 0)?)?,
+        version: count(col(row, 1)?),
+    })
+}
 
 fn claim_device(
     tx: Tx<'_, '_>,
@@ -448,12 +473,11 @@ fn claim_device(
         return Ok(false);
     }
     if let Some(max) = max {
-        let n: i64 = tx
-            .query_one(
-                "SELECT COUNT(*) FROM user_devices WHERE tenant = $1 AND username = $2",
-                &[&tenant.as_str(), &username],
-            )?
-            .get(0);
+        let row = tx.query_one(
+            "SELECT COUNT(*) FROM user_devices WHERE tenant = $1 AND username = $2",
+            &[&tenant.as_str(), &username],
+        )?;
+        let n: i64 = col(&row, 0)?;
         if n >= i64::from(max) {
             return Err(StoreError::LimitReached.into());
         }
@@ -490,14 +514,13 @@ fn insert_activation(tx: Tx<'_, '_>, activation: &Activation) -> R<()> {
 
 fn update_activation(tx: Tx<'_, '_>, activation: &Activation, expected: u64) -> R<u64> {
     let value = encode(activation)?;
-    let found: i64 = tx
+    let found = tx
         .query_opt(
             "SELECT version FROM activations WHERE tenant = $1 AND id = $2",
             &[&activation.tenant.as_str(), &activation.id.as_str()],
         )?
-        .ok_or(StoreError::NotFound)?
-        .get(0);
-    let found = count(found);
+        .ok_or(StoreError::NotFound)?;
+    let found = count(col(&found, 0)?);
     if found != expected {
         return Err(StoreError::VersionConflict { expected, found }.into());
     }
@@ -525,7 +548,8 @@ fn set_device_activation(
             "SELECT activation FROM devices WHERE tenant = $1 AND device_id = $2",
             &[&tenant.as_str(), &device_id],
         )?
-        .map(|r| r.get(0));
+        .map(|r| col(&r, 0))
+        .transpose()?;
     tx.execute(
         "INSERT INTO devices (tenant, device_id, activation) VALUES ($1, $2, $3)
          ON CONFLICT (tenant, device_id) DO UPDATE SET activation = excluded.activation",
@@ -563,10 +587,10 @@ fn consume_challenge(
             &[&tenant.as_str(), &&digest.0[..]],
         )?
         .ok_or(StoreError::NotFound)?;
-    if row.get::<_, bool>(1) {
+    if col::<bool>(&row, 1)? {
         return Err(StoreError::ChallengeConsumed.into());
     }
-    let mut record: ChallengeRecord = decode(row.get(0))?;
+    let mut record: ChallengeRecord = decode(col(&row, 0)?)?;
     if now >= record.grant.expires {
         return Err(StoreError::ChallengeExpired.into());
     }
@@ -581,13 +605,11 @@ fn consume_challenge(
 fn bind_identity(tx: Tx<'_, '_>, binding: &Binding) -> R<()> {
     let mut fresh = binding.clone();
     fresh.retired = false;
-    let existing = tx
-        .query_opt(
-            "SELECT value FROM bindings WHERE fingerprint = $1",
-            &[&&binding.fingerprint.0[..]],
-        )?
-        .map(|r| decode::<Binding>(r.get(0)))
-        .transpose()?;
+    let existing: Option<Binding> = record(
+        tx,
+        "SELECT value FROM bindings WHERE fingerprint = $1",
+        &[&&binding.fingerprint.0[..]],
+    )?;
     match existing {
         Some(existing) if existing.retired => Err(StoreError::IdentityRetired.into()),
         Some(existing)
@@ -609,14 +631,12 @@ fn bind_identity(tx: Tx<'_, '_>, binding: &Binding) -> R<()> {
 }
 
 fn retire_identity(tx: Tx<'_, '_>, fingerprint: &CertFingerprint, tenant: &TenantId) -> R<()> {
-    let value: Vec<u8> = tx
-        .query_opt(
-            "SELECT value FROM bindings WHERE fingerprint = $1 AND tenant = $2",
-            &[&&fingerprint.0[..], &tenant.as_str()],
-        )?
-        .ok_or(StoreError::NotFound)?
-        .get(0);
-    let mut binding: Binding = decode(&value)?;
+    let mut binding: Binding = record(
+        tx,
+        "SELECT value FROM bindings WHERE fingerprint = $1 AND tenant = $2",
+        &[&&fingerprint.0[..], &tenant.as_str()],
+    )?
+    .ok_or(StoreError::NotFound)?;
     binding.retired = true;
     tx.execute(
         "UPDATE bindings SET retired = TRUE, value = $1 WHERE fingerprint = $2",
@@ -662,7 +682,7 @@ fn defer_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<u32> {
             &[&queue_key(key), &uuid.as_str(), &PENDING],
         )?
         .ok_or(StoreError::NotFound)?;
-    Ok(u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX))
+    Ok(u32::try_from(col::<i64>(&row, 0)?).unwrap_or(u32::MAX))
 }
 
 fn finish_command(tx: Tx<'_, '_>, key: &QueueKey, result: &CommandResult) -> R<()> {
@@ -746,8 +766,8 @@ fn cancel_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<Cance
             Cancellation::Unknown
         });
     };
-    let state: i16 = row.get(0);
-    let delivered: Option<i64> = row.get(1);
+    let state: i16 = col(&row, 0)?;
+    let delivered: Option<i64> = col(&row, 1)?;
     Ok(match (state, delivered) {
         (PENDING, Some(_)) => Cancellation::AlreadyDelivered,
         (PENDING, None) => {
@@ -755,8 +775,8 @@ fn cancel_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<Cance
                 "UPDATE commands SET state = $1 WHERE qkey = $2 AND uuid = $3",
                 &[&CANCELLED, &qkey, &uuid.as_str()],
             )?;
-            let mut command: QueuedCommand = decode(row.get(2))?;
-            command.not_now_count = u32::try_from(row.get::<_, i64>(3)).unwrap_or(u32::MAX);
+            let mut command: QueuedCommand = decode(col(&row, 2)?)?;
+            command.not_now_count = u32::try_from(col::<i64>(&row, 3)?).unwrap_or(u32::MAX);
             Cancellation::Cancelled(command)
         }
         _ => Cancellation::AlreadyFinished,
@@ -769,10 +789,16 @@ fn clear_queue(tx: Tx<'_, '_>, key: &QueueKey) -> R<Vec<CommandUuid>> {
         "UPDATE commands SET state = $1 WHERE qkey = $2 AND state = $3 RETURNING seq, uuid",
         &[&CLEARED, &qkey, &PENDING],
     )?;
-    let mut cleared: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut cleared = rows
+        .iter()
+        .map(|r| Ok((col::<i64>(r, 0)?, col::<String>(r, 1)?)))
+        .collect::<R<Vec<_>>>()?;
     cleared.sort();
     tx.execute("DELETE FROM connections WHERE qkey = $1", &[&qkey])?;
-    Ok(cleared.into_iter().map(|(_, u)| CommandUuid(u)).collect())
+    Ok(cleared
+        .into_iter()
+        .map(|(_, u)| CommandUuid::new(u).map_err(corrupt))
+        .collect::<Result<_, _>>()?)
 }
 
 fn prune_results(tx: Tx<'_, '_>, key: &QueueKey, keep: usize) -> R<()> {
@@ -822,11 +848,8 @@ fn record_certificate(tx: Tx<'_, '_>, certificate: &IssuedCertificate) -> R<()> 
 
 fn update_push(tx: Tx<'_, '_>, key: &QueueKey, f: &dyn Fn(&mut PushState)) -> R<PushState> {
     let qkey = queue_key(key);
-    let mut state: PushState = tx
-        .query_opt("SELECT value FROM push_state WHERE qkey = $1", &[&qkey])?
-        .map(|r| decode(r.get(0)))
-        .transpose()?
-        .unwrap_or_default();
+    let mut state: PushState =
+        record(tx, "SELECT value FROM push_state WHERE qkey = $1", &[&qkey])?.unwrap_or_default();
     f(&mut state);
     tx.execute(
         "INSERT INTO push_state (qkey, tenant, key, next_due, token_invalid, value)
@@ -971,13 +994,11 @@ impl UserStore for PostgresStore {
 
     fn user(&self, tenant: &TenantId, username: &str) -> Result<Option<UserAccount>, StoreError> {
         self.read(|c| {
-            c.query_opt(
+            record(
+                c,
                 "SELECT account FROM users WHERE tenant = $1 AND username = $2",
                 &[&tenant.as_str(), &username],
             )
-            .map_err(pg)?
-            .map(|r| decode(r.get(0)))
-            .transpose()
         })
     }
 
@@ -1002,15 +1023,14 @@ impl UserStore for PostgresStore {
 
     fn devices(&self, tenant: &TenantId, username: &str) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
-            Ok(c.query(
+            c.query(
                 "SELECT device_id FROM user_devices WHERE tenant = $1 AND username = $2
                  ORDER BY device_id",
                 &[&tenant.as_str(), &username],
-            )
-            .map_err(pg)?
+            )?
             .iter()
-            .map(|r| r.get(0))
-            .collect())
+            .map(|r| col(r, 0))
+            .collect()
         })
     }
 }
@@ -1029,14 +1049,9 @@ impl ActivationStore for PostgresStore {
             c.query_opt(
                 "SELECT value, version FROM activations WHERE tenant = $1 AND id = $2",
                 &[&tenant.as_str(), &id.as_str()],
-            )
-            .map_err(pg)?
-            .map(|r| {
-                Ok(Versioned {
-                    value: decode(r.get(0))?,
-                    version: count(r.get(1)),
-                })
-            })
+            )?
+            .as_ref()
+            .map(versioned)
             .transpose()
         })
     }
@@ -1054,9 +1069,8 @@ impl ActivationStore for PostgresStore {
             c.query_opt(
                 "SELECT activation FROM devices WHERE tenant = $1 AND device_id = $2",
                 &[&tenant.as_str(), &device_id],
-            )
-            .map_err(pg)?
-            .map(|r| ActivationId::new(r.get::<_, String>(0)).map_err(corrupt))
+            )?
+            .map(|r| Ok(ActivationId::new(col::<String>(&r, 0)?).map_err(corrupt)?))
             .transpose()
         })
     }
@@ -1078,13 +1092,12 @@ impl ActivationStore for PostgresStore {
             c.query(
                 "SELECT device_id, activation FROM devices WHERE tenant = $1 ORDER BY device_id",
                 &[&tenant.as_str()],
-            )
-            .map_err(pg)?
+            )?
             .iter()
             .map(|r| {
                 Ok((
-                    r.get::<_, String>(0),
-                    ActivationId::new(r.get::<_, String>(1)).map_err(corrupt)?,
+                    col::<String>(r, 0)?,
+                    ActivationId::new(col::<String>(r, 1)?).map_err(corrupt)?,
                 ))
             })
             .collect()
@@ -1103,13 +1116,11 @@ impl ChallengeStore for PostgresStore {
         digest: &ChallengeDigest,
     ) -> Result<Option<ChallengeRecord>, StoreError> {
         self.read(|c| {
-            c.query_opt(
+            record(
+                c,
                 "SELECT record FROM challenges WHERE tenant = $1 AND digest = $2",
                 &[&tenant.as_str(), &&digest.0[..]],
             )
-            .map_err(pg)?
-            .map(|r| decode(r.get(0)))
-            .transpose()
         })
     }
 
@@ -1130,13 +1141,11 @@ impl BindingStore for PostgresStore {
 
     fn identity(&self, fingerprint: &CertFingerprint) -> Result<Option<Binding>, StoreError> {
         self.read(|c| {
-            c.query_opt(
+            record(
+                c,
                 "SELECT value FROM bindings WHERE fingerprint = $1",
                 &[&&fingerprint.0[..]],
             )
-            .map_err(pg)?
-            .map(|r| decode(r.get(0)))
-            .transpose()
         })
     }
 
@@ -1156,18 +1165,16 @@ impl QueueStore for PostgresStore {
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
         self.read(|c| {
-            let rows = c
-                .query(
-                    "SELECT value, not_now, delivered FROM commands
-                     WHERE qkey = $1 AND state = $2 ORDER BY seq",
-                    &[&queue_key(key), &PENDING],
-                )
-                .map_err(pg)?;
+            let rows = c.query(
+                "SELECT value, not_now, delivered FROM commands
+                 WHERE qkey = $1 AND state = $2 ORDER BY seq",
+                &[&queue_key(key), &PENDING],
+            )?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
-                let mut command: QueuedCommand = decode(r.get(0))?;
-                command.not_now_count = u32::try_from(r.get::<_, i64>(1)).unwrap_or(u32::MAX);
-                command.delivered_at = r.get::<_, Option<i64>>(2).map(from_unix_millis);
+                let mut command: QueuedCommand = decode(col(&r, 0)?)?;
+                command.not_now_count = u32::try_from(col::<i64>(&r, 1)?).unwrap_or(u32::MAX);
+                command.delivered_at = col::<Option<i64>>(&r, 2)?.map(from_unix_millis);
                 out.push(command);
             }
             Ok(out)
@@ -1215,13 +1222,11 @@ impl QueueStore for PostgresStore {
 
     fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError> {
         self.read(|c| {
-            Ok(c.query_opt(
+            Ok(record(
+                c,
                 "SELECT value FROM connections WHERE qkey = $1",
                 &[&queue_key(key)],
-            )
-            .map_err(pg)?
-            .map(|r| decode(r.get(0)))
-            .transpose()?
+            )?
             .unwrap_or_default())
         })
     }
@@ -1232,14 +1237,11 @@ impl QueueStore for PostgresStore {
 
     fn results(&self, key: &QueueKey) -> Result<Vec<CommandResult>, StoreError> {
         self.read(|c| {
-            c.query(
+            records(
+                c,
                 "SELECT value FROM results WHERE qkey = $1 ORDER BY seq",
                 &[&queue_key(key)],
             )
-            .map_err(pg)?
-            .iter()
-            .map(|r| decode(r.get(0)))
-            .collect()
         })
     }
 
@@ -1258,13 +1260,11 @@ impl CertificateStore for PostgresStore {
         fingerprint: &CertFingerprint,
     ) -> Result<Option<IssuedCertificate>, StoreError> {
         self.read(|c| {
-            c.query_opt(
+            record(
+                c,
                 "SELECT value FROM certificates WHERE fingerprint = $1",
                 &[&&fingerprint.0[..]],
             )
-            .map_err(pg)?
-            .map(|r| decode(r.get(0)))
-            .transpose()
         })
     }
 
@@ -1273,13 +1273,11 @@ impl CertificateStore for PostgresStore {
         serial: &[u8],
     ) -> Result<Option<IssuedCertificate>, StoreError> {
         self.read(|c| {
-            c.query_opt(
+            record(
+                c,
                 "SELECT value FROM certificates WHERE serial = $1",
                 &[&serial],
             )
-            .map_err(pg)?
-            .map(|r| decode(r.get(0)))
-            .transpose()
         })
     }
 }
@@ -1287,13 +1285,11 @@ impl CertificateStore for PostgresStore {
 impl PushStore for PostgresStore {
     fn push_state(&self, key: &QueueKey) -> Result<Option<PushState>, StoreError> {
         self.read(|c| {
-            c.query_opt(
+            record(
+                c,
                 "SELECT value FROM push_state WHERE qkey = $1",
                 &[&queue_key(key)],
             )
-            .map_err(pg)?
-            .map(|r| decode(r.get(0)))
-            .transpose()
         })
     }
 
@@ -1334,15 +1330,12 @@ impl PushStore for PostgresStore {
 
     fn due_pushes(&self, tenant: &TenantId, now: SystemTime) -> Result<Vec<QueueKey>, StoreError> {
         self.read(|c| {
-            c.query(
+            records(
+                c,
                 "SELECT key FROM push_state WHERE tenant = $1 AND NOT token_invalid
                  AND next_due IS NOT NULL AND next_due <= $2 ORDER BY next_due, qkey",
                 &[&tenant.as_str(), &unix_millis(now)],
             )
-            .map_err(pg)?
-            .iter()
-            .map(|r| decode(r.get(0)))
-            .collect()
         })
     }
 }
@@ -1354,12 +1347,12 @@ impl super::DeclarationStore for PostgresStore {
         slot: super::DdmSlot,
     ) -> Result<Option<String>, StoreError> {
         self.read(|c| {
-            Ok(c.query_opt(
+            c.query_opt(
                 "SELECT document FROM ddm_documents WHERE qkey = $1 AND slot = $2",
                 &[&queue_key(key), &slot.as_str()],
-            )
-            .map_err(pg)?
-            .map(|r| r.get(0)))
+            )?
+            .map(|r| col(&r, 0))
+            .transpose()
         })
     }
 

@@ -371,7 +371,7 @@ mod tests {
             push: Some(push_target(7)),
             user_channels: vec![("USER-1".into(), push_target(8))],
             initial: vec![InitialCommand {
-                uuid: CommandUuid("INIT-1".into()),
+                uuid: CommandUuid::new("INIT-1").unwrap(),
                 request_type: "DeviceInformation".into(),
                 outcome: Some(CommandOutcome::Error(vec![ErrorInfo {
                     code: 12021,
@@ -387,7 +387,7 @@ mod tests {
             renewal: Some(IdentityRenewal {
                 attempt: 2,
                 challenge: grant(ChallengeKind::Renewal),
-                command: CommandUuid("RENEW-1".into()),
+                command: CommandUuid::new("RENEW-1").unwrap(),
                 queued: at(1_790_000_000),
                 failed_at: Some(at(1_790_000_100)),
                 scep_request: Some([0x22; 32]),
@@ -417,7 +417,7 @@ mod tests {
             retired: true,
         };
         let command = QueuedCommand {
-            uuid: CommandUuid("CMD-1".into()),
+            uuid: CommandUuid::new("CMD-1").unwrap(),
             request_type: "InstallProfile".into(),
             body: b"<plist/>".to_vec(),
             activation: Some(id()),
@@ -426,7 +426,7 @@ mod tests {
             delivered_at: Some(at(1_750_000_020)),
         };
         let result = CommandResult {
-            uuid: CommandUuid("CMD-0".into()),
+            uuid: CommandUuid::new("CMD-0").unwrap(),
             request_type: "DeviceInformation".into(),
             outcome: CommandOutcome::Undecodable("not a plist".into()),
             body: b"report".to_vec(),
@@ -438,8 +438,8 @@ mod tests {
             identity: identity(),
         };
         let connection = Connection {
-            skip: vec![CommandUuid("CMD-2".into())],
-            last_sent: Some(CommandUuid("CMD-3".into())),
+            skip: vec![CommandUuid::new("CMD-2").unwrap()],
+            last_sent: Some(CommandUuid::new("CMD-3").unwrap()),
         };
         let push = PushState {
             last_push: Some(at(1_750_000_040)),

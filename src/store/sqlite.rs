@@ -603,7 +603,7 @@ fn clear_queue(tx: &Connection, key: &QueueKey) -> Result<Vec<CommandUuid>, Stor
         "SELECT uuid FROM commands WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
         params![qkey, PENDING],
         |r| r.get::<_, String>(0),
-        |u| Ok(CommandUuid(u)),
+        |u| CommandUuid::new(u).map_err(corrupt),
     )?;
     exec(
         tx,

@@ -187,7 +187,7 @@ pub struct EvidenceDevice {
 impl EvidenceDevice {
     /// A Mac with a random UDID and serial running macOS 14.4.
     pub fn random<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        let id = CommandUuid::random(rng).0;
+        let id = CommandUuid::random(rng).into_string();
         let mut serial = [0u8; 5];
         rng.fill_bytes(&mut serial);
         Self {
