@@ -450,3 +450,60 @@ fn error_pages_never_show_store_errors() {
         }
     }
 }
+
+/// A database busy past its timeout (another process holds the write lock)
+/// is a transient failure: the self-service activation answers 503 with
+/// `Retry-After`, not 500, and works once the lock is gone.
+#[test]
+#[cfg_attr(
+    not(mdm_have_python3),
+    ignore = "needs python3: apt-get install python3"
+)]
+fn a_busy_store_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--http", "--user", "ann:pw-ann@corp.example"]);
+    // Hold SQLite's write lock for longer than the server's busy timeout (10 s).
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time\n\
+             c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
+             c.execute('BEGIN IMMEDIATE')\n\
+             print('locked',flush=True)\n\
+             time.sleep(13)\n\
+             c.execute('ROLLBACK')",
+        ])
+        .arg(data.join("mdm.sqlite3"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line.trim(), "locked");
+    let activate = |server: &Server| {
+        server.request(
+            "POST",
+            "/self-service/activate",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &form(&[
+                ("username", "ann"),
+                ("password", "pw-ann"),
+                ("domain", "corp.example"),
+            ]),
+        )
+    };
+    let busy = activate(&server);
+    assert_eq!(busy.status, 503, "{}", busy.text());
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert!(
+        !busy.text().contains("database"),
+        "store internals in the page"
+    );
+    holder.wait().expect("lock released");
+    assert_eq!(activate(&server).status, 200, "works once the lock is gone");
+}

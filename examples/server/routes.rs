@@ -212,7 +212,7 @@ impl App {
             .check_credentials(&tenant, &attempt)
         {
             Ok(v) => v,
-            Err(e) => return internal_error(&e),
+            Err(e) => return internal_error(&e, e.is_transient()),
         };
         let user = match store.user(&tenant, &attempt.username) {
             Ok(Some(u)) if verified && u.domain.eq_ignore_ascii_case(&attempt.domain) => u,
@@ -220,7 +220,7 @@ impl App {
                 self.throttle.failed(&throttled, peer, now);
                 return login_failed(&prefix, &attempt);
             }
-            Err(e) => return internal_error(&e),
+            Err(e) => return internal_error(&e, e.is_transient()),
         };
         self.throttle.succeeded(&throttled, peer);
         let devices = store.devices(&tenant, &user.username).unwrap_or_default();
@@ -351,6 +351,11 @@ impl App {
                     self.throttle.failed(&username, peer, now);
                 }
                 tracing::info!(error = %e, "self-service activation refused");
+                if e.is_transient() {
+                    return retry_later(Duration::from_secs(u64::from(
+                        ServiceError::RETRY_AFTER_SECS,
+                    )));
+                }
                 error_page(e.http_status(), &refusal(&e))
             }
         }
@@ -399,10 +404,24 @@ fn portal_form(prefix: &str, username: &str, domain: &str) -> String {
     )
 }
 
-/// 500 for a store or directory failure: logged, never shown.
-fn internal_error(e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "portal request failed");
+/// A store or directory failure: logged, never shown; 503 with
+/// `Retry-After` when retrying may succeed (`transient`), else 500.
+fn internal_error(e: &dyn std::fmt::Display, transient: bool) -> Response {
+    tracing::error!(error = %e, transient, "portal request failed");
+    if transient {
+        return retry_later(Duration::from_secs(u64::from(
+            ServiceError::RETRY_AFTER_SECS,
+        )));
+    }
     error_page(500, "the server could not complete the request")
+}
+
+/// 503 with `Retry-After` (whole seconds).
+fn retry_later(wait: Duration) -> Response {
+    let mut r = error_page(503, "the server is busy: try again in a moment");
+    r.headers
+        .push(("Retry-After".into(), wait.as_secs().max(1).to_string()));
+    r
 }
 
 /// 429 with `Retry-After` (whole seconds, rounded up).
