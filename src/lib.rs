@@ -2,8 +2,11 @@
 //!
 //! The server side of activating a macOS device in an Apple MDM system, as a
 //! **sans-IO** library: bytes, time and randomness go in; responses, state
-//! changes and events come out. The crate never opens a socket, reads a clock
-//! or touches a disk.
+//! changes and events come out. Without optional features the crate never
+//! opens a socket, reads a clock or touches a disk; only three features do
+//! IO, each in its own module: `sqlite` (a database file, `store::sqlite`),
+//! `postgres` (a database connection, `store::postgres`) and `apns` (HTTP/2
+//! connections to APNs, `push::apns`).
 //!
 //! Layers, each using only those below it:
 //!
