@@ -57,6 +57,8 @@ pub mod conformance;
 mod codec;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod records;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_dispatch;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
