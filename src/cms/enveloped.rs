@@ -17,6 +17,16 @@ use const_oid::db::rfc5911::{ID_DATA, ID_ENVELOPED_DATA};
 use const_oid::db::rfc5912::RSA_ENCRYPTION;
 use thiserror::Error;
 
+use cms::content_info::CmsVersion;
+use cms::enveloped_data::EncryptedContentInfo;
+use der::Encode;
+use der::asn1::{Any, AnyRef, OctetString};
+use spki::AlgorithmIdentifierOwned;
+
+use super::asn1::{
+    EnvelopedDataDer, InOrder, IssuerAndSerial, KeyTransRecipientInfo, RecipientIdentifier,
+    content_info,
+};
 use crate::crypto::{CryptoError, KeyUnwrapper};
 use crate::wire::ber::{BerError, BerLimits, Class, Element};
 
@@ -161,6 +171,7 @@ impl Default for DecryptPolicy {
 
 /// Errors from EnvelopedData decoding, decryption and encryption.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EnvelopedError {
     /// The BER structure is broken or over the limits.
     #[error("EnvelopedData BER: {0}")]
@@ -187,6 +198,9 @@ pub enum EnvelopedError {
     /// The key backend failed (not a statement about the ciphertext).
     #[error("key backend: {0}")]
     Backend(String),
+    /// A value could not be DER-encoded (e.g. over the `der` crate's length limit).
+    #[error("EnvelopedData DER encoding: {0}")]
+    Encode(#[from] der::Error),
 }
 
 /// How a KeyTransRecipientInfo names its recipient certificate.
@@ -420,29 +434,35 @@ impl EnvelopedData {
             .encrypt_pkcs1v15(rng, &key)
             .map_err(|e| EnvelopedError::Backend(e.to_string()))?;
 
-        let null = [0x05, 0x00];
-        let ktri = tlv(
-            0x30,
-            &[
-                &[0x02, 0x01, 0x00],
-                &tlv(0x30, &[&recipient.issuer, &tlv(0x02, &[&recipient.serial])]),
-                &tlv(0x30, &[&oid_der(RSA_ENCRYPTION), &null]),
-                &tlv(0x04, &[&encrypted_key]),
-            ],
-        );
-        let eci = tlv(
-            0x30,
-            &[
-                &oid_der(ID_DATA),
-                &tlv(0x30, &[&oid_der(cipher.oid()), &tlv(0x04, &[&iv])]),
-                &tlv(0x80, &[&ciphertext]),
-            ],
-        );
-        let env = tlv(0x30, &[&[0x02, 0x01, 0x00], &tlv(0x31, &[&ktri]), &eci]);
-        Ok(tlv(
-            0x30,
-            &[&oid_der(ID_ENVELOPED_DATA), &tlv(0xa0, &[&env])],
-        ))
+        let ktri = KeyTransRecipientInfo {
+            version: CmsVersion::V0,
+            rid: RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerial::new(
+                &recipient.issuer,
+                &recipient.serial,
+            )?),
+            // rsaEncryption takes NULL parameters (RFC 3370 §4.2.1).
+            key_enc_alg: AlgorithmIdentifierOwned {
+                oid: RSA_ENCRYPTION,
+                parameters: Some(Any::null()),
+            },
+            enc_key: OctetString::new(encrypted_key)?,
+        }
+        .to_der()?;
+        let env = EnvelopedDataDer {
+            version: CmsVersion::V0,
+            originator_info: None,
+            recip_infos: InOrder(vec![AnyRef::try_from(ktri.as_slice())?]),
+            encrypted_content: EncryptedContentInfo {
+                content_type: ID_DATA,
+                content_enc_alg: AlgorithmIdentifierOwned {
+                    oid: cipher.oid(),
+                    parameters: Some(Any::encode_from(&OctetString::new(iv)?)?),
+                },
+                encrypted_content: Some(OctetString::new(ciphertext)?),
+            },
+            unprotected_attrs: None,
+        };
+        Ok(content_info(ID_ENVELOPED_DATA, &env)?)
     }
 }
 
@@ -506,15 +526,6 @@ fn oid(el: &Element<'_>) -> Result<ObjectIdentifier, EnvelopedError> {
         .map_err(|_| EnvelopedError::Malformed("object identifier"))
 }
 
-fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
-    tlv(0x06, &[oid.as_bytes()])
-}
-
-/// One DER TLV with a single-octet tag whose contents are `parts` concatenated.
-pub(crate) fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    crate::wire::ber::encode_tlv(tag, &parts.concat())
-}
-
 fn set_odd_parity(key: &mut [u8]) {
     for b in key {
         *b = (*b & 0xfe) | u8::from((*b >> 1).count_ones() % 2 == 0);
@@ -530,13 +541,5 @@ mod tests {
         let mut k = [0u8, 1, 2, 0xff, 0xfe, 0x80];
         set_odd_parity(&mut k);
         assert!(k.iter().all(|b| b.count_ones() % 2 == 1));
-    }
-
-    #[test]
-    fn tlv_long_form() {
-        let v = vec![7u8; 300];
-        let t = tlv(0x04, &[&v]);
-        assert_eq!(&t[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        assert_eq!(t.len(), 304);
     }
 }

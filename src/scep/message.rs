@@ -250,21 +250,22 @@ impl CertRep {
         signer_cert: &cms::Certificate,
         signing_time: SystemTime,
     ) -> Result<Vec<u8>, CmsError> {
-        let printable = |s: &str| crate::cms::enveloped::tlv(0x13, &[s.as_bytes()]);
-        let octets = |b: &[u8]| crate::cms::enveloped::tlv(0x04, &[b]);
+        use der::Encode;
+        let printable = |s: &str| der::asn1::PrintableStringRef::new(s)?.to_der();
+        let octets = |b: &[u8]| der::asn1::OctetStringRef::new(b)?.to_der();
         let content = self.envelope.as_deref().unwrap_or_default();
         let mut b = SignedDataBuilder::new(cms::oid::ID_DATA, content, signer, signer_cert)
             .digest(self.digest)
             .signing_time(signing_time)
-            .signed_attribute(oid::MESSAGE_TYPE, printable("3"))
-            .signed_attribute(oid::PKI_STATUS, printable(self.status.as_str()))
+            .signed_attribute(oid::MESSAGE_TYPE, printable("3")?)
+            .signed_attribute(oid::PKI_STATUS, printable(self.status.as_str())?)
             .signed_attribute(oid::TRANSACTION_ID, self.transaction_id_der.clone())
-            .signed_attribute(oid::SENDER_NONCE, octets(&self.sender_nonce));
+            .signed_attribute(oid::SENDER_NONCE, octets(&self.sender_nonce)?);
         if let Some(n) = &self.recipient_nonce {
-            b = b.signed_attribute(oid::RECIPIENT_NONCE, octets(n));
+            b = b.signed_attribute(oid::RECIPIENT_NONCE, octets(n)?);
         }
         if let Some(f) = self.fail_info {
-            b = b.signed_attribute(oid::FAIL_INFO, printable(f.as_str()));
+            b = b.signed_attribute(oid::FAIL_INFO, printable(f.as_str())?);
         }
         b.build()
     }
