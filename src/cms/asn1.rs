@@ -223,18 +223,68 @@ pub(crate) struct KeyTransRecipientInfo<'a> {
     pub enc_key: der::asn1::OctetString,
 }
 
-/// `EnvelopedData` (RFC 5652 §6.1): the `cms` crate's `EncryptedContentInfo`
-/// and `CmsVersion`; the recipient infos are kept as encoded elements so that
-/// choices other than key transport can be skipped rather than refused.
+/// `EnvelopedData` (RFC 5652 §6.1): the `cms` crate's `CmsVersion`; the
+/// recipient infos are kept as encoded elements so that choices other than
+/// key transport can be skipped rather than refused.
 #[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
 pub(crate) struct EnvelopedDataDer<'a> {
     pub version: cms::content_info::CmsVersion,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
     pub originator_info: Option<InOrder<'a>>,
     pub recip_infos: InOrder<'a>,
-    pub encrypted_content: cms::enveloped_data::EncryptedContentInfo,
+    pub encrypted_content: EncryptedContentInfo,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
     pub unprotected_attrs: Option<InOrder<'a>>,
+}
+
+/// `EncryptedContentInfo` (RFC 5652 §6.1), as `cms::enveloped_data`'s but
+/// with [`StringOctets`] for the `[0] IMPLICIT` content, which BER senders
+/// (Apple devices among them) split into segments.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub(crate) struct EncryptedContentInfo {
+    pub content_type: ObjectIdentifier,
+    pub content_enc_alg: spki::AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    pub encrypted_content: Option<StringOctets>,
+}
+
+/// The value of an OCTET STRING, read from either form: primitive, or (under
+/// BER rules, after [`wire::ber::to_der`](crate::wire::ber::to_der) made its
+/// length definite) constructed from primitive segments, which
+/// `der::asn1::OctetString` refuses. Written primitive.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(crate) struct StringOctets(pub Vec<u8>);
+
+impl<'a> der::DecodeValue<'a> for StringOctets {
+    type Error = der::Error;
+
+    fn decode_value<R: der::Reader<'a>>(reader: &mut R, header: der::Header) -> der::Result<Self> {
+        if !header.tag().is_constructed() {
+            return Ok(Self(reader.read_vec(header.length())?));
+        }
+        reader.read_nested(header.length(), |r| {
+            let mut out = Vec::new();
+            while !r.is_finished() {
+                let segment: &der::asn1::OctetStringRef = r.decode()?;
+                out.extend_from_slice(segment.as_bytes());
+            }
+            Ok(Self(out))
+        })
+    }
+}
+
+impl der::EncodeValue for StringOctets {
+    fn value_len(&self) -> der::Result<der::Length> {
+        der::Length::try_from(self.0.len())
+    }
+
+    fn encode_value(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        writer.write(&self.0)
+    }
+}
+
+impl der::FixedTag for StringOctets {
+    const TAG: der::Tag = der::Tag::OctetString;
 }
 
 /// DER of a `ContentInfo` (`cms::content_info::ContentInfo`) wrapping `content`.
