@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::cms::enveloped::{EnvelopedData, EnvelopedError};
 use crate::cms::{self, CmsError, SignedData, SignedDataBuilder};
 use crate::crypto::{DigestAlgorithm, Signer};
-use crate::wire::ber::{BerLimits, Class, Element};
+use crate::wire::ber::{BerLimits, Element};
 
 use super::{Challenge, FailInfo, MessageType, PkiStatus, oid};
 
@@ -283,13 +283,17 @@ pub struct IssuerAndSubject {
 impl IssuerAndSubject {
     /// Decode (BER tolerated; names are returned as DER).
     pub fn decode(bytes: &[u8], limits: &BerLimits) -> Result<Self, EnvelopedError> {
-        let el = Element::parse(bytes, limits)?;
-        let parts = el.children()?;
-        match parts.as_slice() {
-            [issuer, subject]
-                if el.is(Class::Universal, 16)
-                    && issuer.is(Class::Universal, 16)
-                    && subject.is(Class::Universal, 16) =>
+        /// The ASN.1 shape; names stay as encoded (after normalisation).
+        #[derive(der::Sequence)]
+        struct Shape<'a> {
+            issuer: der::asn1::AnyRef<'a>,
+            subject: der::asn1::AnyRef<'a>,
+        }
+        use der::{Decode, Encode, Tag, Tagged};
+        let der = crate::wire::ber::to_der(bytes, limits)?;
+        match Shape::from_der(&der) {
+            Ok(Shape { issuer, subject })
+                if issuer.tag() == Tag::Sequence && subject.tag() == Tag::Sequence =>
             {
                 Ok(Self {
                     issuer: issuer.to_der()?,
