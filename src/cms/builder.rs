@@ -12,7 +12,7 @@
 //! serials over 21 octets), and the certificate set keeps the given
 //! certificates, unchanged and in order (the crate's `CertificateSet` would
 //! re-encode and sort them). Signing goes through our
-//! [`Signer`](crate::crypto::Signer) (which may be an HSM or KMS) over the
+//! [`Signer`] (which may be an HSM or KMS) over the
 //! DER of the signed-attributes SET, not through the crate's
 //! `signature`-trait builder.
 
