@@ -461,7 +461,7 @@ fn degenerate_certs_only_parses_in_openssl() {
     let pki = Pki::new();
     pki.leaf("ra", "/CN=RA", "root");
     let certs = [pki.cert("root"), pki.cert("ra")];
-    let der = degenerate(&certs);
+    let der = degenerate(&certs).unwrap();
     pki.write("certs.p7", &der);
     let out = openssl(
         pki.path(),

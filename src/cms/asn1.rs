@@ -1,9 +1,11 @@
 //! Small helpers over [`wire::ber::Element`](crate::wire::ber::Element) for
-//! walking CMS and X.509 structures, and for writing DER.
+//! walking CMS and X.509 structures as received (BER), and the `der`-derived
+//! CMS types this crate writes where the `cms` crate's own cannot carry its
+//! input: lenient issuer/serial identifiers and certificates kept in order.
 
 use const_oid::ObjectIdentifier;
 
-use crate::wire::ber::{Class, Element, encode_tlv};
+use crate::wire::ber::{Class, Element};
 
 /// Universal tag numbers used here.
 pub(crate) const INTEGER: u32 = 2;
@@ -95,28 +97,205 @@ pub(crate) fn small_integer(el: &Element<'_>, what: &'static str) -> Result<u32,
     Ok(bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
 }
 
-/// DER `SEQUENCE` of already-encoded parts.
-pub(crate) fn der_sequence(parts: &[&[u8]]) -> Vec<u8> {
-    encode_tlv(0x30, &parts.concat())
+/// `IssuerAndSerialNumber` (RFC 5652 §10.2.4) over a certificate's own bytes.
+///
+/// Not `cms::cert::IssuerAndSerialNumber`: that holds x509-cert's `Name`
+/// (re-encoded, so a non-canonical issuer would no longer match) and
+/// `SerialNumber`, which refuses serials over 21 octets (certmonger's
+/// self-signed certificates carry 32, device certificates may be longer).
+/// The serial is an INTEGER kept exactly as the certificate encodes it.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence, der::ValueOrd)]
+pub(crate) struct IssuerAndSerial<'a> {
+    /// The issuer `Name`, as encoded in the certificate.
+    pub issuer: der::asn1::AnyRef<'a>,
+    /// The serialNumber INTEGER, as encoded in the certificate.
+    pub serial_number: der::asn1::AnyRef<'a>,
 }
 
-/// DER `SET OF` of already-encoded parts, sorted as DER requires (X.690 §11.6).
-pub(crate) fn der_set_of(mut parts: Vec<Vec<u8>>) -> Vec<u8> {
-    parts.sort();
-    encode_tlv(0x31, &parts.concat())
+impl<'a> IssuerAndSerial<'a> {
+    /// From the DER of an issuer Name and the content octets of a serial INTEGER.
+    pub fn new(issuer_der: &'a [u8], serial: &'a [u8]) -> der::Result<Self> {
+        let issuer = der::asn1::AnyRef::try_from(issuer_der)?;
+        if der::Tagged::tag(&issuer) != der::Tag::Sequence {
+            return Err(der::Tag::Sequence.value_error().into());
+        }
+        Ok(Self {
+            issuer,
+            serial_number: der::asn1::AnyRef::new(der::Tag::Integer, serial)?,
+        })
+    }
 }
 
-/// DER encoding of an OID.
-pub(crate) fn der_oid(oid: &ObjectIdentifier) -> Vec<u8> {
-    encode_tlv(0x06, oid.as_bytes())
+/// A `SET OF` holding already-encoded elements in the order given.
+///
+/// Used for SignedData `certificates`: `cms::signed_data::CertificateSet`
+/// re-encodes each certificate through x509-cert (which refuses the lenient
+/// certificates this crate accepts) and sorts them, while SCEP clients and
+/// callers expect the signer first, then its chain, byte for byte.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(crate) struct InOrder<'a>(pub Vec<der::asn1::AnyRef<'a>>);
+
+impl der::EncodeValue for InOrder<'_> {
+    fn value_len(&self) -> der::Result<der::Length> {
+        self.0.iter().try_fold(der::Length::ZERO, |acc, el| {
+            acc + der::Encode::encoded_len(el)?
+        })
+    }
+
+    fn encode_value(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        self.0
+            .iter()
+            .try_for_each(|el| der::Encode::encode(el, writer))
+    }
 }
 
-/// DER `AlgorithmIdentifier` with absent parameters.
-pub(crate) fn der_algorithm(oid: &ObjectIdentifier) -> Vec<u8> {
-    der_sequence(&[&der_oid(oid)])
+impl<'a> der::DecodeValue<'a> for InOrder<'a> {
+    type Error = der::Error;
+
+    fn decode_value<R: der::Reader<'a>>(reader: &mut R, header: der::Header) -> der::Result<Self> {
+        reader.read_nested(header.length(), |r| {
+            let mut out = Vec::new();
+            while !r.is_finished() {
+                out.push(r.decode()?);
+            }
+            Ok(Self(out))
+        })
+    }
 }
 
-/// DER `AlgorithmIdentifier` with NULL parameters (as `rsaEncryption` requires).
-pub(crate) fn der_algorithm_null(oid: &ObjectIdentifier) -> Vec<u8> {
-    der_sequence(&[&der_oid(oid), &[0x05, 0x00]])
+impl der::FixedTag for InOrder<'_> {
+    const TAG: der::Tag = der::Tag::Set;
+}
+
+/// A `SignerInfo` (RFC 5652 §5.3) to encode: the `cms` crate's fields with
+/// [`IssuerAndSerial`] as the signer identifier (see there why).
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence, der::ValueOrd)]
+pub(crate) struct SignerInfoOut<'a> {
+    pub version: cms::content_info::CmsVersion,
+    pub sid: IssuerAndSerial<'a>,
+    pub digest_alg: spki::AlgorithmIdentifierOwned,
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    pub signed_attrs: Option<cms::signed_data::SignedAttributes>,
+    pub signature_algorithm: spki::AlgorithmIdentifierOwned,
+    pub signature: der::asn1::OctetString,
+}
+
+/// A `SignedData` (RFC 5652 §5.1) to encode: the `cms` crate's types except
+/// for the certificates ([`InOrder`]) and signers ([`SignerInfoOut`]).
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub(crate) struct SignedDataOut<'a> {
+    pub version: cms::content_info::CmsVersion,
+    pub digest_algorithms: cms::signed_data::DigestAlgorithmIdentifiers,
+    pub encap_content_info: cms::signed_data::EncapsulatedContentInfo,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    pub certificates: Option<InOrder<'a>>,
+    pub signer_infos: der::asn1::SetOfVec<SignerInfoOut<'a>>,
+}
+
+/// `RecipientIdentifier` (RFC 5652 §6.2.1), with [`IssuerAndSerial`] in
+/// place of `cms::cert::IssuerAndSerialNumber` (see there why).
+#[derive(Clone, Debug, Eq, PartialEq, der::Choice)]
+pub(crate) enum RecipientIdentifier<'a> {
+    IssuerAndSerialNumber(IssuerAndSerial<'a>),
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT")]
+    SubjectKeyIdentifier(der::asn1::OctetString),
+}
+
+impl der::ValueOrd for RecipientIdentifier<'_> {
+    fn value_cmp(&self, other: &Self) -> der::Result<std::cmp::Ordering> {
+        use der::{DerOrd, Encode};
+        self.to_der()?.der_cmp(&other.to_der()?)
+    }
+}
+
+/// `KeyTransRecipientInfo` (RFC 5652 §6.2.1): the `cms` crate's fields with
+/// [`RecipientIdentifier`] as `rid`.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence, der::ValueOrd)]
+pub(crate) struct KeyTransRecipientInfo<'a> {
+    pub version: cms::content_info::CmsVersion,
+    pub rid: RecipientIdentifier<'a>,
+    pub key_enc_alg: spki::AlgorithmIdentifierOwned,
+    pub enc_key: der::asn1::OctetString,
+}
+
+/// `EnvelopedData` (RFC 5652 §6.1): the `cms` crate's `CmsVersion`; the
+/// recipient infos are kept as encoded elements so that choices other than
+/// key transport can be skipped rather than refused.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub(crate) struct EnvelopedDataDer<'a> {
+    pub version: cms::content_info::CmsVersion,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    pub originator_info: Option<InOrder<'a>>,
+    pub recip_infos: InOrder<'a>,
+    pub encrypted_content: EncryptedContentInfo,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    pub unprotected_attrs: Option<InOrder<'a>>,
+}
+
+/// `EncryptedContentInfo` (RFC 5652 §6.1), as `cms::enveloped_data`'s but
+/// with [`StringOctets`] for the `[0] IMPLICIT` content, which BER senders
+/// (Apple devices among them) split into segments.
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub(crate) struct EncryptedContentInfo {
+    pub content_type: ObjectIdentifier,
+    pub content_enc_alg: spki::AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    pub encrypted_content: Option<StringOctets>,
+}
+
+/// The value of an OCTET STRING, read from either form: primitive, or (under
+/// BER rules, after [`wire::ber::to_der`](crate::wire::ber::to_der) made its
+/// length definite) constructed from primitive segments, which
+/// `der::asn1::OctetString` refuses. Written primitive.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(crate) struct StringOctets(pub Vec<u8>);
+
+impl<'a> der::DecodeValue<'a> for StringOctets {
+    type Error = der::Error;
+
+    fn decode_value<R: der::Reader<'a>>(reader: &mut R, header: der::Header) -> der::Result<Self> {
+        if !header.tag().is_constructed() {
+            return Ok(Self(reader.read_vec(header.length())?));
+        }
+        reader.read_nested(header.length(), |r| {
+            let mut out = Vec::new();
+            while !r.is_finished() {
+                let segment: &der::asn1::OctetStringRef = r.decode()?;
+                out.extend_from_slice(segment.as_bytes());
+            }
+            Ok(Self(out))
+        })
+    }
+}
+
+impl der::EncodeValue for StringOctets {
+    fn value_len(&self) -> der::Result<der::Length> {
+        der::Length::try_from(self.0.len())
+    }
+
+    fn encode_value(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        writer.write(&self.0)
+    }
+}
+
+impl der::FixedTag for StringOctets {
+    const TAG: der::Tag = der::Tag::OctetString;
+}
+
+/// DER of a `ContentInfo` (`cms::content_info::ContentInfo`) wrapping `content`.
+pub(crate) fn content_info(
+    content_type: ObjectIdentifier,
+    content: &(impl der::EncodeValue + der::Tagged),
+) -> der::Result<Vec<u8>> {
+    use der::Encode;
+    cms::content_info::ContentInfo {
+        content_type,
+        content: der::Any::encode_from(content)?,
+    }
+    .to_der()
 }

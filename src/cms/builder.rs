@@ -3,18 +3,34 @@
 //! Used for signed profiles (attached `id-data` content, full chain), SCEP
 //! PKIMessages and CertReps (signed attributes with SCEP's own attributes),
 //! and certs-only ("degenerate") SignedData.
+//!
+//! The structures are the `cms` crate's (`EncapsulatedContentInfo`,
+//! `SignedAttributes`, `ContentInfo`, `CmsVersion`) encoded with
+//! [`der::Encode`]. Two parts are our own DER types (in `asn1`), because the
+//! crate's cannot carry what this crate accepts: the signer identifier keeps
+//! the certificate's issuer and serial bytes as they are (x509-cert refuses
+//! serials over 21 octets), and the certificate set keeps the given
+//! certificates, unchanged and in order (the crate's `CertificateSet` would
+//! re-encode and sort them). Signing goes through our
+//! [`Signer`] (which may be an HSM or KMS) over the
+//! DER of the signed-attributes SET, not through the crate's
+//! `signature`-trait builder.
 
 use std::time::SystemTime;
 
+use cms::content_info::CmsVersion;
+use cms::signed_data::{EncapsulatedContentInfo, SignedAttributes};
 use const_oid::ObjectIdentifier;
-use der::Encode;
+use der::asn1::{Any, AnyRef, OctetString, OctetStringRef, SetOfVec};
+use der::{Decode, Encode};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::attr::Attribute;
 
-use super::asn1::{der_algorithm, der_algorithm_null, der_oid, der_sequence, der_set_of};
+use super::asn1::{InOrder, IssuerAndSerial, SignedDataOut, SignerInfoOut, content_info};
 use super::certificate::Certificate;
 use super::error::CmsError;
 use super::oid;
 use crate::crypto::{DigestAlgorithm, Signer};
-use crate::wire::ber::encode_tlv;
 
 /// Builds one CMS SignedData with a single signer, as a DER ContentInfo.
 ///
@@ -129,17 +145,14 @@ impl<'a> SignedDataBuilder<'a> {
             return Err(CmsError::SignerKeyMismatch);
         }
         let (signed_attrs, signature) = if self.signed_attrs {
-            let set = self.signed_attributes_der()?;
+            let attrs = self.signed_attributes()?;
+            // The signature covers the DER of the SET OF (RFC 5652 §5.4); in
+            // the SignerInfo the same contents are tagged [0] IMPLICIT.
             let signature = self
                 .signer
-                .sign(self.digest, &set)
+                .sign(self.digest, &attrs.to_der()?)
                 .map_err(CmsError::Signing)?;
-            // [0] IMPLICIT in the SignerInfo; the signature covers the SET encoding.
-            let mut tagged = set;
-            if let Some(tag) = tagged.first_mut() {
-                *tag = 0xA0;
-            }
-            (Some(tagged), signature)
+            (Some(attrs), signature)
         } else {
             let signature = self
                 .signer
@@ -147,66 +160,74 @@ impl<'a> SignedDataBuilder<'a> {
                 .map_err(CmsError::Signing)?;
             (None, signature)
         };
+        let digest_alg = AlgorithmIdentifierOwned {
+            oid: self.digest.oid(),
+            parameters: None,
+        };
+        let signer_info = SignerInfoOut {
+            version: CmsVersion::V1,
+            sid: IssuerAndSerial::new(self.signer_cert.issuer_der(), self.signer_cert.serial())?,
+            digest_alg: digest_alg.clone(),
+            signed_attrs,
+            // rsaEncryption takes NULL parameters (RFC 3370 §3.2).
+            signature_algorithm: AlgorithmIdentifierOwned {
+                oid: oid::RSA_ENCRYPTION,
+                parameters: Some(Any::null()),
+            },
+            signature: OctetString::new(signature)?,
+        };
 
-        let sid = der_sequence(&[
-            self.signer_cert.issuer_der(),
-            &encode_tlv(0x02, self.signer_cert.serial()),
-        ]);
-        let signer_info = der_sequence(&[
-            &[0x02, 0x01, 0x01],
-            &sid,
-            &der_algorithm(&self.digest.oid()),
-            signed_attrs.as_deref().unwrap_or_default(),
-            &der_algorithm_null(&oid::RSA_ENCRYPTION),
-            &encode_tlv(0x04, &signature),
-        ]);
-
-        let mut certs: Vec<&[u8]> = vec![self.signer_cert.der()];
+        let mut certs = vec![AnyRef::try_from(self.signer_cert.der())?];
         for c in &self.chain {
             if c.der() != self.signer_cert.der() {
-                certs.push(c.der());
+                certs.push(AnyRef::try_from(c.der())?);
             }
         }
-        let encap = if self.detached {
-            der_sequence(&[&der_oid(&self.content_type)])
+        let econtent = if self.detached {
+            None
         } else {
-            der_sequence(&[
-                &der_oid(&self.content_type),
-                &encode_tlv(0xA0, &encode_tlv(0x04, self.content)),
-            ])
+            Some(Any::encode_from(&OctetStringRef::new(self.content)?)?)
         };
-        let version: u8 = if self.content_type == oid::ID_DATA {
-            1
+        // RFC 5652 §5.1: version 3 when eContentType is not id-data.
+        let version = if self.content_type == oid::ID_DATA {
+            CmsVersion::V1
         } else {
-            3
+            CmsVersion::V3
         };
-        Ok(content_info(&der_sequence(&[
-            &[0x02, 0x01, version],
-            &der_set_of(vec![der_algorithm(&self.digest.oid())]),
-            &encap,
-            &encode_tlv(0xA0, &certs.concat()),
-            &der_set_of(vec![signer_info]),
-        ])))
+        let signed_data = SignedDataOut {
+            version,
+            digest_algorithms: SetOfVec::try_from(vec![digest_alg])?,
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: self.content_type,
+                econtent,
+            },
+            certificates: Some(InOrder(certs)),
+            signer_infos: SetOfVec::try_from(vec![signer_info])?,
+        };
+        Ok(content_info(oid::ID_SIGNED_DATA, &signed_data)?)
     }
 
-    fn signed_attributes_der(&self) -> Result<Vec<u8>, CmsError> {
-        let attr = |oid: &ObjectIdentifier, value: &[u8]| {
-            der_sequence(&[&der_oid(oid), &der_set_of(vec![value.to_vec()])])
+    fn signed_attributes(&self) -> Result<SignedAttributes, CmsError> {
+        let attr = |oid: ObjectIdentifier, value: Any| -> Result<Attribute, CmsError> {
+            Ok(Attribute {
+                oid,
+                values: SetOfVec::try_from(vec![value])?,
+            })
         };
         let mut attrs = vec![
-            attr(&oid::ID_CONTENT_TYPE, &der_oid(&self.content_type)),
+            attr(oid::ID_CONTENT_TYPE, Any::encode_from(&self.content_type)?)?,
             attr(
-                &oid::ID_MESSAGE_DIGEST,
-                &encode_tlv(0x04, &self.digest.digest(self.content)),
-            ),
+                oid::ID_MESSAGE_DIGEST,
+                Any::encode_from(&OctetString::new(self.digest.digest(self.content))?)?,
+            )?,
         ];
         let mut seen = vec![oid::ID_CONTENT_TYPE, oid::ID_MESSAGE_DIGEST];
         if let Some(time) = self.signing_time {
             // RFC 5652 §11.3: UTCTime through 2049, GeneralizedTime after.
             let time = x509_cert::time::Time::try_from(time)
-                .and_then(|t| t.to_der())
+                .and_then(|t| Any::encode_from(&t))
                 .map_err(|_| CmsError::TimeOutOfRange)?;
-            attrs.push(attr(&oid::ID_SIGNING_TIME, &time));
+            attrs.push(attr(oid::ID_SIGNING_TIME, time)?);
             seen.push(oid::ID_SIGNING_TIME);
         }
         for (oid, value) in &self.extra_attrs {
@@ -214,33 +235,32 @@ impl<'a> SignedDataBuilder<'a> {
                 return Err(CmsError::DuplicateAttribute { oid: *oid });
             }
             seen.push(*oid);
-            attrs.push(attr(oid, value));
+            let value =
+                Any::from_der(value).map_err(|_| CmsError::BadAttributeValue { oid: *oid })?;
+            attrs.push(attr(*oid, value)?);
         }
-        Ok(der_set_of(attrs))
+        // SetOfVec sorts the attributes as DER requires (X.690 §11.6).
+        Ok(SetOfVec::try_from(attrs)?)
     }
-}
-
-fn content_info(signed_data: &[u8]) -> Vec<u8> {
-    der_sequence(&[
-        &der_oid(&oid::ID_SIGNED_DATA),
-        &encode_tlv(0xA0, signed_data),
-    ])
 }
 
 /// A certs-only ("degenerate") SignedData holding `certs` in the order given:
 /// no content, no signers (SCEP GetCACert CA/RA chains and CertRep payloads).
-pub fn degenerate(certs: &[Certificate]) -> Vec<u8> {
-    let ders: Vec<&[u8]> = certs.iter().map(Certificate::der).collect();
-    let certificates = if ders.is_empty() {
-        Vec::new()
-    } else {
-        encode_tlv(0xA0, &ders.concat())
+pub fn degenerate(certs: &[Certificate]) -> Result<Vec<u8>, CmsError> {
+    let signed_data = SignedDataOut {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::new(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: oid::ID_DATA,
+            econtent: None,
+        },
+        certificates: if certs.is_empty() {
+            None
+        } else {
+            let ders = certs.iter().map(|c| AnyRef::try_from(c.der()));
+            Some(InOrder(ders.collect::<Result<_, _>>()?))
+        },
+        signer_infos: SetOfVec::new(),
     };
-    content_info(&der_sequence(&[
-        &[0x02, 0x01, 0x01],
-        &der_set_of(Vec::new()),
-        &der_sequence(&[&der_oid(&oid::ID_DATA)]),
-        &certificates,
-        &der_set_of(Vec::new()),
-    ]))
+    Ok(content_info(oid::ID_SIGNED_DATA, &signed_data)?)
 }

@@ -5,6 +5,12 @@
 //! Subject. [`Certificate`] walks the structure with the crate's bounded BER
 //! reader, keeps the original `TBSCertificate` bytes for signature checks and
 //! decodes only the pieces it exposes.
+//!
+//! Why not `x509_cert::Certificate`: its RFC 5280 profile refuses serials
+//! over 21 octets, and it decodes DER only (a BER certificate would have to be
+//! re-encoded, changing the bytes its signature covers). Extensions, times
+//! and keys are handed to `x509-cert`/`spki` once located
+//! ([`Certificate::key_usage`], [`Certificate::to_x509`]).
 
 use std::time::SystemTime;
 

@@ -1,9 +1,15 @@
 //! CMS EnvelopedData (RFC 5652 §6) with RSA key transport: decrypt and encrypt.
 //!
-//! The `cms` crate has no decryption API and is DER-only, so this module reads
-//! the BER that clients send (indefinite lengths; primitive or constructed
-//! `[0] IMPLICIT` encryptedContent) with [`wire::ber`](crate::wire::ber) and
-//! writes DER.
+//! Reading: the BER that clients send (indefinite lengths, segmented strings)
+//! is first normalised by [`wire::ber`](crate::wire::ber) within
+//! [`BerLimits`], then decoded with `der`-derived types built from the `cms`
+//! crate's (`ContentInfo`, `CmsVersion`, `AlgorithmIdentifier`); writing
+//! encodes the same types. Hand-written, because the `cms` crate cannot do
+//! it: the recipient identifier keeps issuer and serial bytes as sent
+//! (x509-cert refuses serials over 21 octets; certmonger uses 32), the
+//! `[0] IMPLICIT` encryptedContent is accepted segmented (Apple's BER), and
+//! the crate has no decryption API at all: key unwrap with implicit rejection
+//! and DES/3DES/AES-CBC content decryption live here.
 //!
 //! - Key transport: RSA PKCS#1 v1.5 (`rsaEncryption`) through a
 //!   [`KeyUnwrapper`], whose contract is implicit rejection: a bad RSA block
@@ -17,8 +23,17 @@ use const_oid::db::rfc5911::{ID_DATA, ID_ENVELOPED_DATA};
 use const_oid::db::rfc5912::RSA_ENCRYPTION;
 use thiserror::Error;
 
+use cms::content_info::{CmsVersion, ContentInfo};
+use der::asn1::{Any, AnyRef, OctetString};
+use der::{Decode, Encode, EncodingRules, Reader, SliceReader, Tag, Tagged};
+use spki::AlgorithmIdentifierOwned;
+
+use super::asn1::{
+    EncryptedContentInfo, EnvelopedDataDer, InOrder, IssuerAndSerial, KeyTransRecipientInfo,
+    RecipientIdentifier, StringOctets, content_info,
+};
 use crate::crypto::{CryptoError, KeyUnwrapper};
-use crate::wire::ber::{BerError, BerLimits, Class, Element};
+use crate::wire::ber::{BerError, BerLimits};
 
 /// `desCBC` (OIW, 1.3.14.3.2.7): single DES, what micromdm's scepclient sends.
 pub const DES_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.7");
@@ -161,6 +176,7 @@ impl Default for DecryptPolicy {
 
 /// Errors from EnvelopedData decoding, decryption and encryption.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EnvelopedError {
     /// The BER structure is broken or over the limits.
     #[error("EnvelopedData BER: {0}")]
@@ -187,6 +203,11 @@ pub enum EnvelopedError {
     /// The key backend failed (not a statement about the ciphertext).
     #[error("key backend: {0}")]
     Backend(String),
+    /// The structure does not decode as EnvelopedData (after BER
+    /// normalisation), or a value could not be encoded (e.g. over the `der`
+    /// crate's length limit).
+    #[error("EnvelopedData DER: {0}")]
+    Der(#[from] der::Error),
 }
 
 /// How a KeyTransRecipientInfo names its recipient certificate.
@@ -267,85 +288,56 @@ pub struct EnvelopedData {
 impl EnvelopedData {
     /// Decode a ContentInfo(envelopedData) or a bare EnvelopedData, BER or DER.
     pub fn parse(bytes: &[u8], limits: &BerLimits) -> Result<Self, EnvelopedError> {
-        let top = Element::parse(bytes, limits)?;
-        let fields = seq(&top, "EnvelopedData or ContentInfo")?;
-        let first = fields.first().ok_or(EnvelopedError::Malformed("empty"))?;
-        let env = if first.is(Class::Universal, 6) {
-            if oid(first)? != ID_ENVELOPED_DATA {
+        // Our BER reader enforces `limits` and makes lengths definite; the
+        // der types then read the structure (under BER rules, so that a
+        // segmented `[0] IMPLICIT` content is accepted).
+        let normalised = crate::wire::ber::to_der(bytes, limits)?;
+        let env = match ContentInfo::from_der(&normalised) {
+            Ok(ci) if ci.content_type == ID_ENVELOPED_DATA => ci.content.to_der()?,
+            Ok(_) => {
                 return Err(EnvelopedError::Malformed(
                     "ContentInfo is not envelopedData",
                 ));
             }
-            let wrapper = fields
-                .get(1)
-                .filter(|e| e.is(Class::Context, 0) && e.constructed)
-                .ok_or(EnvelopedError::Malformed("ContentInfo content"))?;
-            let inner = wrapper.children()?;
-            match inner.as_slice() {
-                [one] => *one,
-                _ => return Err(EnvelopedError::Malformed("ContentInfo content")),
-            }
-        } else {
-            top
+            // Not a ContentInfo: a bare EnvelopedData, or neither (then the
+            // decoding below says what is wrong).
+            Err(_) => normalised,
         };
-        Self::from_element(&env)
+        let mut reader = SliceReader::new_with_encoding_rules(&env, EncodingRules::Ber)?;
+        let env: EnvelopedDataDer<'_> = reader.decode()?;
+        reader.finish()?;
+        Self::from_der_types(&env)
     }
 
-    fn from_element(env: &Element<'_>) -> Result<Self, EnvelopedError> {
-        let fields = seq(env, "EnvelopedData")?;
-        let mut it = fields.iter().peekable();
-        let version = it.next().ok_or(EnvelopedError::Malformed("version"))?;
-        if !version.is(Class::Universal, 2) {
-            return Err(EnvelopedError::Malformed("version"));
-        }
-        // originatorInfo [0] IMPLICIT OPTIONAL: skipped.
-        if it.peek().is_some_and(|e| e.is(Class::Context, 0)) {
-            it.next();
-        }
-        let ris = it
-            .next()
-            .filter(|e| e.is(Class::Universal, 17))
-            .ok_or(EnvelopedError::Malformed("recipientInfos"))?;
-        let mut recipients = Vec::new();
-        for ri in ris.children()? {
-            // Only KeyTransRecipientInfo is an untagged SEQUENCE; the other
-            // choices are [1]..[4] and are ignored.
-            if ri.is(Class::Universal, 16) {
-                recipients.push(parse_ktri(&ri)?);
+    fn from_der_types(env: &EnvelopedDataDer<'_>) -> Result<Self, EnvelopedError> {
+        // Only KeyTransRecipientInfo is an untagged SEQUENCE; the other
+        // choices are [1]..[4] and are skipped.
+        let recipients = env
+            .recip_infos
+            .0
+            .iter()
+            .filter(|ri| ri.tag() == Tag::Sequence)
+            .map(KeyTransRecipient::from_any)
+            .collect::<Result<_, _>>()?;
+        let eci = &env.encrypted_content;
+        let cipher_oid = eci.content_enc_alg.oid;
+        let iv = match &eci.content_enc_alg.parameters {
+            Some(p) if p.tag() == Tag::OctetString => {
+                p.decode_as::<OctetString>()?.into_bytes().into_vec()
             }
-        }
-        let eci = it
-            .next()
-            .ok_or(EnvelopedError::Malformed("encryptedContentInfo"))?;
-        let eci = seq(eci, "encryptedContentInfo")?;
-        let content_type = oid(eci.first().ok_or(EnvelopedError::Malformed(
-            "encryptedContentInfo contentType",
-        ))?)?;
-        let alg = seq(
-            eci.get(1)
-                .ok_or(EnvelopedError::Malformed("contentEncryptionAlgorithm"))?,
-            "contentEncryptionAlgorithm",
-        )?;
-        let cipher_oid = oid(alg
-            .first()
-            .ok_or(EnvelopedError::Malformed("contentEncryptionAlgorithm"))?)?;
-        let cipher = ContentCipher::from_oid(&cipher_oid);
-        let iv = match alg.get(1) {
-            Some(p) if p.is(Class::Universal, 4) => p.string_value()?,
             _ => Vec::new(),
-        };
-        let encrypted_content = match eci.get(2) {
-            Some(c) if c.is(Class::Context, 0) => c.string_value()?,
-            Some(_) => return Err(EnvelopedError::Malformed("encryptedContent")),
-            None => Vec::new(),
         };
         Ok(Self {
             recipients,
-            content_type,
+            content_type: eci.content_type,
             cipher_oid,
-            cipher,
+            cipher: ContentCipher::from_oid(&cipher_oid),
             iv,
-            encrypted_content,
+            encrypted_content: eci
+                .encrypted_content
+                .as_ref()
+                .map(|c| c.0.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -420,99 +412,64 @@ impl EnvelopedData {
             .encrypt_pkcs1v15(rng, &key)
             .map_err(|e| EnvelopedError::Backend(e.to_string()))?;
 
-        let null = [0x05, 0x00];
-        let ktri = tlv(
-            0x30,
-            &[
-                &[0x02, 0x01, 0x00],
-                &tlv(0x30, &[&recipient.issuer, &tlv(0x02, &[&recipient.serial])]),
-                &tlv(0x30, &[&oid_der(RSA_ENCRYPTION), &null]),
-                &tlv(0x04, &[&encrypted_key]),
-            ],
-        );
-        let eci = tlv(
-            0x30,
-            &[
-                &oid_der(ID_DATA),
-                &tlv(0x30, &[&oid_der(cipher.oid()), &tlv(0x04, &[&iv])]),
-                &tlv(0x80, &[&ciphertext]),
-            ],
-        );
-        let env = tlv(0x30, &[&[0x02, 0x01, 0x00], &tlv(0x31, &[&ktri]), &eci]);
-        Ok(tlv(
-            0x30,
-            &[&oid_der(ID_ENVELOPED_DATA), &tlv(0xa0, &[&env])],
-        ))
-    }
-}
-
-fn parse_ktri(ri: &Element<'_>) -> Result<KeyTransRecipient, EnvelopedError> {
-    let f = ri.children()?;
-    let rid_el = f
-        .get(1)
-        .ok_or(EnvelopedError::Malformed("KeyTransRecipientInfo rid"))?;
-    let rid = if rid_el.is(Class::Universal, 16) {
-        let ias = rid_el.children()?;
-        let issuer = ias
-            .first()
-            .filter(|e| e.is(Class::Universal, 16))
-            .ok_or(EnvelopedError::Malformed("rid issuer"))?;
-        let serial = ias
-            .get(1)
-            .filter(|e| e.is(Class::Universal, 2) && !e.constructed)
-            .ok_or(EnvelopedError::Malformed("rid serial"))?;
-        RecipientId::IssuerAndSerial {
-            issuer: issuer.to_der()?,
-            serial: serial.contents.to_vec(),
+        let ktri = KeyTransRecipientInfo {
+            version: CmsVersion::V0,
+            rid: RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerial::new(
+                &recipient.issuer,
+                &recipient.serial,
+            )?),
+            // rsaEncryption takes NULL parameters (RFC 3370 §4.2.1).
+            key_enc_alg: AlgorithmIdentifierOwned {
+                oid: RSA_ENCRYPTION,
+                parameters: Some(Any::null()),
+            },
+            enc_key: OctetString::new(encrypted_key)?,
         }
-    } else if rid_el.is(Class::Context, 0) {
-        RecipientId::SubjectKeyId(rid_el.string_value()?)
-    } else {
-        return Err(EnvelopedError::Malformed("KeyTransRecipientInfo rid"));
-    };
-    let alg = seq(
-        f.get(2)
-            .ok_or(EnvelopedError::Malformed("keyEncryptionAlgorithm"))?,
-        "keyEncryptionAlgorithm",
-    )?;
-    let key_encryption_algorithm = oid(alg
-        .first()
-        .ok_or(EnvelopedError::Malformed("keyEncryptionAlgorithm"))?)?;
-    let encrypted_key = f
-        .get(3)
-        .filter(|e| e.is(Class::Universal, 4))
-        .ok_or(EnvelopedError::Malformed("encryptedKey"))?
-        .string_value()?;
-    Ok(KeyTransRecipient {
-        rid,
-        key_encryption_algorithm,
-        encrypted_key,
-    })
-}
-
-/// The children of a SEQUENCE, or `Malformed(what)`.
-fn seq<'a>(el: &Element<'a>, what: &'static str) -> Result<Vec<Element<'a>>, EnvelopedError> {
-    if !el.is(Class::Universal, 16) || !el.constructed {
-        return Err(EnvelopedError::Malformed(what));
+        .to_der()?;
+        let env = EnvelopedDataDer {
+            version: CmsVersion::V0,
+            originator_info: None,
+            recip_infos: InOrder(vec![AnyRef::try_from(ktri.as_slice())?]),
+            encrypted_content: EncryptedContentInfo {
+                content_type: ID_DATA,
+                content_enc_alg: AlgorithmIdentifierOwned {
+                    oid: cipher.oid(),
+                    parameters: Some(Any::encode_from(&OctetString::new(iv)?)?),
+                },
+                encrypted_content: Some(StringOctets(ciphertext)),
+            },
+            unprotected_attrs: None,
+        };
+        Ok(content_info(ID_ENVELOPED_DATA, &env)?)
     }
-    Ok(el.children()?)
 }
 
-fn oid(el: &Element<'_>) -> Result<ObjectIdentifier, EnvelopedError> {
-    if !el.is(Class::Universal, 6) || el.constructed {
-        return Err(EnvelopedError::Malformed("object identifier"));
+impl KeyTransRecipient {
+    fn from_any(ri: &AnyRef<'_>) -> Result<Self, EnvelopedError> {
+        let ktri: KeyTransRecipientInfo<'_> = ri.decode_as_encoding(EncodingRules::Ber)?;
+        let rid = match ktri.rid {
+            RecipientIdentifier::IssuerAndSerialNumber(ias) => {
+                if ias.issuer.tag() != Tag::Sequence {
+                    return Err(EnvelopedError::Malformed("rid issuer"));
+                }
+                if ias.serial_number.tag() != Tag::Integer || ias.serial_number.value().is_empty() {
+                    return Err(EnvelopedError::Malformed("rid serial"));
+                }
+                RecipientId::IssuerAndSerial {
+                    issuer: ias.issuer.to_der()?,
+                    serial: ias.serial_number.value().to_vec(),
+                }
+            }
+            RecipientIdentifier::SubjectKeyIdentifier(ski) => {
+                RecipientId::SubjectKeyId(ski.into_bytes().into_vec())
+            }
+        };
+        Ok(Self {
+            rid,
+            key_encryption_algorithm: ktri.key_enc_alg.oid,
+            encrypted_key: ktri.enc_key.into_bytes().into_vec(),
+        })
     }
-    ObjectIdentifier::from_bytes(el.contents)
-        .map_err(|_| EnvelopedError::Malformed("object identifier"))
-}
-
-fn oid_der(oid: ObjectIdentifier) -> Vec<u8> {
-    tlv(0x06, &[oid.as_bytes()])
-}
-
-/// One DER TLV with a single-octet tag whose contents are `parts` concatenated.
-pub(crate) fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    crate::wire::ber::encode_tlv(tag, &parts.concat())
 }
 
 fn set_odd_parity(key: &mut [u8]) {
@@ -532,11 +489,83 @@ mod tests {
         assert!(k.iter().all(|b| b.count_ones() % 2 == 1));
     }
 
+    /// BER as a device may send it: indefinite lengths, a segmented
+    /// `[0] IMPLICIT` content, a 32-octet serial (over x509-cert's limit) and
+    /// a recipient choice other than key transport, which is skipped.
     #[test]
-    fn tlv_long_form() {
-        let v = vec![7u8; 300];
-        let t = tlv(0x04, &[&v]);
-        assert_eq!(&t[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        assert_eq!(t.len(), 304);
+    fn parses_segmented_ber_with_long_serial() {
+        use crate::wire::ber::encode_tlv as t;
+        let serial = [0x7fu8; 32];
+        let issuer = t(
+            0x30,
+            &t(
+                0x31,
+                &t(0x30, &[t(0x06, &[0x55, 4, 3]), t(0x0c, b"CA")].concat()),
+            ),
+        );
+        let ktri = t(
+            0x30,
+            &[
+                t(0x02, &[0]),
+                t(0x30, &[issuer.clone(), t(0x02, &serial)].concat()),
+                t(
+                    0x30,
+                    &[t(0x06, RSA_ENCRYPTION.as_bytes()), vec![5, 0]].concat(),
+                ),
+                t(0x04, b"wrapped"),
+            ]
+            .concat(),
+        );
+        let other = t(0xa4, &t(0x30, &t(0x06, ID_DATA.as_bytes())));
+        let alg = t(
+            0x30,
+            &[t(0x06, AES_128_CBC.as_bytes()), t(0x04, &[9; 16])].concat(),
+        );
+        let mut eci = [vec![0x30, 0x80], t(0x06, ID_DATA.as_bytes()), alg].concat();
+        eci.extend([0xa0, 0x80]);
+        eci.extend([t(0x04, b"cipher"), t(0x04, b"text"), vec![0, 0, 0, 0]].concat());
+        let mut env = [
+            vec![0x30, 0x80],
+            t(0x02, &[0]),
+            t(0x31, &[ktri, other].concat()),
+        ]
+        .concat();
+        env.extend([eci, vec![0, 0]].concat());
+        let mut ci = [vec![0x30, 0x80], t(0x06, ID_ENVELOPED_DATA.as_bytes())].concat();
+        ci.extend([vec![0xa0, 0x80], env.clone(), vec![0, 0, 0, 0]].concat());
+
+        for input in [&ci, &env] {
+            let parsed = EnvelopedData::parse(input, &BerLimits::default()).unwrap();
+            assert_eq!(
+                parsed.recipients,
+                [KeyTransRecipient {
+                    rid: RecipientId::IssuerAndSerial {
+                        issuer: issuer.clone(),
+                        serial: serial.to_vec(),
+                    },
+                    key_encryption_algorithm: RSA_ENCRYPTION,
+                    encrypted_key: b"wrapped".to_vec(),
+                }]
+            );
+            assert_eq!(parsed.cipher, Some(ContentCipher::Aes128Cbc));
+            assert_eq!(parsed.iv, [9; 16]);
+            assert_eq!(parsed.encrypted_content, b"ciphertext");
+        }
+
+        // A ContentInfo of another type is named as such.
+        let signed = t(
+            0x30,
+            &[
+                t(0x06, const_oid::db::rfc5911::ID_SIGNED_DATA.as_bytes()),
+                t(0xa0, &env),
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            EnvelopedData::parse(&signed, &BerLimits::default()),
+            Err(EnvelopedError::Malformed(
+                "ContentInfo is not envelopedData"
+            ))
+        );
     }
 }

@@ -10,6 +10,7 @@ use crate::wire::ber::BerError;
 
 /// What was wrong with a CMS message, or why building one failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum CmsError {
     /// The encoding is not valid BER within limits.
     #[error("CMS encoding: {0}")]
@@ -91,6 +92,9 @@ pub enum CmsError {
     /// A time could not be encoded (before 1970 or after 9999).
     #[error("time out of range for ASN.1")]
     TimeOutOfRange,
+    /// A value could not be DER-encoded (e.g. over the `der` crate's length limit).
+    #[error("CMS DER encoding: {0}")]
+    Encode(#[from] der::Error),
 }
 
 impl From<WalkError> for CmsError {

@@ -6,6 +6,13 @@
 //! signer hashed: the *original* `signedAttrs` encoding with its `[0]` tag
 //! re-tagged as SET (`0x31`), or the content value octets when there are no
 //! signed attributes — never over a re-encoding.
+//!
+//! Why this is not `cms::signed_data::SignedData` after normalisation: the
+//! normaliser sorts SETs and rewrites lengths, so the signedAttrs bytes a
+//! signer hashed would be lost; `CertificateSet` decodes certificates with
+//! x509-cert's RFC 5280 profile (refusing the lenient ones below) and sorts
+//! them; and normalising copies the whole message on the `Mdm-Signature`
+//! hot path, where this reader borrows from the input in one pass.
 
 use std::time::SystemTime;
 

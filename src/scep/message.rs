@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::cms::enveloped::{EnvelopedData, EnvelopedError};
 use crate::cms::{self, CmsError, SignedData, SignedDataBuilder};
 use crate::crypto::{DigestAlgorithm, Signer};
-use crate::wire::ber::{BerLimits, Class, Element};
+use crate::wire::ber::{BerLimits, Element};
 
 use super::{Challenge, FailInfo, MessageType, PkiStatus, oid};
 
@@ -250,21 +250,22 @@ impl CertRep {
         signer_cert: &cms::Certificate,
         signing_time: SystemTime,
     ) -> Result<Vec<u8>, CmsError> {
-        let printable = |s: &str| crate::cms::enveloped::tlv(0x13, &[s.as_bytes()]);
-        let octets = |b: &[u8]| crate::cms::enveloped::tlv(0x04, &[b]);
+        use der::Encode;
+        let printable = |s: &str| der::asn1::PrintableStringRef::new(s)?.to_der();
+        let octets = |b: &[u8]| der::asn1::OctetStringRef::new(b)?.to_der();
         let content = self.envelope.as_deref().unwrap_or_default();
         let mut b = SignedDataBuilder::new(cms::oid::ID_DATA, content, signer, signer_cert)
             .digest(self.digest)
             .signing_time(signing_time)
-            .signed_attribute(oid::MESSAGE_TYPE, printable("3"))
-            .signed_attribute(oid::PKI_STATUS, printable(self.status.as_str()))
+            .signed_attribute(oid::MESSAGE_TYPE, printable("3")?)
+            .signed_attribute(oid::PKI_STATUS, printable(self.status.as_str())?)
             .signed_attribute(oid::TRANSACTION_ID, self.transaction_id_der.clone())
-            .signed_attribute(oid::SENDER_NONCE, octets(&self.sender_nonce));
+            .signed_attribute(oid::SENDER_NONCE, octets(&self.sender_nonce)?);
         if let Some(n) = &self.recipient_nonce {
-            b = b.signed_attribute(oid::RECIPIENT_NONCE, octets(n));
+            b = b.signed_attribute(oid::RECIPIENT_NONCE, octets(n)?);
         }
         if let Some(f) = self.fail_info {
-            b = b.signed_attribute(oid::FAIL_INFO, printable(f.as_str()));
+            b = b.signed_attribute(oid::FAIL_INFO, printable(f.as_str())?);
         }
         b.build()
     }
@@ -282,13 +283,17 @@ pub struct IssuerAndSubject {
 impl IssuerAndSubject {
     /// Decode (BER tolerated; names are returned as DER).
     pub fn decode(bytes: &[u8], limits: &BerLimits) -> Result<Self, EnvelopedError> {
-        let el = Element::parse(bytes, limits)?;
-        let parts = el.children()?;
-        match parts.as_slice() {
-            [issuer, subject]
-                if el.is(Class::Universal, 16)
-                    && issuer.is(Class::Universal, 16)
-                    && subject.is(Class::Universal, 16) =>
+        /// The ASN.1 shape; names stay as encoded (after normalisation).
+        #[derive(der::Sequence)]
+        struct Shape<'a> {
+            issuer: der::asn1::AnyRef<'a>,
+            subject: der::asn1::AnyRef<'a>,
+        }
+        use der::{Decode, Encode, Tag, Tagged};
+        let der = crate::wire::ber::to_der(bytes, limits)?;
+        match Shape::from_der(&der) {
+            Ok(Shape { issuer, subject })
+                if issuer.tag() == Tag::Sequence && subject.tag() == Tag::Sequence =>
             {
                 Ok(Self {
                     issuer: issuer.to_der()?,

@@ -155,7 +155,7 @@ impl ScepResponder {
         ra.cert
             .verify_issued_by(&self.ca.cert)
             .map_err(|e| ScepError::Certificate(format!("RA not issued by the CA: {e}")))?;
-        let bag = cms::degenerate(&[ra.cert.clone(), self.ca.cert.clone()]);
+        let bag = cms::degenerate(&[ra.cert.clone(), self.ca.cert.clone()])?;
         self.ca_cert_response = Response::with_body(200, media_type::CA_RA_CERT, bag);
         self.ra = Some(ra);
         Ok(self)
@@ -383,7 +383,7 @@ impl ScepResponder {
     ) -> Result<Response, ScepError> {
         let issued = cms::Certificate::from_der(cert_der)
             .map_err(|e| ScepError::Certificate(e.to_string()))?;
-        let p7 = cms::degenerate(&[issued]);
+        let p7 = cms::degenerate(&[issued])?;
         let env = EnvelopedData::encrypt(
             &p7,
             &RecipientIdentity::of(&exchange.signer),
