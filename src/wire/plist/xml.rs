@@ -12,7 +12,7 @@
 use plist::{Dictionary, Integer, Value};
 
 use super::PlistError;
-use crate::wire::Limits;
+use crate::wire::{Limits, base64};
 
 /// An open element and the value it is building.
 enum Frame {
@@ -520,108 +520,28 @@ impl Scanner<'_> {
     fn data(&mut self) -> Result<Vec<u8>, PlistError> {
         let start = self.pos;
         let rest = self.b.get(start..).unwrap_or_default();
-        let mut n = 0usize; // significant characters, padding included
-        let mut pad = 0usize;
-        let mut last = 0u8; // value of the last alphabet character
-        // The content ends at the first `<` (the only byte of class `B64_END`).
+        // The content ends at the first `<`, which is not base64.
         let content_len = rest.iter().position(|&c| c == b'<');
         let content = rest
             .get(..content_len.unwrap_or(rest.len()))
             .unwrap_or_default();
-        // At most the element's content decodes: one allocation for it.
-        let mut out = Vec::with_capacity(content.len() / 4 * 3 + 2);
-        let mut acc = 0u32; // pending bits, `bits` of them
-        let mut bits = 0u32;
-        let class = |c: u8| B64.get(usize::from(c)).copied().unwrap_or(B64_BAD);
-        let mut i = 0;
-        while let Some(&c) = content.get(i) {
-            // Fast path: four alphabet characters at a quantum boundary.
-            if bits == 0
-                && pad == 0
-                && let Some(&[a, b, c, d]) = content.get(i..i + 4)
-            {
-                let (a, b, c, d) = (class(a), class(b), class(c), class(d));
-                if (a | b | c | d) < 64 {
-                    let q = (u32::from(a) << 18)
-                        | (u32::from(b) << 12)
-                        | (u32::from(c) << 6)
-                        | u32::from(d);
-                    let [_, x, y, z] = q.to_be_bytes();
-                    out.extend_from_slice(&[x, y, z]);
-                    last = d;
-                    n += 4;
-                    i += 4;
-                    continue;
-                }
-            }
-            match class(c) {
-                v @ 0..=63 if pad == 0 => {
-                    last = v;
-                    n += 1;
-                    acc = (acc << 6) | u32::from(v);
-                    bits += 6;
-                    if bits >= 8 {
-                        bits -= 8;
-                        // Truncation keeps the 8 bits just completed.
-                        out.push((acc >> bits) as u8);
-                    }
-                }
-                B64_WS => {}
-                B64_PAD if pad < 2 => {
-                    pad += 1;
-                    n += 1;
-                }
-                // Invalid, a third `=`, or alphabet after padding.
-                _ => return Err(PlistError::BadBase64 { offset: start + i }),
-            }
-            i += 1;
+        let decoded = base64::decode(content);
+        if let Err(base64::Base64Error::Invalid { offset }) = decoded {
+            return Err(PlistError::BadBase64 {
+                offset: start + offset,
+            });
         }
-        let end = content_len.map(|len| start + len);
-        let Some(end) = end else {
+        let Some(len) = content_len else {
             return Err(self.truncated());
         };
+        let end = start + len;
         self.pos = end;
-        let trailing_bits_clear = match pad {
-            0 => true,
-            1 => last & 0b11 == 0,
-            _ => last & 0b1111 == 0,
-        };
-        if !n.is_multiple_of(4) || !trailing_bits_clear {
-            return Err(PlistError::BadBase64 { offset: end });
-        }
+        let out = decoded.map_err(|_| PlistError::BadBase64 { offset: end })?;
         self.add_decoded(out.len())?;
         self.end_of_text("data")?;
         Ok(out)
     }
 }
-
-/// [`B64`] classes beyond the alphabet values 0–63.
-const B64_WS: u8 = 64;
-const B64_PAD: u8 = 65;
-const B64_END: u8 = 66;
-const B64_BAD: u8 = 255;
-
-/// Byte → base64 value (0–63), ASCII whitespace, `=`, `<`, or invalid.
-// Evaluated at compile time: an index out of bounds is a build error.
-#[allow(clippy::indexing_slicing)]
-static B64: [u8; 256] = {
-    let mut t = [B64_BAD; 256];
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut i = 0;
-    while i < 64 {
-        t[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    // u8::is_ascii_whitespace: space, \t, \n, form feed, \r.
-    t[b' ' as usize] = B64_WS;
-    t[b'\t' as usize] = B64_WS;
-    t[b'\n' as usize] = B64_WS;
-    t[0x0C] = B64_WS;
-    t[b'\r' as usize] = B64_WS;
-    t[b'=' as usize] = B64_PAD;
-    t[b'<' as usize] = B64_END;
-    t
-};
 
 /// A character reference's digits (no sign, as XML and quick-xml require).
 fn char_ref(digits: &[u8], radix: u32) -> Option<char> {
