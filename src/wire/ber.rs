@@ -424,9 +424,49 @@ impl<'a> Element<'a> {
 
     /// The DER encoding of this element (see [`to_der`]).
     pub fn to_der(&self) -> Result<Vec<u8>, BerError> {
+        // DER comes back unchanged: check instead of re-encoding (one walk,
+        // no allocation per element).
+        if self.is_der()? {
+            return Ok(self.raw.to_vec());
+        }
+        self.der_encoding()
+    }
+
+    /// The re-encoding [`Self::to_der`] falls back to for BER.
+    fn der_encoding(&self) -> Result<Vec<u8>, BerError> {
         let mut out = Vec::with_capacity(self.raw.len());
         self.write_der(&mut out)?;
         Ok(out)
+    }
+
+    /// Whether `write_der` would reproduce `raw`: definite minimal lengths,
+    /// no constructed strings, BOOLEANs of `0x00`/`0xFF`, SET elements in
+    /// order, throughout.
+    fn is_der(&self) -> Result<bool, BerError> {
+        let minimal_header = self.tag_len + len_octets(self.contents.len());
+        if self.indefinite || self.raw.len() != minimal_header + self.contents.len() {
+            return Ok(false);
+        }
+        if !self.constructed {
+            let bad_boolean = self.is(Class::Universal, 1)
+                && self.contents.len() == 1
+                && !matches!(self.contents.first(), Some(0 | 0xff));
+            return Ok(!bad_boolean);
+        }
+        if self.class == Class::Universal && STRING_TAGS.contains(&self.number) {
+            return Ok(false);
+        }
+        let children = self.children()?;
+        for child in &children {
+            if !child.is_der()? {
+                return Ok(false);
+            }
+        }
+        let sorted = !self.is(Class::Universal, 17)
+            || children
+                .windows(2)
+                .all(|w| matches!(w, [a, b] if a.raw <= b.raw));
+        Ok(sorted)
     }
 
     fn write_der(&self, out: &mut Vec<u8>) -> Result<(), BerError> {
@@ -463,7 +503,7 @@ impl<'a> Element<'a> {
         }
         let mut parts = Vec::new();
         for child in self.children()? {
-            parts.push(child.to_der()?);
+            parts.push(child.der_encoding()?);
         }
         if self.is(Class::Universal, 17) {
             // SET / SET OF: DER orders the encodings.
@@ -511,6 +551,15 @@ pub fn encode_tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How many octets `write_len` uses for `len`.
+fn len_octets(len: usize) -> usize {
+    if len < 0x80 {
+        1
+    } else {
+        1 + len.to_be_bytes().iter().skip_while(|b| **b == 0).count()
+    }
+}
+
 fn write_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8); // fits: checked above
@@ -547,6 +596,49 @@ mod tests {
             der,
             [0x30, 0x08, 0x04, 0x03, b'a', b'b', b'c', 0x01, 0x01, 0xff]
         );
+    }
+
+    /// `to_der`'s shortcut for DER input gives exactly what re-encoding
+    /// gives, on DER and on each kind of BER it normalises, and on every
+    /// DER/BER vector of the test suite.
+    #[test]
+    fn der_shortcut_matches_the_re_encoding() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            vec![0x30, 0x03, 0x01, 0x01, 0xff],       // DER BOOLEAN TRUE
+            vec![0x30, 0x03, 0x01, 0x01, 0x01],       // BER BOOLEAN TRUE
+            vec![0x30, 0x81, 0x03, 0x01, 0x01, 0x00], // long form, not minimal
+            vec![0x30, 0x80, 0x05, 0x00, 0x00, 0x00], // indefinite
+            vec![0x24, 0x06, 0x04, 0x01, 0x61, 0x04, 0x01, 0x62], // constructed string
+            vec![0x31, 0x06, 0x02, 0x01, 0x02, 0x02, 0x01, 0x01], // unsorted SET
+            vec![0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02], // sorted SET
+            vec![0x23, 0x04, 0x03, 0x02, 0x00, 0x61], // constructed BIT STRING
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+        for sub in ["signature", "ota", "scep", "certs", "profile"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            for e in entries {
+                let path = e.unwrap().path();
+                if matches!(
+                    path.extension().and_then(|x| x.to_str()),
+                    Some("der" | "p7" | "p7m" | "cer" | "crt")
+                ) {
+                    inputs.push(std::fs::read(path).unwrap());
+                }
+            }
+        }
+        assert!(inputs.len() > 12, "vectors found: {}", inputs.len());
+        for input in &inputs {
+            let Ok(el) = Element::parse(input, &BerLimits::default()) else {
+                continue;
+            };
+            let slow = el.der_encoding();
+            assert_eq!(el.to_der(), slow, "{input:02x?}");
+            if let Ok(der) = slow {
+                assert_eq!(el.is_der().unwrap(), der == el.raw, "{input:02x?}");
+            }
+        }
     }
 
     #[test]
