@@ -277,8 +277,9 @@ impl Walker<'_> {
                 };
                 if constructed && self.validate {
                     // Validate (and count) the children now so that every
-                    // Element handed out is known to be well formed.
-                    self.children(&el)?;
+                    // Element handed out is known to be well formed (without
+                    // keeping them: callers list the levels they read).
+                    self.each_child(&el, drop)?;
                 }
                 Ok(el)
             }
@@ -325,16 +326,20 @@ impl Walker<'_> {
         }
     }
 
-    fn children<'a>(&mut self, el: &Element<'a>) -> Result<Vec<Element<'a>>, BerError> {
-        let mut out = Vec::new();
+    /// Parse the children of `el` in order, handing each to `f`.
+    fn each_child<'a>(
+        &mut self,
+        el: &Element<'a>,
+        mut f: impl FnMut(Element<'a>),
+    ) -> Result<(), BerError> {
         let mut cur = 0usize;
         while cur < el.contents.len() {
             let rest = el.contents.get(cur..).unwrap_or_default();
             let child = self.element(rest, el.offset + cur, el.depth + 1)?;
             cur += child.raw.len();
-            out.push(child);
+            f(child);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -370,9 +375,17 @@ impl<'a> Element<'a> {
     /// The element was validated when it was parsed, so this only fails if the
     /// caller built an element from another limit set; limits are the defaults here.
     pub fn children(&self) -> Result<Vec<Element<'a>>, BerError> {
+        let mut out = Vec::new();
+        self.for_each_child(|child| out.push(child))?;
+        Ok(out)
+    }
+
+    /// [`Self::children`] handed to `f` one by one, without collecting them.
+    fn for_each_child(&self, f: impl FnMut(Element<'a>)) -> Result<(), BerError> {
         if !self.constructed {
-            return Ok(Vec::new());
+            return Ok(());
         }
+        // The subtree was validated (and counted) when it was parsed.
         let limits = BerLimits {
             max_depth: usize::MAX,
             max_elements: usize::MAX,
@@ -383,7 +396,7 @@ impl<'a> Element<'a> {
             elements: 0,
             validate: false,
         }
-        .children(self)
+        .each_child(self, f)
     }
 
     /// True if this element has the given class and number.
@@ -456,17 +469,23 @@ impl<'a> Element<'a> {
         if self.class == Class::Universal && STRING_TAGS.contains(&self.number) {
             return Ok(false);
         }
-        let children = self.children()?;
-        for child in &children {
-            if !child.is_der()? {
-                return Ok(false);
+        let is_set = self.is(Class::Universal, 17);
+        let mut der = Ok(true);
+        let mut previous: Option<&[u8]> = None;
+        self.for_each_child(|child| {
+            if !matches!(der, Ok(true)) {
+                return;
             }
-        }
-        let sorted = !self.is(Class::Universal, 17)
-            || children
-                .windows(2)
-                .all(|w| matches!(w, [a, b] if a.raw <= b.raw));
-        Ok(sorted)
+            // SET: DER orders the encodings.
+            if is_set && previous.is_some_and(|p| p > child.raw) {
+                der = Ok(false);
+            }
+            previous = Some(child.raw);
+            if matches!(der, Ok(true)) {
+                der = child.is_der();
+            }
+        })?;
+        der
     }
 
     fn write_der(&self, out: &mut Vec<u8>) -> Result<(), BerError> {
