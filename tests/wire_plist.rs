@@ -497,3 +497,69 @@ fn data_verdicts_match_the_plist_crate_exhaustively() {
     }
     assert_eq!(checked, 55_987);
 }
+
+/// The guard's own XML reader gives the value the `plist` crate's reader
+/// gives, on the corners where a hand-written reader could drift: line ends
+/// kept raw, references, integers (signed, unsigned, `0x`), reals, dates,
+/// empty elements, duplicate keys, attributes and comments.
+#[test]
+fn xml_values_match_the_plist_crate() {
+    let limits = Limits::default();
+    for body in [
+        "<string>a\r\nb\rc\n</string>",
+        "<string>  padded\t</string>",
+        "<string>&lt;&gt;&amp;&quot;&apos;&#65;&#x42;&#x1F600;&#233;</string>",
+        "<string>héllo — ✓</string>",
+        "<string/>",
+        "<string></string>",
+        "<data/>",
+        "<array><integer>0</integer><integer>-9223372036854775808</integer><integer>18446744073709551615</integer><integer>0xdeadBEEF</integer><integer>+7</integer><integer>007</integer></array>",
+        "<array><real>1.5</real><real>-0.0</real><real>1e300</real><real>inf</real><real>NaN</real></array>",
+        "<array><date>2026-11-30T12:34:56Z</date><date>1981-05-16T11:32:06+02:00</date></array>",
+        "<array><true/><false/><true> </true><array/><dict/><dict></dict></array>",
+        "<dict><key>a</key><string>1</string><key>b</key><true/><key>a</key><string>2</string></dict>",
+        "<dict><key/><string>empty key</string><key>&amp;</key><data>AAE=</data></dict>",
+        "<dict a=\"1\"><!-- c --><key x='y'>k</key><!-- d --><integer>1</integer></dict>",
+    ] {
+        let doc = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\">{body}</plist>"
+        );
+        let theirs = Value::from_reader_xml(doc.as_bytes())
+            .unwrap_or_else(|e| panic!("{body}: plist crate: {e}"));
+        let ours = decode(doc.as_bytes(), &limits).unwrap_or_else(|e| panic!("{body}: {e}"));
+        // NaN is not equal to itself: compare the written form.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        ours.to_writer_xml(&mut a).unwrap();
+        theirs.to_writer_xml(&mut b).unwrap();
+        assert_eq!(a, b, "{body}");
+    }
+    // What the `plist` crate cannot read is refused as invalid, after the
+    // bounds: a limit further on still wins.
+    for bad in [
+        "<integer>12x</integer>",
+        "<integer/>",
+        "<integer>18446744073709551616</integer>",
+        "<integer> 1</integer>",
+        "<real>one</real>",
+        "<date>yesterday</date>",
+        "<date/>",
+    ] {
+        let doc = format!("<plist>{bad}</plist>");
+        assert!(Value::from_reader_xml(doc.as_bytes()).is_err(), "{bad}");
+        assert!(
+            matches!(decode(doc.as_bytes(), &limits), Err(PlistError::Invalid(_))),
+            "{bad}: {:?}",
+            decode(doc.as_bytes(), &limits)
+        );
+    }
+    let over = format!(
+        "<plist><array><integer>x</integer>{}</array></plist>",
+        "<true/>".repeat(10)
+    );
+    assert_eq!(
+        decode(over.as_bytes(), &Limits::default().with_max_nodes(5)),
+        Err(PlistError::TooManyNodes { max: 5 })
+    );
+    // Signed character references are not XML (quick-xml refuses them too).
+    assert!(decode(b"<plist><string>&#+65;</string></plist>", &limits).is_err());
+}

@@ -134,7 +134,14 @@ impl Certificate {
         // the TBSCertificate is kept as originally encoded (it is what the
         // issuer signed).
         let der = original.to_der()?;
-        let el = &Element::parse(&der, &BerLimits::default())?;
+        let reparsed;
+        let el = if der == original.raw {
+            // Already DER (the usual case): the element in hand is the same tree.
+            original
+        } else {
+            reparsed = Element::parse(&der, &BerLimits::default())?;
+            &reparsed
+        };
         let original_tbs = asn1::sequence(original, asn1::SEQUENCE, "Certificate")?
             .first()
             .map(|t| t.raw.to_vec())

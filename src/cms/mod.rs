@@ -36,8 +36,6 @@ pub use signed::{Attribute, SignedAttributes, SignedData, SignerIdentifier, Sign
 pub use trust::{TrustAnchors, TrustError, verify_chain};
 
 /// Decode standard base64 (RFC 4648 with padding), ignoring ASCII whitespace.
-pub(crate) fn base64_decode(text: &str) -> Result<Vec<u8>, base64ct::Error> {
-    use base64ct::{Base64, Encoding};
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    Base64::decode_vec(&compact)
+pub(crate) fn base64_decode(text: &str) -> Result<Vec<u8>, crate::wire::base64::Base64Error> {
+    crate::wire::base64::decode(text.as_bytes())
 }

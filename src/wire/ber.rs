@@ -277,8 +277,9 @@ impl Walker<'_> {
                 };
                 if constructed && self.validate {
                     // Validate (and count) the children now so that every
-                    // Element handed out is known to be well formed.
-                    self.children(&el)?;
+                    // Element handed out is known to be well formed (without
+                    // keeping them: callers list the levels they read).
+                    self.each_child(&el, drop)?;
                 }
                 Ok(el)
             }
@@ -325,16 +326,20 @@ impl Walker<'_> {
         }
     }
 
-    fn children<'a>(&mut self, el: &Element<'a>) -> Result<Vec<Element<'a>>, BerError> {
-        let mut out = Vec::new();
+    /// Parse the children of `el` in order, handing each to `f`.
+    fn each_child<'a>(
+        &mut self,
+        el: &Element<'a>,
+        mut f: impl FnMut(Element<'a>),
+    ) -> Result<(), BerError> {
         let mut cur = 0usize;
         while cur < el.contents.len() {
             let rest = el.contents.get(cur..).unwrap_or_default();
             let child = self.element(rest, el.offset + cur, el.depth + 1)?;
             cur += child.raw.len();
-            out.push(child);
+            f(child);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -370,9 +375,17 @@ impl<'a> Element<'a> {
     /// The element was validated when it was parsed, so this only fails if the
     /// caller built an element from another limit set; limits are the defaults here.
     pub fn children(&self) -> Result<Vec<Element<'a>>, BerError> {
+        let mut out = Vec::new();
+        self.for_each_child(|child| out.push(child))?;
+        Ok(out)
+    }
+
+    /// [`Self::children`] handed to `f` one by one, without collecting them.
+    fn for_each_child(&self, f: impl FnMut(Element<'a>)) -> Result<(), BerError> {
         if !self.constructed {
-            return Ok(Vec::new());
+            return Ok(());
         }
+        // The subtree was validated (and counted) when it was parsed.
         let limits = BerLimits {
             max_depth: usize::MAX,
             max_elements: usize::MAX,
@@ -383,7 +396,7 @@ impl<'a> Element<'a> {
             elements: 0,
             validate: false,
         }
-        .children(self)
+        .each_child(self, f)
     }
 
     /// True if this element has the given class and number.
@@ -424,9 +437,55 @@ impl<'a> Element<'a> {
 
     /// The DER encoding of this element (see [`to_der`]).
     pub fn to_der(&self) -> Result<Vec<u8>, BerError> {
+        // DER comes back unchanged: check instead of re-encoding (one walk,
+        // no allocation per element).
+        if self.is_der()? {
+            return Ok(self.raw.to_vec());
+        }
+        self.der_encoding()
+    }
+
+    /// The re-encoding [`Self::to_der`] falls back to for BER.
+    fn der_encoding(&self) -> Result<Vec<u8>, BerError> {
         let mut out = Vec::with_capacity(self.raw.len());
         self.write_der(&mut out)?;
         Ok(out)
+    }
+
+    /// Whether `write_der` would reproduce `raw`: definite minimal lengths,
+    /// no constructed strings, BOOLEANs of `0x00`/`0xFF`, SET elements in
+    /// order, throughout.
+    fn is_der(&self) -> Result<bool, BerError> {
+        let minimal_header = self.tag_len + len_octets(self.contents.len());
+        if self.indefinite || self.raw.len() != minimal_header + self.contents.len() {
+            return Ok(false);
+        }
+        if !self.constructed {
+            let bad_boolean = self.is(Class::Universal, 1)
+                && self.contents.len() == 1
+                && !matches!(self.contents.first(), Some(0 | 0xff));
+            return Ok(!bad_boolean);
+        }
+        if self.class == Class::Universal && STRING_TAGS.contains(&self.number) {
+            return Ok(false);
+        }
+        let is_set = self.is(Class::Universal, 17);
+        let mut der = Ok(true);
+        let mut previous: Option<&[u8]> = None;
+        self.for_each_child(|child| {
+            if !matches!(der, Ok(true)) {
+                return;
+            }
+            // SET: DER orders the encodings.
+            if is_set && previous.is_some_and(|p| p > child.raw) {
+                der = Ok(false);
+            }
+            previous = Some(child.raw);
+            if matches!(der, Ok(true)) {
+                der = child.is_der();
+            }
+        })?;
+        der
     }
 
     fn write_der(&self, out: &mut Vec<u8>) -> Result<(), BerError> {
@@ -463,7 +522,7 @@ impl<'a> Element<'a> {
         }
         let mut parts = Vec::new();
         for child in self.children()? {
-            parts.push(child.to_der()?);
+            parts.push(child.der_encoding()?);
         }
         if self.is(Class::Universal, 17) {
             // SET / SET OF: DER orders the encodings.
@@ -511,6 +570,15 @@ pub fn encode_tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How many octets `write_len` uses for `len`.
+fn len_octets(len: usize) -> usize {
+    if len < 0x80 {
+        1
+    } else {
+        1 + len.to_be_bytes().iter().skip_while(|b| **b == 0).count()
+    }
+}
+
 fn write_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8); // fits: checked above
@@ -547,6 +615,49 @@ mod tests {
             der,
             [0x30, 0x08, 0x04, 0x03, b'a', b'b', b'c', 0x01, 0x01, 0xff]
         );
+    }
+
+    /// `to_der`'s shortcut for DER input gives exactly what re-encoding
+    /// gives, on DER and on each kind of BER it normalises, and on every
+    /// DER/BER vector of the test suite.
+    #[test]
+    fn der_shortcut_matches_the_re_encoding() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            vec![0x30, 0x03, 0x01, 0x01, 0xff],       // DER BOOLEAN TRUE
+            vec![0x30, 0x03, 0x01, 0x01, 0x01],       // BER BOOLEAN TRUE
+            vec![0x30, 0x81, 0x03, 0x01, 0x01, 0x00], // long form, not minimal
+            vec![0x30, 0x80, 0x05, 0x00, 0x00, 0x00], // indefinite
+            vec![0x24, 0x06, 0x04, 0x01, 0x61, 0x04, 0x01, 0x62], // constructed string
+            vec![0x31, 0x06, 0x02, 0x01, 0x02, 0x02, 0x01, 0x01], // unsorted SET
+            vec![0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02], // sorted SET
+            vec![0x23, 0x04, 0x03, 0x02, 0x00, 0x61], // constructed BIT STRING
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+        for sub in ["signature", "ota", "scep", "certs", "profile"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            for e in entries {
+                let path = e.unwrap().path();
+                if matches!(
+                    path.extension().and_then(|x| x.to_str()),
+                    Some("der" | "p7" | "p7m" | "cer" | "crt")
+                ) {
+                    inputs.push(std::fs::read(path).unwrap());
+                }
+            }
+        }
+        assert!(inputs.len() > 12, "vectors found: {}", inputs.len());
+        for input in &inputs {
+            let Ok(el) = Element::parse(input, &BerLimits::default()) else {
+                continue;
+            };
+            let slow = el.der_encoding();
+            assert_eq!(el.to_der(), slow, "{input:02x?}");
+            if let Ok(der) = slow {
+                assert_eq!(el.is_der().unwrap(), der == el.raw, "{input:02x?}");
+            }
+        }
     }
 
     #[test]

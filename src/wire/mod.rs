@@ -7,7 +7,9 @@
 //! - [`json`]: JSON string escaping, a bounded flat-object reader (APNs
 //!   answers) and a bounded tree reader (declarative management bodies).
 //! - [`hex`], [`percent`]: hex encoding and percent-decoding, written once for the crate.
+//! - `base64` (crate-internal): the strict base64 decoder of plist `<data>` and CMS.
 
+pub(crate) mod base64;
 pub mod ber;
 pub mod hex;
 pub mod json;

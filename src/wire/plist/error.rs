@@ -71,8 +71,9 @@ pub enum PlistError {
         /// What was wrong.
         reason: &'static str,
     },
-    /// The document passed the guard but the `plist` crate rejected it
-    /// (for example an unparseable `<integer>` or `<date>`).
+    /// The document is within every bound but a value in it cannot be read
+    /// (an unparseable `<integer>`, `<real>` or `<date>`, or a binary plist
+    /// the `plist` crate rejects).
     #[error("invalid plist value: {0}")]
     Invalid(String),
     /// A string or key to encode holds U+0000, which no XML plist can carry

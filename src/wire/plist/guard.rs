@@ -1,6 +1,7 @@
 //! The guard: [`decode`] and [`decode_dict`] check size, byte-order mark and
-//! encoding, run the scanner for the document's format (`xml` or `binary`)
-//! within [`Limits`], and only then hand the bytes to the `plist` crate.
+//! encoding, then read the document within [`Limits`]: XML with the crate's
+//! own one-pass parser (`xml`), which checks and builds the value together;
+//! binary with the `binary` scanner first, and only then the `plist` crate.
 
 use std::io::Cursor;
 
@@ -35,13 +36,10 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, PlistError> {
     {
         return Err(PlistError::ByteOrderMark);
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(PlistError::NotUtf8 {
-            offset: e.valid_up_to(),
-        });
-    }
-    xml::check(bytes, limits)?;
-    Value::from_reader_xml(bytes).map_err(|e| PlistError::Invalid(e.to_string()))
+    let text = std::str::from_utf8(bytes).map_err(|e| PlistError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    xml::parse(text, limits)
 }
 
 /// [`decode`], then require the top-level value to be a dictionary.

@@ -3,8 +3,11 @@
 //! The `plist` crate is not safe on untrusted input by itself: deeply nested
 //! XML overflows the stack and shared references in a binary plist expand
 //! exponentially. [`decode`] therefore checks every document against
-//! [`Limits`](crate::wire::Limits) with a cheap linear scan **before** the
-//! `plist` crate sees it:
+//! [`Limits`](crate::wire::Limits) in a linear pass of its own: an XML
+//! document is parsed by this module in that same pass (straight from the
+//! body into [`plist::Value`], each string copied once; the `plist` crate's
+//! XML reader is not used), a binary one is scanned **before** the `plist`
+//! crate reads it:
 //!
 //! - body size ([`Limits::max_body_bytes`](crate::wire::Limits::max_body_bytes)),
 //!   checked first;
@@ -30,8 +33,9 @@
 //!
 //! One concern a file: `error` (the [`PlistError`] type), `guard` ([`decode`],
 //! [`decode_dict`]: size, byte-order mark and encoding checks, then the
-//! scanner for the format, then the `plist` crate), `xml` and `binary` (the
-//! two scanners, private), `writer` ([`encode_xml`]).
+//! reader for the format), `xml` (the one-pass XML parser) and `binary` (the
+//! binary scanner in front of the `plist` crate), both private, `writer`
+//! ([`encode_xml`]).
 
 mod binary;
 mod error;

@@ -1,24 +1,33 @@
-//! A linear scanner for the XML plist subset: one pass over the bytes, no
+//! A linear parser for the XML plist subset: one pass over the bytes, no
 //! recursion, checking the subset of XML a plist uses (no CDATA, no
 //! processing instructions but the declaration, no DOCTYPE internal subset,
 //! the five predefined entities and character references), nesting depth,
 //! node count, decoded bytes (including strict `<data>` base64) and `<dict>`
-//! key/value structure against [`Limits`].
+//! key/value structure against [`Limits`], and building the
+//! [`plist::Value`] as it goes: each string is copied once, from the body
+//! into its `String`, and `<data>` is decoded in the same pass that checks
+//! it. The values are those the `plist` crate's own XML reader gives for
+//! the same document (`tests/wire_plist.rs` compares them).
+
+use plist::{Dictionary, Integer, Value};
 
 use super::PlistError;
-use crate::wire::Limits;
+use crate::wire::{Limits, base64};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// An open element and the value it is building.
 enum Frame {
-    /// `<plist>`; `true` once it holds its value.
-    Plist(bool),
-    Array,
-    /// `<dict>`; `true` while a key waits for its value.
-    Dict(bool),
+    /// `<plist>`, with its value once read.
+    Plist(Option<Value>),
+    Array(Vec<Value>),
+    /// `<dict>`: its entries in document order (made a [`Dictionary`] in
+    /// one step when it closes), and the key waiting for its value.
+    Dict(Vec<(String, Value)>, Option<String>),
 }
 
 struct Scanner<'a> {
     b: &'a [u8],
+    /// The same bytes, known to be UTF-8.
+    text: &'a str,
     pos: usize,
     limits: &'a Limits,
     stack: Vec<Frame>,
@@ -26,24 +35,39 @@ struct Scanner<'a> {
     nodes: usize,
     decoded: usize,
     root_seen: bool,
+    /// The root value once complete.
+    root: Option<Value>,
+    /// The first value the structure allowed but whose content is not a
+    /// valid `<integer>`, `<real>` or `<date>`; reported after the whole
+    /// document passed every bound, as the `plist` crate's refusal was.
+    invalid: Option<PlistError>,
 }
 
 fn malformed(offset: usize, reason: &'static str) -> PlistError {
     PlistError::Malformed { offset, reason }
 }
 
-pub(super) fn check(b: &[u8], limits: &Limits) -> Result<(), PlistError> {
+/// Parse an XML plist (already known to be UTF-8) within `limits`.
+pub(super) fn parse(text: &str, limits: &Limits) -> Result<Value, PlistError> {
     let mut s = Scanner {
-        b,
+        b: text.as_bytes(),
+        text,
         pos: 0,
         limits,
-        stack: Vec::with_capacity(limits.max_depth.min(64) + 1),
+        stack: Vec::with_capacity(limits.max_depth.min(16) + 1),
         depth: 0,
         nodes: 0,
         decoded: 0,
         root_seen: false,
+        root: None,
+        invalid: None,
     };
-    s.run()
+    s.run()?;
+    if let Some(e) = s.invalid {
+        return Err(e);
+    }
+    // `run` succeeds only once the root value is complete.
+    s.root.ok_or(PlistError::Truncated { offset: s.b.len() })
 }
 
 impl Scanner<'_> {
@@ -149,12 +173,21 @@ impl Scanner<'_> {
         while self.at(self.pos).is_some_and(|c| c.is_ascii_alphanumeric()) {
             self.pos += 1;
         }
-        let name = self.b.get(start..self.pos).unwrap_or_default();
-        const NAMES: [&str; 11] = [
-            "plist", "array", "dict", "key", "string", "data", "date", "integer", "real", "true",
-            "false",
-        ];
-        match NAMES.iter().find(|n| n.as_bytes() == name) {
+        let known = match self.b.get(start..self.pos).unwrap_or_default() {
+            b"plist" => Some("plist"),
+            b"array" => Some("array"),
+            b"dict" => Some("dict"),
+            b"key" => Some("key"),
+            b"string" => Some("string"),
+            b"data" => Some("data"),
+            b"date" => Some("date"),
+            b"integer" => Some("integer"),
+            b"real" => Some("real"),
+            b"true" => Some("true"),
+            b"false" => Some("false"),
+            _ => None,
+        };
+        match known {
             Some(n) => match self.at(self.pos) {
                 None => Err(self.truncated()),
                 Some(b' ' | b'\t' | b'\n' | b'\r' | b'>' | b'/') => Ok(n),
@@ -204,18 +237,45 @@ impl Scanner<'_> {
             Some(_) => return Err(malformed(self.pos, "junk in a closing tag")),
         }
         match (self.stack.pop(), name) {
-            (Some(Frame::Array), "array") => self.depth -= 1,
-            (Some(Frame::Dict(false)), "dict") => self.depth -= 1,
-            (Some(Frame::Dict(true)), "dict") => {
+            (Some(Frame::Array(items)), "array") => {
+                self.depth -= 1;
+                self.place(Value::Array(items));
+            }
+            (Some(Frame::Dict(entries, None)), "dict") => {
+                self.depth -= 1;
+                // A duplicate key keeps its first position and the last
+                // value, as the `plist` crate's builder does.
+                self.place(Value::Dictionary(entries.into_iter().collect()));
+            }
+            (Some(Frame::Dict(_, Some(_))), "dict") => {
                 return Err(PlistError::DanglingKey { offset: at });
             }
-            (Some(Frame::Plist(true)), "plist") => {}
-            (Some(Frame::Plist(false)), "plist") => {
+            (Some(Frame::Plist(Some(v))), "plist") => self.root = Some(v),
+            (Some(Frame::Plist(None)), "plist") => {
                 return Err(malformed(at, "empty <plist>"));
             }
             _ => return Err(malformed(at, "mismatched closing tag")),
         }
         Ok(())
+    }
+
+    /// Put a complete value where [`Self::value_position`] allowed it.
+    fn place(&mut self, v: Value) {
+        match self.stack.last_mut() {
+            None => self.root = Some(v),
+            Some(Frame::Plist(slot)) => *slot = Some(v),
+            Some(Frame::Array(items)) => items.push(v),
+            Some(Frame::Dict(entries, key)) => {
+                entries.push((key.take().unwrap_or_default(), v));
+            }
+        }
+    }
+
+    /// Remember the first invalid value (see [`Scanner::invalid`]).
+    fn invalid(&mut self, at: usize, what: &str) {
+        if self.invalid.is_none() {
+            self.invalid = Some(PlistError::Invalid(format!("{what} at byte {at}")));
+        }
     }
 
     fn count_node(&mut self) -> Result<(), PlistError> {
@@ -240,16 +300,14 @@ impl Scanner<'_> {
 
     /// A value starts at `at`: check that one is allowed here.
     fn value_position(&mut self, at: usize) -> Result<(), PlistError> {
-        match self.stack.last_mut() {
+        match self.stack.last() {
             None if self.root_seen => return Err(malformed(at, "more than one root value")),
             None => self.root_seen = true,
-            Some(Frame::Plist(full)) if *full => {
+            Some(Frame::Plist(Some(_))) => {
                 return Err(malformed(at, "more than one value in <plist>"));
             }
-            Some(Frame::Plist(full)) => *full = true,
-            Some(Frame::Array) => {}
-            Some(Frame::Dict(awaiting)) if *awaiting => *awaiting = false,
-            Some(Frame::Dict(_)) => {
+            Some(Frame::Plist(None) | Frame::Array(_) | Frame::Dict(_, Some(_))) => {}
+            Some(Frame::Dict(_, None)) => {
                 return Err(malformed(at, "dictionary value without a key"));
             }
         }
@@ -270,7 +328,7 @@ impl Scanner<'_> {
                     return Err(malformed(at, "empty <plist>"));
                 }
                 self.root_seen = true;
-                self.stack.push(Frame::Plist(false));
+                self.stack.push(Frame::Plist(None));
             }
             "array" | "dict" => {
                 self.value_position(at)?;
@@ -279,24 +337,38 @@ impl Scanner<'_> {
                         max: self.limits.max_depth,
                     });
                 }
-                if !empty {
-                    self.depth += 1;
-                    self.stack.push(if name == "array" {
-                        Frame::Array
+                let is_array = name == "array";
+                if empty {
+                    self.place(if is_array {
+                        Value::Array(Vec::new())
                     } else {
-                        Frame::Dict(false)
+                        Value::Dictionary(Dictionary::new())
+                    });
+                } else {
+                    self.depth += 1;
+                    self.stack.push(if is_array {
+                        Frame::Array(Vec::new())
+                    } else {
+                        Frame::Dict(Vec::new(), None)
                     });
                 }
             }
             "key" => {
-                match self.stack.last_mut() {
-                    Some(Frame::Dict(awaiting)) if !*awaiting => *awaiting = true,
-                    Some(Frame::Dict(_)) => return Err(PlistError::DanglingKey { offset: at }),
+                match self.stack.last() {
+                    Some(Frame::Dict(_, None)) => {}
+                    Some(Frame::Dict(_, Some(_))) => {
+                        return Err(PlistError::DanglingKey { offset: at });
+                    }
                     _ => return Err(malformed(at, "<key> outside a dictionary")),
                 }
                 self.count_node()?;
-                if !empty {
-                    self.text(name)?;
+                let key = if empty {
+                    String::new()
+                } else {
+                    self.text(name)?
+                };
+                if let Some(Frame::Dict(_, slot)) = self.stack.last_mut() {
+                    *slot = Some(key);
                 }
             }
             "true" | "false" => {
@@ -320,18 +392,42 @@ impl Scanner<'_> {
                         Some(_) => return Err(malformed(self.pos, "junk in a closing tag")),
                     }
                 }
+                self.place(Value::Boolean(name == "true"));
             }
             "data" => {
                 self.value_position(at)?;
-                if !empty {
-                    self.data()?;
-                }
+                let data = if empty { Vec::new() } else { self.data()? };
+                self.place(Value::Data(data));
+            }
+            "string" => {
+                self.value_position(at)?;
+                let s = if empty {
+                    String::new()
+                } else {
+                    self.text(name)?
+                };
+                self.place(Value::String(s));
             }
             _ => {
-                // string, date, integer, real
+                // date, integer, real: text parsed as the `plist` crate does.
                 self.value_position(at)?;
-                if !empty {
-                    self.text(name)?;
+                let s = if empty {
+                    String::new()
+                } else {
+                    self.text(name)?
+                };
+                let v = match name {
+                    "integer" => integer(&s).map(Value::Integer),
+                    "real" => s.parse::<f64>().ok().map(Value::Real),
+                    _ => plist::Date::from_xml_format(&s).ok().map(Value::Date),
+                };
+                match v {
+                    Some(v) => self.place(v),
+                    None => {
+                        self.invalid(at, name);
+                        // A stand-in keeps the structure; the document is refused.
+                        self.place(Value::Boolean(false));
+                    }
                 }
             }
         }
@@ -362,31 +458,35 @@ impl Scanner<'_> {
         }
     }
 
-    /// Text content of a `key`/`string`/`date`/`integer`/`real` element.
-    fn text(&mut self, name: &str) -> Result<(), PlistError> {
-        let mut len = 0usize;
+    /// Text content of a `key`/`string`/`date`/`integer`/`real` element,
+    /// with references resolved (raw otherwise: line ends are kept as sent).
+    fn text(&mut self, name: &str) -> Result<String, PlistError> {
+        let mut out = String::new();
         loop {
             // Plain text up to the next byte of interest, in one step.
-            let rest = self.b.get(self.pos..).unwrap_or_default();
+            let start = self.pos;
+            let rest = self.b.get(start..).unwrap_or_default();
             let plain = rest
                 .iter()
                 .position(|&c| matches!(c, b'<' | b'&' | 0))
                 .unwrap_or(rest.len());
             self.pos += plain;
-            len += plain;
+            // `<`, `&` and NUL are ASCII, so both ends are character boundaries.
+            out.push_str(self.text.get(start..self.pos).unwrap_or_default());
             match self.at(self.pos) {
                 None => return Err(self.truncated()),
                 Some(b'<') => break,
-                Some(b'&') => len += self.entity()?,
+                Some(b'&') => self.entity(&mut out)?,
                 Some(_) => return Err(malformed(self.pos, "NUL character")),
             }
         }
-        self.add_decoded(len)?;
-        self.end_of_text(name)
+        self.add_decoded(out.len())?;
+        self.end_of_text(name)?;
+        Ok(out)
     }
 
-    /// An entity or character reference at `pos`; returns its UTF-8 length.
-    fn entity(&mut self) -> Result<usize, PlistError> {
+    /// An entity or character reference at `pos`, appended to `out`.
+    fn entity(&mut self, out: &mut String) -> Result<(), PlistError> {
         let at = self.pos;
         let rest = self.b.get(at + 1..).unwrap_or_default();
         let Some(semi) = rest.iter().take(12).position(|&c| c == b';') else {
@@ -396,8 +496,12 @@ impl Scanner<'_> {
             return Err(malformed(at, "unterminated entity reference"));
         };
         let body = rest.get(..semi).unwrap_or_default();
-        let len = match body {
-            b"lt" | b"gt" | b"amp" | b"quot" | b"apos" => 1,
+        let c = match body {
+            b"lt" => '<',
+            b"gt" => '>',
+            b"amp" => '&',
+            b"quot" => '"',
+            b"apos" => '\'',
             [b'#', b'x', hex @ ..] => {
                 char_ref(hex, 16).ok_or(malformed(at, "bad character reference"))?
             }
@@ -406,90 +510,61 @@ impl Scanner<'_> {
             }
             _ => return Err(malformed(at, "unknown entity")),
         };
+        out.push(c);
         self.pos = at + semi + 2;
-        Ok(len)
+        Ok(())
     }
 
-    /// Content of a `<data>` element: strict base64 with ASCII whitespace ignored.
-    fn data(&mut self) -> Result<(), PlistError> {
+    /// Content of a `<data>` element: strict base64 with ASCII whitespace
+    /// ignored, checked and decoded in one pass.
+    fn data(&mut self) -> Result<Vec<u8>, PlistError> {
         let start = self.pos;
         let rest = self.b.get(start..).unwrap_or_default();
-        let mut n = 0usize; // significant characters, padding included
-        let mut pad = 0usize;
-        let mut last = 0u8; // value of the last alphabet character
-        let mut end = None;
-        for (i, &c) in rest.iter().enumerate() {
-            // A u8 indexes a 256-entry table: never out of bounds.
-            match B64.get(usize::from(c)).copied().unwrap_or(B64_BAD) {
-                v @ 0..=63 if pad == 0 => {
-                    last = v;
-                    n += 1;
-                }
-                B64_WS => {}
-                B64_PAD if pad < 2 => {
-                    pad += 1;
-                    n += 1;
-                }
-                B64_END => {
-                    end = Some(start + i);
-                    break;
-                }
-                // Invalid, a third `=`, or alphabet after padding.
-                _ => return Err(PlistError::BadBase64 { offset: start + i }),
-            }
+        // The content ends at the first `<`, which is not base64.
+        let content_len = rest.iter().position(|&c| c == b'<');
+        let content = rest
+            .get(..content_len.unwrap_or(rest.len()))
+            .unwrap_or_default();
+        let decoded = base64::decode(content);
+        if let Err(base64::Base64Error::Invalid { offset }) = decoded {
+            return Err(PlistError::BadBase64 {
+                offset: start + offset,
+            });
         }
-        let Some(end) = end else {
+        let Some(len) = content_len else {
             return Err(self.truncated());
         };
+        let end = start + len;
         self.pos = end;
-        let trailing_bits_clear = match pad {
-            0 => true,
-            1 => last & 0b11 == 0,
-            _ => last & 0b1111 == 0,
-        };
-        if !n.is_multiple_of(4) || !trailing_bits_clear {
-            return Err(PlistError::BadBase64 { offset: end });
-        }
-        self.add_decoded(n / 4 * 3 - pad)?;
-        self.end_of_text("data")
+        let out = decoded.map_err(|_| PlistError::BadBase64 { offset: end })?;
+        self.add_decoded(out.len())?;
+        self.end_of_text("data")?;
+        Ok(out)
     }
 }
 
-/// [`B64`] classes beyond the alphabet values 0–63.
-const B64_WS: u8 = 64;
-const B64_PAD: u8 = 65;
-const B64_END: u8 = 66;
-const B64_BAD: u8 = 255;
-
-/// Byte → base64 value (0–63), ASCII whitespace, `=`, `<`, or invalid.
-// Evaluated at compile time: an index out of bounds is a build error.
-#[allow(clippy::indexing_slicing)]
-static B64: [u8; 256] = {
-    let mut t = [B64_BAD; 256];
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut i = 0;
-    while i < 64 {
-        t[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    // u8::is_ascii_whitespace: space, \t, \n, form feed, \r.
-    t[b' ' as usize] = B64_WS;
-    t[b'\t' as usize] = B64_WS;
-    t[b'\n' as usize] = B64_WS;
-    t[0x0C] = B64_WS;
-    t[b'\r' as usize] = B64_WS;
-    t[b'=' as usize] = B64_PAD;
-    t[b'<' as usize] = B64_END;
-    t
-};
-
-fn char_ref(digits: &[u8], radix: u32) -> Option<usize> {
+/// A character reference's digits (no sign, as XML and quick-xml require).
+fn char_ref(digits: &[u8], radix: u32) -> Option<char> {
     if digits.is_empty() || digits.len() > 8 {
         return None;
     }
-    let s = std::str::from_utf8(digits).ok()?;
-    let v = u32::from_str_radix(s, radix).ok()?;
-    let c = char::from_u32(v)?;
+    let mut v = 0u32;
+    for &d in digits {
+        v = v * radix + char::from(d).to_digit(radix)?;
+    }
     // quick-xml (inside the plist crate) refuses U+0000.
-    (v != 0).then(|| c.len_utf8())
+    char::from_u32(v).filter(|_| v != 0)
+}
+
+/// An `<integer>` as the `plist` crate reads it: `0x` hexadecimal
+/// (unsigned), else a signed 64-bit value, else an unsigned one.
+fn integer(s: &str) -> Option<Integer> {
+    if s.starts_with("0x") {
+        let hex = s.trim_start_matches("0x");
+        return u64::from_str_radix(hex, 16).ok().map(Integer::from);
+    }
+    match s.parse::<i64>() {
+        Ok(v) => Some(v.into()),
+        Err(_) => s.parse::<u64>().ok().map(Integer::from),
+    }
 }
