@@ -46,3 +46,39 @@ fn high_form_tags_from_31_are_kept() {
         assert_eq!(to_der(der, &limits).as_deref(), Ok(der));
     }
 }
+
+/// `plist_tree`: a check-in wrapping an array (`Payload`, `Status`, `UDID`)
+/// of 59 nodes is 65 nodes with the root dictionary, its three keys and two
+/// string values; the guard refused it under a 64-node limit, as it must,
+/// while the fuzz target's own count had left out the root and the values
+/// (the target was wrong, not the guard). Binary and XML count alike.
+#[test]
+fn keys_values_and_the_root_all_count_as_plist_nodes() {
+    use mdm_enroll::wire::Limits;
+    use mdm_enroll::wire::plist::{PlistError, decode};
+    let mut payload = vec![plist::Value::Dictionary(plist::Dictionary::new())];
+    payload.extend((0..56).map(|_| plist::Value::Boolean(true)));
+    payload.push(plist::Value::String("x".into()));
+    let mut root = plist::Dictionary::new();
+    root.insert("Payload".into(), plist::Value::Array(payload));
+    root.insert("Status".into(), "Idle".into());
+    root.insert("UDID".into(), "UDID-1".into());
+    let root = plist::Value::Dictionary(root);
+    let (mut xml, mut binary) = (Vec::new(), Vec::new());
+    root.to_writer_xml(&mut xml).expect("xml");
+    root.to_writer_binary(&mut binary).expect("binary");
+    for bytes in [&xml, &binary] {
+        let limits = |n| Limits::default().with_binary_plist(true).with_max_nodes(n);
+        assert!(
+            matches!(
+                decode(bytes, &limits(64)),
+                Err(PlistError::TooManyNodes { max: 64 })
+            ),
+            "65 nodes under a 64-node limit"
+        );
+        assert!(
+            decode(bytes, &limits(65)).is_ok(),
+            "65 nodes at a 65-node limit"
+        );
+    }
+}
