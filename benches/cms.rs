@@ -78,6 +78,15 @@ fn device_attributes(c: &mut Criterion) {
     g.bench_function("parse_signed_data", |b| {
         b.iter(|| SignedData::parse(black_box(&p7), &BerLimits::default()).unwrap())
     });
+    g.bench_function("parse_certificate", |b| {
+        b.iter(|| mdm_enroll::cms::Certificate::from_der(black_box(leaf.der())).unwrap())
+    });
+    g.bench_function("parse_certificate_x509_only", |b| {
+        use der::Decode;
+        b.iter(|| {
+            mdm_enroll::cms::certificate::X509Certificate::from_der(black_box(leaf.der())).unwrap()
+        })
+    });
     g.bench_function("parse_public_key", |b| {
         b.iter(|| black_box(&leaf).public_key().unwrap())
     });

@@ -549,3 +549,102 @@ fn lenient_certificates_v1_and_long_serials() {
         &cert
     );
 }
+
+/// A self-signed certificate from openssl with `subject` and `serial` (hex).
+fn self_signed(pki: &Pki, name: &str, subject: &str, serial_hex: &str) -> Vec<u8> {
+    let key = format!("{name}.key");
+    let pem = format!("{name}.pem");
+    let der = format!("{name}.der");
+    let serial = format!("0x{serial_hex}");
+    openssl(
+        pki.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-subj",
+            subject,
+            "-days",
+            "1",
+            "-set_serial",
+            &serial,
+        ],
+    );
+    openssl(
+        pki.path(),
+        &["x509", "-in", &pem, "-outform", "DER", "-out", &der],
+    );
+    pki.read(&der)
+}
+
+#[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
+fn lenient_profile_empty_subject_serial_bound_and_ber_input() {
+    use mdm_enroll::cms::{Certificate, CertificateError, certificate::MAX_SERIAL_OCTETS};
+    let pki = Pki::new();
+    let octets = MAX_SERIAL_OCTETS as usize;
+
+    // An empty Subject and a serial at the bound: accepted, and refused by
+    // x509-cert's strict RFC 5280 profile (so the leniency is the profile's).
+    let at_bound = format!("7f{}", "01".repeat(octets - 1));
+    let der = self_signed(&pki, "empty", "/", &at_bound);
+    let cert = Certificate::from_der(&der).unwrap();
+    assert_eq!(cert.subject_string(), "");
+    assert_eq!(cert.subject_der(), &[0x30, 0x00]);
+    assert_eq!(cert.serial().len(), octets);
+    assert_eq!(cert.serial_hex(), at_bound.to_uppercase());
+    assert_eq!(cert.der(), der.as_slice());
+    cert.verify_issued_by(&cert).unwrap();
+    assert!(cert.to_x509().is_err());
+
+    // One octet over the bound: a typed X.509 error, not a panic.
+    let over = format!("7f{}", "01".repeat(octets));
+    let der = self_signed(&pki, "over", "/CN=over", &over);
+    assert!(matches!(
+        Certificate::from_der(&der),
+        Err(CertificateError::X509(_))
+    ));
+
+    // BER input: the outer SEQUENCE with an indefinite length is normalised
+    // to the original DER, and the signature still verifies over the
+    // TBSCertificate as encoded.
+    let der = self_signed(&pki, "ber", "/CN=ber", "01");
+    let (header, body) = match der[1] {
+        0x82 => (4, &der[4..]),
+        0x81 => (3, &der[3..]),
+        _ => (2, &der[2..]),
+    };
+    assert!(header > 2, "a 2048-bit certificate needs a long length");
+    let mut ber = vec![0x30, 0x80];
+    ber.extend_from_slice(body);
+    ber.extend_from_slice(&[0, 0]);
+    let cert = Certificate::from_der(&ber).unwrap();
+    assert_eq!(cert.der(), der.as_slice());
+    cert.verify_issued_by(&cert).unwrap();
+
+    // A non-minimal INTEGER inside the DER (x509-cert's rule) is a typed error.
+    let mut padded = der.clone();
+    let serial_at = padded
+        .windows(3)
+        .position(|w| w == [0x02, 0x01, 0x01])
+        .unwrap();
+    padded.splice(serial_at..serial_at + 3, [0x02, 0x02, 0x00, 0x01]);
+    // Fix the two enclosing lengths (certificate and TBSCertificate), both long-form 2-byte.
+    for at in [2usize, 6] {
+        let len = u16::from_be_bytes([padded[at], padded[at + 1]]) + 1;
+        padded[at..at + 2].copy_from_slice(&len.to_be_bytes());
+    }
+    assert!(matches!(
+        Certificate::from_der(&padded),
+        Err(CertificateError::X509(_))
+    ));
+}

@@ -9,7 +9,6 @@ use crate::wire::ber::{Class, Element};
 
 /// Universal tag numbers used here.
 pub(crate) const INTEGER: u32 = 2;
-pub(crate) const BIT_STRING: u32 = 3;
 pub(crate) const OCTET_STRING: u32 = 4;
 pub(crate) const OID: u32 = 6;
 pub(crate) const SEQUENCE: u32 = 16;

@@ -1,26 +1,37 @@
-//! A lenient X.509 certificate that owns its DER.
+//! X.509 certificates: `x509-cert` with a lenient profile, owning their DER.
 //!
-//! Real devices present certificates that strict RFC 5280 decoders refuse:
-//! X.509 v1 (no extensions), serial numbers longer than 20 bytes, an empty
-//! Subject. [`Certificate`] walks the structure with the crate's bounded BER
-//! reader, keeps the original `TBSCertificate` bytes for signature checks and
-//! decodes only the pieces it exposes.
+//! Real devices present certificates that RFC 5280's strict profile refuses:
+//! X.509 v1 (no extensions), serial numbers longer than 20 octets (certmonger
+//! sends 32), an empty Subject. [`Certificate`] decodes with
+//! `x509_cert::certificate::CertificateInner<`[`Lenient`]`>`, whose only
+//! relaxation is the serial length (v1 and empty names are plain X.509).
 //!
-//! Why not `x509_cert::Certificate`: its RFC 5280 profile refuses serials
-//! over 21 octets, and it decodes DER only (a BER certificate would have to be
-//! re-encoded, changing the bytes its signature covers). Extensions, times
-//! and keys are handed to `x509-cert`/`spki` once located
-//! ([`Certificate::key_usage`], [`Certificate::to_x509`]).
+//! What stays ours, and why:
+//! - **BER input.** `x509-cert` reads DER only; a certificate inside Apple's
+//!   BER CMS is first normalised by the crate's bounded reader
+//!   ([`crate::wire::ber`]).
+//! - **The signed bytes.** The issuer signed the `TBSCertificate` exactly as
+//!   it was encoded; re-encoding a normalised (or decoded) value could change
+//!   those bytes, so the original `TBSCertificate` element is kept for
+//!   [`Certificate::verify_signature_with`] — the one field located by hand.
+//!
+//! Inside the DER, `x509-cert`'s rules apply: minimal INTEGER encodings,
+//! UTCTime/GeneralizedTime in the RFC 5280 forms, a version of v1–v3.
 
+use std::ops::Range;
 use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
 use der::Decode;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+use x509_cert::certificate::{CertificateInner, Profile, Version};
+use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
-use super::asn1::{self, Malformed, WalkError};
+pub use x509_cert::ext::Extension;
+
+use super::asn1;
 use super::oid;
 use crate::crypto::{self, DigestAlgorithm, PublicKey};
 use crate::wire::ber::{BerError, BerLimits, Class, Element};
@@ -28,10 +39,14 @@ use crate::wire::hex;
 
 /// What was wrong with a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CertificateError {
     /// The encoding is not valid BER within limits.
     #[error("certificate encoding: {0}")]
     Ber(#[from] BerError),
+    /// The (normalised) DER is not an X.509 certificate.
+    #[error("not an X.509 certificate: {0}")]
+    X509(der::Error),
     /// A field is missing or of the wrong type.
     #[error("malformed certificate: {0}")]
     Malformed(&'static str),
@@ -52,47 +67,62 @@ pub enum CertificateError {
     BadSignature,
 }
 
-impl From<WalkError> for CertificateError {
-    fn from(e: WalkError) -> Self {
+impl From<asn1::WalkError> for CertificateError {
+    fn from(e: asn1::WalkError) -> Self {
         match e {
-            WalkError::Ber(b) => Self::Ber(b),
-            WalkError::Malformed(m) => Self::Malformed(m),
+            asn1::WalkError::Ber(b) => Self::Ber(b),
+            asn1::WalkError::Malformed(m) => Self::Malformed(m),
         }
     }
 }
 
-impl From<Malformed> for CertificateError {
-    fn from(m: Malformed) -> Self {
-        Self::Malformed(m.0)
+/// The longest serial number [`Lenient`] accepts, in content octets.
+///
+/// RFC 5280 allows 20; certmonger sends 32. 64 leaves room for any real
+/// issuer while keeping the field bounded.
+pub const MAX_SERIAL_OCTETS: u32 = 64;
+
+/// The `x509-cert` profile for certificates devices and SCEP clients
+/// present: RFC 5280 apart from serial numbers up to
+/// [`MAX_SERIAL_OCTETS`] (not 20), and no re-encoding of times.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy, Default)]
+pub struct Lenient;
+
+impl Profile for Lenient {
+    fn check_serial_number(serial: &SerialNumber<Self>) -> der::Result<()> {
+        if serial.as_bytes().len() > MAX_SERIAL_OCTETS as usize {
+            Err(der::Tag::Integer.length_error().into())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn time_encoding(time: Time) -> der::Result<Time> {
+        Ok(time)
     }
 }
 
-/// One certificate extension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extension {
-    /// `extnID`.
-    pub oid: ObjectIdentifier,
-    /// `critical` (default false).
-    pub critical: bool,
-    /// The `extnValue` octets (the DER of the extension's own type).
-    pub value: Vec<u8>,
-}
+/// The `x509-cert` certificate type [`Certificate`] wraps.
+pub type X509Certificate = CertificateInner<Lenient>;
 
-/// An X.509 certificate, parsed leniently; owns its DER.
+/// An X.509 certificate decoded with the [`Lenient`] profile; owns its DER.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Certificate {
     der: Vec<u8>,
-    tbs: Vec<u8>,
-    version: u8,
-    serial: Vec<u8>,
-    issuer: Vec<u8>,
-    subject: Vec<u8>,
-    not_before: Time,
-    not_after: Time,
-    spki: Vec<u8>,
-    signature_algorithm: ObjectIdentifier,
-    signature: Vec<u8>,
-    extensions: Vec<Extension>,
+    x509: X509Certificate,
+    /// The `TBSCertificate` as originally encoded (what the issuer signed),
+    /// when the input was BER; for DER input it is `der[spans.tbs]`.
+    tbs_ber: Option<Vec<u8>>,
+    spans: Spans,
+}
+
+/// Where the pieces callers compare as bytes lie in the DER.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Spans {
+    tbs: Range<usize>,
+    issuer: Range<usize>,
+    subject: Range<usize>,
+    spki: Range<usize>,
 }
 
 impl std::fmt::Debug for Certificate {
@@ -100,7 +130,7 @@ impl std::fmt::Debug for Certificate {
         f.debug_struct("Certificate")
             .field("subject", &self.subject_string())
             .field("issuer", &self.issuer_string())
-            .field("serial", &hex::upper(&self.serial))
+            .field("serial", &hex::upper(self.serial()))
             .finish_non_exhaustive()
     }
 }
@@ -130,97 +160,52 @@ impl Certificate {
     }
 
     pub(crate) fn from_element(original: &Element<'_>) -> Result<Self, CertificateError> {
-        // Normalise once, then take every piece as a slice of the DER; only
-        // the TBSCertificate is kept as originally encoded (it is what the
-        // issuer signed).
         let der = original.to_der()?;
-        let reparsed;
-        let el = if der == original.raw {
-            // Already DER (the usual case): the element in hand is the same tree.
-            original
-        } else {
-            reparsed = Element::parse(&der, &BerLimits::default())?;
-            &reparsed
-        };
-        let original_tbs = asn1::sequence(original, asn1::SEQUENCE, "Certificate")?
+        let x509 = X509Certificate::from_der(&der).map_err(CertificateError::X509)?;
+        if x509.signature().as_bytes().is_none() {
+            return Err(CertificateError::Malformed("signatureValue"));
+        }
+        // The signed bytes: the outer SEQUENCE's first element, as encoded.
+        let outer = asn1::sequence(original, asn1::SEQUENCE, "Certificate")?;
+        let tbs = outer
             .first()
-            .map(|t| t.raw.to_vec())
             .ok_or(CertificateError::Malformed("Certificate"))?;
-        let parts = asn1::sequence(el, asn1::SEQUENCE, "Certificate")?;
-        let [tbs_el, alg_el, sig_el] = parts.as_slice() else {
-            return Err(CertificateError::Malformed("Certificate"));
+        let (tbs_ber, spans) = if der.as_slice() == original.raw {
+            // DER input (the usual case): x509-cert accepted this very
+            // encoding, so the fields' byte ranges are those of the element
+            // tree in hand; no copy and no re-encoding.
+            (None, Spans::of(original, tbs)?)
+        } else {
+            let tbs_ber = tbs.raw.to_vec();
+            let reparsed = Element::parse(&der, &BerLimits::default())?;
+            let outer = asn1::sequence(&reparsed, asn1::SEQUENCE, "Certificate")?;
+            let tbs = outer
+                .first()
+                .ok_or(CertificateError::Malformed("Certificate"))?;
+            (Some(tbs_ber), Spans::of(&reparsed, tbs)?)
         };
-        let signature_algorithm = asn1::algorithm(alg_el, "signatureAlgorithm")?;
-        let signature = bit_string(sig_el, "signatureValue")?;
-
-        let tbs = asn1::sequence(tbs_el, asn1::SEQUENCE, "TBSCertificate")?;
-        let mut fields = tbs.iter().peekable();
-        let mut version = 1u8;
-        if let Some(v) = fields.next_if(|e| e.is(Class::Context, 0)) {
-            let inner = v.children()?;
-            let [int] = inner.as_slice() else {
-                return Err(CertificateError::Malformed("version"));
-            };
-            version = match asn1::small_integer(int, "version")? {
-                0 => 1,
-                1 => 2,
-                2 => 3,
-                _ => return Err(CertificateError::Malformed("version")),
-            };
-        }
-        let mut next = |what: &'static str| fields.next().ok_or(Malformed(what));
-        let serial = asn1::integer(next("serialNumber")?, "serialNumber")?.to_vec();
-        let _inner_alg = asn1::algorithm(next("signature")?, "signature")?;
-        let issuer_el = next("issuer")?;
-        asn1::expect_universal(issuer_el, asn1::SEQUENCE, "issuer")?;
-        let validity = asn1::sequence(next("validity")?, asn1::SEQUENCE, "validity")?;
-        let subject_el = next("subject")?;
-        asn1::expect_universal(subject_el, asn1::SEQUENCE, "subject")?;
-        let spki_el = next("subjectPublicKeyInfo")?;
-        asn1::sequence(spki_el, asn1::SEQUENCE, "subjectPublicKeyInfo")?;
-        let [nb, na] = validity.as_slice() else {
-            return Err(CertificateError::Malformed("validity"));
-        };
-        let time = |e: &Element<'_>, what: &'static str| -> Result<Time, CertificateError> {
-            Time::from_der(e.raw).map_err(|_| CertificateError::Malformed(what))
-        };
-        let not_before = time(nb, "notBefore")?;
-        let not_after = time(na, "notAfter")?;
-
-        let mut extensions = Vec::new();
-        for f in fields {
-            if f.is(Class::Context, 3) {
-                let wrapped = f.children()?;
-                let [seq] = wrapped.as_slice() else {
-                    return Err(CertificateError::Malformed("extensions"));
-                };
-                for ext in asn1::sequence(seq, asn1::SEQUENCE, "extensions")? {
-                    extensions.push(extension(&ext)?);
-                }
-            } else if !(f.is(Class::Context, 1) || f.is(Class::Context, 2)) {
-                return Err(CertificateError::Malformed("TBSCertificate trailing field"));
-            }
-        }
-
-        let (issuer, subject, spki) = (
-            issuer_el.raw.to_vec(),
-            subject_el.raw.to_vec(),
-            spki_el.raw.to_vec(),
-        );
         Ok(Self {
-            tbs: original_tbs,
             der,
-            version,
-            serial,
-            issuer,
-            subject,
-            not_before,
-            not_after,
-            spki,
-            signature_algorithm,
-            signature,
-            extensions,
+            x509,
+            tbs_ber,
+            spans,
         })
+    }
+
+    fn tbs(&self) -> &[u8] {
+        match &self.tbs_ber {
+            Some(original) => original,
+            None => self.span(&self.spans.tbs),
+        }
+    }
+
+    fn span(&self, range: &Range<usize>) -> &[u8] {
+        self.der.get(range.clone()).unwrap_or_default()
+    }
+
+    /// The decoded certificate (`x509-cert` types, [`Lenient`] profile).
+    pub fn x509(&self) -> &X509Certificate {
+        &self.x509
     }
 
     /// The DER encoding (BER input comes back normalised).
@@ -230,62 +215,66 @@ impl Certificate {
 
     /// The X.509 version: 1, 2 or 3.
     pub fn version(&self) -> u8 {
-        self.version
+        match self.x509.tbs_certificate().version() {
+            Version::V1 => 1,
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
     }
 
     /// The serial number's INTEGER content octets, as encoded (may exceed 20 bytes).
     pub fn serial(&self) -> &[u8] {
-        &self.serial
+        self.x509.tbs_certificate().serial_number().as_bytes()
     }
 
     /// The serial number as upper-case hex.
     pub fn serial_hex(&self) -> String {
-        hex::upper(&self.serial)
+        hex::upper(self.serial())
     }
 
     /// The DER of the issuer Name.
     pub fn issuer_der(&self) -> &[u8] {
-        &self.issuer
+        self.span(&self.spans.issuer)
     }
 
     /// The DER of the subject Name (`30 00` when empty).
     pub fn subject_der(&self) -> &[u8] {
-        &self.subject
+        self.span(&self.spans.subject)
     }
 
     /// The subject as an RFC 4514 string (empty for an empty Subject).
     pub fn subject_string(&self) -> String {
-        name_string(&self.subject)
+        self.x509.tbs_certificate().subject().to_string()
     }
 
     /// The issuer as an RFC 4514 string.
     pub fn issuer_string(&self) -> String {
-        name_string(&self.issuer)
+        self.x509.tbs_certificate().issuer().to_string()
     }
 
     /// Start of the validity period.
     pub fn not_before(&self) -> Time {
-        self.not_before
+        self.x509.tbs_certificate().validity().not_before
     }
 
     /// End of the validity period.
     pub fn not_after(&self) -> Time {
-        self.not_after
+        self.x509.tbs_certificate().validity().not_after
     }
 
     /// Whether `now` lies within the validity period (bounds inclusive).
     pub fn is_valid_at(&self, now: SystemTime) -> bool {
-        self.not_before.to_system_time() <= now && now <= self.not_after.to_system_time()
+        self.not_before().to_system_time() <= now && now <= self.not_after().to_system_time()
     }
 
     /// The DER of the SubjectPublicKeyInfo.
     pub fn spki_der(&self) -> &[u8] {
-        &self.spki
+        self.span(&self.spans.spki)
     }
 
     /// The subject's RSA public key.
     pub fn public_key(&self) -> Result<PublicKey, CertificateError> {
-        PublicKey::from_spki_der(&self.spki)
+        PublicKey::from_spki_der(self.spki_der())
             .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))
     }
 
@@ -301,7 +290,7 @@ impl Certificate {
 
     /// The outer signature algorithm.
     pub fn signature_algorithm(&self) -> ObjectIdentifier {
-        self.signature_algorithm
+        self.x509.signature_algorithm().oid
     }
 
     /// Check that `issuer`'s key signed this certificate (signature only: no
@@ -312,64 +301,73 @@ impl Certificate {
 
     /// Check this certificate's signature with a (pinned) RSA public key.
     pub fn verify_signature_with(&self, key: &PublicKey) -> Result<(), CertificateError> {
-        let digest = DigestAlgorithm::from_rsa_signature_oid(&self.signature_algorithm).ok_or(
-            CertificateError::UnsupportedAlgorithm {
-                oid: self.signature_algorithm,
-            },
-        )?;
-        crypto::verify_rsa(key, digest, &self.tbs, &self.signature)
+        let algorithm = self.signature_algorithm();
+        let digest = DigestAlgorithm::from_rsa_signature_oid(&algorithm)
+            .ok_or(CertificateError::UnsupportedAlgorithm { oid: algorithm })?;
+        let signature = self
+            .x509
+            .signature()
+            .as_bytes()
+            .ok_or(CertificateError::Malformed("signatureValue"))?;
+        crypto::verify_rsa(key, digest, self.tbs(), signature)
             .map_err(|_| CertificateError::BadSignature)
     }
 
     /// The extensions (empty for v1/v2 certificates).
     pub fn extensions(&self) -> &[Extension] {
-        &self.extensions
+        self.x509
+            .tbs_certificate()
+            .extensions()
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The extension with `oid`, if present.
     pub fn extension(&self, oid: &ObjectIdentifier) -> Option<&Extension> {
-        self.extensions.iter().find(|e| e.oid == *oid)
+        self.extensions().iter().find(|e| e.extn_id == *oid)
+    }
+
+    /// Decode the extension with `oid` as `T`, if present.
+    fn decoded<T: for<'a> Decode<'a>>(
+        &self,
+        oid: &ObjectIdentifier,
+        what: &'static str,
+    ) -> Result<Option<T>, CertificateError> {
+        self.extension(oid)
+            .map(|e| {
+                T::from_der(e.extn_value.as_bytes()).map_err(|_| CertificateError::Malformed(what))
+            })
+            .transpose()
     }
 
     /// The subjectKeyIdentifier, if present and well formed.
     pub fn subject_key_identifier(&self) -> Option<Vec<u8>> {
-        let ext = self.extension(&oid::SUBJECT_KEY_IDENTIFIER)?;
-        let el = Element::parse(&ext.value, &BerLimits::default()).ok()?;
-        el.is(Class::Universal, asn1::OCTET_STRING)
-            .then(|| el.string_value().ok())
-            .flatten()
+        self.decoded::<x509_cert::ext::pkix::SubjectKeyIdentifier>(
+            &oid::SUBJECT_KEY_IDENTIFIER,
+            "subjectKeyIdentifier",
+        )
+        .ok()
+        .flatten()
+        .map(|ski| ski.0.as_bytes().to_vec())
     }
 
     /// The keyUsage extension, if present.
     pub fn key_usage(&self) -> Result<Option<x509_cert::ext::pkix::KeyUsage>, CertificateError> {
-        self.extension(&oid::KEY_USAGE)
-            .map(|e| {
-                x509_cert::ext::pkix::KeyUsage::from_der(&e.value)
-                    .map_err(|_| CertificateError::Malformed("keyUsage"))
-            })
-            .transpose()
+        self.decoded(&oid::KEY_USAGE, "keyUsage")
     }
 
     /// The extKeyUsage purposes, if the extension is present.
     pub fn extended_key_usage(&self) -> Result<Option<Vec<ObjectIdentifier>>, CertificateError> {
-        self.extension(&oid::EXT_KEY_USAGE)
-            .map(|e| {
-                x509_cert::ext::pkix::ExtendedKeyUsage::from_der(&e.value)
-                    .map(|eku| eku.0)
-                    .map_err(|_| CertificateError::Malformed("extKeyUsage"))
-            })
-            .transpose()
+        self.decoded::<x509_cert::ext::pkix::ExtendedKeyUsage>(&oid::EXT_KEY_USAGE, "extKeyUsage")
+            .map(|eku| eku.map(|eku| eku.0))
     }
 
     /// basicConstraints `cA`, if the extension is present.
     pub fn is_ca(&self) -> Result<Option<bool>, CertificateError> {
-        self.extension(&oid::BASIC_CONSTRAINTS)
-            .map(|e| {
-                x509_cert::ext::pkix::BasicConstraints::from_der(&e.value)
-                    .map(|bc| bc.ca)
-                    .map_err(|_| CertificateError::Malformed("basicConstraints"))
-            })
-            .transpose()
+        self.decoded::<x509_cert::ext::pkix::BasicConstraints>(
+            &oid::BASIC_CONSTRAINTS,
+            "basicConstraints",
+        )
+        .map(|bc| bc.map(|bc| bc.ca))
     }
 
     /// Decode with `x509-cert`'s strict RFC 5280 profile (fails for the
@@ -385,41 +383,31 @@ impl Certificate {
     }
 }
 
-fn extension(el: &Element<'_>) -> Result<Extension, CertificateError> {
-    let parts = asn1::sequence(el, asn1::SEQUENCE, "Extension")?;
-    let mut it = parts.iter();
-    let oid = asn1::oid(it.next().ok_or(Malformed("extnID"))?, "extnID")?;
-    let mut item = it.next().ok_or(Malformed("extnValue"))?;
-    let mut critical = false;
-    if item.is(Class::Universal, 1) {
-        critical = item.contents.first().is_some_and(|b| *b != 0);
-        item = it.next().ok_or(Malformed("extnValue"))?;
-    }
-    if !item.is(Class::Universal, asn1::OCTET_STRING) || it.next().is_some() {
-        return Err(CertificateError::Malformed("extnValue"));
-    }
-    Ok(Extension {
-        oid,
-        critical,
-        value: item.string_value()?,
-    })
-}
-
-fn bit_string(el: &Element<'_>, what: &'static str) -> Result<Vec<u8>, CertificateError> {
-    // Called on DER: the BIT STRING is primitive.
-    if !el.is(Class::Universal, asn1::BIT_STRING) || el.constructed {
-        return Err(CertificateError::Malformed(what));
-    }
-    match el.contents.split_first() {
-        Some((0, bits)) => Ok(bits.to_vec()),
-        _ => Err(CertificateError::Malformed(what)),
-    }
-}
-
-fn name_string(der: &[u8]) -> String {
-    match x509_cert::name::Name::from_der(der) {
-        Ok(name) => name.to_string(),
-        Err(_) => format!("#{}", hex::upper(der)),
+impl Spans {
+    /// The byte ranges of the TBSCertificate and of its issuer, subject and
+    /// subjectPublicKeyInfo within `root`'s encoding (`root` is DER that
+    /// `x509-cert` has decoded, so the field order is known to hold).
+    fn of(root: &Element<'_>, tbs: &Element<'_>) -> Result<Self, CertificateError> {
+        let base = root.raw.as_ptr() as usize;
+        let range = |e: &Element<'_>| {
+            let start = (e.raw.as_ptr() as usize).wrapping_sub(base);
+            start..start + e.raw.len()
+        };
+        let fields = tbs.children()?;
+        let skip = usize::from(fields.first().is_some_and(|v| v.is(Class::Context, 0)));
+        let field = |i: usize| {
+            fields
+                .get(skip + i)
+                .map(range)
+                .ok_or(CertificateError::Malformed("TBSCertificate"))
+        };
+        // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
+        Ok(Self {
+            tbs: range(tbs),
+            issuer: field(2)?,
+            subject: field(4)?,
+            spki: field(5)?,
+        })
     }
 }
 

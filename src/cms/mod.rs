@@ -2,7 +2,8 @@
 //!
 //! - [`SignedData`]: a BER-tolerant reader that verifies signatures over the
 //!   original signed bytes; [`SignedDataBuilder`] and [`degenerate`] write DER.
-//! - [`Certificate`]: a lenient X.509 certificate (v1, long serials, empty Subject).
+//! - [`Certificate`]: an `x509-cert` certificate under the [`certificate::Lenient`]
+//!   profile (v1, long serials, empty Subject), owning its DER.
 //! - [`trust`]: [`TrustAnchors`] and [`verify_chain`] (time checks optional).
 //! - [`mdm_signature`]: the `Mdm-Signature` header and [`client_identity`].
 //! - [`device_attributes`]: OTA Profile Service phase 2/3 requests.

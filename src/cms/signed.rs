@@ -10,8 +10,10 @@
 //! Why this is not `cms::signed_data::SignedData` after normalisation: the
 //! normaliser sorts SETs and rewrites lengths, so the signedAttrs bytes a
 //! signer hashed would be lost; `CertificateSet` decodes certificates with
-//! x509-cert's RFC 5280 profile (refusing the lenient ones below) and sorts
-//! them; and normalising copies the whole message on the `Mdm-Signature`
+//! x509-cert's RFC 5280 profile (refusing the long serials devices send) and
+//! sorts them, where SCEP relies on the signer's coming first; each
+//! certificate is instead decoded by [`Certificate`] (x509-cert, lenient
+//! profile); and normalising copies the whole message on the `Mdm-Signature`
 //! hot path, where this reader borrows from the input in one pass.
 
 use std::time::SystemTime;

@@ -3,6 +3,12 @@
 //! [`Csr::parse`] decodes (BER tolerated), checks the self-signature over the
 //! original `certificationRequestInfo` bytes, and extracts the
 //! challengePassword whichever string type the client used.
+//!
+//! The subject, key and requested extensions are `x509-cert`/`spki` types;
+//! the outer three fields and the attributes are located by hand because
+//! `x509_cert::request::CertReq` reads DER only (the signature covers the
+//! `certificationRequestInfo` as the client encoded it) and requires the
+//! `[0]` attributes field, which requests without a challenge may omit.
 
 use const_oid::ObjectIdentifier;
 use const_oid::db::rfc2985::PKCS_9_AT_CHALLENGE_PASSWORD;
