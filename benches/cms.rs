@@ -10,11 +10,16 @@ use std::path::PathBuf;
 use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "support/mod.rs"]
 mod support;
+use mdm_enroll::cms::mdm_signature::MDM_SIGNATURE_HEADER;
 use mdm_enroll::cms::{
-    DeviceAttributesVerifier, SignedData, TrustAnchors, device_attributes, verify_mdm_signature,
+    DeviceAttributesVerifier, IdentityOptions, SignedData, TrustAnchors, client_identity,
+    device_attributes, verify_mdm_signature,
 };
 use mdm_enroll::crypto::{DigestAlgorithm, verify_rsa};
+use mdm_enroll::http::{Method, Request};
+use mdm_enroll::mdm::Report;
 use mdm_enroll::wire::BerLimits;
+use mdm_enroll::wire::Limits;
 
 fn vector(rel: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -44,8 +49,32 @@ fn mdm_signature(c: &mut Criterion) {
     g.bench_function("rsa_baseline", |b| {
         b.iter(|| verify_rsa(&key, DigestAlgorithm::Sha1, black_box(&body), &sig).unwrap())
     });
+    // What the MDM service does per request: `client_identity` with its
+    // options' certificate cache, warm after the device's first request
+    // (the certificate decode and key parse are then skipped; the signature
+    // over this body is still verified).
+    let mut request = Request::new(Method::Put, "/mdm/connect");
+    request
+        .headers
+        .push((MDM_SIGNATURE_HEADER.into(), header.trim().to_owned()));
+    request.body = body.clone();
+    let options = IdentityOptions::default();
+    g.bench_function("identity_repeat_signer", |b| {
+        b.iter(|| client_identity(black_box(&request), &options).unwrap())
+    });
+    // The same plus decoding the body it signs (a report): one whole
+    // authenticated request before the engine.
+    let plist_limits = Limits::default();
+    g.bench_function("identity_and_report_decode", |b| {
+        b.iter(|| {
+            client_identity(black_box(&request), &options).unwrap();
+            Report::decode(black_box(&request.body), &plist_limits).unwrap()
+        })
+    });
     g.finish();
     support::ratio(&name, "verify", "rsa_baseline");
+    support::ratio(&name, "identity_repeat_signer", "rsa_baseline");
+    support::ratio(&name, "identity_and_report_decode", "rsa_baseline");
 }
 
 fn device_attributes(c: &mut Criterion) {

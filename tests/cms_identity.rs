@@ -469,3 +469,63 @@ fn chains_through_intermediates_and_refuse_non_ca_issuers() {
         Err(TrustError::Untrusted { .. })
     ));
 }
+
+/// The certificate cache on `IdentityOptions` skips the decode of a repeat
+/// signer's certificate, never the signature check, and stays bounded.
+#[test]
+#[cfg_attr(
+    not(mdm_have_openssl),
+    ignore = "needs openssl: apt-get install openssl"
+)]
+fn certificate_cache_skips_decoding_not_verification() {
+    use mdm_enroll::cms::CertificateCache;
+    let header =
+        String::from_utf8(vector("signature/nanomdm_mdmSignatureHeader2.b64.txt")).unwrap();
+    let body = vector("signature/nanomdm_mdmSignatureBody2.plist");
+    let options = IdentityOptions {
+        certificates: CertificateCache::new(2),
+        ..Default::default()
+    };
+    let mut req = Request::new(Method::Put, "/mdm/connect");
+    req.body = body.clone();
+    req.headers.push(("Mdm-Signature".into(), header.clone()));
+
+    assert!(options.certificates.is_empty());
+    let first = client_identity(&req, &options).unwrap().unwrap();
+    assert_eq!(options.certificates.len(), 1);
+    let again = client_identity(&req, &options).unwrap().unwrap();
+    assert_eq!(again.certificate, first.certificate);
+    assert_eq!(options.certificates.len(), 1, "a repeat adds nothing");
+
+    // A cached certificate does not make a tampered body pass.
+    req.body.push(b'\n');
+    assert!(matches!(
+        client_identity(&req, &options),
+        Err(IdentityError::Cms(CmsError::BadSignature))
+    ));
+    req.body = body;
+
+    // mTLS certificates share the cache; the bound holds.
+    let pki = Pki::new();
+    let mut tls = Request::new(Method::Put, "/mdm/connect");
+    for name in ["a", "b", "c"] {
+        pki.leaf(name, &format!("/CN={name}"), "root");
+        tls.tls_client_certificate = Some(pki.cert(name).der().to_vec());
+        let id = client_identity(&tls, &options).unwrap().unwrap();
+        assert_eq!(id.certificate, pki.cert(name));
+        assert!(options.certificates.len() <= 2);
+    }
+    assert_eq!(options.certificates.len(), 2);
+    // A certificate that does not decode is an error and is not kept.
+    tls.tls_client_certificate = Some(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+    assert!(client_identity(&tls, &options).is_err());
+    assert_eq!(options.certificates.len(), 2);
+
+    // Capacity 0 caches nothing and still answers.
+    let uncached = IdentityOptions {
+        certificates: CertificateCache::new(0),
+        ..Default::default()
+    };
+    assert!(client_identity(&req, &uncached).unwrap().is_some());
+    assert!(uncached.certificates.is_empty());
+}

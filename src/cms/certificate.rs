@@ -19,6 +19,7 @@
 //! UTCTime/GeneralizedTime in the RFC 5280 forms, a version of v1–v3.
 
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use const_oid::ObjectIdentifier;
@@ -106,15 +107,30 @@ impl Profile for Lenient {
 pub type X509Certificate = CertificateInner<Lenient>;
 
 /// An X.509 certificate decoded with the [`Lenient`] profile; owns its DER.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Certificate {
+///
+/// Cloning is cheap (the decoded value is shared), and the subject's public
+/// key is parsed once, on first use, and kept with it. Equality compares the
+/// DER.
+#[derive(Clone)]
+pub struct Certificate(Arc<Decoded>);
+
+struct Decoded {
     der: Vec<u8>,
     x509: X509Certificate,
     /// The `TBSCertificate` as originally encoded (what the issuer signed),
     /// when the input was BER; for DER input it is `der[spans.tbs]`.
     tbs_ber: Option<Vec<u8>>,
     spans: Spans,
+    public_key: OnceLock<Result<PublicKey, CertificateError>>,
 }
+
+impl PartialEq for Certificate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.der == other.0.der
+    }
+}
+
+impl Eq for Certificate {}
 
 /// Where the pieces callers compare as bytes lie in the DER.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,38 +200,39 @@ impl Certificate {
                 .ok_or(CertificateError::Malformed("Certificate"))?;
             (Some(tbs_ber), Spans::of(&reparsed, tbs)?)
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Decoded {
             der,
             x509,
             tbs_ber,
             spans,
-        })
+            public_key: OnceLock::new(),
+        })))
     }
 
     fn tbs(&self) -> &[u8] {
-        match &self.tbs_ber {
+        match &self.0.tbs_ber {
             Some(original) => original,
-            None => self.span(&self.spans.tbs),
+            None => self.span(&self.0.spans.tbs),
         }
     }
 
     fn span(&self, range: &Range<usize>) -> &[u8] {
-        self.der.get(range.clone()).unwrap_or_default()
+        self.0.der.get(range.clone()).unwrap_or_default()
     }
 
     /// The decoded certificate (`x509-cert` types, [`Lenient`] profile).
     pub fn x509(&self) -> &X509Certificate {
-        &self.x509
+        &self.0.x509
     }
 
     /// The DER encoding (BER input comes back normalised).
     pub fn der(&self) -> &[u8] {
-        &self.der
+        &self.0.der
     }
 
     /// The X.509 version: 1, 2 or 3.
     pub fn version(&self) -> u8 {
-        match self.x509.tbs_certificate().version() {
+        match self.0.x509.tbs_certificate().version() {
             Version::V1 => 1,
             Version::V2 => 2,
             Version::V3 => 3,
@@ -224,7 +241,7 @@ impl Certificate {
 
     /// The serial number's INTEGER content octets, as encoded (may exceed 20 bytes).
     pub fn serial(&self) -> &[u8] {
-        self.x509.tbs_certificate().serial_number().as_bytes()
+        self.0.x509.tbs_certificate().serial_number().as_bytes()
     }
 
     /// The serial number as upper-case hex.
@@ -234,32 +251,32 @@ impl Certificate {
 
     /// The DER of the issuer Name.
     pub fn issuer_der(&self) -> &[u8] {
-        self.span(&self.spans.issuer)
+        self.span(&self.0.spans.issuer)
     }
 
     /// The DER of the subject Name (`30 00` when empty).
     pub fn subject_der(&self) -> &[u8] {
-        self.span(&self.spans.subject)
+        self.span(&self.0.spans.subject)
     }
 
     /// The subject as an RFC 4514 string (empty for an empty Subject).
     pub fn subject_string(&self) -> String {
-        self.x509.tbs_certificate().subject().to_string()
+        self.0.x509.tbs_certificate().subject().to_string()
     }
 
     /// The issuer as an RFC 4514 string.
     pub fn issuer_string(&self) -> String {
-        self.x509.tbs_certificate().issuer().to_string()
+        self.0.x509.tbs_certificate().issuer().to_string()
     }
 
     /// Start of the validity period.
     pub fn not_before(&self) -> Time {
-        self.x509.tbs_certificate().validity().not_before
+        self.0.x509.tbs_certificate().validity().not_before
     }
 
     /// End of the validity period.
     pub fn not_after(&self) -> Time {
-        self.x509.tbs_certificate().validity().not_after
+        self.0.x509.tbs_certificate().validity().not_after
     }
 
     /// Whether `now` lies within the validity period (bounds inclusive).
@@ -269,13 +286,19 @@ impl Certificate {
 
     /// The DER of the SubjectPublicKeyInfo.
     pub fn spki_der(&self) -> &[u8] {
-        self.span(&self.spans.spki)
+        self.span(&self.0.spans.spki)
     }
 
-    /// The subject's RSA public key.
+    /// The subject's RSA public key (parsed by the default provider on
+    /// first use, then kept).
     pub fn public_key(&self) -> Result<PublicKey, CertificateError> {
-        PublicKey::from_spki_der(self.spki_der())
-            .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))
+        self.0
+            .public_key
+            .get_or_init(|| {
+                PublicKey::from_spki_der(self.spki_der())
+                    .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))
+            })
+            .clone()
     }
 
     /// Whether the certificate holds the same RSA public key as `key`.
@@ -285,12 +308,12 @@ impl Certificate {
 
     /// SHA-256 of the DER (the fingerprint used to bind an identity to an enrollment).
     pub fn sha256_fingerprint(&self) -> [u8; 32] {
-        Sha256::digest(&self.der).into()
+        Sha256::digest(&self.0.der).into()
     }
 
     /// The outer signature algorithm.
     pub fn signature_algorithm(&self) -> ObjectIdentifier {
-        self.x509.signature_algorithm().oid
+        self.0.x509.signature_algorithm().oid
     }
 
     /// Check that `issuer`'s key signed this certificate (signature only: no
@@ -305,6 +328,7 @@ impl Certificate {
         let digest = DigestAlgorithm::from_rsa_signature_oid(&algorithm)
             .ok_or(CertificateError::UnsupportedAlgorithm { oid: algorithm })?;
         let signature = self
+            .0
             .x509
             .signature()
             .as_bytes()
@@ -315,7 +339,8 @@ impl Certificate {
 
     /// The extensions (empty for v1/v2 certificates).
     pub fn extensions(&self) -> &[Extension] {
-        self.x509
+        self.0
+            .x509
             .tbs_certificate()
             .extensions()
             .map_or(&[], Vec::as_slice)
@@ -373,13 +398,13 @@ impl Certificate {
     /// Decode with `x509-cert`'s strict RFC 5280 profile (fails for the
     /// quirks this type tolerates).
     pub fn to_x509(&self) -> Result<x509_cert::Certificate, CertificateError> {
-        x509_cert::Certificate::from_der(&self.der)
+        x509_cert::Certificate::from_der(&self.0.der)
             .map_err(|_| CertificateError::Malformed("not an RFC 5280 certificate"))
     }
 
     /// PEM encoding.
     pub fn to_pem(&self) -> String {
-        pem_encode("CERTIFICATE", &self.der)
+        pem_encode("CERTIFICATE", &self.0.der)
     }
 }
 

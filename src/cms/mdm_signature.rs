@@ -11,6 +11,7 @@
 use thiserror::Error;
 
 use super::certificate::{Certificate, CertificateError, pem_blocks};
+use super::certificate_cache::CertificateCache;
 use super::error::CmsError;
 use super::signed::SignedData;
 use crate::http::{Request, percent_decode};
@@ -58,8 +59,19 @@ pub fn verify_mdm_signature(
     body: &[u8],
     limits: &BerLimits,
 ) -> Result<Certificate, IdentityError> {
+    verify_with_cache(header, body, limits, None)
+}
+
+/// [`verify_mdm_signature`], taking the signer's certificate from `cache`
+/// when it has been decoded before.
+fn verify_with_cache(
+    header: &str,
+    body: &[u8],
+    limits: &BerLimits,
+    cache: Option<&CertificateCache>,
+) -> Result<Certificate, IdentityError> {
     let cms = decode_header(header, limits)?;
-    let sd = SignedData::parse(&cms, limits)?;
+    let sd = SignedData::parse_with_cache(&cms, limits, cache)?;
     if sd.content().is_some() {
         return Err(IdentityError::AttachedContent);
     }
@@ -110,6 +122,11 @@ pub struct IdentityOptions {
     pub forwarded_certificate_header: Option<String>,
     /// Bounds for the CMS and certificate parsers.
     pub limits: BerLimits,
+    /// Certificates decoded before (a device presents the same identity on
+    /// every request); [`Default`] gives each options value its own cache of
+    /// [`CertificateCache::DEFAULT_CAPACITY`], `CertificateCache::new(0)`
+    /// turns caching off.
+    pub certificates: CertificateCache,
 }
 
 /// Establish the client certificate of `request`: the `Mdm-Signature` header
@@ -121,7 +138,12 @@ pub fn client_identity(
     options: &IdentityOptions,
 ) -> Result<Option<ClientIdentity>, IdentityError> {
     if let Some(header) = request.header(MDM_SIGNATURE_HEADER) {
-        let certificate = verify_mdm_signature(header, &request.body, &options.limits)?;
+        let certificate = verify_with_cache(
+            header,
+            &request.body,
+            &options.limits,
+            Some(&options.certificates),
+        )?;
         return Ok(Some(ClientIdentity {
             certificate,
             source: IdentitySource::MdmSignature,
@@ -129,7 +151,9 @@ pub fn client_identity(
     }
     if let Some(der) = &request.tls_client_certificate {
         return Ok(Some(ClientIdentity {
-            certificate: Certificate::from_der_with_limits(der, &options.limits)?,
+            certificate: options.certificates.get_or_decode(der, || {
+                Certificate::from_der_with_limits(der, &options.limits)
+            })?,
             source: IdentitySource::TlsClientCertificate,
         }));
     }

@@ -14,6 +14,7 @@
 mod asn1;
 pub mod builder;
 pub mod certificate;
+mod certificate_cache;
 pub mod device_attributes;
 pub mod enveloped;
 mod error;
@@ -24,6 +25,7 @@ pub mod trust;
 
 pub use builder::{SignedDataBuilder, degenerate};
 pub use certificate::{Certificate, CertificateError, Extension};
+pub use certificate_cache::CertificateCache;
 pub use device_attributes::{
     DeviceAttributes, DeviceAttributesError, DeviceAttributesVerifier, Phase,
     VerifiedDeviceAttributes,

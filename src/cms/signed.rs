@@ -23,6 +23,7 @@ use der::Decode;
 
 use super::asn1::{self, Malformed};
 use super::certificate::Certificate;
+use super::certificate_cache::CertificateCache;
 use super::error::CmsError;
 use super::oid;
 use crate::crypto::{self, DigestAlgorithm};
@@ -215,6 +216,16 @@ impl SignerInfo {
 impl SignedData {
     /// Parse a ContentInfo holding SignedData, BER or DER, within `limits`.
     pub fn parse(bytes: &[u8], limits: &BerLimits) -> Result<Self, CmsError> {
+        Self::parse_with_cache(bytes, limits, None)
+    }
+
+    /// [`Self::parse`], taking each certificate from `cache` when its
+    /// encoding has been decoded before (and adding the new ones).
+    pub fn parse_with_cache(
+        bytes: &[u8],
+        limits: &BerLimits,
+        cache: Option<&CertificateCache>,
+    ) -> Result<Self, CmsError> {
         let ci = Element::parse(bytes, limits)?;
         let parts = asn1::sequence(&ci, asn1::SEQUENCE, "ContentInfo")?;
         let [ct, wrapped] = parts.as_slice() else {
@@ -225,10 +236,10 @@ impl SignedData {
             return Err(CmsError::NotSignedData { content_type });
         }
         let sd = explicit(wrapped, 0, "ContentInfo.content")?;
-        Self::from_element(&sd)
+        Self::from_element(&sd, cache)
     }
 
-    fn from_element(sd: &Element<'_>) -> Result<Self, CmsError> {
+    fn from_element(sd: &Element<'_>, cache: Option<&CertificateCache>) -> Result<Self, CmsError> {
         let parts = asn1::sequence(sd, asn1::SEQUENCE, "SignedData")?;
         let mut it = parts.iter().peekable();
         let mut next = |what: &'static str| it.next().ok_or(Malformed(what));
@@ -258,7 +269,11 @@ impl SignedData {
                 for choice in el.children()? {
                     // Only plain certificates; other CertificateChoices are skipped.
                     if choice.is(Class::Universal, asn1::SEQUENCE) {
-                        certificates.push(Certificate::from_element(&choice)?);
+                        let decode = || Certificate::from_element(&choice);
+                        certificates.push(match cache {
+                            Some(cache) => cache.get_or_decode(choice.raw, decode)?,
+                            None => decode()?,
+                        });
                     }
                 }
             } else if el.is(Class::Context, 1) && signer_infos.is_none() {

@@ -5,7 +5,9 @@
 //! (`None` from these functions).
 
 use aws_lc_rs::rsa::{KeyPair, Pkcs1PrivateDecryptingKey, PrivateDecryptingKey};
-use aws_lc_rs::signature::{self, RsaParameters, UnparsedPublicKey};
+use std::sync::OnceLock;
+
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters};
 
 use super::{CryptoError, DigestAlgorithm, PublicKey};
 
@@ -28,11 +30,33 @@ pub(super) fn verify(
         DigestAlgorithm::Sha384 if bits >= 2048 => &signature::RSA_PKCS1_2048_8192_SHA384,
         DigestAlgorithm::Sha384 => return None,
     };
-    Some(
-        UnparsedPublicKey::new(alg, key.pkcs1_der())
-            .verify(message, sig)
+    let slot = key.aws_parsed().slot(digest);
+    let parsed = slot.get_or_init(|| ParsedPublicKey::new(alg, key.pkcs1_der()).ok());
+    Some(match parsed {
+        Some(parsed) => parsed
+            .verify_sig(message, sig)
             .map_err(|_| CryptoError::BadSignature),
-    )
+        // A key aws-lc refuses verifies nothing.
+        None => Err(CryptoError::BadSignature),
+    })
+}
+
+/// aws-lc's parsed form of a public key, one per digest (its verification
+/// algorithms are per digest), made on first use and kept with the key so
+/// later verifications skip parsing and reuse aws-lc's Montgomery context.
+#[derive(Clone, Default)]
+pub(super) struct ParsedKeys([OnceLock<Option<ParsedPublicKey>>; 4]);
+
+impl ParsedKeys {
+    fn slot(&self, digest: DigestAlgorithm) -> &OnceLock<Option<ParsedPublicKey>> {
+        let [sha1, sha256, sha384, sha512] = &self.0;
+        match digest {
+            DigestAlgorithm::Sha1 => sha1,
+            DigestAlgorithm::Sha256 => sha256,
+            DigestAlgorithm::Sha384 => sha384,
+            DigestAlgorithm::Sha512 => sha512,
+        }
+    }
 }
 
 /// An aws-lc private key, for signing and for decryption.

@@ -342,6 +342,8 @@ pub struct PublicKey {
     /// The `rsa` crate's key: parsed eagerly on that backend, else on first
     /// use (e.g. aws-lc encryption) and then kept.
     rust: std::sync::OnceLock<rustcrypto::Public>,
+    #[cfg(feature = "aws-lc")]
+    aws: awslc::ParsedKeys,
 }
 
 impl std::fmt::Debug for PublicKey {
@@ -403,6 +405,8 @@ impl PublicKey {
             modulus: parts.modulus.as_bytes().to_vec(),
             exponent: parts.public_exponent.as_bytes().to_vec(),
             rust: std::sync::OnceLock::new(),
+            #[cfg(feature = "aws-lc")]
+            aws: awslc::ParsedKeys::default(),
         };
         if provider.backend == Backend::RustCrypto {
             key.rust = std::sync::OnceLock::from(rustcrypto::Public::from_spki(der)?);
@@ -491,6 +495,11 @@ impl PublicKey {
     #[cfg(feature = "aws-lc")]
     fn pkcs1_der(&self) -> &[u8] {
         &self.pkcs1
+    }
+
+    #[cfg(feature = "aws-lc")]
+    fn aws_parsed(&self) -> &awslc::ParsedKeys {
+        &self.aws
     }
 }
 
