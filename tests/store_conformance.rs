@@ -402,6 +402,27 @@ impl PushStore for Broken {
 
 impl StepStore for Broken {
     fn apply(&self, writes: &[Write]) -> Result<Vec<Applied>, StepFailed> {
+        // An unlocked claim is unlocked inside a step too. (With only the
+        // direct calls flawed, the race hinged on which racer the barrier
+        // woke first: its last arrival, a step racer, always won on a loaded
+        // machine and the flaw went unseen.)
+        if let (
+            Flaw::ClaimUnlocked,
+            [
+                Write::ClaimDelivery {
+                    key,
+                    uuid,
+                    at,
+                    lease,
+                },
+            ],
+        ) = (self.flaw, writes)
+        {
+            return self
+                .claim_delivery(key, uuid, *at, *lease)
+                .map(|claim| vec![Applied::Claim(claim)])
+                .map_err(|error| StepFailed { index: 0, error });
+        }
         if self.flaw != Flaw::StepOneByOne {
             return self.inner.apply(writes);
         }

@@ -238,28 +238,38 @@ fn certificate(t: &TenantId, serial: u8, f: u8) -> IssuedCertificate {
     }
 }
 
-/// Run `f(i)` on [`RACERS`] threads released together and return every
-/// racer's outcome, in racer order. A racer that panics fails the check: its
+/// Run `f(i)` for each racer `i` in `0..RACERS` on threads released
+/// together and return every racer's outcome, in racer order. A racer that panics fails the check: its
 /// panic is re-raised here rather than counted as a lost race.
 fn race<S: Store, T: Send, E: Send>(
     store: &S,
     f: impl Fn(&S, usize) -> Result<T, E> + Sync,
 ) -> Vec<Result<T, E>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The barrier's last arrival (the last thread spawned) tends to run
+    // first, most of all on a loaded machine: rotate which role it gets from
+    // one race to the next, so each interleaving a check hopes for happens.
+    static ROTATION: AtomicUsize = AtomicUsize::new(0);
+    let offset = ROTATION.fetch_add(1, Ordering::Relaxed);
     let barrier = Barrier::new(RACERS);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..RACERS)
             .map(|i| {
                 let (barrier, f) = (&barrier, &f);
+                let role = (i + offset) % RACERS;
                 scope.spawn(move || {
                     barrier.wait();
-                    f(store, i)
+                    f(store, role)
                 })
             })
             .collect();
-        handles
+        let mut outcomes: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+            .collect();
+        // Thread i ran role (i + offset) % RACERS: put outcomes in role order.
+        outcomes.rotate_right(offset % RACERS);
+        outcomes
     })
 }
 
