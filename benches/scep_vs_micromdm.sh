@@ -14,6 +14,8 @@
 # Every answer is checked (CertRep answering the transactionID and nonce);
 # `failed=` counts FAILURE CertReps. Server logs are kept in
 # target/scep-vs-micromdm-logs/.
+# RSA_PERMITS=N passes `--rsa-permits N` to the example server (default: its
+# own, one fewer than the cores, which keeps a core for check-ins).
 # Needs root (unshare), openssl, the `scep` package (apt-get install scep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +44,8 @@ done
 challenge=$(openssl rand -hex 16)
 printf '%s' "$challenge" > "$work/challenge"
 
-export work requests chunk challenge bin
+permits=${RSA_PERMITS:+--rsa-permits $RSA_PERMITS}
+export work requests chunk challenge bin permits
 unshare -n bash -euo pipefail -c '
   ip link set lo up
   scepserver ca -init -keySize 2048 -depot "$work/depot" >/dev/null 2>&1
@@ -50,7 +53,7 @@ unshare -n bash -euo pipefail -c '
     >"$work/micromdm.log" 2>&1 &
   micromdm=$!
   "$bin/server" --http --listen 127.0.0.1:18443 --data "$work/data" \
-    --scep-static-challenge-file "$work/challenge" >"$work/ours.log" 2>&1 &
+    --scep-static-challenge-file "$work/challenge" $permits >"$work/ours.log" 2>&1 &
   ours=$!
   trap "kill $micromdm $ours 2>/dev/null || true" EXIT
   for _ in $(seq 1 100); do

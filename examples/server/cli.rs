@@ -14,7 +14,7 @@ usage: server [--listen ADDR] [--data DIR] [--http] [--public-url URL]
               [--apns-url URL] [--apns-ca PEM]...
               [--keep-results N] [--command-expiry DURATION] [--delivery-lease DURATION] [--ddm]
               [--identity-lifetime DURATION] [--renew-before DURATION]
-              [--renewal-retry DURATION] [--renewal-timeout DURATION]
+              [--renewal-retry DURATION] [--renewal-timeout DURATION] [--rsa-permits N]
        server hash-password    (reads a password on stdin, prints its argon2id PHC string)
 
 Secrets never go on the command line in production (ps and shell history show it):
@@ -93,7 +93,14 @@ For tests and demos (warned about on stderr):
   --renewal-retry DURATION      retry a renewal the device answered Error or NotNow after
                                 this (default 1h), with a fresh challenge and a push
   --renewal-timeout DURATION    retry a renewal not completed within this (default 1d)
+  --rsa-permits N               unauthenticated RSA requests (SCEP, /enroll) handled at once
+                                (default: one fewer than the cores, at least 1, so a flood
+                                leaves a core for check-ins and /healthz; a replica that
+                                only serves SCEP may use every core)
 ";
+
+/// The most `--rsa-permits` accepts.
+pub const MAX_RSA_PERMITS: usize = 1024;
 
 /// Apple's production APNs gateway, the default `--apns-url`.
 pub const DEFAULT_APNS_URL: &str = "https://api.push.apple.com";
@@ -160,6 +167,8 @@ pub struct Config {
     pub renewal_retry: std::time::Duration,
     /// `--renewal-timeout`.
     pub renewal_timeout: std::time::Duration,
+    /// `--rsa-permits`, if given.
+    pub rsa_permits: Option<usize>,
 }
 
 /// A `DURATION` flag value: an integer with `s`, `m`, `h` or `d`, above zero.
@@ -222,6 +231,7 @@ impl Default for Config {
             renew_before: std::time::Duration::from_secs(60 * 86_400),
             renewal_retry: std::time::Duration::from_secs(3600),
             renewal_timeout: std::time::Duration::from_secs(86_400),
+            rsa_permits: None,
         }
     }
 }
@@ -476,6 +486,19 @@ pub fn parse_with_env<I: IntoIterator<Item = String>>(
                 config.apns_url = v;
             }
             "--apns-ca" => config.apns_cas.push(PathBuf::from(value("--apns-ca")?)),
+            "--rsa-permits" => {
+                let v = value("--rsa-permits")?;
+                config.rsa_permits = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_RSA_PERMITS).contains(n))
+                        .ok_or_else(|| {
+                            format!(
+                                "--rsa-permits {v:?}: expected a count from 1 to {MAX_RSA_PERMITS}"
+                            )
+                        })?,
+                );
+            }
             "--keep-results" => {
                 let v = value("--keep-results")?;
                 config.keep_results = Some(
@@ -800,6 +823,26 @@ mod tests {
         ] {
             let err = run(&["--renew-before", bad]).unwrap_err();
             assert!(err.contains("--renew-before"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn rsa_permits_is_a_bounded_count() {
+        let run = |args: &[&str]| match parse_with_env(
+            args.iter().map(|s| s.to_string()),
+            None,
+            Some(std::ffi::OsStr::new("/home/x")),
+        ) {
+            Ok(Command::Run(c)) => Ok(c.rsa_permits),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(run(&[]).unwrap(), None);
+        assert_eq!(run(&["--rsa-permits", "2"]).unwrap(), Some(2));
+        assert_eq!(run(&["--rsa-permits=1024"]).unwrap(), Some(1024));
+        for bad in ["0", "-1", "1025", "two", ""] {
+            let err = run(&["--rsa-permits", bad]).unwrap_err();
+            assert!(err.contains("--rsa-permits"), "{bad}: {err}");
         }
     }
 }

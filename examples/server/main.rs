@@ -700,7 +700,9 @@ fn build_app(
         admin,
         throttle: throttle::Throttle::default(),
         login_tokens: login_tokens::LoginTokens::default(),
-        rsa_work: Arc::new(tokio::sync::Semaphore::new(rsa_permits())),
+        rsa_work: Arc::new(tokio::sync::Semaphore::new(
+            config.rsa_permits.unwrap_or_else(rsa_permits),
+        )),
         push_certificate,
     };
     Ok((app, workers))
