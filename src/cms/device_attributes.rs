@@ -40,6 +40,7 @@ pub fn apple_iphone_device_ca() -> Result<Certificate, super::CertificateError> 
 
 /// What was wrong with a device-attributes request.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum DeviceAttributesError {
     /// The CMS message is malformed or its signature does not verify.
     #[error("device attributes CMS: {0}")]

@@ -22,6 +22,7 @@ pub const MDM_SIGNATURE_HEADER: &str = "Mdm-Signature";
 
 /// Why a client identity could not be established.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum IdentityError {
     /// The header is larger than the BER size limit allows.
     #[error("signature header of {len} bytes exceeds the limit")]

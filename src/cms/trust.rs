@@ -17,6 +17,7 @@ pub const MAX_CHAIN_LENGTH: usize = 8;
 
 /// Why a certificate is not trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum TrustError {
     /// No path from the certificate to any trust anchor.
     #[error("certificate issued by {issuer:?} does not chain to a trust anchor")]

@@ -154,6 +154,7 @@ pub enum CryptoError {
 
 /// A message digest algorithm used in CMS and SCEP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DigestAlgorithm {
     /// SHA-1 (legacy; Apple's Mdm-Signature and device attributes still use it).
     Sha1,

@@ -17,6 +17,7 @@ use crate::wire::json::{self, Json, JsonLimits};
 /// `declaration/<kind>/<identifier>` and the arrays of the
 /// declaration-items response and of the status report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum DeclarationKind {
     /// `com.apple.activation.*`.
     Activation,

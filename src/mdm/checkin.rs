@@ -12,6 +12,7 @@ use crate::wire::{Limits, plist as wire_plist};
 
 /// The eight check-in `MessageType` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MessageType {
     /// `Authenticate`: the MDM payload is being installed.
     Authenticate,

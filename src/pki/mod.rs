@@ -37,6 +37,7 @@ use crate::crypto::{self, DigestAlgorithm, Signer};
 
 /// Errors from building certificates.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PkiError {
     /// A time could not be represented in a certificate (before 1950 or after 9999).
     #[error("time not representable in a certificate: {0}")]

@@ -3,6 +3,7 @@
 /// One GetCACaps keyword. The spelling is exact: Apple matches whole lines,
 /// case-sensitively.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Capability {
     /// `AES`: AES-128-CBC content encryption (Apple then uses it).
     Aes,

@@ -26,6 +26,7 @@ use super::Challenge;
 
 /// What was wrong with a CSR.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CsrError {
     /// The BER structure is broken or over the limits.
     #[error("CSR BER: {0}")]

@@ -22,6 +22,7 @@ const CHALLENGE_PASSWORD: const_oid::ObjectIdentifier =
 
 /// Why a PKIMessage could not be read or verified.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum MessageError {
     /// The CMS layer refused it.
     #[error("PKIMessage CMS: {0}")]

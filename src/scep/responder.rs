@@ -43,6 +43,7 @@ use super::{Capabilities, Challenge, Csr, FailInfo, MessageType, PkiStatus};
 
 /// Errors from configuring the responder or issuing.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ScepError {
     /// A certificate could not be parsed or does not match its key.
     #[error("certificate: {0}")]
@@ -408,6 +409,10 @@ fn same_key(cert: &cms::Certificate, csr: &Csr) -> bool {
 }
 
 /// What [`ScepResponder::handle`] produced.
+///
+/// Exhaustive on purpose, unlike the crate's errors: each variant is a
+/// decision the caller must carry out, so a new one should fail the caller's
+/// `match` at compile time rather than fall into a wildcard arm.
 #[derive(Debug)]
 pub enum ScepOutcome<'a> {
     /// A finished response: send it.

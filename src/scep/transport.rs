@@ -21,6 +21,7 @@ pub enum Operation {
 
 /// Why a request is not a SCEP operation (answered with HTTP 4xx, never a CertRep).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// No `operation` query parameter.
     #[error("missing operation parameter")]

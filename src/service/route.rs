@@ -49,6 +49,7 @@ pub struct Route {
 
 /// Why a path is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// The path is not under the prefix or has the wrong shape.
     #[error("no such endpoint")]

@@ -49,6 +49,7 @@ pub struct Payload {
 
 /// The payload-specific part of a [`Payload`], by `PayloadType`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum PayloadKind {
     /// `com.apple.mdm`.
     Mdm(MdmPayload),
