@@ -65,10 +65,8 @@ fn round_trip<S: Store>(c: &mut Criterion, name: &str, store: S, config: EngineC
 }
 
 fn bench(c: &mut Criterion) {
-    let keep_all = EngineConfig {
-        queue: QueuePolicy::default().with_retention(Retention::KeepAll),
-        ..EngineConfig::default()
-    };
+    let keep_all = EngineConfig::default()
+        .with_queue(QueuePolicy::default().with_retention(Retention::KeepAll));
     round_trip(
         c,
         "command_round_trip_memory_store",

@@ -123,6 +123,9 @@
     )
 )]
 
+#[macro_use]
+mod setters;
+
 pub mod activation;
 pub mod cms;
 pub mod crypto;

@@ -43,10 +43,7 @@ fn engine() -> (Eng, Vec<TenantId>) {
                     tenant: t.clone(),
                     username: name,
                     domain: "corp".into(),
-                    policy: Policy {
-                        max_devices: Some(1000),
-                        ..Policy::default()
-                    },
+                    policy: Policy::default().with_max_devices(Some(1000)),
                 })
                 .unwrap();
         }

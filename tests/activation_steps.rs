@@ -331,10 +331,7 @@ fn step2_wrong_password_and_wrong_domain() {
 
 #[test]
 fn step2_expired_activation_password() {
-    let mut fx = fixture(Policy {
-        password_expires: Some(t0()),
-        ..Policy::default()
-    });
+    let mut fx = fixture(Policy::default().with_password_expires(Some(t0())));
     let t = fx.a.clone();
     refused(&mut fx, ActivationError::PasswordExpired, |fx| {
         login(fx, &t, "pw")
@@ -366,10 +363,10 @@ fn step2_user_of_customer_a_at_customer_b() {
 
 #[test]
 fn step3_notice_must_be_accepted() {
-    let mut fx = fixture(Policy {
-        organisation_notice: Some("This Mac is managed by Example Corp.".into()),
-        ..Policy::default()
-    });
+    let mut fx = fixture(
+        Policy::default()
+            .with_organisation_notice(Some("This Mac is managed by Example Corp.".into())),
+    );
     let t = fx.a.clone();
     let grant = fx
         .engine
@@ -480,11 +477,11 @@ fn step5_missing_forged_or_phase3_challenge() {
 
 #[test]
 fn step6_os_below_floor_and_model_not_allowed() {
-    let mut fx = fixture(Policy {
-        min_os_version: Some(OsVersion::new(14, 2, 0)),
-        allowed_models: vec!["MacBookPro".into(), "Mac14,".into()],
-        ..Policy::default()
-    });
+    let mut fx = fixture(
+        Policy::default()
+            .with_min_os_version(Some(OsVersion::new(14, 2, 0)))
+            .with_allowed_models(vec!["MacBookPro".into(), "Mac14,".into()]),
+    );
     let a = fx.a.clone();
     let at = advance(&mut fx, &a, 4);
     let c = at.profile_challenge.clone().unwrap();
@@ -530,10 +527,7 @@ fn step6_os_below_floor_and_model_not_allowed() {
 
 #[test]
 fn step6_device_cap_reached() {
-    let mut fx = fixture(Policy {
-        max_devices: Some(1),
-        ..Policy::default()
-    });
+    let mut fx = fixture(Policy::default().with_max_devices(Some(1)));
     let a = fx.a.clone();
     let first = advance(&mut fx, &a, 6);
     let second = advance(&mut fx, &a, 4);
@@ -978,16 +972,15 @@ fn step13_error_is_not_ignored() {
 
 #[test]
 fn step13_not_now_loop_exhausts_retry_budget() {
-    let config = EngineConfig {
-        // The device below leaves the command handed after each NotNow
-        // unanswered and starts over; without a delivery lease it is offered
-        // again at once (the lease itself: tests/queue_hygiene.rs).
-        queue: QueuePolicy::default()
+    // The device below leaves the command handed after each NotNow
+    // unanswered and starts over; without a delivery lease it is offered
+    // again at once (the lease itself: tests/queue_hygiene.rs).
+    let config = EngineConfig::default().with_queue(
+        QueuePolicy::default()
             .with_retry_budget(2)
             .with_retention(Retention::KeepAll)
             .with_delivery_lease(std::time::Duration::ZERO),
-        ..EngineConfig::default()
-    };
+    );
     let mut fx = fixture_with(Policy::default(), config);
     let a = fx.a.clone();
     let at = advance(&mut fx, &a, 10);

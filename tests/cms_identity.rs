@@ -338,10 +338,8 @@ fn tls_and_forwarded_client_certificates() {
     let pki = Pki::new();
     pki.leaf("identity", "/CN=device identity", "root");
     let cert = pki.cert("identity");
-    let opts = IdentityOptions {
-        forwarded_certificate_header: Some("X-SSL-Client-Cert".into()),
-        ..Default::default()
-    };
+    let opts = IdentityOptions::default()
+        .with_forwarded_certificate_header(Some("X-SSL-Client-Cert".into()));
 
     let mut req = Request::new(Method::Put, "/mdm/checkin");
     assert_eq!(client_identity(&req, &opts).unwrap(), None);
@@ -395,10 +393,8 @@ fn tls_and_forwarded_client_certificates() {
         &["base64", "-A", "-in", "identity.der"],
     ))
     .unwrap();
-    let opts = IdentityOptions {
-        forwarded_certificate_header: Some("Client-Cert".into()),
-        ..Default::default()
-    };
+    let opts =
+        IdentityOptions::default().with_forwarded_certificate_header(Some("Client-Cert".into()));
     let mut req = Request::new(Method::Put, "/mdm/checkin");
     req.headers
         .push(("Client-Cert".into(), format!(":{}:", b64.trim())));
@@ -482,10 +478,7 @@ fn certificate_cache_skips_decoding_not_verification() {
     let header =
         String::from_utf8(vector("signature/nanomdm_mdmSignatureHeader2.b64.txt")).unwrap();
     let body = vector("signature/nanomdm_mdmSignatureBody2.plist");
-    let options = IdentityOptions {
-        certificates: CertificateCache::new(2),
-        ..Default::default()
-    };
+    let options = IdentityOptions::default().with_certificates(CertificateCache::new(2));
     let mut req = Request::new(Method::Put, "/mdm/connect");
     req.body = body.clone();
     req.headers.push(("Mdm-Signature".into(), header.clone()));
@@ -522,10 +515,7 @@ fn certificate_cache_skips_decoding_not_verification() {
     assert_eq!(options.certificates.len(), 2);
 
     // Capacity 0 caches nothing and still answers.
-    let uncached = IdentityOptions {
-        certificates: CertificateCache::new(0),
-        ..Default::default()
-    };
+    let uncached = IdentityOptions::default().with_certificates(CertificateCache::new(0));
     assert!(client_identity(&req, &uncached).unwrap().is_some());
     assert!(uncached.certificates.is_empty());
 }

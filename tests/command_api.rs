@@ -752,10 +752,7 @@ fn repush_gives_up_at_the_cap<S: Store>(mut fx: Fx<S>) {
 
 fn capped() -> EngineConfig {
     let s = Duration::from_secs;
-    EngineConfig {
-        repush: RepushPolicy::new(s(1), s(2), 3, s(5)),
-        ..EngineConfig::default()
-    }
+    EngineConfig::default().with_repush(RepushPolicy::new(s(1), s(2), 3, s(5)))
 }
 
 #[test]

@@ -25,10 +25,7 @@ fn t0() -> SystemTime {
 fn activated<S: Store>(store: S, queue: QueuePolicy) -> (TestEngine<S>, TenantId, EvidenceDevice) {
     let tenant = TenantId::new("customer-a").unwrap();
     let mut rng = UnwrapErr(getrandom::SysRng);
-    let config = EngineConfig {
-        queue,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default().with_queue(queue);
     let (engine, login) = engine_with_alice(store, &tenant, config).unwrap();
     let mut dev = EvidenceDevice::random(&mut rng);
     dev.activate(&engine, &tenant, &login, t0(), &mut rng)

@@ -329,9 +329,8 @@ fn replies_use_the_request_cipher_des_and_aes256() {
     assert_eq!(cipher, ContentCipher::Aes256Cbc);
 
     // With single DES refused by policy, the same micromdm request is badAlg.
-    let strict = responder("micromdm-ca").with_decrypt_policy(DecryptPolicy {
-        allow_single_des: false,
-    });
+    let strict = responder("micromdm-ca")
+        .with_decrypt_policy(DecryptPolicy::default().with_single_des(false));
     let body = captured("03-pkcsreq.micromdm-scepclient.post.der");
     let rep = decode(&respond(strict.handle(&post(body), now, &mut rng())));
     assert_eq!(rep.pki_status(), Some(PkiStatus::Failure));

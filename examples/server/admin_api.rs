@@ -288,10 +288,7 @@ fn put_declarations(app: &Scoped, udid: &str, req: &Request) -> Response {
     if let Err(r) = enrollment(app, udid) {
         return r;
     }
-    let limits = JsonLimits {
-        max_bytes: 1024 * 1024,
-        ..JsonLimits::default()
-    };
+    let limits = JsonLimits::default().with_max_bytes(1024 * 1024);
     let items = match json::parse(&req.body, limits) {
         Ok(Json::Array(items)) => items,
         Ok(_) => return error(400, "the body must be a JSON array of declarations"),

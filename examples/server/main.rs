@@ -411,10 +411,7 @@ fn engine_config(config: &cli::Config) -> EngineConfig {
     if let Some(lease) = config.delivery_lease {
         queue = queue.with_delivery_lease(lease);
     }
-    EngineConfig {
-        queue,
-        ..EngineConfig::default()
-    }
+    EngineConfig::default().with_queue(queue)
 }
 
 /// Every tenant served: the default (`--tenant`, first), the other
@@ -665,13 +662,12 @@ fn build_app(
             verifier.add_device_anchor(cert);
         }
     }
-    let identity = IdentityOptions {
-        // Only when asked for (--client-cert-header, with --http behind a
-        // TLS proxy that sets it and strips any client-sent one): otherwise
-        // any client could name any device's certificate in a header.
-        forwarded_certificate_header: config.client_cert_header.clone(),
-        ..IdentityOptions::default()
-    };
+    // A forwarded certificate header only when asked for
+    // (--client-cert-header, with --http behind a TLS proxy that sets it and
+    // strips any client-sent one): otherwise any client could name any
+    // device's certificate in a header.
+    let identity = IdentityOptions::default()
+        .with_forwarded_certificate_header(config.client_cert_header.clone());
     let mut mdm = MdmService::new(engine, InitialConfiguration::default())
         .with_attributes_verifier(verifier)
         .with_identity_options(identity);

@@ -292,13 +292,10 @@ pub fn tenant_pki(dir: &Path, passphrase: Option<&str>, name: &str) -> Result<Te
         Some(s) => s,
         None => {
             let subject = format!("CN={name} profile signer,O=mdm-enroll");
-            let policy = LeafPolicy {
-                subject: subject.parse()?,
-                subject_alt_names: Vec::new(),
-                key_usage: KeyUsage(KeyUsages::DigitalSignature.into()),
-                extended_key_usage: Vec::new(),
-                digest: DigestAlgorithm::Sha256,
-            };
+            let mut policy = LeafPolicy::client_auth(subject.parse()?);
+            policy.key_usage = KeyUsage(KeyUsages::DigitalSignature.into());
+            policy.extended_key_usage = Vec::new();
+            policy.digest = DigestAlgorithm::Sha256;
             create("signer", &subject, Some((&ca, policy)), 2 * YEAR)?
         }
     };
@@ -306,13 +303,9 @@ pub fn tenant_pki(dir: &Path, passphrase: Option<&str>, name: &str) -> Result<Te
         Some(ra) if ra.cert.verify_issued_by(&ca.cert).is_ok() => ra,
         _ => {
             let subject = format!("CN={name} SCEP RA,O=mdm-enroll");
-            let policy = LeafPolicy {
-                subject: subject.parse()?,
-                subject_alt_names: Vec::new(),
-                key_usage: KeyUsage(KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment),
-                extended_key_usage: Vec::new(),
-                digest: DigestAlgorithm::Sha256,
-            };
+            // Signs CertReps and decrypts requests; no extended key usage.
+            let mut policy = LeafPolicy::client_auth(subject.parse()?);
+            policy.extended_key_usage = Vec::new();
             create("ra", &subject, Some((&ca, policy)), 2 * YEAR)?
         }
     };

@@ -16,10 +16,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let text = report.status_items.encode();
         // Re-encoding may lengthen escapes (`\b` → `\u0008`): no size bound here.
-        let again_limits = JsonLimits {
-            max_bytes: usize::MAX,
-            ..JsonLimits::from(&limits)
-        };
+        let again_limits = JsonLimits::from(&limits).with_max_bytes(usize::MAX);
         let again = json::parse(text.as_bytes(), again_limits).expect("our encoding parses");
         assert_eq!(again, report.status_items);
     }

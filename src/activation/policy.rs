@@ -80,6 +80,7 @@ impl std::fmt::Display for OsVersion {
 
 /// The activation policy an administrator attaches to a user (step 1).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Policy {
     /// The self-service activation password stops working at this instant.
     pub password_expires: Option<SystemTime>,
@@ -95,6 +96,15 @@ pub struct Policy {
     /// A notice the user must accept before the activation request (step 3).
     pub organisation_notice: Option<String>,
 }
+
+with_setters!(Policy {
+    with_max_devices: max_devices: Option<u32>,
+    with_password_expires: password_expires: Option<SystemTime>,
+    with_min_os_version: min_os_version: Option<OsVersion>,
+    with_allowed_models: allowed_models: Vec<String>,
+    with_ownership: ownership: Ownership,
+    with_organisation_notice: organisation_notice: Option<String>,
+});
 
 impl Policy {
     /// Check the device facts of step 6 against this policy.

@@ -159,12 +159,17 @@ impl ContentCipher {
 
 /// What decryption accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DecryptPolicy {
     /// Accept single DES-CBC content (default `true`: micromdm's scepclient
     /// 2.1.0 sends nothing else; RFC 8894 says MUST NOT, so turn it off when
     /// no such client is in the fleet).
     pub allow_single_des: bool,
 }
+
+with_setters!(DecryptPolicy {
+    with_single_des: allow_single_des: bool,
+});
 
 impl Default for DecryptPolicy {
     fn default() -> Self {

@@ -115,6 +115,7 @@ pub struct ClientIdentity {
 
 /// Caller configuration for [`client_identity`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IdentityOptions {
     /// The header a trusted proxy puts the client certificate in, e.g.
     /// `Client-Cert` (RFC 9440) or `X-SSL-Client-Cert` (nginx
@@ -129,6 +130,12 @@ pub struct IdentityOptions {
     /// turns caching off.
     pub certificates: CertificateCache,
 }
+
+with_setters!(IdentityOptions {
+    with_forwarded_certificate_header: forwarded_certificate_header: Option<String>,
+    with_limits: limits: BerLimits,
+    with_certificates: certificates: CertificateCache,
+});
 
 /// Establish the client certificate of `request`: the `Mdm-Signature` header
 /// if present (it must verify over the body; there is no fall-back on

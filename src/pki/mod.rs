@@ -93,6 +93,7 @@ pub fn random_serial<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> SerialNum
 /// What a leaf certificate says, decided by the caller (never copied blindly
 /// from a CSR).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LeafPolicy {
     /// The subject name.
     pub subject: Name,

@@ -19,6 +19,7 @@ use super::{Event, EventKind, Outcome, ServiceError};
 
 /// Driver tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Lifetime of the Profile Service challenge (step 4 → 5).
     pub profile_challenge_ttl: Duration,
@@ -29,6 +30,13 @@ pub struct EngineConfig {
     /// When to push again after an unanswered push or a `NotNow`.
     pub repush: RepushPolicy,
 }
+
+with_setters!(EngineConfig {
+    with_profile_challenge_ttl: profile_challenge_ttl: Duration,
+    with_scep_challenge_ttl: scep_challenge_ttl: Duration,
+    with_queue: queue: QueuePolicy,
+    with_repush: repush: RepushPolicy,
+});
 
 /// When to push a channel again, as pure arithmetic over plain values.
 ///

@@ -26,6 +26,7 @@ use crate::store::{Directory, PushSender, Store, StoreError};
 /// What the enrollment endpoints need besides the engine: where the server
 /// is reachable, the key that signs profiles, the SCEP CA and the push topic.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EnrollmentConfig {
     /// Public base URL, without a trailing slash (`https://mdm.example.com`).
     pub base_url: String,

@@ -16,6 +16,7 @@ use super::{Engine, EnrollmentGrant, Event, NewCommand, Outcome, ServiceError};
 /// `InstallProfile` per caller profile (already signed, as the device should
 /// install it).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InitialConfiguration {
     /// `DeviceInformation` `Queries`.
     pub queries: Vec<String>,

@@ -137,6 +137,7 @@ pub fn flat_object(input: &[u8], limit: usize) -> Result<Vec<(String, Scalar)>, 
 
 /// Bounds for [`parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JsonLimits {
     /// Largest document accepted, in bytes.
     pub max_bytes: usize,
@@ -145,6 +146,12 @@ pub struct JsonLimits {
     /// Most values in one document (every member value and array element).
     pub max_values: usize,
 }
+
+with_setters!(JsonLimits {
+    with_max_bytes: max_bytes: usize,
+    with_max_depth: max_depth: usize,
+    with_max_values: max_values: usize,
+});
 
 impl From<&super::Limits> for JsonLimits {
     /// The body size, depth and node bounds of the plist guard, applied to JSON.
