@@ -4,7 +4,10 @@
 //! 2048–8192 bits; the callers fall back to the `rsa` crate for the rest
 //! (`None` from these functions).
 
-use aws_lc_rs::rsa::{KeyPair, Pkcs1PrivateDecryptingKey, PrivateDecryptingKey};
+use aws_lc_rs::rsa::{
+    KeyPair, Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, PrivateDecryptingKey,
+    PublicEncryptingKey,
+};
 use std::sync::OnceLock;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters};
@@ -38,6 +41,25 @@ pub(super) fn verify(
             .map_err(|_| CryptoError::BadSignature),
         // A key aws-lc refuses verifies nothing.
         None => Err(CryptoError::BadSignature),
+    })
+}
+
+/// PKCS#1 v1.5 encryption to the key in `spki`; `None` when aws-lc refuses
+/// the key (the caller then uses the `rsa` crate). The padding comes from
+/// aws-lc's DRBG.
+pub(super) fn encrypt_pkcs1v15(spki: &[u8], data: &[u8]) -> Option<Result<Vec<u8>, CryptoError>> {
+    let key = PublicEncryptingKey::from_der(spki).ok()?;
+    let key = Pkcs1PublicEncryptingKey::new(key).ok()?;
+    let mut out = vec![0u8; key.ciphertext_size()];
+    Some(match key.encrypt(data, &mut out) {
+        Ok(written) => {
+            let len = written.len();
+            out.truncate(len);
+            Ok(out)
+        }
+        Err(_) => Err(CryptoError::Backend(
+            "aws-lc PKCS#1 v1.5 encryption failed".into(),
+        )),
     })
 }
 
