@@ -514,6 +514,53 @@ fn certificate_cache_skips_decoding_not_verification() {
     assert!(client_identity(&tls, &options).is_err());
     assert_eq!(options.certificates.len(), 2);
 
+    // Only a verified signer's certificate gets in: not from a request whose
+    // signature fails, nor the other certificates a SignedData carries.
+    let fresh = IdentityOptions::default().with_certificates(CertificateCache::new(8));
+    let mut tampered = req.clone();
+    tampered.body.push(b'\n');
+    assert!(client_identity(&tampered, &fresh).is_err());
+    assert!(
+        fresh.certificates.is_empty(),
+        "a failed request added a certificate"
+    );
+    pki.leaf("signer", "/CN=signer", "root");
+    pki.write("body.plist", &req.body);
+    openssl(
+        pki.path(),
+        &[
+            "cms",
+            "-sign",
+            "-binary",
+            "-in",
+            "body.plist",
+            "-signer",
+            "signer.pem",
+            "-inkey",
+            "signer.key",
+            "-certfile",
+            "a.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "sig.der",
+        ],
+    );
+    let with_extra = SignedData::parse(&pki.read("sig.der"), &BerLimits::default()).unwrap();
+    assert_eq!(
+        with_extra.certificates().len(),
+        2,
+        "signer and the extra certificate"
+    );
+    let mut signed = req.clone();
+    signed.headers = vec![(
+        "Mdm-Signature".into(),
+        <base64ct::Base64 as base64ct::Encoding>::encode_string(&pki.read("sig.der")),
+    )];
+    let id = client_identity(&signed, &fresh).unwrap().unwrap();
+    assert_eq!(id.certificate, pki.cert("signer"));
+    assert_eq!(fresh.certificates.len(), 1, "only the signer is kept");
+
     // Capacity 0 caches nothing and still answers.
     let uncached = IdentityOptions::default().with_certificates(CertificateCache::new(0));
     assert!(client_identity(&req, &uncached).unwrap().is_some());

@@ -11,6 +11,10 @@
 //! verified over its own message, and trust, validity and the binding to an
 //! enrollment are checked by the caller on every request. An entry is found
 //! only by its complete encoding, so a changed byte is a different entry.
+//! What gets in: an `Mdm-Signature` signer's certificate once its signature
+//! over the request verified (not the other certificates a SignedData
+//! carries, nor any from a request that failed), and a TLS client
+//! certificate (the TLS layer checked the client holds its key).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,6 +61,29 @@ impl CertificateCache {
     /// Forget every certificate.
     pub fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// The certificate encoded as `raw`, if kept.
+    pub(crate) fn get(&self, raw: &[u8]) -> Option<Certificate> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.lock().get(raw).cloned()
+    }
+
+    /// Keep `certificate` (encoded as its DER), making room if full.
+    pub(crate) fn insert(&self, certificate: &Certificate) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity
+            && !entries.contains_key(certificate.der())
+            && let Some(victim) = entries.keys().next().cloned()
+        {
+            entries.remove(&victim);
+        }
+        entries.insert(certificate.der().into(), certificate.clone());
     }
 
     /// The certificate encoded as `raw`: from the cache, else from `decode`

@@ -81,7 +81,11 @@ fn verify_with_cache(
             count: sd.signers().len(),
         });
     }
-    Ok(sd.verify_signer(0, Some(body))?.clone())
+    let signer = sd.verify_signer(0, Some(body))?.clone();
+    if let Some(cache) = cache {
+        cache.insert(&signer);
+    }
+    Ok(signer)
 }
 
 fn decode_header(header: &str, limits: &BerLimits) -> Result<Vec<u8>, IdentityError> {

@@ -219,8 +219,11 @@ impl SignedData {
         Self::parse_with_cache(bytes, limits, None)
     }
 
-    /// [`Self::parse`], taking each certificate from `cache` when its
-    /// encoding has been decoded before (and adding the new ones).
+    /// [`Self::parse`], taking each certificate from `cache` when it holds
+    /// that encoding. Nothing is added here: [`client_identity`] adds a
+    /// signer's certificate once its signature has verified.
+    ///
+    /// [`client_identity`]: super::client_identity
     pub fn parse_with_cache(
         bytes: &[u8],
         limits: &BerLimits,
@@ -269,10 +272,10 @@ impl SignedData {
                 for choice in el.children()? {
                     // Only plain certificates; other CertificateChoices are skipped.
                     if choice.is(Class::Universal, asn1::SEQUENCE) {
-                        let decode = || Certificate::from_element(&choice);
-                        certificates.push(match cache {
-                            Some(cache) => cache.get_or_decode(choice.raw, decode)?,
-                            None => decode()?,
+                        let kept = cache.and_then(|c| c.get(choice.raw));
+                        certificates.push(match kept {
+                            Some(certificate) => certificate,
+                            None => Certificate::from_element(&choice)?,
                         });
                     }
                 }
