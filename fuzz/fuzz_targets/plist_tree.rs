@@ -147,7 +147,11 @@ fn build(n: &Node, depth: usize, size: &mut Size) -> Value {
             // without reaching anything new (the limits under test are far
             // smaller; `small_limits` caps decoded bytes at 4 KiB).
             let want = usize::from(*n) * 64;
-            let len = if size.bytes + want > BIG_DATA_BUDGET { 0 } else { want };
+            let len = if size.bytes + want > BIG_DATA_BUDGET {
+                0
+            } else {
+                want
+            };
             let d = vec![0x5a; len];
             size.bytes += d.len();
             Value::Data(d)
