@@ -4,12 +4,12 @@
 //! 2048–8192 bits; the callers fall back to the `rsa` crate for the rest
 //! (`None` from these functions).
 
+use std::sync::OnceLock;
+
 use aws_lc_rs::rsa::{
     KeyPair, Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, PrivateDecryptingKey,
     PublicEncryptingKey,
 };
-use std::sync::OnceLock;
-
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters};
 
 use super::{CryptoError, DigestAlgorithm, PublicKey};
