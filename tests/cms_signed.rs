@@ -591,7 +591,7 @@ fn self_signed(pki: &Pki, name: &str, subject: &str, serial_hex: &str) -> Vec<u8
 fn lenient_profile_empty_subject_serial_bound_and_ber_input() {
     use mdm_enroll::cms::{Certificate, CertificateError, certificate::MAX_SERIAL_OCTETS};
     let pki = Pki::new();
-    let octets = MAX_SERIAL_OCTETS as usize;
+    let octets = MAX_SERIAL_OCTETS;
 
     // An empty Subject and a serial at the bound: accepted, and refused by
     // x509-cert's strict RFC 5280 profile (so the leniency is the profile's).

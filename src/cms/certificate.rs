@@ -13,7 +13,10 @@
 //! - **The signed bytes.** The issuer signed the `TBSCertificate` exactly as
 //!   it was encoded; re-encoding a normalised (or decoded) value could change
 //!   those bytes, so the original `TBSCertificate` element is kept for
-//!   [`Certificate::verify_signature_with`] — the one field located by hand.
+//!   [`Certificate::verify_signature_with`]. That element, and for DER input
+//!   the byte ranges of issuer, subject and key (so they are compared as
+//!   bytes without re-encoding), are located by the reader's walk; every
+//!   value is decoded by `x509-cert`.
 //!
 //! Inside the DER, `x509-cert`'s rules apply: minimal INTEGER encodings,
 //! UTCTime/GeneralizedTime in the RFC 5280 forms, a version of v1–v3.
@@ -81,7 +84,7 @@ impl From<asn1::WalkError> for CertificateError {
 ///
 /// RFC 5280 allows 20; certmonger sends 32. 64 leaves room for any real
 /// issuer while keeping the field bounded.
-pub const MAX_SERIAL_OCTETS: u32 = 64;
+pub const MAX_SERIAL_OCTETS: usize = 64;
 
 /// The `x509-cert` profile for certificates devices and SCEP clients
 /// present: RFC 5280 apart from serial numbers up to
@@ -91,7 +94,7 @@ pub struct Lenient;
 
 impl Profile for Lenient {
     fn check_serial_number(serial: &SerialNumber<Self>) -> der::Result<()> {
-        if serial.as_bytes().len() > MAX_SERIAL_OCTETS as usize {
+        if serial.as_bytes().len() > MAX_SERIAL_OCTETS {
             Err(der::Tag::Integer.length_error().into())
         } else {
             Ok(())
