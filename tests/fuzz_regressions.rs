@@ -82,3 +82,53 @@ fn keys_values_and_the_root_all_count_as_plist_nodes() {
         );
     }
 }
+
+/// `plist_tree`: a binary plist stores a string with any non-ASCII
+/// character as UTF-16, and the guard charges such a string three bytes per
+/// UTF-16 unit (the most UTF-8 one unit can become) without transcoding it
+/// first. The fuzz target had counted the UTF-8 length: a tree of 4 087
+/// UTF-8 bytes passed its "within a 4 KiB limit" check, but the guard charged
+/// 4 120 and refused it (the target was wrong; `Limits::max_decoded_bytes`
+/// now documents the charge). XML and ASCII strings are charged their UTF-8
+/// length, so the same tree as XML fits.
+#[test]
+fn binary_utf16_strings_are_charged_three_bytes_per_unit() {
+    use mdm_enroll::wire::Limits;
+    use mdm_enroll::wire::plist::{PlistError, decode};
+    // 17 UTF-16 units, 18 UTF-8 bytes: one two-byte character.
+    let accented = "caf\u{e9} au lait, s'i";
+    assert_eq!((accented.encode_utf16().count(), accented.len()), (17, 18));
+    let tree = plist::Value::Array(vec![
+        plist::Value::Data(vec![0x5a; 4032]),
+        plist::Value::Array(vec![
+            "x".repeat(22).into(),
+            accented.into(),
+            "y".repeat(15).into(),
+            "".into(),
+        ]),
+    ]);
+    let (mut xml, mut binary) = (Vec::new(), Vec::new());
+    tree.to_writer_xml(&mut xml).expect("xml");
+    tree.to_writer_binary(&mut binary).expect("binary");
+    let limits = |n| {
+        Limits::default()
+            .with_binary_plist(true)
+            .with_max_decoded_bytes(n)
+    };
+    let utf8 = 4032 + 22 + 18 + 15;
+    let charged = 4032 + 22 + 3 * 17 + 15;
+    assert_eq!(decode(&xml, &limits(utf8)).as_ref(), Ok(&tree));
+    assert_eq!(
+        decode(&xml, &limits(utf8 - 1)),
+        Err(PlistError::DecodedTooLarge { max: utf8 - 1 })
+    );
+    assert_eq!(decode(&binary, &limits(charged)).as_ref(), Ok(&tree));
+    assert_eq!(
+        decode(&binary, &limits(charged - 1)),
+        Err(PlistError::DecodedTooLarge { max: charged - 1 })
+    );
+    assert!(
+        utf8 <= 4096 && 4096 < charged,
+        "the finding's 4 KiB limit lies between the two counts"
+    );
+}

@@ -98,6 +98,23 @@ struct Size {
     depth: usize,
     nodes: usize,
     bytes: usize,
+    /// Written as a binary plist: see [`Size::text`].
+    binary: bool,
+}
+
+impl Size {
+    /// Count a string (value or key) the way the guard charges it. In XML
+    /// and for ASCII strings in a binary plist that is its UTF-8 length; a
+    /// binary plist stores any other string as UTF-16, which the guard
+    /// charges at three bytes per unit without transcoding it (the most
+    /// UTF-8 one unit can become; documented on `Limits::max_decoded_bytes`).
+    fn text(&mut self, s: &str) {
+        self.bytes += if self.binary && !s.is_ascii() {
+            3 * s.encode_utf16().count()
+        } else {
+            s.len()
+        };
+    }
 }
 
 fn key(k: &Key) -> String {
@@ -123,7 +140,7 @@ fn build(n: &Node, depth: usize, size: &mut Size) -> Value {
                 let value = build(v, depth + 1, size);
                 if d.insert(k.clone(), value).is_none() {
                     size.nodes += 1;
-                    size.bytes += k.len();
+                    size.text(&k);
                 }
             }
             Value::Dictionary(d)
@@ -133,7 +150,7 @@ fn build(n: &Node, depth: usize, size: &mut Size) -> Value {
             Value::Array(items.iter().map(|v| build(v, depth + 1, size)).collect())
         }
         Node::Str(s) => {
-            size.bytes += s.len();
+            size.text(s);
             Value::String(s.clone())
         }
         Node::Data(d) => {
@@ -223,7 +240,10 @@ fn is_limit(e: &PlistError) -> bool {
 }
 
 fuzz_target!(|input: Input| {
-    let mut size = Size::default();
+    let mut size = Size {
+        binary: input.binary,
+        ..Size::default()
+    };
     let mut value = build(&input.root, 0, &mut size);
     if let Some((kind, udid)) = input.message {
         let mut d = match value {

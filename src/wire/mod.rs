@@ -32,8 +32,13 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most plist nodes (values, keys included) in one document (default 2 100 000).
     pub max_nodes: usize,
-    /// Budget of decoded bytes (strings and `<data>`) in one document, which
-    /// also bounds binary-plist reference expansion (default 64 MiB).
+    /// Budget of decoded bytes (strings, keys and `<data>`) in one document,
+    /// which also bounds binary-plist reference expansion: every reference to
+    /// a shared object is charged again (default 64 MiB). Strings are charged
+    /// their UTF-8 length, except that a binary plist's UTF-16 strings (the
+    /// form it uses for any string that is not pure ASCII) are charged three
+    /// bytes per UTF-16 unit, the most UTF-8 one unit can become, because the
+    /// budget is checked before anything is transcoded.
     pub max_decoded_bytes: usize,
     /// Accept binary plists from devices (default `false`: devices send XML).
     pub allow_binary_plist: bool,
