@@ -73,17 +73,9 @@ impl CertificateCache {
 
     /// Keep `certificate` (encoded as its DER), making room if full.
     pub(crate) fn insert(&self, certificate: &Certificate) {
-        if self.capacity == 0 {
-            return;
+        if self.capacity != 0 {
+            self.keep(certificate.der(), certificate);
         }
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity
-            && !entries.contains_key(certificate.der())
-            && let Some(victim) = entries.keys().next().cloned()
-        {
-            entries.remove(&victim);
-        }
-        entries.insert(certificate.der().into(), certificate.clone());
     }
 
     /// The certificate encoded as `raw`: from the cache, else from `decode`
@@ -102,14 +94,21 @@ impl CertificateCache {
         // Decode outside the lock; two threads may both decode a new
         // certificate, and the second insert replaces an equal value.
         let certificate = decode()?;
+        self.keep(raw, &certificate);
+        Ok(certificate)
+    }
+
+    /// Store `certificate` under `raw`; when full and `raw` is new, an
+    /// arbitrary entry makes room first.
+    fn keep(&self, raw: &[u8], certificate: &Certificate) {
         let mut entries = self.lock();
         if entries.len() >= self.capacity
+            && !entries.contains_key(raw)
             && let Some(victim) = entries.keys().next().cloned()
         {
             entries.remove(&victim);
         }
         entries.insert(raw.into(), certificate.clone());
-        Ok(certificate)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<[u8]>, Certificate>> {
