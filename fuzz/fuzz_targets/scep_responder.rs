@@ -7,13 +7,20 @@
 //! corpus) decrypt, and their mutations reach CSR parsing, the challenge, the
 //! renewal check, issuance, replays and polls rather than stopping at
 //! decryption. The clock is fixed inside the captures' validity.
+//!
+//! Decryption uses the real keys; signing (the issued certificate and every
+//! CertRep) goes through [`FixedSigner`], which holds the real public key and
+//! answers a constant signature of the right length. Nothing here verifies
+//! what the responder signs, and each RSA private operation saved is ~0.3 ms
+//! of an execution (the campaign ran at ~840 executions/s with real
+//! signatures).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use mdm_enroll::crypto::{KeyUnwrapper, RsaKey, Signer};
+use mdm_enroll::crypto::{CryptoError, DigestAlgorithm, KeyUnwrapper, PublicKey, RsaKey, Signer};
 use mdm_enroll::http::{Method, Request};
 use mdm_enroll::pki::{self, LeafPolicy};
 use mdm_enroll::scep::{
@@ -80,6 +87,22 @@ fn key(pem: &[u8]) -> Arc<RsaKey> {
     Arc::new(RsaKey::from_pem_or_der(pem).expect("captured key"))
 }
 
+/// A signer with the real public key and a constant signature of the
+/// modulus' length: the responder's output is never verified here.
+struct FixedSigner(PublicKey);
+impl Signer for FixedSigner {
+    fn public_key(&self) -> &PublicKey {
+        &self.0
+    }
+    fn sign(&self, _: DigestAlgorithm, _: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(vec![0x5a; self.0.size()])
+    }
+}
+
+fn fixed_signer(key: &RsaKey) -> Arc<dyn Signer> {
+    Arc::new(FixedSigner(Signer::public_key(key).clone()))
+}
+
 fn responders() -> &'static [ScepResponder; 2] {
     static R: OnceLock<[ScepResponder; 2]> = OnceLock::new();
     R.get_or_init(|| {
@@ -90,21 +113,17 @@ fn responders() -> &'static [ScepResponder; 2] {
         [
             ScepResponder::new(
                 vector!("micromdm-ca.der"),
-                micromdm.clone() as Arc<dyn Signer>,
+                fixed_signer(&micromdm),
                 micromdm as Arc<dyn KeyUnwrapper>,
             )
             .expect("micromdm responder"),
             ScepResponder::new(
                 vector!("rfcku-ca.der"),
-                rfc.clone() as Arc<dyn Signer>,
+                fixed_signer(&rfc),
                 rfc as Arc<dyn KeyUnwrapper>,
             )
             .expect("rfcku responder")
-            .with_ra(
-                &ra_der,
-                ra.clone() as Arc<dyn Signer>,
-                ra as Arc<dyn KeyUnwrapper>,
-            )
+            .with_ra(&ra_der, fixed_signer(&ra), ra as Arc<dyn KeyUnwrapper>)
             .expect("rfcku RA"),
         ]
     })
