@@ -14,7 +14,8 @@
 //! subject CN, transactionID and senderNonce, so nothing can be answered
 //! from a cache. Everything the client signs or encrypts is built before the
 //! clock starts; the timed part is the HTTP exchange over one keep-alive
-//! connection per client. Each target gets `N` requests, `K` at a time,
+//! connection per client, with no think time between requests (answers are
+//! decoded and checked after each chunk's clock stops). Each target gets `N` requests, `K` at a time,
 //! alternating which target goes first; with `C` clients each chunk is
 //! split over `C` threads. Every answer must be a CertRep with
 //! pkiStatus SUCCESS answering the request's transactionID and nonce.
@@ -264,38 +265,44 @@ fn prepare(
     Prepared { body, tid, nonce }
 }
 
-/// Send `reqs` over one connection; the latency of each and whether it
-/// was a SUCCESS CertRep.
-fn run(t: &Target, reqs: &[Prepared]) -> Vec<(Duration, bool)> {
+/// Send `reqs` over one connection; the latency and the answer of each.
+/// Nothing else happens between two requests (no think time): the answers
+/// are checked by [`check`] once the chunk's clock has stopped.
+fn run(t: &Target, reqs: &[Prepared]) -> Vec<(Duration, Vec<u8>)> {
     let mut c = Conn::open(&t.host);
     let target = format!("{}?operation=PKIOperation", t.path);
-    let limits = BerLimits::default();
     reqs.iter()
         .map(|r| {
             let start = Instant::now();
             let (status, _, body) = c.exchange("POST", &target, &r.body);
             let took = start.elapsed();
             assert_eq!(status, 200, "{}: PKIOperation", t.name);
-            let rep = PkiMessage::decode(&body, &limits).expect("CertRep");
-            assert_eq!(rep.transaction_id(), r.tid, "{}: transactionID", t.name);
-            assert_eq!(
-                rep.recipient_nonce(),
-                Some(&r.nonce[..]),
-                "{}: nonce",
-                t.name
-            );
-            let ok = matches!(rep.pki_status(), Some(PkiStatus::Success));
-            if !ok {
-                eprintln!(
-                    "{}: pkiStatus {:?}, failInfo {:?}",
-                    t.name,
-                    rep.pki_status(),
-                    rep.fail_info()
-                );
-            }
-            (took, ok)
+            (took, body)
         })
         .collect()
+}
+
+/// Whether `body` is a SUCCESS CertRep answering `r` (panics on an answer
+/// to another transaction or nonce; a FAILURE CertRep is `false`).
+fn check(t: &Target, r: &Prepared, body: &[u8]) -> bool {
+    let rep = PkiMessage::decode(body, &BerLimits::default()).expect("CertRep");
+    assert_eq!(rep.transaction_id(), r.tid, "{}: transactionID", t.name);
+    assert_eq!(
+        rep.recipient_nonce(),
+        Some(&r.nonce[..]),
+        "{}: nonce",
+        t.name
+    );
+    let ok = matches!(rep.pki_status(), Some(PkiStatus::Success));
+    if !ok {
+        eprintln!(
+            "{}: pkiStatus {:?}, failInfo {:?}",
+            t.name,
+            rep.pki_status(),
+            rep.fail_info()
+        );
+    }
+    ok
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -365,13 +372,15 @@ fn main() {
                     std::thread::spawn(move || run(&targets[which], &prepared[a..b]))
                 })
                 .collect();
-            for h in handles {
-                for (took, ok) in h.join().expect("client thread") {
-                    lat[which].push(took);
-                    failed[which] += usize::from(!ok);
-                }
-            }
+            let answers: Vec<_> = handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("client thread"))
+                .collect();
             busy[which] += start.elapsed();
+            for (r, (took, body)) in prepared[which][lo..hi].iter().zip(answers) {
+                lat[which].push(took);
+                failed[which] += usize::from(!check(&targets[which], r, &body));
+            }
         }
     }
     let mut rate = [0.0; 2];
