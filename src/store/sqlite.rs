@@ -148,7 +148,18 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 // The one query sequence of this store: run a statement on a connection (or
 // a transaction, which derefs to one), read each row's columns, map SQLite's
-// errors with `db_err`, decode stored records.
+// errors with `db_err`, decode stored records. Statements come from the
+// connection's cache ([`STATEMENT_CACHE`]): preparing one costs more than
+// running it.
+
+/// Prepared statements kept per connection: more than this store has.
+const STATEMENT_CACHE: usize = 128;
+
+/// Run a cached statement that returns no rows (SQLite's error kept, for
+/// callers that tell a unique violation apart).
+fn execute(conn: &Connection, sql: &str, params: impl Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
 
 /// At most one row of `sql`, its columns read by `row`.
 fn one<T>(
@@ -157,7 +168,10 @@ fn one<T>(
     params: impl Params,
     row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Option<T>, StoreError> {
-    conn.query_row(sql, params, row).optional().map_err(db_err)
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row(params, row))
+        .optional()
+        .map_err(db_err)
 }
 
 /// Whether `sql` returns a row.
@@ -206,7 +220,7 @@ fn records<T: Record>(
 
 /// Run a statement that returns no rows; how many rows it changed.
 fn exec(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
-    conn.execute(sql, params).map_err(db_err)
+    execute(conn, sql, params).map_err(db_err)
 }
 
 // The write operations over a connection inside a transaction: each
@@ -270,7 +284,8 @@ fn release_device(
 
 fn insert_activation(tx: &Connection, activation: &Activation) -> Result<(), StoreError> {
     let value = encode(activation)?;
-    let r = tx.execute(
+    let r = execute(
+        tx,
         "INSERT INTO activations (tenant, id, version, value, created) VALUES (?1, ?2, 1, ?3, ?4)",
         params![
             activation.tenant.as_str(),
@@ -349,7 +364,8 @@ fn device_activation(
 
 fn insert_challenge(tx: &Connection, record: &ChallengeRecord) -> Result<(), StoreError> {
     let value = encode(record)?;
-    let r = tx.execute(
+    let r = execute(
+        tx,
         "INSERT INTO challenges (tenant, digest, consumed, record) VALUES (?1, ?2, ?3, ?4)",
         params![
             record.tenant.as_str(),
@@ -471,7 +487,8 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
         return Err(StoreError::AlreadyExists);
     }
     let value = encode(command)?;
-    let r = tx.execute(
+    let r = execute(
+        tx,
         "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             qkey,
@@ -531,7 +548,8 @@ fn finish_command(
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO results (qkey, uuid, value) VALUES (?1, ?2, ?3)",
         params![qkey, result.uuid.as_str(), value],
     )
@@ -723,6 +741,7 @@ impl SqliteStore {
 
     fn init(mut conn: Connection, file: bool) -> Result<Self, StoreError> {
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if file {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(db_err)?;
