@@ -924,6 +924,15 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
         if req.renewal_of().is_some() {
             return (req.reject(FailInfo::BadRequest, now, rng), Vec::new());
         }
+        // The static challenge (if configured) first: it needs no store
+        // lookup, and no one-time challenge can equal it.
+        let is_static = match (&c.static_scep_challenge, req.challenge()) {
+            (Some(expected), Some(presented)) => presented.matches(expected.expose().as_bytes()),
+            _ => false,
+        };
+        if is_static {
+            return (issue_unbound(c, &req, now, rng), Vec::new());
+        }
         let verifier = EngineChallenge {
             engine: self.mdm.engine(),
             tenant,
@@ -941,20 +950,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                 Some(activation) => self.answer_resend(c, tenant, &activation, &req, now, rng),
                 None => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
             },
-            ChallengeVerdict::Refused => {
-                let is_static = match (&c.static_scep_challenge, req.challenge()) {
-                    (Some(expected), Some(presented)) => {
-                        presented.matches(expected.expose().as_bytes())
-                    }
-                    _ => false,
-                };
-                let response = if is_static {
-                    issue_unbound(c, &req, now, rng)
-                } else {
-                    req.reject(FailInfo::BadRequest, now, rng)
-                };
-                (response, Vec::new())
-            }
+            ChallengeVerdict::Refused => (req.reject(FailInfo::BadRequest, now, rng), Vec::new()),
         }
     }
 
