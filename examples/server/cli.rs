@@ -96,7 +96,8 @@ For tests and demos (warned about on stderr):
   --rsa-permits N               unauthenticated RSA requests (SCEP, /enroll) handled at once
                                 (default: one fewer than the cores, at least 1, so a flood
                                 leaves a core for check-ins and /healthz; a replica that
-                                only serves SCEP may use every core)
+                                only serves SCEP may use every core). Below the cores, one
+                                more runs while nobody waits and few connections are open
 ";
 
 /// The most `--rsa-permits` accepts.

@@ -12,6 +12,7 @@ mod admin_api;
 mod cli;
 mod html;
 mod login_tokens;
+mod permits;
 mod push;
 mod routes;
 mod secrets;
@@ -71,13 +72,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long an unauthenticated RSA request waits for a permit before 503.
 const RSA_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
-/// Permits for unauthenticated RSA work: one fewer than the cores (at least
-/// one), so a flood of SCEP or `/enroll` requests always leaves a core for
-/// check-ins, the portal and `/healthz`.
+/// Sustained permits for unauthenticated RSA work: one fewer than the cores
+/// (at least one), so a flood of SCEP or `/enroll` requests always leaves a
+/// core for check-ins, the portal and `/healthz` (plus one burst permit while
+/// nobody queues: `permits.rs`).
 fn rsa_permits() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get().saturating_sub(1))
-        .max(1)
+    cores().saturating_sub(1).max(1)
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Per-connection facts handed to handlers.
@@ -109,10 +114,31 @@ fn busy() -> axum::response::Response {
         .into_response()
 }
 
-/// Read the body (at most `limit` bytes), then run `f` with
-/// `block_in_place` (the runtime must be multi-threaded, as `#[tokio::main]`
-/// makes it). `rsa` requests (unauthenticated RSA work) first take a permit
-/// of `App::rsa_work`, waiting at most [`RSA_QUEUE_WAIT`], else answer 503.
+/// How an endpoint's handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Work {
+    /// Unauthenticated RSA work (`/scep`, `/enroll`): under an RSA permit
+    /// (see `permits.rs`), on the worker that read the request when the
+    /// permit allows it.
+    Rsa,
+    /// Everything else (check-ins, pages, sign-ins, the admin API):
+    /// `block_in_place`.
+    Other,
+}
+
+/// Read the body (at most `limit` bytes), then run `f`. [`Work::Rsa`]
+/// requests first take an RSA permit, waiting at most [`RSA_QUEUE_WAIT`],
+/// else answer 503.
+///
+/// Where `f` runs: `block_in_place` (the runtime must be multi-threaded, as
+/// `#[tokio::main]` makes it) hands the worker's other tasks to another
+/// thread, so a handler that blocks (argon2 sign-ins, a store waiting out
+/// another process's lock) never stalls the runtime. A handler whose RSA
+/// permit says [`permits::RsaPermit::on_worker`] runs directly on the worker
+/// instead: its work is bounded (a few RSA operations and store calls), and
+/// once requests queue at most cores−1 such handlers run, so a worker stays
+/// free. Skipping the hand-off is worth ~30 % of SCEP throughput with two
+/// clients on two cores (`benches/README.md`).
 ///
 /// A request timeout (the `TimeoutLayer`) drops this future only between
 /// polls, never inside `f`: `f` runs to completion within one poll, so a
@@ -122,7 +148,7 @@ async fn dispatch(
     app: Arc<App>,
     req: axum::extract::Request,
     limit: usize,
-    rsa: bool,
+    work: Work,
     f: Handler,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
@@ -156,31 +182,34 @@ async fn dispatch(
         tls_client_certificate: conn.as_ref().and_then(|c| c.client_certificate.clone()),
     };
     // The permit is taken once the body is in: a slow upload holds none.
-    let permit = if rsa {
-        match tokio::time::timeout(RSA_QUEUE_WAIT, app.rsa_work.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Some(p),
-            _ => return busy(),
-        }
-    } else {
-        None
+    let permit = match work {
+        Work::Rsa => match app.rsa_work.acquire(RSA_QUEUE_WAIT).await {
+            Some(p) => Some(p),
+            None => return busy(),
+        },
+        Work::Other => None,
     };
+    let on_worker = permit.as_ref().is_some_and(|p| p.on_worker);
+    let burst = permit.as_ref().is_some_and(|p| p.burst);
     let peer = conn.map(|c| c.peer);
     let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
-    // On this thread: `block_in_place` hands the worker's other tasks to
-    // another thread, so the request's own work needs no thread hop (two
-    // wake-ups per request with `spawn_blocking`; ~5 % of SCEP throughput).
-    // A panic in `f` (a bug) answers 500, as it did on the blocking pool.
-    let response = tokio::task::block_in_place(move || {
+    // A panic in `f` (a bug) answers 500.
+    let run = move || {
         let response =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&app, &request, ip)));
         drop(permit);
         response
-    })
+    };
+    let response = if on_worker {
+        run()
+    } else {
+        tokio::task::block_in_place(run)
+    }
     .unwrap_or_else(|_| {
         tracing::error!("handler panicked");
         Response::with_body(500, "text/plain", b"internal error".to_vec())
     });
-    tracing::debug!(?peer, status = response.status, "handled");
+    tracing::debug!(?peer, status = response.status, burst, "handled");
     let mut builder = axum::http::Response::builder().status(response.status);
     for (k, v) in &response.headers {
         builder = builder.header(k.as_str(), v.as_str());
@@ -202,17 +231,17 @@ async fn dispatch(
 macro_rules! endpoint {
     (rsa $limit:expr, $f:expr) => {
         move |State(app): State<Arc<App>>, req: axum::extract::Request| async move {
-            dispatch(app, req, $limit, true, |a, r, _| ($f)(a, r)).await
+            dispatch(app, req, $limit, Work::Rsa, |a, r, _| ($f)(a, r)).await
         }
     };
     (peer $limit:expr, $f:expr) => {
         move |State(app): State<Arc<App>>, req: axum::extract::Request| async move {
-            dispatch(app, req, $limit, false, $f).await
+            dispatch(app, req, $limit, Work::Other, $f).await
         }
     };
     ($limit:expr, $f:expr) => {
         move |State(app): State<Arc<App>>, req: axum::extract::Request| async move {
-            dispatch(app, req, $limit, false, |a, r, _| ($f)(a, r)).await
+            dispatch(app, req, $limit, Work::Other, |a, r, _| ($f)(a, r)).await
         }
     };
 }
@@ -287,6 +316,7 @@ async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    connections: permits::Connections,
 ) -> Result<(), BoxError> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shutdown = shutdown_signal();
@@ -307,7 +337,9 @@ async fn serve(
         let router = router.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let open = connections.open();
         tokio::spawn(async move {
+            let _open = open;
             let builder = {
                 let mut b = hyper::server::conn::http1::Builder::new();
                 b.timer(TokioTimer::new())
@@ -698,9 +730,7 @@ fn build_app(
         admin,
         throttle: throttle::Throttle::default(),
         login_tokens: login_tokens::LoginTokens::default(),
-        rsa_work: Arc::new(tokio::sync::Semaphore::new(
-            config.rsa_permits.unwrap_or_else(rsa_permits),
-        )),
+        rsa_work: permits::RsaPermits::new(config.rsa_permits.unwrap_or_else(rsa_permits), cores()),
         push_certificate,
     };
     Ok((app, workers))
@@ -926,7 +956,8 @@ async fn run(config: &cli::Config) -> Result<(), BoxError> {
     }
     println!("listening on {local}");
     tracing::info!(%local, tls = !config.http, data = %config.data.display(), "serving");
-    serve(listener, router(app), tls).await
+    let connections = app.rsa_work.connections();
+    serve(listener, router(app), tls, connections).await
 }
 
 /// `--ddm`: the initial declaration set, an activation of one

@@ -45,7 +45,7 @@ pub struct App {
     /// Portal sign-ins waiting for their activation.
     pub login_tokens: LoginTokens,
     /// Permits for unauthenticated RSA work (`/scep`, `/enroll`).
-    pub rsa_work: std::sync::Arc<tokio::sync::Semaphore>,
+    pub rsa_work: crate::permits::RsaPermits,
     /// The default tenant's push certificate (`--push-cert`), shown on the admin page.
     pub push_certificate: Option<mdm_enroll::push::PushCertificate>,
 }
