@@ -11,6 +11,13 @@
 #
 #   benches/scep_vs_micromdm.sh [REQUESTS_PER_SERVER] [CHUNK]
 #
+# Defaults: 400 requests per server and mode, in chunks of 100. Shorter
+# chunks let one server's leftover work (Go's garbage collector finishing
+# after micromdm's chunk) run inside the other's timed window: with chunks of
+# 25 our 2-client rate measured 1 465-1 688 req/s side by side against
+# 1 800-1 836 req/s alone; with chunks of 100, 1 896-2 014 (micromdm's own
+# rate did not change with the chunk: 362-407 vs 401-420 req/s).
+#
 # Every answer is checked (CertRep answering the transactionID and nonce);
 # `failed=` counts FAILURE CertReps. Server logs are kept in
 # target/scep-vs-micromdm-logs/.
@@ -20,8 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-requests=${1:-200}
-chunk=${2:-25}
+requests=${1:-400}
+chunk=${2:-100}
 command -v scepserver >/dev/null || { echo "scepserver missing: apt-get install scep" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "openssl missing: apt-get install openssl" >&2; exit 1; }
 
