@@ -161,10 +161,11 @@ fn claim(
     Ok(true)
 }
 
-fn release(users: &mut Users, tenant: &TenantId, username: &str, device_id: &str) {
-    if let Some((_, devices)) = users.get_mut(&(tenant.clone(), username.to_owned())) {
-        devices.remove(device_id);
-    }
+/// Whether the device was in the user's set.
+fn release(users: &mut Users, tenant: &TenantId, username: &str, device_id: &str) -> bool {
+    users
+        .get_mut(&(tenant.clone(), username.to_owned()))
+        .is_some_and(|(_, devices)| devices.remove(device_id))
 }
 
 fn insert_activation(map: &mut Activations, activation: &Activation) -> Result<(), StoreError> {
@@ -645,7 +646,10 @@ impl CertificateStore for MemoryStore {
 
 /// The prior content of one entry a step's write touched.
 enum Undo {
-    User(UserKey, Option<(UserAccount, BTreeSet<String>)>),
+    /// The step added this device to the user's set: remove it.
+    Claimed(UserKey, String),
+    /// The step removed this device from the user's set: put it back.
+    Released(UserKey, String),
     Activation((TenantId, ActivationId), Option<Box<Versioned<Activation>>>),
     Device((TenantId, String), Option<ActivationId>),
     Challenge((TenantId, ChallengeDigest), Option<ChallengeRecord>),
@@ -734,18 +738,22 @@ impl Locked<'_> {
                 device_id,
                 max,
             } => {
-                let (k, v) = saved(&self.users, &user(tenant, username));
-                undo.push(Undo::User(k, v));
-                Applied::Claimed(claim(&mut self.users, tenant, username, device_id, *max)?)
+                // The undo names the one device added, not a copy of the
+                // user's whole set (which grows with the user's devices).
+                let added = claim(&mut self.users, tenant, username, device_id, *max)?;
+                if added {
+                    undo.push(Undo::Claimed(user(tenant, username), device_id.clone()));
+                }
+                Applied::Claimed(added)
             }
             Write::ReleaseDevice {
                 tenant,
                 username,
                 device_id,
             } => {
-                let (k, v) = saved(&self.users, &user(tenant, username));
-                undo.push(Undo::User(k, v));
-                release(&mut self.users, tenant, username, device_id);
+                if release(&mut self.users, tenant, username, device_id) {
+                    undo.push(Undo::Released(user(tenant, username), device_id.clone()));
+                }
                 Applied::Done
             }
             Write::RecordCertificate(c) => {
@@ -823,7 +831,16 @@ impl Locked<'_> {
     fn undo(&mut self, undo: Vec<Undo>) {
         for u in undo.into_iter().rev() {
             match u {
-                Undo::User(k, v) => restore(&mut self.users, (k, v)),
+                Undo::Claimed(k, device) => {
+                    if let Some((_, devices)) = self.users.get_mut(&k) {
+                        devices.remove(&device);
+                    }
+                }
+                Undo::Released(k, device) => {
+                    if let Some((_, devices)) = self.users.get_mut(&k) {
+                        devices.insert(device);
+                    }
+                }
                 Undo::Activation(k, v) => restore(&mut self.activations, (k, v.map(|v| *v))),
                 Undo::Device(k, v) => restore(&mut self.devices, (k, v)),
                 Undo::Challenge(k, v) => restore(&mut self.challenges, (k, v)),
