@@ -22,7 +22,8 @@
 # `failed=` counts FAILURE CertReps. Server logs are kept in
 # target/scep-vs-micromdm-logs/.
 # RSA_PERMITS=N passes `--rsa-permits N` to the example server (default: its
-# own, one fewer than the cores, which keeps a core for check-ins).
+# own, one fewer than the cores, plus one burst permit used only while nobody
+# waits and at most twice the cores' connections are open).
 # Needs root (unshare), openssl, the `scep` package (apt-get install scep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
