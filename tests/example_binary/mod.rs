@@ -15,20 +15,49 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+/// Every crate feature, and whether this test was compiled with it.
+const FEATURES: [(&str, bool); 6] = [
+    ("http", cfg!(feature = "http")),
+    ("test-support", cfg!(feature = "test-support")),
+    ("sqlite", cfg!(feature = "sqlite")),
+    ("postgres", cfg!(feature = "postgres")),
+    ("apns", cfg!(feature = "apns")),
+    ("aws-lc", cfg!(feature = "aws-lc")),
+];
+
 /// The crate features this test was compiled with: the example is built
 /// with the same ones.
 fn features() -> Vec<&'static str> {
-    [
-        ("http", cfg!(feature = "http")),
-        ("test-support", cfg!(feature = "test-support")),
-        ("sqlite", cfg!(feature = "sqlite")),
-        ("postgres", cfg!(feature = "postgres")),
-        ("apns", cfg!(feature = "apns")),
-        ("aws-lc", cfg!(feature = "aws-lc")),
-    ]
-    .into_iter()
-    .filter_map(|(name, on)| on.then_some(name))
-    .collect()
+    FEATURES
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+}
+
+/// A feature added to `Cargo.toml` but not to [`FEATURES`] would be left
+/// out of the examples these tests build.
+#[test]
+fn example_builds_know_every_crate_feature() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let section = manifest
+        .split("\n[features]\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [features] section");
+    let declared: Vec<&str> = section
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .map(|(name, _)| name.trim())
+        .filter(|name| !name.starts_with('#') && *name != "default")
+        .collect();
+    assert!(!declared.is_empty(), "no features read from Cargo.toml");
+    for name in declared {
+        assert!(
+            FEATURES.iter().any(|(known, _)| *known == name),
+            "feature {name:?} is missing from tests/example_binary FEATURES"
+        );
+    }
 }
 
 /// `cargo build --example name` into `profile_dir` (`<target>/<profile>`),
