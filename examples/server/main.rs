@@ -136,8 +136,9 @@ enum Work {
 /// another process's lock) never stalls the runtime. A handler whose RSA
 /// permit says [`permits::RsaPermit::on_worker`] runs directly on the worker
 /// instead: its work is bounded (a few RSA operations and store calls), and
-/// once requests queue at most cores−1 such handlers run, so a worker stays
-/// free. Skipping the hand-off is worth ~30 % of SCEP throughput with two
+/// once requests queue no new handler takes a worker (a request that waited
+/// runs under `block_in_place`; no burst permit is given), so the workers
+/// are free again as soon as the handlers already running finish. Skipping the hand-off is worth ~30 % of SCEP throughput with two
 /// clients on two cores (`benches/README.md`).
 ///
 /// A request timeout (the `TimeoutLayer`) drops this future only between

@@ -81,6 +81,16 @@ impl Drop for Counted {
     }
 }
 
+impl RsaPermit {
+    fn new(permit: OwnedSemaphorePermit, burst: bool, on_worker: bool) -> Self {
+        Self {
+            _permit: permit,
+            burst,
+            on_worker,
+        }
+    }
+}
+
 impl RsaPermits {
     /// `sustained` permits (at least 1), plus the burst permit when
     /// `sustained` is below `cores`.
@@ -108,26 +118,18 @@ impl RsaPermits {
     /// out (answer 503).
     pub async fn acquire(&self, wait: Duration) -> Option<RsaPermit> {
         if let Ok(p) = self.sustained.clone().try_acquire_owned() {
-            return Some(self.permit(p, false, self.on_worker));
+            return Some(RsaPermit::new(p, false, self.on_worker));
         }
         if self.waiting.load(Ordering::SeqCst) == 0
             && self.connections.load(Ordering::SeqCst) <= 2 * self.cores
             && let Ok(p) = self.burst.clone().try_acquire_owned()
         {
-            return Some(self.permit(p, true, self.on_worker));
+            return Some(RsaPermit::new(p, true, self.on_worker));
         }
         let _waiting = Counted::new(&self.waiting);
         match tokio::time::timeout(wait, self.sustained.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Some(self.permit(p, false, false)),
+            Ok(Ok(p)) => Some(RsaPermit::new(p, false, false)),
             _ => None,
-        }
-    }
-
-    fn permit(&self, permit: OwnedSemaphorePermit, burst: bool, on_worker: bool) -> RsaPermit {
-        RsaPermit {
-            _permit: permit,
-            burst,
-            on_worker,
         }
     }
 }
