@@ -183,23 +183,26 @@ fn insert_activation(map: &mut Activations, activation: &Activation) -> Result<(
     Ok(())
 }
 
+/// Replace the stored activation if it is at version `expected`; returns its
+/// key and the record it replaced (a step's undo keeps it, moved, not copied).
 fn update_activation(
     map: &mut Activations,
     activation: &Activation,
     expected: u64,
-) -> Result<u64, StoreError> {
-    let entry = map
-        .get_mut(&(activation.tenant.clone(), activation.id.clone()))
-        .ok_or(StoreError::NotFound)?;
+) -> Result<((TenantId, ActivationId), Versioned<Activation>), StoreError> {
+    let key = (activation.tenant.clone(), activation.id.clone());
+    let entry = map.get_mut(&key).ok_or(StoreError::NotFound)?;
     if entry.version != expected {
         return Err(StoreError::VersionConflict {
             expected,
             found: entry.version,
         });
     }
-    entry.value = activation.clone();
-    entry.version += 1;
-    Ok(entry.version)
+    let next = Versioned {
+        value: activation.clone(),
+        version: expected + 1,
+    };
+    Ok((key, std::mem::replace(entry, next)))
 }
 
 fn insert_challenge(map: &mut Challenges, record: &ChallengeRecord) -> Result<(), StoreError> {
@@ -448,6 +451,7 @@ impl ActivationStore for MemoryStore {
 
     fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError> {
         update_activation(&mut *lock(&self.activations)?, activation, expected)
+            .map(|(_, replaced)| replaced.version + 1)
     }
 
     fn device_activation(
@@ -699,14 +703,10 @@ impl Locked<'_> {
                 activation,
                 expected,
             } => {
-                let key = (activation.tenant.clone(), activation.id.clone());
-                let (k, v) = saved(&self.activations, &key);
-                undo.push(Undo::Activation(k, v.map(Box::new)));
-                Applied::Version(update_activation(
-                    &mut self.activations,
-                    activation,
-                    *expected,
-                )?)
+                let (key, replaced) =
+                    update_activation(&mut self.activations, activation, *expected)?;
+                undo.push(Undo::Activation(key, Some(Box::new(replaced))));
+                Applied::Version(expected + 1)
             }
             Write::SetDeviceActivation {
                 tenant,
@@ -822,7 +822,16 @@ impl Locked<'_> {
         })
     }
 
+    /// Save the queue as it was before the step, once per step: the undo
+    /// runs newest first, so the first copy is the one that counts and later
+    /// writes to the same queue need none.
     fn save_queue(&self, key: &QueueKey, undo: &mut Vec<Undo>) {
+        if undo
+            .iter()
+            .any(|u| matches!(u, Undo::Queue(saved, _) if saved == key))
+        {
+            return;
+        }
         let (k, v) = saved(&self.queues, key);
         undo.push(Undo::Queue(k, v));
     }
