@@ -8,7 +8,7 @@ use crate::activation::{
     Activation, ActivationError, ActivationId, AttributesPhase, ChallengeKind, Channel,
     CheckinEvent, CheckinMessage, CommandOutcome, CommandResult, CommandUuid, Input,
     IssuedIdentity, LoginAttempt, Output, Phase, QueueKey, QueuePolicy, QueuedCommand, Report,
-    ReportEvent, Secret, TenantId, UserAccount, VerifiedAttributes,
+    ReportEvent, Secret, TenantId, Transition, UserAccount, VerifiedAttributes,
 };
 use crate::store::{
     Applied, Binding, ChallengeRecord, Claim, Directory, IssuedCertificate, PushSender, Store,
@@ -883,19 +883,27 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             value: state,
             version,
         } = current;
-        let t = state.apply(input, ctx.now)?;
+        let Transition {
+            state: next,
+            outputs,
+        } = state.apply(input, ctx.now)?;
         let mut writes = Vec::new();
         let mut pushes = Vec::new();
-        for output in &t.outputs {
-            self.plan(&state, &t.state, output, ctx, &mut writes, &mut pushes)?;
+        for output in &outputs {
+            self.plan(&state, &next, output, ctx, &mut writes, &mut pushes)?;
         }
         writes.extend(extra);
-        if t.state != state {
+        // The update is the step's last write; it lends the new state to the
+        // store and gives it back after the commit (no copy).
+        let kept = if next != state {
             writes.push(Write::UpdateActivation {
-                activation: t.state.clone(),
+                activation: next,
                 expected: version,
             });
-        }
+            None
+        } else {
+            Some(next)
+        };
         let applied = if writes.is_empty() {
             Vec::new()
         } else {
@@ -930,6 +938,13 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 _ => {}
             }
         }
+        let next = match kept {
+            Some(next) => next,
+            None => match writes.pop() {
+                Some(Write::UpdateActivation { activation, .. }) => activation,
+                _ => return Err(ServiceError::Internal("step lost its update".into())),
+            },
+        };
         for channel in pushes {
             if ctx.token_update {
                 // The new token is valid again before its first push.
@@ -937,11 +952,11 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 self.note_token_update(&self.queue_key(ctx)?)?;
             }
             let mut events = Vec::new();
-            self.push_channel(&t.state, &channel, ctx.now, &mut events)?;
+            self.push_channel(&next, &channel, ctx.now, &mut events)?;
             ctx.events.extend(events);
         }
-        self.record_events(&t.state.id, &t.outputs, ctx);
-        Ok(t.state)
+        self.record_events(&next.id, &outputs, ctx);
+        Ok(next)
     }
 
     /// The store write an output asks for (pushes wait until the step committed).
