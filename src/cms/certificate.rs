@@ -125,6 +125,8 @@ struct Decoded {
     tbs_ber: Option<Vec<u8>>,
     spans: Spans,
     public_key: OnceLock<Result<PublicKey, CertificateError>>,
+    /// SHA-256 of `der`, computed on first use.
+    fingerprint: OnceLock<[u8; 32]>,
 }
 
 impl PartialEq for Certificate {
@@ -209,6 +211,7 @@ impl Certificate {
             tbs_ber,
             spans,
             public_key: OnceLock::new(),
+            fingerprint: OnceLock::new(),
         })))
     }
 
@@ -311,7 +314,10 @@ impl Certificate {
 
     /// SHA-256 of the DER (the fingerprint used to bind an identity to an enrollment).
     pub fn sha256_fingerprint(&self) -> [u8; 32] {
-        Sha256::digest(&self.0.der).into()
+        *self
+            .0
+            .fingerprint
+            .get_or_init(|| Sha256::digest(&self.0.der).into())
     }
 
     /// The outer signature algorithm.

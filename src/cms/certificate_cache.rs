@@ -102,8 +102,12 @@ impl CertificateCache {
     /// arbitrary entry makes room first.
     fn keep(&self, raw: &[u8], certificate: &Certificate) {
         let mut entries = self.lock();
+        if entries.contains_key(raw) {
+            // Equal encodings decode to equal certificates: keep the entry
+            // (no copy of the key, no new allocation on every request).
+            return;
+        }
         if entries.len() >= self.capacity
-            && !entries.contains_key(raw)
             && let Some(victim) = entries.keys().next().cloned()
         {
             entries.remove(&victim);
