@@ -105,27 +105,32 @@ fn format_real(r: f64) -> String {
 }
 
 fn text_element(out: &mut Vec<u8>, tag: &'static str, text: &str) -> Result<(), PlistError> {
-    if text.contains('\0') {
-        return Err(PlistError::NulCharacter { element: tag });
-    }
     out.push(b'<');
     out.extend_from_slice(tag.as_bytes());
     out.push(b'>');
-    for c in text.chars() {
-        match c {
-            '&' => out.extend_from_slice(b"&amp;"),
-            '<' => out.extend_from_slice(b"&lt;"),
-            '>' => out.extend_from_slice(b"&gt;"),
-            '\t' | '\n' | '\r' => out.push(c as u8),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("&#x{:X};", c as u32).as_bytes());
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    // Every byte that needs escaping is ASCII, and no byte of a multi-byte
+    // UTF-8 sequence is: copy the runs between them whole.
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            0 => return Err(PlistError::NulCharacter { element: tag }),
+            b'&' | b'<' | b'>' => {}
+            b'\t' | b'\n' | b'\r' => continue,
+            0x01..=0x1F => {}
+            _ => continue,
         }
+        out.extend_from_slice(bytes.get(run..i).unwrap_or_default());
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            // C0 controls: character references (only `decode` reads them).
+            _ => out.extend_from_slice(format!("&#x{b:X};").as_bytes()),
+        }
+        run = i + 1;
     }
+    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
     out.extend_from_slice(b"</");
     out.extend_from_slice(tag.as_bytes());
     out.extend_from_slice(b">\n");
@@ -167,6 +172,42 @@ mod tests {
             }
         }
         assert!(encode_xml(&Value::String("\0".into())).is_err());
+    }
+
+    /// The run-copying escaper writes exactly what escaping one character
+    /// at a time writes.
+    #[test]
+    fn text_escaping_matches_the_per_character_rule() {
+        fn per_char(text: &str) -> String {
+            let mut s = String::new();
+            for c in text.chars() {
+                match c {
+                    '&' => s.push_str("&amp;"),
+                    '<' => s.push_str("&lt;"),
+                    '>' => s.push_str("&gt;"),
+                    '\t' | '\n' | '\r' => s.push(c),
+                    c if (c as u32) < 0x20 => s.push_str(&format!("&#x{:X};", c as u32)),
+                    c => s.push(c),
+                }
+            }
+            format!("<string>{s}</string>\n")
+        }
+        let every_ascii: String = (1u8..0x80).map(char::from).collect();
+        for text in [
+            "",
+            "plain",
+            "&",
+            "a<b>c&d",
+            "<<>>&&",
+            "\u{1}x\u{1f}",
+            "é<ü>€&😀\u{7}",
+            "trailing&",
+            every_ascii.as_str(),
+        ] {
+            let mut out = Vec::new();
+            text_element(&mut out, "string", text).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), per_char(text), "{text:?}");
+        }
     }
 
     #[test]
