@@ -13,6 +13,12 @@
 # server's RSA private operations (every RsaKey sign and key unwrap), its
 # public ones (verifications, the CertRep key transport) and the rest.
 # Needs valgrind (Debian: apt-get install valgrind).
+#
+# Read "everything else" as the figure to compare between commits. The
+# ratios are a lower bound of the wall-time ones: valgrind's CPU has no
+# AVX-512, so aws-lc runs its AVX2 RSA code here, more instructions than the
+# AVX-512 code a recent Xeon runs, and RSA arithmetic retires more
+# instructions per cycle than the branchy, allocating rest.
 set -euo pipefail
 N=${1:-20}
 FEATURES=${2:-test-support,aws-lc}
