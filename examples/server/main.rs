@@ -138,8 +138,9 @@ enum Work {
 /// instead: its work is bounded (a few RSA operations and store calls), and
 /// once requests queue no new handler takes a worker (a request that waited
 /// runs under `block_in_place`; no burst permit is given), so the workers
-/// are free again as soon as the handlers already running finish. Skipping the hand-off is worth ~30 % of SCEP throughput with two
-/// clients on two cores (`benches/README.md`).
+/// are free again as soon as the handlers already running finish. Skipping
+/// the hand-off is worth ~30 % of SCEP throughput with two clients on two
+/// cores (`benches/README.md`).
 ///
 /// A request timeout (the `TimeoutLayer`) drops this future only between
 /// polls, never inside `f`: `f` runs to completion within one poll, so a

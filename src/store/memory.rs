@@ -824,7 +824,8 @@ impl Locked<'_> {
 
     /// Save the queue as it was before the step, once per step: the undo
     /// runs newest first, so the first copy is the one that counts and later
-    /// writes to the same queue need none.
+    /// writes to the same queue need none. The scan is over this step's undo
+    /// log, a handful of entries for the steps the engine builds.
     fn save_queue(&self, key: &QueueKey, undo: &mut Vec<Undo>) {
         if undo
             .iter()
