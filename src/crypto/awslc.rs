@@ -70,7 +70,7 @@ pub(super) fn encrypt_pkcs1v15(spki: &[u8], data: &[u8]) -> Option<Result<Vec<u8
 pub(super) struct ParsedKeys([OnceLock<Option<ParsedPublicKey>>; 4]);
 
 impl ParsedKeys {
-    fn slot(&self, digest: DigestAlgorithm) -> &OnceLock<Option<ParsedPublicKey>> {
+    pub(super) fn slot(&self, digest: DigestAlgorithm) -> &OnceLock<Option<ParsedPublicKey>> {
         let [sha1, sha256, sha384, sha512] = &self.0;
         match digest {
             DigestAlgorithm::Sha1 => sha1,

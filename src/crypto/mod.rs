@@ -335,9 +335,15 @@ impl CryptoProvider {
 
 /// An RSA public key, parsed by a [`CryptoProvider`].
 ///
-/// Equality compares the modulus and exponent.
+/// Equality compares the modulus and exponent. Clones share one parsed key:
+/// what a backend prepares on the first verification (aws-lc's parsed key
+/// and Montgomery context, the `rsa` crate's key) serves every clone after
+/// it, so a key kept with a certificate is prepared once, not per request.
 #[derive(Clone)]
-pub struct PublicKey {
+pub struct PublicKey(std::sync::Arc<KeyState>);
+
+/// The shared state behind a [`PublicKey`].
+struct KeyState {
     provider: CryptoProvider,
     spki: Vec<u8>,
     /// The subjectPublicKey bits: a DER `RSAPublicKey` (PKCS#1).
@@ -356,14 +362,14 @@ impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PublicKey")
             .field("bits", &self.bits())
-            .field("provider", &self.provider.name())
+            .field("provider", &self.0.provider.name())
             .finish_non_exhaustive()
     }
 }
 
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
-        self.modulus == other.modulus && self.exponent == other.exponent
+        self.0.modulus == other.0.modulus && self.0.exponent == other.0.exponent
     }
 }
 
@@ -371,7 +377,7 @@ impl Eq for PublicKey {}
 
 impl spki::EncodePublicKey for PublicKey {
     fn to_public_key_der(&self) -> spki::Result<der::Document> {
-        Ok(der::Document::try_from(self.spki.as_slice())?)
+        Ok(der::Document::try_from(self.0.spki.as_slice())?)
     }
 }
 
@@ -403,7 +409,7 @@ impl PublicKey {
             .ok_or_else(|| bad("subjectPublicKey has unused bits".into()))?;
         let parts = pkcs1::RsaPublicKey::<der::asn1::UintRef<'_>>::from_der(pkcs1)
             .map_err(|e| bad(e.to_string()))?;
-        let mut key = Self {
+        let mut key = KeyState {
             provider,
             spki: der.to_vec(),
             #[cfg(feature = "aws-lc")]
@@ -417,41 +423,42 @@ impl PublicKey {
         if provider.backend == Backend::RustCrypto {
             key.rust = std::sync::OnceLock::from(rustcrypto::Public::from_spki(der)?);
         }
-        Ok(key)
+        Ok(Self(std::sync::Arc::new(key)))
     }
 
     /// The provider that parsed this key (and performs its operations).
     pub fn provider(&self) -> CryptoProvider {
-        self.provider
+        self.0.provider
     }
 
     /// The DER SubjectPublicKeyInfo.
     pub fn spki_der(&self) -> &[u8] {
-        &self.spki
+        &self.0.spki
     }
 
     /// The modulus, big-endian without leading zeros.
     pub fn modulus(&self) -> &[u8] {
-        &self.modulus
+        &self.0.modulus
     }
 
     /// The public exponent, big-endian without leading zeros.
     pub fn exponent(&self) -> &[u8] {
-        &self.exponent
+        &self.0.exponent
     }
 
     /// The modulus size in bytes (the length of a signature or ciphertext).
     pub fn size(&self) -> usize {
-        self.modulus.len()
+        self.0.modulus.len()
     }
 
     /// The modulus size in bits.
     pub fn bits(&self) -> usize {
         let lead = self
+            .0
             .modulus
             .first()
             .map_or(0, |b| b.leading_zeros() as usize);
-        (self.modulus.len() * 8).saturating_sub(lead)
+        (self.0.modulus.len() * 8).saturating_sub(lead)
     }
 
     /// Verify an RSA PKCS#1 v1.5 signature over `message` (hashed with `digest`).
@@ -461,7 +468,7 @@ impl PublicKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), CryptoError> {
-        match self.provider.backend {
+        match self.0.provider.backend {
             Backend::RustCrypto => self.rust()?.verify(digest, message, signature),
             #[cfg(feature = "aws-lc")]
             Backend::AwsLc => match awslc::verify(self, digest, message, signature) {
@@ -486,8 +493,8 @@ impl PublicKey {
         data: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         #[cfg(feature = "aws-lc")]
-        if self.provider.backend == Backend::AwsLc
-            && let Some(result) = awslc::encrypt_pkcs1v15(&self.spki, data)
+        if self.0.provider.backend == Backend::AwsLc
+            && let Some(result) = awslc::encrypt_pkcs1v15(&self.0.spki, data)
         {
             return result;
         }
@@ -497,28 +504,28 @@ impl PublicKey {
     /// The `rsa` crate's key: the one parsed at construction or at first
     /// use (fallbacks on other backends), parsed once per key.
     fn rust(&self) -> Result<&rustcrypto::Public, CryptoError> {
-        if let Some(k) = self.rust.get() {
+        if let Some(k) = self.0.rust.get() {
             return Ok(k);
         }
-        let parsed = rustcrypto::Public::from_spki(&self.spki)?;
-        Ok(self.rust.get_or_init(|| parsed))
+        let parsed = rustcrypto::Public::from_spki(&self.0.spki)?;
+        Ok(self.0.rust.get_or_init(|| parsed))
     }
 
     /// The SubjectPublicKeyInfo as the `spki` crate's type (certificate builders).
     pub fn to_spki(&self) -> Result<SubjectPublicKeyInfoOwned, CryptoError> {
         use der::Decode;
-        SubjectPublicKeyInfoOwned::from_der(&self.spki)
+        SubjectPublicKeyInfoOwned::from_der(&self.0.spki)
             .map_err(|e| CryptoError::UnsupportedKey(e.to_string()))
     }
 
     #[cfg(feature = "aws-lc")]
     fn pkcs1_der(&self) -> &[u8] {
-        &self.pkcs1
+        &self.0.pkcs1
     }
 
     #[cfg(feature = "aws-lc")]
     fn aws_parsed(&self) -> &awslc::ParsedKeys {
-        &self.aws
+        &self.0.aws
     }
 }
 
@@ -813,6 +820,36 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key kept with a certificate hands out clones (one per request):
+    /// what the first verification prepared must serve the later ones, or
+    /// every `Mdm-Signature` pays for a key parse and a Montgomery setup.
+    #[test]
+    fn clones_share_what_the_first_verification_prepared() {
+        let ca = crate::cms::Certificate::from_der(
+            crate::cms::device_attributes::APPLE_IPHONE_DEVICE_CA_DER,
+        )
+        .expect("embedded CA");
+        for provider in CryptoProvider::all() {
+            let kept = provider
+                .public_key_from_spki_der(ca.spki_der())
+                .expect("CA key");
+            let per_request = kept.clone();
+            // A wrong signature still makes the backend prepare the key.
+            assert!(
+                per_request
+                    .verify(DigestAlgorithm::Sha256, b"message", &[1u8; 128])
+                    .is_err()
+            );
+            let prepared = match provider.backend {
+                Backend::RustCrypto => kept.0.rust.get().is_some(),
+                #[cfg(feature = "aws-lc")]
+                Backend::AwsLc => kept.0.aws.slot(DigestAlgorithm::Sha256).get().is_some(),
+            };
+            assert!(prepared, "{provider:?}: the kept key was not prepared");
+            assert!(std::sync::Arc::ptr_eq(&kept.0, &per_request.0));
+        }
+    }
 
     #[test]
     fn constant_time_eq_works() {
