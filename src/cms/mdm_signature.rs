@@ -82,7 +82,10 @@ fn verify_with_cache(
         });
     }
     let signer = sd.verify_signer(0, Some(body))?.clone();
-    if let Some(cache) = cache {
+    // A signer taken from the cache is there already: no second lookup.
+    if let Some(cache) = cache
+        && !sd.all_certificates_cached()
+    {
         cache.insert(&signer);
     }
     Ok(signer)

@@ -36,6 +36,9 @@ pub struct SignedData {
     content_type: ObjectIdentifier,
     content: Option<Vec<u8>>,
     certificates: Vec<Certificate>,
+    /// Whether every certificate came from a [`CertificateCache`] (then
+    /// there is nothing new to keep).
+    all_cached: bool,
     signers: Vec<SignerInfo>,
 }
 
@@ -266,6 +269,7 @@ impl SignedData {
         };
 
         let mut certificates = Vec::new();
+        let mut all_cached = true;
         let mut signer_infos = None;
         for el in it {
             if el.is(Class::Context, 0) && el.constructed && signer_infos.is_none() {
@@ -273,6 +277,7 @@ impl SignedData {
                     // Only plain certificates; other CertificateChoices are skipped.
                     if choice.is(Class::Universal, asn1::SEQUENCE) {
                         let kept = cache.and_then(|c| c.get(choice.raw));
+                        all_cached &= kept.is_some();
                         certificates.push(match kept {
                             Some(certificate) => certificate,
                             None => Certificate::from_element(&choice)?,
@@ -297,6 +302,7 @@ impl SignedData {
             content_type,
             content,
             certificates,
+            all_cached,
             signers,
         })
     }
@@ -324,6 +330,12 @@ impl SignedData {
     /// The certificates the message carries (untrusted until verified).
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
+    }
+
+    /// Whether [`Self::parse_with_cache`] took every certificate from its
+    /// cache (so none of them is new to it).
+    pub(crate) fn all_certificates_cached(&self) -> bool {
+        self.all_cached
     }
 
     /// The SignerInfos.
