@@ -158,17 +158,14 @@ fn bench(c: &mut Criterion) {
     // functions moves with the drift; this one pairs every activation with
     // its own baseline. Criterion reports the server time; the ratio of the
     // two sums is printed after the group (`RATIO (paired)`).
-    let mut paired = (Duration::ZERO, Duration::ZERO);
+    let mut paired = support::Paired::default();
     group.bench_function("server_13_steps_paired_with_private_ops", |b| {
         let garbage = vec![1u8; 256];
         b.iter_custom(|iters| {
             let mut server = Duration::ZERO;
             for _ in 0..iters {
                 let this = server_activation(&mut rng);
-                let start = Instant::now();
-                private_ops(&garbage);
-                paired.1 += start.elapsed();
-                paired.0 += this;
+                paired.add(this, || private_ops(&garbage));
                 server += this;
             }
             server
@@ -217,14 +214,7 @@ fn bench(c: &mut Criterion) {
         "server_13_steps_real_crypto",
         "rsa2048_server_rsa_ops_of_one_activation",
     );
-    if !paired.1.is_zero() {
-        println!(
-            "RATIO (paired) {name}: server_13_steps / its 5 private ops = {:.3}  ({:.1} ms / {:.1} ms over every iteration run)",
-            paired.0.as_secs_f64() / paired.1.as_secs_f64(),
-            paired.0.as_secs_f64() * 1e3,
-            paired.1.as_secs_f64() * 1e3,
-        );
-    }
+    paired.print(&name, "server_13_steps / its 5 private ops");
 }
 
 criterion_group!(benches, bench);

@@ -1,6 +1,9 @@
 //! PKCSReq → CertRep on the server, beside the raw RSA private-key operations
 //! it must perform (unwrap the CEK, sign the certificate, sign the CertRep),
 //! so `overhead = pkcsreq_to_certrep / rsa_floor` reads off one run.
+//! `pkcsreq_to_certrep_paired_with_floor` times the floor right after each
+//! request and prints `RATIO (paired)`, the ratio to read on a host whose
+//! speed drifts between criterion's functions.
 //!
 //! Input: the captured Apple-emulator PKCSReq (AES-128-CBC, SHA-256, RSA-2048
 //! CA `rfcku-ca`) from `tests/vectors/scep/captured/`.
@@ -8,7 +11,7 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "support/mod.rs"]
@@ -56,22 +59,56 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(&name);
     g.sample_size(30);
 
+    // One PKCSReq answered with an issued certificate; the CertRep's length.
+    let certrep = |rng: &mut UnwrapErr<getrandom::SysRng>| {
+        let ScepOutcome::Certificate(cr) = responder.handle(&request, now, rng) else {
+            panic!("not a certificate request")
+        };
+        let policy = LeafPolicy::client_auth(cr.csr().subject().clone());
+        let issued = cr
+            .issue(
+                &policy,
+                pki::random_serial(rng),
+                pki::validity(now, Duration::from_secs(86400)).unwrap(),
+                now,
+                rng,
+            )
+            .unwrap();
+        issued.response.body.len()
+    };
     g.bench_function("pkcsreq_to_certrep", |b| {
-        b.iter(|| {
-            let ScepOutcome::Certificate(cr) = responder.handle(&request, now, &mut rng) else {
-                panic!("not a certificate request")
-            };
-            let policy = LeafPolicy::client_auth(cr.csr().subject().clone());
-            let issued = cr
-                .issue(
-                    &policy,
-                    pki::random_serial(&mut rng),
-                    pki::validity(now, Duration::from_secs(86400)).unwrap(),
-                    now,
-                    &mut rng,
-                )
-                .unwrap();
-            black_box(issued.response.body.len())
+        b.iter(|| black_box(certrep(&mut rng)))
+    });
+
+    // The same, each request followed on the same thread by the floor's
+    // three private operations (below): `RATIO (paired)` after the group
+    // is the figure to read on a host whose speed drifts between
+    // criterion's functions.
+    let limits = BerLimits::default();
+    let msg = PkiMessage::decode(&body, &limits).unwrap();
+    let env: EnvelopedData = msg.envelope(&limits).unwrap();
+    let ek = env.recipients[0].encrypted_key.clone();
+    let tbs = vec![0x42u8; 700];
+    let floor = || {
+        let cek = key.unwrap_key(black_box(&ek), 16).unwrap();
+        let s1 = key.sign(DigestAlgorithm::Sha256, black_box(&tbs)).unwrap();
+        let s2 = key
+            .sign(DigestAlgorithm::Sha256, black_box(&tbs[..300]))
+            .unwrap();
+        black_box((cek, s1, s2));
+    };
+    let mut paired = support::Paired::default();
+    g.bench_function("pkcsreq_to_certrep_paired_with_floor", |b| {
+        b.iter_custom(|iters| {
+            let mut measured = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                black_box(certrep(&mut rng));
+                let this = start.elapsed();
+                paired.add(this, floor);
+                measured += this;
+            }
+            measured
         })
     });
 
@@ -86,21 +123,7 @@ fn bench(c: &mut Criterion) {
 
     // The floor: one RSA-2048 PKCS#1 v1.5 decryption (CEK) and two RSA-2048
     // signatures (certificate, CertRep), nothing else.
-    let limits = BerLimits::default();
-    let msg = PkiMessage::decode(&body, &limits).unwrap();
-    let env: EnvelopedData = msg.envelope(&limits).unwrap();
-    let ek = env.recipients[0].encrypted_key.clone();
-    let tbs = vec![0x42u8; 700];
-    g.bench_function("rsa_floor", |b| {
-        b.iter(|| {
-            let cek = key.unwrap_key(black_box(&ek), 16).unwrap();
-            let s1 = key.sign(DigestAlgorithm::Sha256, black_box(&tbs)).unwrap();
-            let s2 = key
-                .sign(DigestAlgorithm::Sha256, black_box(&tbs[..300]))
-                .unwrap();
-            black_box((cek, s1, s2))
-        })
-    });
+    g.bench_function("rsa_floor", |b| b.iter(floor));
     g.bench_function("rsa_floor_failure", |b| {
         b.iter(|| {
             let cek = key.unwrap_key(black_box(&ek), 16).unwrap();
@@ -123,6 +146,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
     support::ratio(&name, "pkcsreq_to_certrep", "rsa_floor");
     support::ratio(&name, "pkcsreq_to_failure", "rsa_floor_failure");
+    paired.print(&name, "pkcsreq_to_certrep / rsa_floor");
 }
 
 criterion_group!(benches, bench);

@@ -80,3 +80,39 @@ pub fn ratio(group: &str, numerator: &str, denominator: &str) {
         1e9 / n
     );
 }
+
+/// Running sums of a measured operation and its own RSA baseline, the
+/// baseline timed right after each measured iteration on the same thread:
+/// host-speed drift, which skews a ratio of two criterion functions run
+/// minutes apart, moves both sums together.
+#[derive(Default)]
+pub struct Paired {
+    /// Time inside the measured operation.
+    pub measured: std::time::Duration,
+    /// Time inside the baseline run after each measured iteration.
+    pub baseline: std::time::Duration,
+}
+
+impl Paired {
+    /// Time `baseline` once and add it, with `measured`, to the sums.
+    pub fn add(&mut self, measured: std::time::Duration, baseline: impl FnOnce()) {
+        let start = std::time::Instant::now();
+        baseline();
+        self.baseline += start.elapsed();
+        self.measured += measured;
+    }
+
+    /// Print `RATIO (paired) group: what = x` (nothing if no iteration ran,
+    /// as when a filter skipped the function).
+    pub fn print(&self, group: &str, what: &str) {
+        if self.baseline.is_zero() {
+            return;
+        }
+        println!(
+            "RATIO (paired) {group}: {what} = {:.3}  ({:.1} ms / {:.1} ms over every iteration run)",
+            self.measured.as_secs_f64() / self.baseline.as_secs_f64(),
+            self.measured.as_secs_f64() * 1e3,
+            self.baseline.as_secs_f64() * 1e3,
+        );
+    }
+}
