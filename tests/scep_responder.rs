@@ -16,7 +16,7 @@ use mdm_enroll::http::{Method, Request, Response, media_type};
 use mdm_enroll::pki::{self, LeafPolicy};
 use mdm_enroll::scep::{
     Capabilities, Challenge, ChallengeVerdict, ChallengeVerifier, FailInfo, MessageType,
-    PkiMessage, PkiStatus, RequestFingerprint, ScepOutcome, ScepResponder, oid,
+    PkiMessage, PkiStatus, RequestFingerprint, ScepError, ScepOutcome, ScepResponder, oid,
 };
 use mdm_enroll::wire::BerLimits;
 use rand_core::UnwrapErr;
@@ -711,6 +711,14 @@ fn pending_then_getcertinitial_delivers() {
     let (cert, cipher) = issued_cert(&rep, &key("keys/certmonger-cm6.key.pem"));
     assert_eq!(cert.der(), issued.record.certificate);
     assert_eq!(cipher, ContentCipher::Aes256Cbc);
+    // A record whose certificate the caller's store damaged is an error,
+    // not a SUCCESS carrying bytes that are no certificate.
+    let mut damaged = issued.record.clone();
+    damaged.certificate.truncate(damaged.certificate.len() / 2);
+    assert!(matches!(
+        poll.issued(&damaged, now, &mut rng()),
+        Err(ScepError::Certificate(_))
+    ));
     let none = decode(&poll.reject(FailInfo::BadCertId, now, &mut rng()));
     assert_eq!(none.fail_info(), Some(FailInfo::BadCertId));
 }

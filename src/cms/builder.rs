@@ -247,6 +247,13 @@ impl<'a> SignedDataBuilder<'a> {
 /// A certs-only ("degenerate") SignedData holding `certs` in the order given:
 /// no content, no signers (SCEP GetCACert CA/RA chains and CertRep payloads).
 pub fn degenerate(certs: &[Certificate]) -> Result<Vec<u8>, CmsError> {
+    let ders: Vec<&[u8]> = certs.iter().map(Certificate::der).collect();
+    degenerate_der(&ders)
+}
+
+/// [`degenerate`] over certificates the crate itself has just encoded, as
+/// DER: each must be one well-formed TLV (checked), and is not parsed again.
+pub(crate) fn degenerate_der(certs: &[&[u8]]) -> Result<Vec<u8>, CmsError> {
     let signed_data = SignedDataOut {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::new(),
@@ -257,7 +264,7 @@ pub fn degenerate(certs: &[Certificate]) -> Result<Vec<u8>, CmsError> {
         certificates: if certs.is_empty() {
             None
         } else {
-            let ders = certs.iter().map(|c| AnyRef::try_from(c.der()));
+            let ders = certs.iter().map(|der| AnyRef::try_from(*der));
             Some(InOrder(ders.collect::<Result<_, _>>()?))
         },
         signer_infos: SetOfVec::new(),

@@ -373,20 +373,17 @@ impl ScepResponder {
         }
     }
 
-    /// A SUCCESS CertRep carrying `cert_der`, enveloped to the exchange's
+    /// A SUCCESS CertRep carrying `p7` (a certs-only SignedData), enveloped to the exchange's
     /// signer (its key as parsed when the request was read) with its cipher.
     fn success<R: rand_core::CryptoRng + ?Sized>(
         &self,
         exchange: &Exchange<'_>,
-        cert_der: &[u8],
+        p7: &[u8],
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Response, ScepError> {
-        let issued = cms::Certificate::from_der(cert_der)
-            .map_err(|e| ScepError::Certificate(e.to_string()))?;
-        let p7 = cms::degenerate(&[issued])?;
         let env = EnvelopedData::encrypt(
-            &p7,
+            p7,
             &RecipientIdentity::of(&exchange.signer),
             &exchange.signer_key,
             exchange.cipher,
@@ -513,13 +510,30 @@ impl Exchange<'_> {
             .reply(&self.message, status, fail_info, None, now, rng)
     }
 
+    /// SUCCESS carrying a certificate the caller kept (a replay or a
+    /// poll): parsed first, so a damaged record is an error, not a reply.
     fn deliver<R: rand_core::CryptoRng + ?Sized>(
         &self,
         cert_der: &[u8],
         now: SystemTime,
         rng: &mut R,
     ) -> Result<Response, ScepError> {
-        self.responder.success(self, cert_der, now, rng)
+        let kept = cms::Certificate::from_der(cert_der)
+            .map_err(|e| ScepError::Certificate(e.to_string()))?;
+        let p7 = cms::degenerate(&[kept])?;
+        self.responder.success(self, &p7, now, rng)
+    }
+
+    /// SUCCESS carrying the certificate this responder has just encoded
+    /// (not parsed back).
+    fn deliver_issued<R: rand_core::CryptoRng + ?Sized>(
+        &self,
+        cert_der: &[u8],
+        now: SystemTime,
+        rng: &mut R,
+    ) -> Result<Response, ScepError> {
+        let p7 = crate::cms::builder::degenerate_der(&[cert_der])?;
+        self.responder.success(self, &p7, now, rng)
     }
 }
 
@@ -605,7 +619,7 @@ impl CertificateRequest<'_> {
             validity,
         )?;
         let der = cert.to_der().map_err(PkiError::from)?;
-        let response = self.exchange.deliver(&der, now, rng)?;
+        let response = self.exchange.deliver_issued(&der, now, rng)?;
         Ok(Issued {
             response,
             certificate: cert,
