@@ -80,10 +80,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(certrep(&mut rng)))
     });
 
-    // The same, each request followed on the same thread by the floor's
-    // three private operations (below): `RATIO (paired)` after the group
-    // is the figure to read on a host whose speed drifts between
-    // criterion's functions.
+    // The floor: one RSA-2048 PKCS#1 v1.5 decryption (CEK) and two RSA-2048
+    // signatures (certificate, CertRep), nothing else.
     let limits = BerLimits::default();
     let msg = PkiMessage::decode(&body, &limits).unwrap();
     let env: EnvelopedData = msg.envelope(&limits).unwrap();
@@ -97,6 +95,9 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         black_box((cek, s1, s2));
     };
+    // The same request, each followed on the same thread by the floor:
+    // `RATIO (paired)` after the group is the figure to read on a host whose
+    // speed drifts between criterion's functions.
     let mut paired = support::Paired::default();
     g.bench_function("pkcsreq_to_certrep_paired_with_floor", |b| {
         b.iter_custom(|iters| {
@@ -121,8 +122,6 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // The floor: one RSA-2048 PKCS#1 v1.5 decryption (CEK) and two RSA-2048
-    // signatures (certificate, CertRep), nothing else.
     g.bench_function("rsa_floor", |b| b.iter(floor));
     g.bench_function("rsa_floor_failure", |b| {
         b.iter(|| {

@@ -251,8 +251,9 @@ pub fn degenerate(certs: &[Certificate]) -> Result<Vec<u8>, CmsError> {
     degenerate_der(&ders)
 }
 
-/// [`degenerate`] over certificates the crate itself has just encoded, as
-/// DER: each must be one well-formed TLV (checked), and is not parsed again.
+/// [`degenerate`] over certificates as DER the crate encoded or parsed
+/// itself: each must be one well-formed TLV (checked), and is not parsed
+/// again.
 pub(crate) fn degenerate_der(certs: &[&[u8]]) -> Result<Vec<u8>, CmsError> {
     let signed_data = SignedDataOut {
         version: CmsVersion::V1,

@@ -373,8 +373,9 @@ impl ScepResponder {
         }
     }
 
-    /// A SUCCESS CertRep carrying `p7` (a certs-only SignedData), enveloped to the exchange's
-    /// signer (its key as parsed when the request was read) with its cipher.
+    /// A SUCCESS CertRep carrying `p7` (a certs-only SignedData), enveloped
+    /// to the exchange's signer (its key as parsed when the request was
+    /// read) with its cipher.
     fn success<R: rand_core::CryptoRng + ?Sized>(
         &self,
         exchange: &Exchange<'_>,
@@ -512,7 +513,7 @@ impl Exchange<'_> {
 
     /// SUCCESS carrying a certificate the caller kept (a replay or a
     /// poll): parsed first, so a damaged record is an error, not a reply.
-    fn deliver<R: rand_core::CryptoRng + ?Sized>(
+    fn deliver_kept<R: rand_core::CryptoRng + ?Sized>(
         &self,
         cert_der: &[u8],
         now: SystemTime,
@@ -520,13 +521,12 @@ impl Exchange<'_> {
     ) -> Result<Response, ScepError> {
         let kept = cms::Certificate::from_der(cert_der)
             .map_err(|e| ScepError::Certificate(e.to_string()))?;
-        let p7 = cms::degenerate(&[kept])?;
-        self.responder.success(self, &p7, now, rng)
+        self.deliver(kept.der(), now, rng)
     }
 
-    /// SUCCESS carrying the certificate this responder has just encoded
-    /// (not parsed back).
-    fn deliver_issued<R: rand_core::CryptoRng + ?Sized>(
+    /// SUCCESS carrying a certificate as DER this crate encoded or parsed
+    /// (not parsed again).
+    fn deliver<R: rand_core::CryptoRng + ?Sized>(
         &self,
         cert_der: &[u8],
         now: SystemTime,
@@ -619,7 +619,7 @@ impl CertificateRequest<'_> {
             validity,
         )?;
         let der = cert.to_der().map_err(PkiError::from)?;
-        let response = self.exchange.deliver_issued(&der, now, rng)?;
+        let response = self.exchange.deliver(&der, now, rng)?;
         Ok(Issued {
             response,
             certificate: cert,
@@ -653,7 +653,7 @@ impl CertificateRequest<'_> {
         if !self.is_replay_of(record) {
             return Ok(self.reject(FailInfo::BadRequest, now, rng));
         }
-        self.exchange.deliver(&record.certificate, now, rng)
+        self.exchange.deliver_kept(&record.certificate, now, rng)
     }
 
     /// Refuse with `fail_info` (use [`FailInfo::BadRequest`] for a bad challenge).
@@ -711,7 +711,7 @@ impl PollRequest<'_> {
         if record.transaction_id != self.transaction_id() {
             return Ok(self.reject(FailInfo::BadCertId, now, rng));
         }
-        self.exchange.deliver(&record.certificate, now, rng)
+        self.exchange.deliver_kept(&record.certificate, now, rng)
     }
 
     /// Still waiting.
