@@ -190,10 +190,20 @@ pub(crate) struct SignerInfoOut<'a> {
 pub(crate) struct SignedDataOut<'a> {
     pub version: cms::content_info::CmsVersion,
     pub digest_algorithms: cms::signed_data::DigestAlgorithmIdentifiers,
-    pub encap_content_info: cms::signed_data::EncapsulatedContentInfo,
+    pub encap_content_info: EncapsulatedContentOut<'a>,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
     pub certificates: Option<InOrder<'a>>,
     pub signer_infos: der::asn1::SetOfVec<SignerInfoOut<'a>>,
+}
+
+/// `EncapsulatedContentInfo` (RFC 5652 §5.2) to encode: the content is
+/// borrowed and written once, straight into the output (the `cms` crate's
+/// type holds it as an owned `Any`, a copy of the whole body).
+#[derive(Clone, Debug, Eq, PartialEq, der::Sequence)]
+pub(crate) struct EncapsulatedContentOut<'a> {
+    pub econtent_type: ObjectIdentifier,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    pub econtent: Option<&'a der::asn1::OctetStringRef>,
 }
 
 /// `RecipientIdentifier` (RFC 5652 §6.2.1), with [`IssuerAndSerial`] in
@@ -286,15 +296,89 @@ impl der::FixedTag for StringOctets {
     const TAG: der::Tag = der::Tag::OctetString;
 }
 
-/// DER of a `ContentInfo` (`cms::content_info::ContentInfo`) wrapping `content`.
-pub(crate) fn content_info(
+/// DER of a `ContentInfo` (RFC 5652 §3) wrapping `content`, encoded in one
+/// pass into one buffer of the exact size: `content` is written in place
+/// under its `[0] EXPLICIT` tag, not first encoded into an `Any` of its own
+/// and copied (as `cms::content_info::ContentInfo` would need).
+pub(crate) fn content_info<T: der::EncodeValue + der::Tagged>(
     content_type: ObjectIdentifier,
-    content: &(impl der::EncodeValue + der::Tagged),
+    content: &T,
 ) -> der::Result<Vec<u8>> {
     use der::Encode;
-    cms::content_info::ContentInfo {
+    ContentInfoOut {
         content_type,
-        content: der::Any::encode_from(content)?,
+        content: der::asn1::ContextSpecificRef {
+            tag_number: der::TagNumber(0),
+            tag_mode: der::TagMode::Explicit,
+            value: content,
+        },
     }
     .to_der()
+}
+
+/// `ContentInfo ::= SEQUENCE { contentType, [0] EXPLICIT content }`, encode
+/// only, over a borrowed content.
+struct ContentInfoOut<'a, T> {
+    content_type: ObjectIdentifier,
+    content: der::asn1::ContextSpecificRef<'a, T>,
+}
+
+impl<T: der::EncodeValue + der::Tagged> der::EncodeValue for ContentInfoOut<'_, T> {
+    fn value_len(&self) -> der::Result<der::Length> {
+        use der::Encode;
+        self.content_type.encoded_len()? + self.content.encoded_len()?
+    }
+
+    fn encode_value(&self, writer: &mut impl der::Writer) -> der::Result<()> {
+        use der::Encode;
+        self.content_type.encode(writer)?;
+        self.content.encode(writer)
+    }
+}
+
+impl<T> der::FixedTag for ContentInfoOut<'_, T> {
+    const TAG: der::Tag = der::Tag::Sequence;
+}
+
+#[cfg(test)]
+mod tests {
+    use der::Encode;
+    use der::asn1::OctetStringRef;
+
+    use super::{EncapsulatedContentOut, content_info};
+    use crate::cms::oid;
+
+    /// The one-pass encoders write exactly what the `cms` crate's own
+    /// (copying) types write, attached and detached, small and with a
+    /// content long enough for multi-byte lengths.
+    #[test]
+    fn one_pass_encoding_matches_the_cms_crate() {
+        for len in [0usize, 5, 127, 128, 300, 70_000] {
+            let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            for attached in [true, false] {
+                let octets = OctetStringRef::new(&content).unwrap();
+                let ours = EncapsulatedContentOut {
+                    econtent_type: oid::ID_DATA,
+                    econtent: attached.then_some(octets),
+                };
+                let theirs = cms::signed_data::EncapsulatedContentInfo {
+                    econtent_type: oid::ID_DATA,
+                    econtent: attached.then(|| der::Any::encode_from(&octets).unwrap()),
+                };
+                assert_eq!(ours.to_der().unwrap(), theirs.to_der().unwrap());
+
+                let wrapped = content_info(oid::ID_SIGNED_DATA, &ours).unwrap();
+                let reference = cms::content_info::ContentInfo {
+                    content_type: oid::ID_SIGNED_DATA,
+                    content: der::Any::encode_from(&theirs).unwrap(),
+                }
+                .to_der()
+                .unwrap();
+                assert_eq!(
+                    wrapped, reference,
+                    "content of {len} bytes, attached {attached}"
+                );
+            }
+        }
+    }
 }

@@ -19,14 +19,16 @@
 use std::time::SystemTime;
 
 use cms::content_info::CmsVersion;
-use cms::signed_data::{EncapsulatedContentInfo, SignedAttributes};
+use cms::signed_data::SignedAttributes;
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, AnyRef, OctetString, OctetStringRef, SetOfVec};
 use der::{Decode, Encode};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 
-use super::asn1::{InOrder, IssuerAndSerial, SignedDataOut, SignerInfoOut, content_info};
+use super::asn1::{
+    EncapsulatedContentOut, InOrder, IssuerAndSerial, SignedDataOut, SignerInfoOut, content_info,
+};
 use super::certificate::Certificate;
 use super::error::CmsError;
 use super::oid;
@@ -186,7 +188,7 @@ impl<'a> SignedDataBuilder<'a> {
         let econtent = if self.detached {
             None
         } else {
-            Some(Any::encode_from(&OctetStringRef::new(self.content)?)?)
+            Some(OctetStringRef::new(self.content)?)
         };
         // RFC 5652 §5.1: version 3 when eContentType is not id-data.
         let version = if self.content_type == oid::ID_DATA {
@@ -197,7 +199,7 @@ impl<'a> SignedDataBuilder<'a> {
         let signed_data = SignedDataOut {
             version,
             digest_algorithms: SetOfVec::try_from(vec![digest_alg])?,
-            encap_content_info: EncapsulatedContentInfo {
+            encap_content_info: EncapsulatedContentOut {
                 econtent_type: self.content_type,
                 econtent,
             },
@@ -258,7 +260,7 @@ pub(crate) fn degenerate_der(certs: &[&[u8]]) -> Result<Vec<u8>, CmsError> {
     let signed_data = SignedDataOut {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::new(),
-        encap_content_info: EncapsulatedContentInfo {
+        encap_content_info: EncapsulatedContentOut {
             econtent_type: oid::ID_DATA,
             econtent: None,
         },
