@@ -1,7 +1,9 @@
 //! Small helpers over [`wire::ber::Element`](crate::wire::ber::Element) for
 //! walking CMS and X.509 structures as received (BER), and the `der`-derived
 //! CMS types this crate writes where the `cms` crate's own cannot carry its
-//! input: lenient issuer/serial identifiers and certificates kept in order.
+//! input (lenient issuer/serial identifiers, certificates kept in order) or
+//! would copy it (the content and the outer `ContentInfo`, written in one
+//! pass).
 
 use const_oid::ObjectIdentifier;
 

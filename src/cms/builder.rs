@@ -4,14 +4,16 @@
 //! PKIMessages and CertReps (signed attributes with SCEP's own attributes),
 //! and certs-only ("degenerate") SignedData.
 //!
-//! The structures are the `cms` crate's (`EncapsulatedContentInfo`,
-//! `SignedAttributes`, `ContentInfo`, `CmsVersion`) encoded with
-//! [`der::Encode`]. Two parts are our own DER types (in `asn1`), because the
-//! crate's cannot carry what this crate accepts: the signer identifier keeps
-//! the certificate's issuer and serial bytes as they are (x509-cert refuses
-//! serials over 21 octets), and the certificate set keeps the given
-//! certificates, unchanged and in order (the crate's `CertificateSet` would
-//! re-encode and sort them). Signing goes through our
+//! The structures are the `cms` crate's (`SignedAttributes`, `CmsVersion`)
+//! encoded with [`der::Encode`]. Some parts are our own DER types (in
+//! `asn1`), because the crate's cannot carry what this crate accepts or
+//! would copy what it writes: the signer identifier keeps the certificate's
+//! issuer and serial bytes as they are (x509-cert refuses serials over 21
+//! octets); the certificate set keeps the given certificates, unchanged and
+//! in order (the crate's `CertificateSet` would re-encode and sort them);
+//! and the encapsulated content and the outer `ContentInfo` borrow what
+//! they wrap and write it once, in place (the crate's hold it as an owned
+//! `Any`, an encoded copy). Signing goes through our
 //! [`Signer`] (which may be an HSM or KMS) over the
 //! DER of the signed-attributes SET, not through the crate's
 //! `signature`-trait builder.
