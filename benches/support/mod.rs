@@ -91,6 +91,9 @@ pub struct Paired {
     pub measured: std::time::Duration,
     /// Time inside the baseline run after each measured iteration.
     pub baseline: std::time::Duration,
+    /// Iterations added (criterion's warm-up included): the sums cover
+    /// different counts from run to run, the means do not.
+    pub iterations: u32,
 }
 
 impl Paired {
@@ -100,6 +103,7 @@ impl Paired {
         baseline();
         self.baseline += start.elapsed();
         self.measured += measured;
+        self.iterations += 1;
     }
 
     /// Print `RATIO (paired) group: what = x` (nothing if no iteration ran,
@@ -108,11 +112,13 @@ impl Paired {
         if self.baseline.is_zero() {
             return;
         }
+        let mean_us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / f64::from(self.iterations);
         println!(
-            "RATIO (paired) {group}: {what} = {:.3}  ({:.1} ms / {:.1} ms over every iteration run)",
+            "RATIO (paired) {group}: {what} = {:.3}  ({:.1} µs / {:.1} µs, means over {} iterations)",
             self.measured.as_secs_f64() / self.baseline.as_secs_f64(),
-            self.measured.as_secs_f64() * 1e3,
-            self.baseline.as_secs_f64() * 1e3,
+            mean_us(self.measured),
+            mean_us(self.baseline),
+            self.iterations,
         );
     }
 }
