@@ -71,7 +71,6 @@ def kind(stack):
 
 def short(frame):
     frame = re.sub(r"::h[0-9a-f]{16}$|17h[0-9a-f]{16}E|\.llvm\.\d+", "", frame)
-    frame = re.sub(r"<([^<>]*) as ([^<>]*)>", r"<\1 as \2>", frame)
     return frame[:90]
 
 
