@@ -108,8 +108,10 @@ impl MemoryStore {
         for (k, v) in queues.iter() {
             let mut seen: Vec<_> = v.seen.iter().collect();
             seen.sort();
+            let mut claims: Vec<_> = v.claims.iter().collect();
+            claims.sort();
             out.push(format!(
-                "queue {k:?} {:?} {:?} {:?} {seen:?}",
+                "queue {k:?} {:?} {:?} {:?} {seen:?} {claims:?}",
                 v.connection, v.pending, v.results
             ));
         }
@@ -267,12 +269,91 @@ fn retire(
     }
 }
 
-fn enqueue(queues: &mut Queues, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
-    let q = queues.entry(key.clone()).or_default();
-    if !q.seen.insert(command.uuid.clone()) {
+/// How to take back one queue write of a step. Each names only what its
+/// write changed (moved out of the queue, not copied), so a step's undo costs
+/// what the step wrote, not the size of the queue it wrote to. The undo runs
+/// newest first, so each inverse meets the queue exactly as its write left it.
+enum QueueUndo {
+    /// The write created the queue: remove it.
+    Created,
+    /// `enqueue` appended this command: take it off and forget its uuid.
+    Enqueued(CommandUuid),
+    /// `finish` took `command` from `pos` (and its claim) and appended a result.
+    Finished {
+        pos: usize,
+        command: QueuedCommand,
+        claim: Option<SystemTime>,
+    },
+    /// `prune` took these results from the front; `true` where it also
+    /// forgot the uuid.
+    Pruned(Vec<(CommandResult, bool)>),
+    /// `defer` raised the count from `count` and dropped the claim.
+    Deferred {
+        uuid: CommandUuid,
+        count: u32,
+        claim: Option<SystemTime>,
+    },
+    /// `mark` set the delivery time, which was unset.
+    Delivered(CommandUuid),
+    /// `claim_delivery` replaced the claim `previous`, and set the delivery
+    /// time if `delivered` (it was unset).
+    Claimed {
+        uuid: CommandUuid,
+        delivered: bool,
+        previous: Option<SystemTime>,
+    },
+    /// `clear` took the connection, the claims and the pending commands.
+    Cleared {
+        connection: Connection,
+        claims: HashMap<CommandUuid, SystemTime>,
+        pending: Vec<QueuedCommand>,
+    },
+    /// `set_connection` replaced this connection.
+    Connection(Connection),
+}
+
+/// Where a queue write puts its inverse: a step's undo log, or nowhere (a
+/// single write outside a step, which cannot be taken back).
+struct QueueLog<'a>(Option<&'a mut Vec<Undo>>);
+
+impl QueueLog<'_> {
+    fn note(&mut self, key: &QueueKey, undo: QueueUndo) {
+        if let Some(log) = &mut self.0 {
+            log.push(Undo::Queue(key.clone(), undo));
+        }
+    }
+}
+
+/// The queue `key`, created (and the creation logged) if absent.
+fn queue_or_create<'a>(
+    queues: &'a mut Queues,
+    key: &QueueKey,
+    log: &mut QueueLog<'_>,
+) -> &'a mut Queue {
+    if !queues.contains_key(key) {
+        log.note(key, QueueUndo::Created);
+    }
+    queues.entry(key.clone()).or_default()
+}
+
+fn enqueue(
+    queues: &mut Queues,
+    key: &QueueKey,
+    command: &QueuedCommand,
+    log: &mut QueueLog<'_>,
+) -> Result<(), StoreError> {
+    // A queue that exists already is the only one that can hold the uuid,
+    // so a refused enqueue creates nothing.
+    if queues
+        .get(key)
+        .is_some_and(|q| q.seen.contains(&command.uuid))
+    {
         return Err(StoreError::AlreadyExists);
     }
+    let q = queue_or_create(queues, key, log);
+    q.seen.insert(command.uuid.clone());
     q.pending.push(command.clone());
+    log.note(key, QueueUndo::Enqueued(command.uuid.clone()));
     Ok(())
 }
 
@@ -280,20 +361,41 @@ fn queued<'a>(
     queues: &'a mut Queues,
     key: &QueueKey,
     uuid: &CommandUuid,
-) -> Result<&'a mut QueuedCommand, StoreError> {
-    queues
-        .get_mut(key)
-        .and_then(|q| q.pending.iter_mut().find(|c| c.uuid == *uuid))
-        .ok_or(StoreError::NotFound)
+) -> Result<
+    (
+        &'a mut QueuedCommand,
+        &'a mut HashMap<CommandUuid, SystemTime>,
+    ),
+    StoreError,
+> {
+    let q = queues.get_mut(key).ok_or(StoreError::NotFound)?;
+    let cmd = q
+        .pending
+        .iter_mut()
+        .find(|c| c.uuid == *uuid)
+        .ok_or(StoreError::NotFound)?;
+    Ok((cmd, &mut q.claims))
 }
 
-fn defer(queues: &mut Queues, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
-    let cmd = queued(queues, key, uuid)?;
-    cmd.not_now_count = cmd.not_now_count.saturating_add(1);
+fn defer(
+    queues: &mut Queues,
+    key: &QueueKey,
+    uuid: &CommandUuid,
+    log: &mut QueueLog<'_>,
+) -> Result<u32, StoreError> {
+    let (cmd, claims) = queued(queues, key, uuid)?;
+    let before = cmd.not_now_count;
+    cmd.not_now_count = before.saturating_add(1);
     let count = cmd.not_now_count;
-    if let Some(q) = queues.get_mut(key) {
-        q.claims.remove(uuid);
-    }
+    let claim = claims.remove(uuid);
+    log.note(
+        key,
+        QueueUndo::Deferred {
+            uuid: uuid.clone(),
+            count: before,
+            claim,
+        },
+    );
     Ok(count)
 }
 
@@ -303,34 +405,54 @@ fn claim_delivery(
     uuid: &CommandUuid,
     at: SystemTime,
     lease: Duration,
+    log: &mut QueueLog<'_>,
 ) -> Claim {
-    let Some(q) = queues.get_mut(key) else {
+    let Ok((cmd, claims)) = queued(queues, key, uuid) else {
         return Claim::Gone;
     };
-    let Some(cmd) = q.pending.iter_mut().find(|c| c.uuid == *uuid) else {
-        return Claim::Gone;
-    };
-    if q.claims
+    if claims
         .get(uuid)
         .is_some_and(|claimed| *claimed > lease_start(at, lease))
     {
         return Claim::Held;
     }
+    let delivered = cmd.delivered_at.is_none();
     cmd.delivered_at.get_or_insert(at);
-    q.claims.insert(uuid.clone(), at);
+    let previous = claims.insert(uuid.clone(), at);
+    log.note(
+        key,
+        QueueUndo::Claimed {
+            uuid: uuid.clone(),
+            delivered,
+            previous,
+        },
+    );
     Claim::Claimed
 }
 
-fn finish(queues: &mut Queues, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError> {
+fn finish(
+    queues: &mut Queues,
+    key: &QueueKey,
+    result: &CommandResult,
+    log: &mut QueueLog<'_>,
+) -> Result<(), StoreError> {
     let q = queues.get_mut(key).ok_or(StoreError::NotFound)?;
     let pos = q
         .pending
         .iter()
         .position(|c| c.uuid == result.uuid)
         .ok_or(StoreError::NotFound)?;
-    q.pending.remove(pos);
-    q.claims.remove(&result.uuid);
+    let command = q.pending.remove(pos);
+    let claim = q.claims.remove(&result.uuid);
     q.results.push(result.clone());
+    log.note(
+        key,
+        QueueUndo::Finished {
+            pos,
+            command,
+            claim,
+        },
+    );
     Ok(())
 }
 
@@ -339,33 +461,139 @@ fn mark(
     key: &QueueKey,
     uuid: &CommandUuid,
     at: SystemTime,
+    log: &mut QueueLog<'_>,
 ) -> Result<(), StoreError> {
-    queued(queues, key, uuid)?.delivered_at.get_or_insert(at);
+    let (cmd, _) = queued(queues, key, uuid)?;
+    if cmd.delivered_at.is_none() {
+        cmd.delivered_at = Some(at);
+        log.note(key, QueueUndo::Delivered(uuid.clone()));
+    }
     Ok(())
 }
 
-fn clear(queues: &mut Queues, key: &QueueKey) -> Vec<CommandUuid> {
-    queues
-        .get_mut(key)
-        .map(|q| {
-            q.connection = Connection::default();
-            q.claims.clear();
-            q.pending.drain(..).map(|c| c.uuid).collect()
+fn clear(queues: &mut Queues, key: &QueueKey, log: &mut QueueLog<'_>) -> Vec<CommandUuid> {
+    let Some(q) = queues.get_mut(key) else {
+        return Vec::new();
+    };
+    let pending = std::mem::take(&mut q.pending);
+    let uuids = pending.iter().map(|c| c.uuid.clone()).collect();
+    log.note(
+        key,
+        QueueUndo::Cleared {
+            connection: std::mem::take(&mut q.connection),
+            claims: std::mem::take(&mut q.claims),
+            pending,
+        },
+    );
+    uuids
+}
+
+fn set_connection(
+    queues: &mut Queues,
+    key: &QueueKey,
+    connection: &Connection,
+    log: &mut QueueLog<'_>,
+) {
+    let created = !queues.contains_key(key);
+    let q = queue_or_create(queues, key, log);
+    let previous = std::mem::replace(&mut q.connection, connection.clone());
+    if !created {
+        log.note(key, QueueUndo::Connection(previous));
+    }
+}
+
+fn prune(queues: &mut Queues, key: &QueueKey, keep: usize, log: &mut QueueLog<'_>) {
+    let Some(q) = queues.get_mut(key) else {
+        return;
+    };
+    let excess = q.results.len().saturating_sub(keep);
+    if excess == 0 {
+        return;
+    }
+    // A pruned result leaves nothing behind, its uuid included.
+    let pruned: Vec<_> = q
+        .results
+        .drain(..excess)
+        .map(|r| {
+            let forgot = q.seen.remove(&r.uuid);
+            (r, forgot)
         })
-        .unwrap_or_default()
+        .collect();
+    log.note(key, QueueUndo::Pruned(pruned));
 }
 
-fn set_connection(queues: &mut Queues, key: &QueueKey, connection: &Connection) {
-    queues.entry(key.clone()).or_default().connection = connection.clone();
-}
-
-fn prune(queues: &mut Queues, key: &QueueKey, keep: usize) {
-    if let Some(q) = queues.get_mut(key) {
-        let excess = q.results.len().saturating_sub(keep);
-        // A pruned result leaves nothing behind, its uuid included.
-        for r in q.results.drain(..excess) {
-            q.seen.remove(&r.uuid);
+/// Take back one queue write (see [`QueueUndo`]).
+fn revert(queues: &mut Queues, key: QueueKey, undo: QueueUndo) {
+    if let QueueUndo::Created = undo {
+        queues.remove(&key);
+        return;
+    }
+    let Some(q) = queues.get_mut(&key) else {
+        return;
+    };
+    match undo {
+        QueueUndo::Created => {}
+        QueueUndo::Enqueued(uuid) => {
+            if let Some(pos) = q.pending.iter().rposition(|c| c.uuid == uuid) {
+                q.pending.remove(pos);
+            }
+            q.seen.remove(&uuid);
         }
+        QueueUndo::Finished {
+            pos,
+            command,
+            claim,
+        } => {
+            q.results.pop();
+            if let Some(at) = claim {
+                q.claims.insert(command.uuid.clone(), at);
+            }
+            q.pending.insert(pos.min(q.pending.len()), command);
+        }
+        QueueUndo::Pruned(pruned) => {
+            for (r, forgot) in &pruned {
+                if *forgot {
+                    q.seen.insert(r.uuid.clone());
+                }
+            }
+            q.results.splice(0..0, pruned.into_iter().map(|(r, _)| r));
+        }
+        QueueUndo::Deferred { uuid, count, claim } => {
+            if let Some(cmd) = q.pending.iter_mut().find(|c| c.uuid == uuid) {
+                cmd.not_now_count = count;
+            }
+            if let Some(at) = claim {
+                q.claims.insert(uuid, at);
+            }
+        }
+        QueueUndo::Delivered(uuid) => {
+            if let Some(cmd) = q.pending.iter_mut().find(|c| c.uuid == uuid) {
+                cmd.delivered_at = None;
+            }
+        }
+        QueueUndo::Claimed {
+            uuid,
+            delivered,
+            previous,
+        } => {
+            if delivered && let Some(cmd) = q.pending.iter_mut().find(|c| c.uuid == uuid) {
+                cmd.delivered_at = None;
+            }
+            match previous {
+                Some(at) => q.claims.insert(uuid, at),
+                None => q.claims.remove(&uuid),
+            };
+        }
+        QueueUndo::Cleared {
+            connection,
+            claims,
+            pending,
+        } => {
+            q.connection = connection;
+            q.claims = claims;
+            q.pending = pending;
+        }
+        QueueUndo::Connection(connection) => q.connection = connection,
     }
 }
 
@@ -532,7 +760,7 @@ impl BindingStore for MemoryStore {
 
 impl QueueStore for MemoryStore {
     fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
-        enqueue(&mut *lock(&self.queues)?, key, command)
+        enqueue(&mut *lock(&self.queues)?, key, command, &mut QueueLog(None))
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
@@ -543,11 +771,11 @@ impl QueueStore for MemoryStore {
     }
 
     fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
-        defer(&mut *lock(&self.queues)?, key, uuid)
+        defer(&mut *lock(&self.queues)?, key, uuid, &mut QueueLog(None))
     }
 
     fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError> {
-        finish(&mut *lock(&self.queues)?, key, result)
+        finish(&mut *lock(&self.queues)?, key, result, &mut QueueLog(None))
     }
 
     fn mark_delivered(
@@ -556,7 +784,13 @@ impl QueueStore for MemoryStore {
         uuid: &CommandUuid,
         at: SystemTime,
     ) -> Result<(), StoreError> {
-        mark(&mut *lock(&self.queues)?, key, uuid, at)
+        mark(
+            &mut *lock(&self.queues)?,
+            key,
+            uuid,
+            at,
+            &mut QueueLog(None),
+        )
     }
 
     fn claim_delivery(
@@ -572,6 +806,7 @@ impl QueueStore for MemoryStore {
             uuid,
             at,
             lease,
+            &mut QueueLog(None),
         ))
     }
 
@@ -595,7 +830,7 @@ impl QueueStore for MemoryStore {
     }
 
     fn clear_queue(&self, key: &QueueKey) -> Result<Vec<CommandUuid>, StoreError> {
-        Ok(clear(&mut *lock(&self.queues)?, key))
+        Ok(clear(&mut *lock(&self.queues)?, key, &mut QueueLog(None)))
     }
 
     fn connection(&self, key: &QueueKey) -> Result<Connection, StoreError> {
@@ -606,7 +841,12 @@ impl QueueStore for MemoryStore {
     }
 
     fn set_connection(&self, key: &QueueKey, connection: &Connection) -> Result<(), StoreError> {
-        set_connection(&mut *lock(&self.queues)?, key, connection);
+        set_connection(
+            &mut *lock(&self.queues)?,
+            key,
+            connection,
+            &mut QueueLog(None),
+        );
         Ok(())
     }
 
@@ -618,7 +858,7 @@ impl QueueStore for MemoryStore {
     }
 
     fn prune_results(&self, key: &QueueKey, keep: usize) -> Result<(), StoreError> {
-        prune(&mut *lock(&self.queues)?, key, keep);
+        prune(&mut *lock(&self.queues)?, key, keep, &mut QueueLog(None));
         Ok(())
     }
 }
@@ -658,7 +898,7 @@ enum Undo {
     Device((TenantId, String), Option<ActivationId>),
     Challenge((TenantId, ChallengeDigest), Option<ChallengeRecord>),
     Binding(CertFingerprint, Option<Binding>),
-    Queue(QueueKey, Option<Queue>),
+    Queue(QueueKey, QueueUndo),
     Serial(Vec<u8>, Option<IssuedCertificate>),
     Fingerprint(CertFingerprint, Option<Vec<u8>>),
 }
@@ -779,62 +1019,47 @@ impl Locked<'_> {
                 Applied::Retired(retire(&mut self.bindings, fingerprint, tenant).is_ok())
             }
             Write::Enqueue(key, c) => {
-                self.save_queue(key, undo);
-                enqueue(&mut self.queues, key, c)?;
+                enqueue(&mut self.queues, key, c, &mut QueueLog(Some(undo)))?;
                 Applied::Done
             }
             Write::FinishCommand(key, r) => {
-                self.save_queue(key, undo);
-                finish(&mut self.queues, key, r)?;
+                finish(&mut self.queues, key, r, &mut QueueLog(Some(undo)))?;
                 Applied::Done
             }
             Write::PruneResults(key, keep) => {
-                self.save_queue(key, undo);
-                prune(&mut self.queues, key, *keep);
+                prune(&mut self.queues, key, *keep, &mut QueueLog(Some(undo)));
                 Applied::Done
             }
-            Write::DeferCommand(key, uuid) => {
-                self.save_queue(key, undo);
-                Applied::Deferred(defer(&mut self.queues, key, uuid)?)
-            }
-            Write::MarkDelivered(key, uuid, at) => {
-                self.save_queue(key, undo);
-                Applied::Delivered(mark(&mut self.queues, key, uuid, *at).is_ok())
-            }
+            Write::DeferCommand(key, uuid) => Applied::Deferred(defer(
+                &mut self.queues,
+                key,
+                uuid,
+                &mut QueueLog(Some(undo)),
+            )?),
+            Write::MarkDelivered(key, uuid, at) => Applied::Delivered(
+                mark(&mut self.queues, key, uuid, *at, &mut QueueLog(Some(undo))).is_ok(),
+            ),
             Write::ClaimDelivery {
                 key,
                 uuid,
                 at,
                 lease,
-            } => {
-                self.save_queue(key, undo);
-                Applied::Claim(claim_delivery(&mut self.queues, key, uuid, *at, *lease))
-            }
+            } => Applied::Claim(claim_delivery(
+                &mut self.queues,
+                key,
+                uuid,
+                *at,
+                *lease,
+                &mut QueueLog(Some(undo)),
+            )),
             Write::ClearQueue(key) => {
-                self.save_queue(key, undo);
-                Applied::Cleared(clear(&mut self.queues, key))
+                Applied::Cleared(clear(&mut self.queues, key, &mut QueueLog(Some(undo))))
             }
             Write::SetConnection(key, connection) => {
-                self.save_queue(key, undo);
-                set_connection(&mut self.queues, key, connection);
+                set_connection(&mut self.queues, key, connection, &mut QueueLog(Some(undo)));
                 Applied::Done
             }
         })
-    }
-
-    /// Save the queue as it was before the step, once per step: the undo
-    /// runs newest first, so the first copy is the one that counts and later
-    /// writes to the same queue need none. The scan is over this step's undo
-    /// log, a handful of entries for the steps the engine builds.
-    fn save_queue(&self, key: &QueueKey, undo: &mut Vec<Undo>) {
-        if undo
-            .iter()
-            .any(|u| matches!(u, Undo::Queue(saved, _) if saved == key))
-        {
-            return;
-        }
-        let (k, v) = saved(&self.queues, key);
-        undo.push(Undo::Queue(k, v));
     }
 
     /// Put back what the step changed, newest first.
@@ -855,7 +1080,7 @@ impl Locked<'_> {
                 Undo::Device(k, v) => restore(&mut self.devices, (k, v)),
                 Undo::Challenge(k, v) => restore(&mut self.challenges, (k, v)),
                 Undo::Binding(k, v) => restore(&mut self.bindings, (k, v)),
-                Undo::Queue(k, v) => restore(&mut self.queues, (k, v)),
+                Undo::Queue(k, u) => revert(&mut self.queues, k, u),
                 Undo::Serial(k, v) => restore(&mut self.certificates.by_serial, (k, v)),
                 Undo::Fingerprint(k, v) => restore(&mut self.certificates.by_fingerprint, (k, v)),
             }
@@ -1031,5 +1256,140 @@ mod tests {
         );
         let source = std::error::Error::source(&err).expect("a source");
         assert_eq!(source.to_string(), "lock poisoned");
+    }
+
+    /// A step of random queue writes that fails at its end (or on its own)
+    /// leaves every queue exactly as it was, claims and forgotten uuids
+    /// included; one that succeeds leaves what the same writes leave one by
+    /// one outside a step (the queue writes log their inverses only in a
+    /// step).
+    #[test]
+    fn a_failed_step_takes_back_every_queue_write() {
+        use crate::activation::{Channel, CommandOutcome};
+        use crate::store::QueueStore;
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        let tenant = TenantId::new("t").unwrap();
+        let keys: Vec<QueueKey> = [None, Some("u")]
+            .iter()
+            .map(|user| QueueKey {
+                tenant: tenant.clone(),
+                channel: Channel {
+                    device_id: "dev".into(),
+                    user_id: user.map(str::to_owned),
+                },
+            })
+            .collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let uuid = |n: usize| CommandUuid::new(format!("cmd-{n}")).unwrap();
+        let at = |s: usize| t0 + Duration::from_secs(s as u64);
+        let write = |next: &mut dyn FnMut(usize) -> usize| {
+            let key = keys[next(keys.len())].clone();
+            let n = next(6);
+            match next(9) {
+                0 | 1 => Write::Enqueue(
+                    key,
+                    QueuedCommand {
+                        uuid: uuid(n),
+                        request_type: "DeviceInformation".into(),
+                        body: vec![n as u8; 3],
+                        activation: None,
+                        not_now_count: 0,
+                        queued_at: t0,
+                        delivered_at: None,
+                    },
+                ),
+                2 => Write::FinishCommand(
+                    key,
+                    CommandResult {
+                        uuid: uuid(n),
+                        request_type: "DeviceInformation".into(),
+                        outcome: CommandOutcome::Acknowledged,
+                        body: b"ack".to_vec(),
+                        at: t0,
+                    },
+                ),
+                3 => Write::PruneResults(key, next(3)),
+                4 => Write::DeferCommand(key, uuid(n)),
+                5 => Write::MarkDelivered(key, uuid(n), at(next(100))),
+                6 => Write::ClaimDelivery {
+                    key,
+                    uuid: uuid(n),
+                    at: at(next(100)),
+                    lease: Duration::from_secs(30),
+                },
+                7 => Write::ClearQueue(key),
+                _ => Write::SetConnection(
+                    key,
+                    Connection {
+                        skip: vec![uuid(n)],
+                        last_sent: Some(uuid(next(6))),
+                    },
+                ),
+            }
+        };
+        // The same writes one by one, outside a step.
+        let single = |store: &MemoryStore, w: &Write| match w {
+            Write::Enqueue(k, c) => drop(store.enqueue(k, c)),
+            Write::FinishCommand(k, r) => drop(store.finish_command(k, r)),
+            Write::PruneResults(k, keep) => store.prune_results(k, *keep).unwrap(),
+            Write::DeferCommand(k, u) => drop(store.defer_command(k, u)),
+            Write::MarkDelivered(k, u, at) => drop(store.mark_delivered(k, u, *at)),
+            Write::ClaimDelivery {
+                key,
+                uuid,
+                at,
+                lease,
+            } => drop(store.claim_delivery(key, uuid, *at, *lease).unwrap()),
+            Write::ClearQueue(k) => drop(store.clear_queue(k).unwrap()),
+            Write::SetConnection(k, c) => store.set_connection(k, c).unwrap(),
+            other => panic!("not a queue write: {other:?}"),
+        };
+        let failing = Write::UpdateActivation {
+            activation: Activation::start(
+                ActivationId::new("absent").unwrap(),
+                &UserAccount {
+                    tenant: tenant.clone(),
+                    username: "alice".into(),
+                    domain: "corp".into(),
+                    policy: Default::default(),
+                },
+                t0,
+            )
+            .unwrap()
+            .state,
+            expected: 1,
+        };
+        let (store, reference) = (MemoryStore::new(), MemoryStore::new());
+        let (mut failed, mut applied) = (0, 0);
+        for round in 0..3_000 {
+            let mut step: Vec<Write> = (0..1 + next(8)).map(|_| write(&mut next)).collect();
+            let before = store.snapshot();
+            if round % 2 == 0 {
+                step.push(failing.clone());
+            }
+            match store.apply(&step) {
+                Err(_) => {
+                    failed += 1;
+                    assert_eq!(store.snapshot(), before, "round {round}: {step:?}");
+                }
+                Ok(_) => {
+                    applied += 1;
+                    step.iter().for_each(|w| single(&reference, w));
+                    assert_eq!(store.snapshot(), reference.snapshot(), "round {round}");
+                }
+            }
+        }
+        // Both paths ran often, and the queues were not left empty.
+        assert!(
+            failed > 1_000 && applied > 150,
+            "{failed} failed, {applied} applied"
+        );
+        assert!(store.snapshot().iter().any(|l| l.contains("cmd-")));
     }
 }
