@@ -371,7 +371,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         if !is_enrolled(activation.phase) || target(&activation, channel).is_none() {
             return Err(ActivationError::NotEnrolled.into());
         }
-        Ok(activation)
+        Ok(std::sync::Arc::unwrap_or_clone(activation))
     }
 
     /// Push `channel` of `activation` unless its token is marked invalid;

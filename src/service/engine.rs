@@ -2,6 +2,7 @@
 //! directory and push sender.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::activation::{
@@ -386,7 +387,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         let current = (activation.phase == Phase::ScepAuthorized && now < record.grant.expires)
             || (activation.identity.is_some()
                 && !matches!(activation.phase, Phase::Unenrolled | Phase::Superseded));
-        Ok((same_request && current).then_some(activation))
+        Ok((same_request && current).then(|| Arc::unwrap_or_clone(activation)))
     }
 
     /// Step 8: the CA issued `identity` for `activation`.
@@ -729,10 +730,10 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         &self,
         tenant: &TenantId,
         id: &ActivationId,
-    ) -> Result<Versioned<Activation>, ServiceError> {
+    ) -> Result<Versioned<Arc<Activation>>, ServiceError> {
         let found = self
             .store
-            .activation(tenant, id)?
+            .activation_shared(tenant, id)?
             .ok_or(ActivationError::UnknownActivation)?;
         if found.value.tenant != *tenant {
             return Err(ActivationError::TenantMismatch.into());
@@ -768,7 +769,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         tenant: &TenantId,
         identity: &crate::activation::CertFingerprint,
         channel: &Channel,
-    ) -> Result<Versioned<Activation>, ServiceError> {
+    ) -> Result<Versioned<Arc<Activation>>, ServiceError> {
         let cert = self
             .store
             .certificate_by_fingerprint(identity)?
@@ -795,7 +796,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), ServiceError> {
         for _ in 0..3 {
-            let Some(current) = self.store.activation(tenant, previous)? else {
+            let Some(current) = self.store.activation_shared(tenant, previous)? else {
                 return Ok(());
             };
             if matches!(current.value.phase, Phase::Superseded | Phase::Unenrolled) {
@@ -852,7 +853,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     pub(super) fn run_input(
         &self,
         tenant: &TenantId,
-        current: Versioned<Activation>,
+        current: Versioned<Arc<Activation>>,
         input: Input,
         now: SystemTime,
     ) -> Result<(Activation, Vec<Event>), ServiceError> {
@@ -865,7 +866,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     /// `extra` ones and the activation update) as one unit, then push.
     fn run(
         &self,
-        current: Versioned<Activation>,
+        current: Versioned<Arc<Activation>>,
         input: Input,
         ctx: &mut Ctx<'_>,
     ) -> Result<Activation, ServiceError> {
@@ -874,7 +875,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
 
     fn run_with(
         &self,
-        current: Versioned<Activation>,
+        current: Versioned<Arc<Activation>>,
         input: Input,
         ctx: &mut Ctx<'_>,
         extra: Vec<Write>,
@@ -895,7 +896,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         writes.extend(extra);
         // The update is the step's last write; it lends the new state to the
         // store and gives it back after the commit (no copy).
-        let kept = if next != state {
+        let kept = if next != *state {
             writes.push(Write::UpdateActivation {
                 activation: next,
                 expected: version,

@@ -788,6 +788,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
                 .load(tenant, activation)?
                 .value
                 .renewal
+                .as_ref()
                 .is_none_or(|r| r.expiry_reported))
         };
         if expired && !reported()? {

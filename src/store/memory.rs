@@ -1,7 +1,7 @@
 //! A thread-safe in-memory [`Store`](super::Store) over `std::sync::Mutex`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use super::{
@@ -28,7 +28,10 @@ struct Certificates {
 
 type UserKey = (TenantId, String);
 type Users = HashMap<UserKey, (UserAccount, BTreeSet<String>)>;
-type Activations = HashMap<(TenantId, ActivationId), Versioned<Activation>>;
+/// Each activation behind an `Arc`: a load for a step
+/// ([`ActivationStore::activation_shared`]) shares it instead of copying it.
+type Activations = HashMap<(TenantId, ActivationId), StoredActivation>;
+type StoredActivation = Versioned<Arc<Activation>>;
 type Devices = HashMap<(TenantId, String), ActivationId>;
 type Challenges = HashMap<(TenantId, ChallengeDigest), ChallengeRecord>;
 type Bindings = HashMap<CertFingerprint, Binding>;
@@ -174,7 +177,7 @@ fn insert_activation(map: &mut Activations, activation: &Activation) -> Result<(
     map.insert(
         key,
         Versioned {
-            value: activation.clone(),
+            value: Arc::new(activation.clone()),
             version: 1,
         },
     );
@@ -187,7 +190,7 @@ fn update_activation(
     map: &mut Activations,
     activation: &Activation,
     expected: u64,
-) -> Result<((TenantId, ActivationId), Versioned<Activation>), StoreError> {
+) -> Result<((TenantId, ActivationId), StoredActivation), StoreError> {
     let key = (activation.tenant.clone(), activation.id.clone());
     let entry = map.get_mut(&key).ok_or(StoreError::NotFound)?;
     if entry.version != expected {
@@ -197,7 +200,7 @@ fn update_activation(
         });
     }
     let next = Versioned {
-        value: activation.clone(),
+        value: Arc::new(activation.clone()),
         version: expected + 1,
     };
     Ok((key, std::mem::replace(entry, next)))
@@ -340,6 +343,19 @@ impl ActivationStore for MemoryStore {
         tenant: &TenantId,
         id: &ActivationId,
     ) -> Result<Option<Versioned<Activation>>, StoreError> {
+        Ok(lock(&self.activations)?
+            .get(&(tenant.clone(), id.clone()))
+            .map(|v| Versioned {
+                value: Activation::clone(&v.value),
+                version: v.version,
+            }))
+    }
+
+    fn activation_shared(
+        &self,
+        tenant: &TenantId,
+        id: &ActivationId,
+    ) -> Result<Option<Versioned<Arc<Activation>>>, StoreError> {
         Ok(lock(&self.activations)?
             .get(&(tenant.clone(), id.clone()))
             .cloned())
@@ -562,7 +578,7 @@ enum Undo {
     Claimed(UserKey, String),
     /// The step removed this device from the user's set: put it back.
     Released(UserKey, String),
-    Activation((TenantId, ActivationId), Option<Box<Versioned<Activation>>>),
+    Activation((TenantId, ActivationId), Option<StoredActivation>),
     Device((TenantId, String), Option<ActivationId>),
     Challenge((TenantId, ChallengeDigest), Option<ChallengeRecord>),
     Binding(CertFingerprint, Option<Binding>),
@@ -603,7 +619,7 @@ impl Locked<'_> {
         Ok(match write {
             Write::InsertActivation(a) => {
                 let (k, v) = saved(&self.activations, &(a.tenant.clone(), a.id.clone()));
-                undo.push(Undo::Activation(k, v.map(Box::new)));
+                undo.push(Undo::Activation(k, v));
                 insert_activation(&mut self.activations, a)?;
                 Applied::Done
             }
@@ -613,7 +629,7 @@ impl Locked<'_> {
             } => {
                 let (key, replaced) =
                     update_activation(&mut self.activations, activation, *expected)?;
-                undo.push(Undo::Activation(key, Some(Box::new(replaced))));
+                undo.push(Undo::Activation(key, Some(replaced)));
                 Applied::Version(expected + 1)
             }
             Write::SetDeviceActivation {
@@ -744,7 +760,7 @@ impl Locked<'_> {
                         devices.insert(device);
                     }
                 }
-                Undo::Activation(k, v) => restore(&mut self.activations, (k, v.map(|v| *v))),
+                Undo::Activation(k, v) => restore(&mut self.activations, (k, v)),
                 Undo::Device(k, v) => restore(&mut self.devices, (k, v)),
                 Undo::Challenge(k, v) => restore(&mut self.challenges, (k, v)),
                 Undo::Binding(k, v) => restore(&mut self.bindings, (k, v)),

@@ -322,6 +322,21 @@ pub trait ActivationStore: Send + Sync {
     /// `expected`, returning the new version; else [`StoreError::VersionConflict`]
     /// ([`StoreError::NotFound`] if absent).
     fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError>;
+    /// [`activation`](Self::activation), shared: what the engine loads a
+    /// step from (it only reads it). The default wraps `activation`'s fresh
+    /// copy; a store that keeps its records in memory can hand out the one
+    /// it holds instead of copying it ([`MemoryStore`](memory::MemoryStore)
+    /// does).
+    fn activation_shared(
+        &self,
+        tenant: &TenantId,
+        id: &ActivationId,
+    ) -> Result<Option<Versioned<std::sync::Arc<Activation>>>, StoreError> {
+        Ok(self.activation(tenant, id)?.map(|v| Versioned {
+            value: std::sync::Arc::new(v.value),
+            version: v.version,
+        }))
+    }
     /// **Fresh**: the activation currently owning `device_id` in `tenant`.
     fn device_activation(
         &self,
@@ -989,6 +1004,7 @@ forward_store! {
         fn insert_activation(&self, activation: &Activation) -> Result<(), StoreError>;
         fn activation(&self, tenant: &TenantId, id: &ActivationId) -> Result<Option<Versioned<Activation>>, StoreError>;
         fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError>;
+        fn activation_shared(&self, tenant: &TenantId, id: &ActivationId) -> Result<Option<Versioned<std::sync::Arc<Activation>>>, StoreError>;
         fn device_activation(&self, tenant: &TenantId, device_id: &str) -> Result<Option<ActivationId>, StoreError>;
         fn set_device_activation(&self, tenant: &TenantId, device_id: &str, id: &ActivationId) -> Result<Option<ActivationId>, StoreError>;
         fn device_activations(&self, tenant: &TenantId) -> Result<Vec<(String, ActivationId)>, StoreError>;
