@@ -824,25 +824,41 @@ fn queue_clear_isolated<S: Store>(s: &S) -> Result<(), String> {
 fn results_prune<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
     let k = qkey(&a, "dev", None);
+    let other = qkey(&a, "dev", Some("u"));
     for n in 0..5 {
         s.enqueue(&k, &command(n)).map_err(e("enqueue"))?;
         s.finish_command(&k, &result(n)).map_err(e("finish"))?;
     }
+    for n in 7..9 {
+        s.enqueue(&other, &command(n)).map_err(e("enqueue"))?;
+        s.finish_command(&other, &result(n)).map_err(e("finish"))?;
+    }
+    let uuids = |key: &QueueKey| -> Result<Vec<String>, String> {
+        Ok(s.results(key)
+            .map_err(e("results"))?
+            .into_iter()
+            .map(|r| r.uuid.into_string())
+            .collect())
+    };
+    let all = ["cmd-0", "cmd-1", "cmd-2", "cmd-3", "cmd-4"];
+    // Keeping as many as there are, or more, keeps them all.
+    for keep in [5, 9] {
+        s.prune_results(&k, keep).map_err(e("prune"))?;
+        let kept = uuids(&k)?;
+        ensure!(kept == all, "prune to {keep} of 5 kept {kept:?}");
+    }
     s.prune_results(&k, 2).map_err(e("prune"))?;
-    let kept: Vec<_> = s
-        .results(&k)
-        .map_err(e("results"))?
-        .into_iter()
-        .map(|r| r.uuid.into_string())
-        .collect();
+    let kept = uuids(&k)?;
     ensure!(
         kept == ["cmd-3", "cmd-4"],
         "kept {kept:?} instead of the newest two"
     );
     s.prune_results(&k, 0).map_err(e("prune"))?;
+    ensure!(uuids(&k)?.is_empty(), "prune to 0 kept results");
+    let untouched = uuids(&other)?;
     ensure!(
-        s.results(&k).map_err(e("results"))?.is_empty(),
-        "prune to 0 kept results"
+        untouched == ["cmd-7", "cmd-8"],
+        "pruning one channel changed another's results: {untouched:?}"
     );
     Ok(())
 }

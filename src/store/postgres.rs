@@ -85,10 +85,13 @@ const MIGRATIONS: &[&str] = &[
     // commands keep only their result (state 1 was "finished").
     "ALTER TABLE commands ADD COLUMN claimed BIGINT;
      DELETE FROM commands WHERE state = 1;",
+    // 3: a channel's results in order, so pruning to the newest N finds
+    // where to cut by walking an index instead of sorting them all.
+    "CREATE INDEX results_by_seq ON results (qkey, seq);",
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Per-channel DDM documents ([`super::DeclarationStore`]).
 const DDM_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS ddm_documents (
@@ -804,8 +807,10 @@ fn clear_queue(tx: Tx<'_, '_>, key: &QueueKey) -> R<Vec<CommandUuid>> {
 fn prune_results(tx: Tx<'_, '_>, key: &QueueKey, keep: usize) -> R<()> {
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
     tx.execute(
-        "DELETE FROM results WHERE qkey = $1 AND seq NOT IN
-         (SELECT seq FROM results WHERE qkey = $1 ORDER BY seq DESC LIMIT $2)",
+        // Everything up to the newest result past the `keep` newest; nothing
+        // when there are no more than `keep` (the bound is NULL).
+        "DELETE FROM results WHERE qkey = $1 AND seq <=
+         (SELECT seq FROM results WHERE qkey = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
         &[&queue_key(key), &keep],
     )?;
     Ok(())

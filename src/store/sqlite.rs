@@ -99,10 +99,13 @@ const MIGRATIONS: &[&str] = &[
     // commands keep only their result (state 1 was "finished").
     "ALTER TABLE commands ADD COLUMN claimed INTEGER;
      DELETE FROM commands WHERE state = 1;",
+    // 4: a channel's results in order, so pruning to the newest N finds
+    // where to cut by walking an index instead of sorting them all.
+    "CREATE INDEX IF NOT EXISTS results_by_seq ON results (qkey, seq);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const PENDING: i64 = 0;
 const CLEARED: i64 = 2;
@@ -637,8 +640,10 @@ fn prune_results(tx: &Connection, key: &QueueKey, keep: usize) -> Result<(), Sto
     let keep = i64::try_from(keep).unwrap_or(i64::MAX);
     exec(
         tx,
-        "DELETE FROM results WHERE qkey = ?1 AND seq NOT IN
-             (SELECT seq FROM results WHERE qkey = ?1 ORDER BY seq DESC LIMIT ?2)",
+        // Everything up to the newest result past the `keep` newest; nothing
+        // when there are no more than `keep` (the bound is NULL).
+        "DELETE FROM results WHERE qkey = ?1 AND seq <=
+             (SELECT seq FROM results WHERE qkey = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
         params![qkey, keep],
     )?;
     Ok(())
