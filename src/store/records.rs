@@ -60,7 +60,13 @@ pub(crate) trait Record: Sized {
     /// Its name in errors.
     const NAME: &'static str;
     /// The layout of [`RECORD_VERSION`].
-    type V1: Serialize + DeserializeOwned + for<'a> From<&'a Self> + Into<Self>;
+    type V1: Serialize + DeserializeOwned + for<'a> From<&'a Self> + Into<Self> + Layout;
+}
+
+/// A record layout's own version (its `v`, 1 when the row has none).
+pub(crate) trait Layout {
+    /// The version the decoded row carried.
+    fn version(&self) -> u64;
 }
 
 fn one() -> u64 {
@@ -76,6 +82,15 @@ pub(crate) fn encode<T: Record>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 /// Decode a stored record of any version this build knows.
 pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, StoreError> {
+    // The common case, a row of the current layout: straight into its
+    // record type, without a tree of the whole row first. Anything else (a
+    // row of another version, or not a record at all) takes the path
+    // below, which says what is wrong with it.
+    if let Ok(record) = plist::from_bytes::<T::V1>(bytes)
+        && record.version() == RECORD_VERSION
+    {
+        return Ok(record.into());
+    }
     let value: plist::Value = plist::from_bytes(bytes).map_err(StoreError::permanent)?;
     let malformed = || StoreError::permanent(RecordError::Malformed { record: T::NAME });
     let version = match value.as_dictionary().ok_or_else(malformed)?.get("v") {
@@ -127,6 +142,12 @@ macro_rules! record_v1 {
         impl Record for $public {
             const NAME: &'static str = $name;
             type V1 = $record;
+        }
+
+        impl Layout for $record {
+            fn version(&self) -> u64 {
+                self.v
+            }
         }
     };
 }
