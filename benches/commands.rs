@@ -2,7 +2,8 @@
 //! push bookkeeping → the device's `Idle` connect delivers it, marked
 //! delivered → `Acknowledged`, result stored, push state answered) on the
 //! in-memory store and on SQLite (in memory and on a file in WAL mode), and
-//! the added cost of the push bookkeeping on the 13 steps. Run with
+//! the added cost of the push bookkeeping on the 13 steps; and one
+//! connection on a channel with 10 or 1 000 commands queued. Run with
 //! `cargo bench --features test-support,sqlite --bench commands`.
 
 use std::time::{Duration, SystemTime};
@@ -64,6 +65,53 @@ fn round_trip<S: Store>(c: &mut Criterion, name: &str, store: S, config: EngineC
     });
 }
 
+/// One acknowledgement answered with the next command, on a channel with
+/// `backlog` commands queued behind it (one queued per iteration keeps the
+/// backlog level): what a device working through a long queue pays per
+/// connection. The engine reads the whole pending list on every
+/// connection, so this grows with the backlog (see benches/README.md,
+/// session 14).
+fn behind_backlog<S: Store>(c: &mut Criterion, name: &str, store: S, backlog: usize) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let (engine, tenant, dev) = activated(store, now, EngineConfig::default());
+    let channel = dev.channel();
+    for n in 0..backlog {
+        let cmd = Command::profile_list(format!("QUEUED-{n}"));
+        engine
+            .enqueue_command(&tenant, &channel, &cmd, now)
+            .unwrap();
+    }
+    let mut sent = engine
+        .connect(&tenant, dev.report(ReportStatus::Idle, None), now)
+        .unwrap()
+        .value
+        .unwrap()
+        .uuid;
+    let mut n = 0u64;
+    let mut group = c.benchmark_group("connection_behind_backlog");
+    group.sample_size(20);
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            n += 1;
+            let cmd = Command::profile_list(format!("BENCH-{n}"));
+            engine
+                .enqueue_command(&tenant, &channel, &cmd, now)
+                .unwrap();
+            sent = engine
+                .connect(
+                    &tenant,
+                    dev.report(ReportStatus::Acknowledged, Some(sent.clone())),
+                    now,
+                )
+                .unwrap()
+                .value
+                .expect("the backlog has a next command")
+                .uuid;
+        })
+    });
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let keep_all = EngineConfig::default()
         .with_queue(QueuePolicy::default().with_retention(Retention::KeepAll));
@@ -86,6 +134,20 @@ fn bench(c: &mut Criterion) {
         SqliteStore::open_in_memory().unwrap(),
         keep_all,
     );
+    for backlog in [10, 1_000] {
+        behind_backlog(
+            c,
+            &format!("memory_store_{backlog}"),
+            MemoryStore::new(),
+            backlog,
+        );
+        behind_backlog(
+            c,
+            &format!("sqlite_in_memory_{backlog}"),
+            SqliteStore::open_in_memory().unwrap(),
+            backlog,
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     round_trip(
         c,
