@@ -325,8 +325,7 @@ pub trait ActivationStore: Send + Sync {
     /// [`activation`](Self::activation), shared: what the engine loads a
     /// step from (it only reads it). The default wraps `activation`'s fresh
     /// copy; a store that keeps its records in memory can hand out the one
-    /// it holds instead of copying it ([`MemoryStore`](memory::MemoryStore)
-    /// does).
+    /// it holds instead of copying it ([`MemoryStore`] does).
     fn activation_shared(
         &self,
         tenant: &TenantId,
