@@ -393,26 +393,26 @@ fn activation_versioning<S: Store>(s: &S) -> Result<(), String> {
     );
     // The shared load the engine steps from: the same record, and one
     // handed out stays as it was when the store is updated after it.
-    let shared = s
-        .activation_shared(&a, &act.id)
-        .map_err(e("activation_shared"))?;
-    ensure!(
-        shared.as_ref().map(|v| (v.version, &*v.value)) == Some((1, &act)),
-        "shared load after insert: {shared:?}"
-    );
+    let load_shared = || {
+        s.activation_shared(&a, &act.id)
+            .map_err(e("activation_shared"))
+    };
+    let is = |loaded: &Option<super::Versioned<std::sync::Arc<Activation>>>, version, want| {
+        loaded.as_ref().map(|v| (v.version, &*v.value)) == Some((version, want))
+    };
+    let shared = load_shared()?;
+    ensure!(is(&shared, 1, &act), "shared load after insert: {shared:?}");
     let mut changed = act.clone();
     changed.language = Some("fr".into());
     let v = s.update_activation(&changed, 1).map_err(e("update v1"))?;
     ensure!(v == 2, "version after one update is {v}, not 2");
     ensure!(
-        shared.as_ref().map(|v| (v.version, &*v.value)) == Some((1, &act)),
+        is(&shared, 1, &act),
         "an update changed a shared load handed out before it: {shared:?}"
     );
-    let now = s
-        .activation_shared(&a, &act.id)
-        .map_err(e("activation_shared"))?;
+    let now = load_shared()?;
     ensure!(
-        now.as_ref().map(|v| (v.version, &*v.value)) == Some((2, &changed)),
+        is(&now, 2, &changed),
         "shared load after the update: {now:?}"
     );
     let stale = s.update_activation(&act, 1);

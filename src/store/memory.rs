@@ -582,6 +582,8 @@ enum Undo {
     Device((TenantId, String), Option<ActivationId>),
     Challenge((TenantId, ChallengeDigest), Option<ChallengeRecord>),
     Binding(CertFingerprint, Option<Binding>),
+    /// The step created this queue: remove it.
+    QueueCreated(QueueKey),
     Queue(QueueKey, QueueUndo),
     Serial(Vec<u8>, Option<IssuedCertificate>),
     Fingerprint(CertFingerprint, Option<Vec<u8>>),
@@ -764,7 +766,8 @@ impl Locked<'_> {
                 Undo::Device(k, v) => restore(&mut self.devices, (k, v)),
                 Undo::Challenge(k, v) => restore(&mut self.challenges, (k, v)),
                 Undo::Binding(k, v) => restore(&mut self.bindings, (k, v)),
-                Undo::Queue(k, u) => revert(&mut self.queues, k, u),
+                Undo::QueueCreated(k) => drop(self.queues.remove(&k)),
+                Undo::Queue(k, u) => revert(&mut self.queues, &k, u),
                 Undo::Serial(k, v) => restore(&mut self.certificates.by_serial, (k, v)),
                 Undo::Fingerprint(k, v) => restore(&mut self.certificates.by_fingerprint, (k, v)),
             }

@@ -23,9 +23,9 @@ pub(super) struct Queue {
 /// write changed (moved out of the queue, not copied), so a step's undo costs
 /// what the step wrote, not the size of the queue it wrote to. The undo runs
 /// newest first, so each inverse meets the queue exactly as its write left it.
+/// A write that created the queue logs [`Undo::QueueCreated`] instead,
+/// which removes the queue with everything later writes put in it.
 pub(super) enum QueueUndo {
-    /// The write created the queue: remove it.
-    Created,
     /// `enqueue` appended this command: take it off and forget its uuid.
     Enqueued(CommandUuid),
     /// `finish` took `command` from `pos` (and its claim) and appended a result.
@@ -74,16 +74,17 @@ impl QueueLog<'_> {
     }
 }
 
-/// The queue `key`, created (and the creation logged) if absent.
+/// The queue `key`, and whether this call created it (the creation logged).
 fn queue_or_create<'a>(
     queues: &'a mut Queues,
     key: &QueueKey,
     log: &mut QueueLog<'_>,
-) -> &'a mut Queue {
-    if !queues.contains_key(key) {
-        log.note(key, QueueUndo::Created);
+) -> (&'a mut Queue, bool) {
+    let created = !queues.contains_key(key);
+    if created && let Some(undo) = &mut log.0 {
+        undo.push(Undo::QueueCreated(key.clone()));
     }
-    queues.entry(key.clone()).or_default()
+    (queues.entry(key.clone()).or_default(), created)
 }
 
 pub(super) fn enqueue(
@@ -100,7 +101,7 @@ pub(super) fn enqueue(
     {
         return Err(StoreError::AlreadyExists);
     }
-    let q = queue_or_create(queues, key, log);
+    let (q, _) = queue_or_create(queues, key, log);
     q.seen.insert(command.uuid.clone());
     q.pending.push(command.clone());
     log.note(key, QueueUndo::Enqueued(command.uuid.clone()));
@@ -248,9 +249,10 @@ pub(super) fn set_connection(
     connection: &Connection,
     log: &mut QueueLog<'_>,
 ) {
-    let created = !queues.contains_key(key);
-    let q = queue_or_create(queues, key, log);
+    let (q, created) = queue_or_create(queues, key, log);
     let previous = std::mem::replace(&mut q.connection, connection.clone());
+    // A new queue goes away whole on undo; an existing one gets its old
+    // connection back.
     if !created {
         log.note(key, QueueUndo::Connection(previous));
     }
@@ -277,16 +279,11 @@ pub(super) fn prune(queues: &mut Queues, key: &QueueKey, keep: usize, log: &mut 
 }
 
 /// Take back one queue write (see [`QueueUndo`]).
-pub(super) fn revert(queues: &mut Queues, key: QueueKey, undo: QueueUndo) {
-    if let QueueUndo::Created = undo {
-        queues.remove(&key);
-        return;
-    }
-    let Some(q) = queues.get_mut(&key) else {
+pub(super) fn revert(queues: &mut Queues, key: &QueueKey, undo: QueueUndo) {
+    let Some(q) = queues.get_mut(key) else {
         return;
     };
     match undo {
-        QueueUndo::Created => {}
         QueueUndo::Enqueued(uuid) => {
             if let Some(pos) = q.pending.iter().rposition(|c| c.uuid == uuid) {
                 q.pending.remove(pos);
