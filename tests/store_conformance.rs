@@ -12,7 +12,7 @@ use mdm_enroll::store::*;
 fn memory_store_conforms() {
     let report = conformance::run(MemoryStore::new);
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 31);
+    assert_eq!(report.passed.len(), 32);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,6 +41,10 @@ enum Flaw {
     /// A step's writes are applied one by one, each committed alone: a
     /// failing write leaves the ones before it.
     StepOneByOne,
+    /// The head of a queue taken from its newest end.
+    HeadFromTheNewestEnd,
+    /// A lookup that finds a finished command (by its stored result).
+    LookupFindsFinished,
 }
 
 /// A store that delegates to [`MemoryStore`] except for one flaw.
@@ -225,6 +229,39 @@ impl QueueStore for Broken {
     }
     fn pending(&self, k: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
         self.inner.pending(k)
+    }
+    fn pending_head(&self, k: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
+        let mut all = self.inner.pending(k)?;
+        if self.flaw == Flaw::HeadFromTheNewestEnd {
+            let cut = all.len().saturating_sub(limit);
+            return Ok(all.split_off(cut));
+        }
+        all.truncate(limit);
+        Ok(all)
+    }
+    fn queued_command(
+        &self,
+        k: &QueueKey,
+        u: &CommandUuid,
+    ) -> Result<Option<QueuedCommand>, StoreError> {
+        let queued = self.inner.queued_command(k, u)?;
+        if queued.is_none() && self.flaw == Flaw::LookupFindsFinished {
+            return Ok(self
+                .inner
+                .results(k)?
+                .into_iter()
+                .find(|r| r.uuid == *u)
+                .map(|r| QueuedCommand {
+                    uuid: r.uuid,
+                    request_type: r.request_type,
+                    body: Vec::new(),
+                    activation: None,
+                    not_now_count: 0,
+                    queued_at: r.at,
+                    delivered_at: None,
+                }));
+        }
+        Ok(queued)
     }
     fn defer_command(&self, k: &QueueKey, u: &CommandUuid) -> Result<u32, StoreError> {
         self.inner.defer_command(k, u)
@@ -466,6 +503,8 @@ fn kit_catches_each_flaw() {
         (Flaw::ClaimUnlocked, "queue_claim_race"),
         (Flaw::StepOneByOne, "step_all_or_nothing"),
         (Flaw::StepOneByOne, "step_race"),
+        (Flaw::HeadFromTheNewestEnd, "queue_head_and_lookup"),
+        (Flaw::LookupFindsFinished, "queue_head_and_lookup"),
     ];
     for (flaw, check) in cases {
         // A race is lost only when the threads interleave badly: a racy

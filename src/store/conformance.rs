@@ -77,6 +77,7 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("queue_fifo_and_finish_once", queue_fifo_and_finish_once),
         ("queue_finish_race", queue_finish_race),
         ("queue_defer", queue_defer),
+        ("queue_head_and_lookup", queue_head_and_lookup),
         ("queue_clear_isolated", queue_clear_isolated),
         ("results_prune", results_prune),
         ("certificate_unique_serial", certificate_unique_serial),
@@ -792,6 +793,55 @@ fn queue_defer<S: Store>(s: &S) -> Result<(), String> {
         matches!(missing, Err(StoreError::NotFound)),
         "deferred an unknown command: {missing:?}"
     );
+    Ok(())
+}
+
+/// `pending_head` is a prefix of `pending` and `queued_command` finds
+/// exactly what `pending` holds (counts and delivery marks included), on
+/// this key only.
+fn queue_head_and_lookup<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let (k, other) = (qkey(&a, "dev", None), qkey(&a, "other", None));
+    for n in 0..5 {
+        s.enqueue(&k, &command(n)).map_err(e("enqueue"))?;
+    }
+    s.enqueue(&other, &command(7)).map_err(e("enqueue"))?;
+    s.finish_command(&k, &result(1)).map_err(e("finish"))?;
+    s.defer_command(&k, &command(2).uuid).map_err(e("defer"))?;
+    s.mark_delivered(&k, &command(3).uuid, t0())
+        .map_err(e("mark_delivered"))?;
+    let all = s.pending(&k).map_err(e("pending"))?;
+    ensure!(all.len() == 4, "queue: {all:?}");
+    for limit in 0..=all.len() + 1 {
+        let head = s.pending_head(&k, limit).map_err(e("pending_head"))?;
+        let want = all.get(..limit.min(all.len())).unwrap_or_default();
+        ensure!(
+            head == want,
+            "pending_head({limit}) is {head:?}, not the first {limit} of {all:?}"
+        );
+    }
+    let empty = s
+        .pending_head(&qkey(&a, "none", None), 3)
+        .map_err(e("pending_head"))?;
+    ensure!(empty.is_empty(), "head of a queue never used: {empty:?}");
+    for queued in &all {
+        let got = s
+            .queued_command(&k, &queued.uuid)
+            .map_err(e("queued_command"))?;
+        ensure!(
+            got.as_ref() == Some(queued),
+            "queued_command({}) is {got:?}, pending has {queued:?}",
+            queued.uuid.as_str()
+        );
+    }
+    for (gone, what) in [
+        (command(1).uuid, "a finished command"),
+        (command(7).uuid, "another queue's command"),
+        (uuid("never"), "a command never queued"),
+    ] {
+        let got = s.queued_command(&k, &gone).map_err(e("queued_command"))?;
+        ensure!(got.is_none(), "queued_command found {what}: {got:?}");
+    }
     Ok(())
 }
 

@@ -454,6 +454,23 @@ impl QueueStore for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
+        Ok(lock(&self.queues)?
+            .get(key)
+            .map(|q| q.pending.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn queued_command(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+    ) -> Result<Option<QueuedCommand>, StoreError> {
+        Ok(lock(&self.queues)?
+            .get(key)
+            .and_then(|q| q.pending.iter().find(|c| c.uuid == *uuid).cloned()))
+    }
+
     fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
         defer(&mut *lock(&self.queues)?, key, uuid, &mut QueueLog(None))
     }

@@ -408,6 +408,26 @@ pub trait QueueStore: Send + Sync {
     fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError>;
     /// **Fresh**: the queued commands, oldest first.
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError>;
+    /// **Fresh**: the oldest `limit` queued commands, oldest first: the
+    /// first `limit` of [`Self::pending`]. A connection reads only this head
+    /// of its queue, so its cost does not grow with the backlog; a store
+    /// answers it without reading the rest (the default reads everything,
+    /// for stores written before this method).
+    fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
+        let mut all = self.pending(key)?;
+        all.truncate(limit);
+        Ok(all)
+    }
+    /// **Fresh**: the queued command `uuid`, as [`Self::pending`] has it;
+    /// `None` when it is not queued (finished, cancelled, cleared or never
+    /// queued). The default scans [`Self::pending`].
+    fn queued_command(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+    ) -> Result<Option<QueuedCommand>, StoreError> {
+        Ok(self.pending(key)?.into_iter().find(|c| c.uuid == *uuid))
+    }
     /// **Atomic**: add one `NotNow` to a queued command and release its
     /// delivery claim ([`Self::claim_delivery`]: the device answered, so the
     /// next connection may be handed it again); returns its new count.
@@ -1021,6 +1041,8 @@ forward_store! {
     QueueStore {
         fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError>;
         fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError>;
+        fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError>;
+        fn queued_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<Option<QueuedCommand>, StoreError>;
         fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError>;
         fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError>;
         fn mark_delivered(&self, key: &QueueKey, uuid: &CommandUuid, at: std::time::SystemTime) -> Result<(), StoreError>;

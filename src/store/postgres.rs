@@ -677,6 +677,26 @@ fn has_result(tx: Tx<'_, '_>, qkey: &[u8], uuid: &CommandUuid) -> R<bool> {
         .is_some())
 }
 
+/// A queued command from its row (record, `NotNow` count, first delivery).
+fn queued_command(r: &Row) -> R<QueuedCommand> {
+    let mut command: QueuedCommand = decode(col(r, 0)?)?;
+    command.not_now_count = u32::try_from(col::<i64>(r, 1)?).unwrap_or(u32::MAX);
+    command.delivered_at = col::<Option<i64>>(r, 2)?.map(from_unix_millis);
+    Ok(command)
+}
+
+/// The oldest `limit` queued commands of `key` (`None`: all of them).
+fn pending_head(c: &mut Client, key: &QueueKey, limit: Option<i64>) -> R<Vec<QueuedCommand>> {
+    c.query(
+        "SELECT value, not_now, delivered FROM commands
+         WHERE qkey = $1 AND state = $2 ORDER BY seq LIMIT $3",
+        &[&queue_key(key), &PENDING, &limit],
+    )?
+    .iter()
+    .map(queued_command)
+    .collect()
+}
+
 fn defer_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<u32> {
     let row = tx
         .query_opt(
@@ -1087,20 +1107,28 @@ impl QueueStore for PostgresStore {
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
+        // LIMIT NULL: no limit.
+        self.read(|c| pending_head(c, key, None))
+    }
+
+    fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| pending_head(c, key, Some(limit)))
+    }
+
+    fn queued_command(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+    ) -> Result<Option<QueuedCommand>, StoreError> {
         self.read(|c| {
-            let rows = c.query(
+            c.query_opt(
                 "SELECT value, not_now, delivered FROM commands
-                 WHERE qkey = $1 AND state = $2 ORDER BY seq",
-                &[&queue_key(key), &PENDING],
-            )?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                let mut command: QueuedCommand = decode(col(&r, 0)?)?;
-                command.not_now_count = u32::try_from(col::<i64>(&r, 1)?).unwrap_or(u32::MAX);
-                command.delivered_at = col::<Option<i64>>(&r, 2)?.map(from_unix_millis);
-                out.push(command);
-            }
-            Ok(out)
+                 WHERE qkey = $1 AND uuid = $2 AND state = $3",
+                &[&queue_key(key), &uuid.as_str(), &PENDING],
+            )?
+            .map(|r| queued_command(&r))
+            .transpose()
         })
     }
 

@@ -516,6 +516,37 @@ fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, 
     )
 }
 
+/// The columns of a queued command's row: its record, `NotNow` count and
+/// first delivery.
+type QueuedColumns = (Vec<u8>, u32, Option<i64>);
+
+fn queued_columns(r: &Row<'_>) -> rusqlite::Result<QueuedColumns> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn queued_command((value, not_now, delivered): QueuedColumns) -> Result<QueuedCommand, StoreError> {
+    let mut command: QueuedCommand = decode(&value)?;
+    command.not_now_count = not_now;
+    command.delivered_at = delivered.map(from_unix_millis);
+    Ok(command)
+}
+
+/// The oldest `limit` queued commands of `key` (`-1`: all of them).
+fn pending_head(
+    conn: &Connection,
+    key: &QueueKey,
+    limit: i64,
+) -> Result<Vec<QueuedCommand>, StoreError> {
+    all(
+        conn,
+        "SELECT value, not_now, delivered FROM commands
+         WHERE qkey = ?1 AND state = ?2 ORDER BY seq LIMIT ?3",
+        params![queue_key(key), PENDING, limit],
+        queued_columns,
+        queued_command,
+    )
+}
+
 fn defer_command(tx: &Connection, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
     let n = exec(
         tx,
@@ -1030,26 +1061,30 @@ impl QueueStore for SqliteStore {
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
+        // LIMIT -1: no limit.
+        self.with_conn(|c| pending_head(c, key, -1))
+    }
+
+    fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(|c| pending_head(c, key, limit))
+    }
+
+    fn queued_command(
+        &self,
+        key: &QueueKey,
+        uuid: &CommandUuid,
+    ) -> Result<Option<QueuedCommand>, StoreError> {
         self.with_conn(|c| {
-            all(
+            one(
                 c,
                 "SELECT value, not_now, delivered FROM commands
-                 WHERE qkey = ?1 AND state = ?2 ORDER BY seq",
-                params![queue_key(key), PENDING],
-                |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, u32>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                },
-                |(value, not_now, delivered)| {
-                    let mut command: QueuedCommand = decode(&value)?;
-                    command.not_now_count = not_now;
-                    command.delivered_at = delivered.map(from_unix_millis);
-                    Ok(command)
-                },
-            )
+                 WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+                params![queue_key(key), uuid.as_str(), PENDING],
+                queued_columns,
+            )?
+            .map(queued_command)
+            .transpose()
         })
     }
 
