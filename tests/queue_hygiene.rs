@@ -258,3 +258,115 @@ fn memory_delivery_holds_its_command_for_the_lease() {
 fn sqlite_delivery_holds_its_command_for_the_lease() {
     a_delivery_holds_its_command_for_the_lease(SqliteStore::open_in_memory().unwrap());
 }
+
+fn handed(reply: &Option<QueuedCommand>) -> Option<&str> {
+    reply.as_ref().map(|c| c.uuid.as_str())
+}
+
+/// A connection reads only the head of its queue (`QueueStore::pending_head`),
+/// yet behaves as if it read all of it: a device that defers more commands
+/// than the head holds is still handed the next one, a report of a command
+/// queued deeper than the head finishes it, and expired commands filling
+/// the head are all dropped before the first live one is delivered.
+fn a_connection_behind_a_backlog_acts_on_the_whole_queue<S: Store>(store: S) {
+    let policy = QueuePolicy::default().with_expiry(Some(Duration::from_secs(3600)));
+    let (engine, tenant, dev) = activated(store, policy);
+    let queued_at = t0() + Duration::from_secs(10);
+    for n in 0..5 {
+        enqueue(&engine, &tenant, &dev, &format!("defer-{n}"), queued_at);
+    }
+    for n in 0..3 {
+        enqueue(&engine, &tenant, &dev, &format!("later-{n}"), queued_at);
+    }
+    let now = queued_at + Duration::from_secs(1);
+    let mut reply = engine
+        .connect(&tenant, dev.report(ReportStatus::Idle, None), now)
+        .unwrap()
+        .value;
+    for n in 0..5 {
+        let uuid = format!("defer-{n}");
+        assert_eq!(handed(&reply), Some(uuid.as_str()));
+        reply = engine
+            .connect(
+                &tenant,
+                dev.report(ReportStatus::NotNow, Some(CommandUuid::new(uuid).unwrap())),
+                now,
+            )
+            .unwrap()
+            .value;
+    }
+    assert_eq!(
+        handed(&reply),
+        Some("later-0"),
+        "five deferred commands ahead of it"
+    );
+    // The device starts over (Idle: nothing deferred on this connection),
+    // is handed the head again, and then reports the command it was sent
+    // before, now six places deep.
+    let again = engine
+        .connect(&tenant, dev.report(ReportStatus::Idle, None), now)
+        .unwrap()
+        .value;
+    assert_eq!(handed(&again), Some("defer-0"));
+    let acked = engine
+        .connect(
+            &tenant,
+            dev.report(
+                ReportStatus::Acknowledged,
+                Some(CommandUuid::new("later-0").unwrap()),
+            ),
+            now,
+        )
+        .unwrap();
+    assert!(
+        acked.events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::CommandFinished { uuid, outcome: CommandOutcome::Acknowledged }
+                if uuid.as_str() == "later-0"
+        )),
+        "{:?}",
+        acked.events
+    );
+    let queued: Vec<_> = engine
+        .queue(&tenant, &dev.channel())
+        .unwrap()
+        .value
+        .into_iter()
+        .map(|c| c.uuid.into_string())
+        .collect();
+    assert!(!queued.iter().any(|u| u == "later-0"), "{queued:?}");
+    // An hour on, everything queued so far has expired: the head is full of
+    // expired commands, all dropped, and the fresh one behind them is sent.
+    let fresh_at = queued_at + Duration::from_secs(3000);
+    enqueue(&engine, &tenant, &dev, "fresh", fresh_at);
+    let later = queued_at + Duration::from_secs(3601);
+    let reply = engine
+        .connect(&tenant, dev.report(ReportStatus::Idle, None), later)
+        .unwrap();
+    assert_eq!(handed(&reply.value), Some("fresh"));
+    let mut dropped: Vec<_> = reply
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CommandFinished {
+                uuid,
+                outcome: CommandOutcome::Expired,
+            } => Some(uuid.as_str().to_owned()),
+            _ => None,
+        })
+        .collect();
+    dropped.sort();
+    let mut want: Vec<_> = queued.into_iter().collect();
+    want.sort();
+    assert_eq!(dropped, want, "every expired command dropped at once");
+}
+
+#[test]
+fn memory_connection_behind_a_backlog_acts_on_the_whole_queue() {
+    a_connection_behind_a_backlog_acts_on_the_whole_queue(MemoryStore::new());
+}
+
+#[test]
+fn sqlite_connection_behind_a_backlog_acts_on_the_whole_queue() {
+    a_connection_behind_a_backlog_acts_on_the_whole_queue(SqliteStore::open_in_memory().unwrap());
+}

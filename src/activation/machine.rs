@@ -214,7 +214,14 @@ pub enum Input {
     Connect {
         /// The report.
         event: ReportEvent,
-        /// The channel's queued commands, oldest first, as the store has them.
+        /// The head of the channel's queue, oldest first, as the store has
+        /// it, then the reported command if it is queued past the head. The
+        /// head must hold at least every command in `connection.skip` plus
+        /// two (the reported one and the next to deliver), or all of the
+        /// queue: the next command is chosen from it, so a shorter head
+        /// could end the connection while deliverable commands wait. The
+        /// engine reads exactly that, so a connection's cost does not grow
+        /// with the backlog; the whole queue is a valid head too.
         pending: Vec<QueuedCommand>,
         /// Outcomes the store already holds for initial commands this state
         /// still waits for. The queue is the source of truth for outcomes: a

@@ -128,7 +128,9 @@ pub struct QueuePolicy {
     #[serde(default = "default_lease")]
     pub delivery_lease: Duration,
     /// Commands queued longer than this are dropped undelivered, finished
-    /// as [`CommandOutcome::Expired`] (default `None`: never).
+    /// as [`CommandOutcome::Expired`] (default `None`: never). A connection
+    /// drops those it meets at the head of its queue, before choosing what
+    /// to deliver; one deeper in the backlog goes when it reaches the head.
     #[serde(default)]
     pub expiry: Option<Duration>,
 }

@@ -187,9 +187,8 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         let k = key(tenant, channel);
         if self
             .store
-            .pending(&k)?
-            .iter()
-            .any(|c| c.uuid == *uuid && c.activation.is_some() && c.delivered_at.is_none())
+            .queued_command(&k, uuid)?
+            .is_some_and(|c| c.activation.is_some() && c.delivered_at.is_none())
         {
             return Err(CommandError::InitialConfiguration(uuid.clone()).into());
         }
@@ -295,7 +294,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 }
                 Err(e) => return Err(e),
             };
-            if self.store.pending(&k)?.is_empty() {
+            if self.store.pending_head(&k, 1)?.is_empty() {
                 self.store.record_answer(&k, None)?;
                 continue;
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::activation::{
     Activation, ActivationError, ActivationId, AttributesPhase, ChallengeKind, Channel,
-    CheckinEvent, CheckinMessage, CommandOutcome, CommandResult, CommandUuid, Input,
+    CheckinEvent, CheckinMessage, CommandOutcome, CommandResult, CommandUuid, Connection, Input,
     IssuedIdentity, LoginAttempt, Output, Phase, QueueKey, QueuePolicy, QueuedCommand, Report,
     ReportEvent, Secret, TenantId, Transition, UserAccount, VerifiedAttributes,
 };
@@ -17,6 +17,11 @@ use crate::store::{
 };
 
 use super::{Event, EventKind, Outcome, ServiceError};
+
+/// Queued commands a connection reads beyond those it deferred: the one it
+/// reports (finished or deferred now) and the next to deliver. The rest of
+/// the backlog stays in the store.
+const CONNECT_HEAD: usize = 2;
 
 /// Driver tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -487,15 +492,31 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             channel: event.channel.clone(),
         };
         let mut ctx = Ctx::new(tenant, now);
-        ctx.pending = self.store.pending(&key)?;
+        let connection = self.store.connection(&key)?;
         // Commands queued past the policy's expiry are dropped in this step,
         // never delivered (the initial configuration never expires: the
         // activation waits for its outcomes).
         let policy = self.config.queue;
-        let (expired, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut ctx.pending)
-            .into_iter()
-            .partition(|c| c.activation.is_none() && policy.expired(c, now));
+        let (mut expired, pending) = self.queue_head(&key, &connection, now)?;
         ctx.pending = pending;
+        // The reported command, should it be queued past the head (sent
+        // behind commands the device deferred, on a connection since
+        // ended): looked up by its uuid, and dropped as the head's are if
+        // it expired.
+        if let Report::Status {
+            command_uuid: Some(uuid),
+            ..
+        } = &event.report
+            && !ctx.pending.iter().any(|c| c.uuid == *uuid)
+            && !expired.iter().any(|c| c.uuid == *uuid)
+            && let Some(reported) = self.store.queued_command(&key, uuid)?
+        {
+            if reported.activation.is_none() && policy.expired(&reported, now) {
+                expired.push(reported);
+            } else {
+                ctx.pending.push(reported);
+            }
+        }
         let mut extra = Vec::new();
         for c in &expired {
             extra.push(Write::FinishCommand(
@@ -544,7 +565,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             pending: ctx.pending.clone(),
             finished,
             policy: self.config.queue,
-            connection: self.store.connection(&key)?,
+            connection,
         };
         let id = current.value.id.clone();
         let state = self.run_with(current, input, &mut ctx, extra)?;
@@ -581,7 +602,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         if ctx.lost_delivery {
             // The command chosen was cancelled meanwhile: wake the device
             // again for whatever else is queued.
-            if !self.store.pending(&key)?.is_empty() {
+            if !self.store.pending_head(&key, 1)?.is_empty() {
                 self.push_channel(&state, &key.channel, now, &mut ctx.events)?;
             }
         }
@@ -589,6 +610,38 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             value: ctx.deliver.take(),
             events: ctx.events,
         })
+    }
+
+    /// The head of a channel's queue that a connection needs, oldest first,
+    /// split into the commands past the queue policy's expiry (dropped by
+    /// this connection) and the rest: enough of the rest that, with every
+    /// command the connection deferred and the one it reports skipped, one
+    /// is left to deliver if the queue has one. Reads grow past
+    /// [`CONNECT_HEAD`] only by what expired or was deferred, so a
+    /// connection's cost does not follow the channel's backlog.
+    fn queue_head(
+        &self,
+        key: &QueueKey,
+        connection: &Connection,
+        now: SystemTime,
+    ) -> Result<(Vec<QueuedCommand>, Vec<QueuedCommand>), ServiceError> {
+        let policy = self.config.queue;
+        let wanted = CONNECT_HEAD.saturating_add(connection.skip.len());
+        let mut limit = wanted;
+        loop {
+            let head = self.store.pending_head(key, limit)?;
+            let complete = head.len() < limit;
+            let (expired, live): (Vec<_>, Vec<_>) = head
+                .into_iter()
+                .partition(|c| c.activation.is_none() && policy.expired(c, now));
+            if complete || live.len() >= wanted {
+                return Ok((expired, live));
+            }
+            // Expired commands took places in the head: read further.
+            limit = limit
+                .saturating_mul(2)
+                .max(wanted.saturating_add(expired.len()));
+        }
     }
 
     /// This connection's chosen command went to a racing connection (or
@@ -604,7 +657,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         let mut connection = self.store.connection(key)?;
         let candidates = self
             .store
-            .pending(key)?
+            .pending_head(key, TRIES + connection.skip.len() + 1)?
             .into_iter()
             .filter(|c| c.uuid != *lost && !connection.skip.contains(&c.uuid))
             .take(TRIES);
