@@ -2,20 +2,28 @@
 //! types they carry.
 //!
 //! A row's value is a binary plist dictionary: a `v` key, the layout's
-//! version, and the fields of that version's record type here (`...V1`).
+//! version, and the fields of that record's row type here (`...Row`).
 //! Each record type lists its fields itself and converts from and to its
 //! public type by destructuring it whole, so a field added to a public type
 //! does not compile until its record says how it is stored: add it to the
 //! record with `#[serde(default)]` (older rows decode without it), or, when
-//! a stored field changes meaning, add a version 2 layout and convert
-//! version 1 rows to it in [`decode`]. Values nested inside a record (a
-//! `Policy`, a `ChallengeGrant`, times) keep their serde encoding; the
-//! vectors under `tests/vectors/store/` pin it.
+//! a stored field changes its encoding or meaning, raise that record's
+//! version and make its record type read the older versions too. Values
+//! nested inside a record (a `Policy`, a `ChallengeGrant`, times) keep their
+//! serde encoding; the vectors under `tests/vectors/store/` pin it.
 //!
-//! Rows written before records were versioned have no `v`: they are
-//! version 1, whose fields are exactly theirs. A row of a version this build
-//! does not know is refused with [`RecordError::UnknownVersion`], a
-//! permanent [`StoreError`].
+//! Versions, per record:
+//! - 1: every record. Rows written before records were versioned have no
+//!   `v`: they are version 1, whose fields are exactly theirs.
+//! - 2: the queued command and the command result, whose `body` is a plist
+//!   `data` object; version 1 wrote it as serde writes a `Vec<u8>`, an
+//!   array with one integer object per byte (larger, and a slow decode).
+//!   This build reads both; a build older than version 2 refuses these rows
+//!   with [`RecordError::UnknownVersion`] instead of misreading them, so
+//!   replicas of mixed builds fail loudly, not silently.
+//!
+//! A row of a version this build does not know is refused with
+//! [`RecordError::UnknownVersion`], a permanent [`StoreError`].
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -29,8 +37,9 @@ use crate::activation::{
     TenantId, UserAccount,
 };
 
-/// The newest record layout this build reads and the one it writes.
-pub const RECORD_VERSION: u64 = 1;
+/// The newest record layout this build reads (each record writes its own
+/// newest: 2 for queued commands and command results, 1 for the rest).
+pub const RECORD_VERSION: u64 = 2;
 
 /// Why a stored record was refused before its fields were read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -38,9 +47,7 @@ pub const RECORD_VERSION: u64 = 1;
 pub enum RecordError {
     /// The record's layout version is one this build does not know (written
     /// by a newer build, or damaged).
-    #[error(
-        "stored {record} record has layout version {version}; this build reads 1 to {RECORD_VERSION}"
-    )]
+    #[error("stored {record} record has layout version {version}, which this build does not read")]
     UnknownVersion {
         /// Which record.
         record: &'static str,
@@ -59,8 +66,10 @@ pub enum RecordError {
 pub(crate) trait Record: Sized {
     /// Its name in errors.
     const NAME: &'static str;
-    /// The layout of [`RECORD_VERSION`].
-    type V1: Serialize + DeserializeOwned + for<'a> From<&'a Self> + Into<Self> + Layout;
+    /// The version it writes, the newest it reads (it reads 1 to this).
+    const VERSION: u64;
+    /// Its record type, which reads every version up to [`Self::VERSION`].
+    type Layout: Serialize + DeserializeOwned + for<'a> From<&'a Self> + Into<Self> + Layout;
 }
 
 /// A record layout's own version (its `v`, 1 when the row has none).
@@ -76,18 +85,19 @@ fn one() -> u64 {
 /// The record of `value` in the current layout, as a binary plist.
 pub(crate) fn encode<T: Record>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
-    plist::to_writer_binary(&mut out, &T::V1::from(value)).map_err(StoreError::permanent)?;
+    plist::to_writer_binary(&mut out, &T::Layout::from(value)).map_err(StoreError::permanent)?;
     Ok(out)
 }
 
 /// Decode a stored record of any version this build knows.
 pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, StoreError> {
-    // The common case, a row of the current layout: straight into its
-    // record type, without a tree of the whole row first. Anything else (a
-    // row of another version, or not a record at all) takes the path
+    // The common case, a row of a version this build reads: straight into
+    // its record type, without a tree of the whole row first. Anything else
+    // (a row of another version, or not a record at all) takes the path
     // below, which says what is wrong with it.
-    if let Ok(record) = plist::from_bytes::<T::V1>(bytes)
-        && record.version() == RECORD_VERSION
+    let known = 1..=T::VERSION;
+    if let Ok(record) = plist::from_bytes::<T::Layout>(bytes)
+        && known.contains(&record.version())
     {
         return Ok(record.into());
     }
@@ -98,7 +108,7 @@ pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, StoreError> {
         Some(v) => v.as_unsigned_integer().ok_or_else(malformed)?,
     };
     match version {
-        1 => plist::from_value::<T::V1>(&value)
+        version if known.contains(&version) => plist::from_value::<T::Layout>(&value)
             .map(Into::into)
             .map_err(StoreError::permanent),
         version => Err(StoreError::permanent(RecordError::UnknownVersion {
@@ -108,12 +118,55 @@ pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, StoreError> {
     }
 }
 
-/// A record type of version 1 with `v` and the listed fields, and its
-/// conversions from and to the public type (both exhaustive).
-macro_rules! record_v1 {
+/// A byte field as a plist `data` object (version 2), read from `data` or
+/// from version 1's array of integers.
+mod plist_data {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("data, or an array of byte values")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // The size hint comes from the row: bounded by what it holds.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(byte) = seq.next_element::<u8>()? {
+                out.push(byte);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A record type with `v` and the listed fields, written as version
+/// `$version`, and its conversions from and to the public type (both
+/// exhaustive).
+macro_rules! record {
     (
         $(#[$doc:meta])*
-        $record:ident for $public:ident ($name:literal) {
+        $record:ident for $public:ident ($name:literal, version $version:literal) {
             $( $(#[$attr:meta])* $field:ident: $ty:ty, )*
         }
     ) => {
@@ -128,7 +181,7 @@ macro_rules! record_v1 {
         impl From<&$public> for $record {
             fn from(value: &$public) -> Self {
                 let $public { $($field),* } = value.clone();
-                Self { v: 1, $($field),* }
+                Self { v: $version, $($field),* }
             }
         }
 
@@ -141,7 +194,8 @@ macro_rules! record_v1 {
 
         impl Record for $public {
             const NAME: &'static str = $name;
-            type V1 = $record;
+            const VERSION: u64 = $version;
+            type Layout = $record;
         }
 
         impl Layout for $record {
@@ -152,9 +206,9 @@ macro_rules! record_v1 {
     };
 }
 
-record_v1! {
+record! {
     /// `activations.value`.
-    ActivationV1 for Activation ("activation") {
+    ActivationRow for Activation ("activation", version 1) {
         id: ActivationId,
         tenant: TenantId,
         username: String,
@@ -181,9 +235,9 @@ record_v1! {
     }
 }
 
-record_v1! {
+record! {
     /// `users.account`.
-    UserAccountV1 for UserAccount ("user account") {
+    UserAccountRow for UserAccount ("user account", version 1) {
         tenant: TenantId,
         username: String,
         domain: String,
@@ -191,9 +245,9 @@ record_v1! {
     }
 }
 
-record_v1! {
+record! {
     /// `challenges.record`.
-    ChallengeV1 for ChallengeRecord ("challenge") {
+    ChallengeRow for ChallengeRecord ("challenge", version 1) {
         tenant: TenantId,
         activation: ActivationId,
         grant: ChallengeGrant,
@@ -201,9 +255,9 @@ record_v1! {
     }
 }
 
-record_v1! {
+record! {
     /// `bindings.value`.
-    BindingV1 for Binding ("binding") {
+    BindingRow for Binding ("binding", version 1) {
         fingerprint: CertFingerprint,
         tenant: TenantId,
         device_id: String,
@@ -212,11 +266,12 @@ record_v1! {
     }
 }
 
-record_v1! {
+record! {
     /// `commands.value`.
-    QueuedCommandV1 for QueuedCommand ("queued command") {
+    QueuedCommandRow for QueuedCommand ("queued command", version 2) {
         uuid: CommandUuid,
         request_type: String,
+        #[serde(with = "plist_data")]
         body: Vec<u8>,
         activation: Option<ActivationId>,
         not_now_count: u32,
@@ -226,37 +281,38 @@ record_v1! {
     }
 }
 
-record_v1! {
+record! {
     /// `results.value`.
-    CommandResultV1 for CommandResult ("command result") {
+    CommandResultRow for CommandResult ("command result", version 2) {
         uuid: CommandUuid,
         request_type: String,
         outcome: CommandOutcome,
+        #[serde(with = "plist_data")]
         body: Vec<u8>,
         at: std::time::SystemTime,
     }
 }
 
-record_v1! {
+record! {
     /// `certificates.value`.
-    IssuedCertificateV1 for IssuedCertificate ("issued certificate") {
+    IssuedCertificateRow for IssuedCertificate ("issued certificate", version 1) {
         tenant: TenantId,
         activation: ActivationId,
         identity: IssuedIdentity,
     }
 }
 
-record_v1! {
+record! {
     /// `connections.value`.
-    ConnectionV1 for Connection ("connection") {
+    ConnectionRow for Connection ("connection", version 1) {
         skip: Vec<CommandUuid>,
         last_sent: Option<CommandUuid>,
     }
 }
 
-record_v1! {
+record! {
     /// `push_state.value`.
-    PushStateV1 for PushState ("push state") {
+    PushStateRow for PushState ("push state", version 1) {
         last_push: Option<std::time::SystemTime>,
         last_status: Option<u16>,
         last_reason: Option<String>,
@@ -267,9 +323,9 @@ record_v1! {
     }
 }
 
-record_v1! {
+record! {
     /// `push_state.key`: the channel a due push is for.
-    QueueKeyV1 for QueueKey ("queue key") {
+    QueueKeyRow for QueueKey ("queue key", version 1) {
         tenant: TenantId,
         channel: Channel,
     }
@@ -511,10 +567,33 @@ mod tests {
         assert_eq!(old.0, 11);
     }
 
-    /// New rows carry `v = 1`, keep the old rows' fields, and decode back.
+    /// `value` with every `data` object spelled as version 1 spells bytes:
+    /// an array of integers.
+    fn bytes_as_integers(value: plist::Value) -> plist::Value {
+        match value {
+            plist::Value::Data(bytes) => plist::Value::Array(
+                bytes
+                    .into_iter()
+                    .map(|b| plist::Value::from(u64::from(b)))
+                    .collect(),
+            ),
+            plist::Value::Array(items) => {
+                plist::Value::Array(items.into_iter().map(bytes_as_integers).collect())
+            }
+            plist::Value::Dictionary(dict) => plist::Value::Dictionary(
+                dict.into_iter()
+                    .map(|(k, v)| (k, bytes_as_integers(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    /// New rows carry their record's version, keep the old rows' fields
+    /// (version 2: the same bytes, as `data`), and decode back.
     #[test]
     fn records_are_written_with_their_version_and_read_back() {
-        struct New;
+        struct New(Vec<(&'static str, u64)>);
         impl Check for New {
             fn check<T: Record + PartialEq + Debug>(&mut self, name: &str, value: &T) {
                 let bytes = encode(value).unwrap();
@@ -522,15 +601,52 @@ mod tests {
                 let mut written = written.into_dictionary().unwrap();
                 assert_eq!(
                     written.remove("v").and_then(|v| v.as_unsigned_integer()),
-                    Some(RECORD_VERSION),
+                    Some(T::VERSION),
                     "{name}"
                 );
+                if T::VERSION == 2 {
+                    assert!(
+                        matches!(written.get("body"), Some(plist::Value::Data(_))),
+                        "{name}: the body is data"
+                    );
+                }
+                let written = bytes_as_integers(plist::Value::Dictionary(written));
                 let old: plist::Value = plist::from_bytes(&vector(name)).unwrap();
-                assert_eq!(Some(&written), old.as_dictionary(), "{name}: same fields");
+                assert_eq!(Some(&written), Some(&old), "{name}: same fields");
                 assert_eq!(&decode::<T>(&bytes).unwrap(), value, "{name}");
+                self.0.push((T::NAME, T::VERSION));
             }
         }
-        samples(&mut New);
+        let mut new = New(Vec::new());
+        samples(&mut new);
+        let newer: Vec<_> = new.0.iter().filter(|(_, v)| *v != 1).collect();
+        assert_eq!(
+            newer,
+            [&("queued command", 2), &("command result", 2)],
+            "records past version 1"
+        );
+        assert!(new.0.iter().all(|(_, v)| *v <= RECORD_VERSION));
+    }
+
+    /// Version 2 rows as this build wrote them (`tests/vectors/store/*_v2.bplist`)
+    /// decode to the values they were written from, and are what it writes.
+    #[test]
+    fn version_2_rows_are_pinned() {
+        struct V2(usize);
+        impl Check for V2 {
+            fn check<T: Record + PartialEq + Debug>(&mut self, name: &str, value: &T) {
+                if T::VERSION != 2 {
+                    return;
+                }
+                let pinned = vector(&format!("{name}_v2"));
+                assert_eq!(&decode::<T>(&pinned).unwrap(), value, "{name}");
+                assert_eq!(encode(value).unwrap(), pinned, "{name}: layout moved");
+                self.0 += 1;
+            }
+        }
+        let mut v2 = V2(0);
+        samples(&mut v2);
+        assert_eq!(v2.0, 2);
     }
 
     fn with_version(name: &str, v: plist::Value) -> Vec<u8> {
@@ -560,6 +676,17 @@ mod tests {
                 record_error(&err),
                 &RecordError::UnknownVersion {
                     record: "activation",
+                    version
+                }
+            );
+        }
+        for version in [0, 3] {
+            let bytes = with_version("queued_command", plist::Value::from(version));
+            let err = decode::<QueuedCommand>(&bytes).unwrap_err();
+            assert_eq!(
+                record_error(&err),
+                &RecordError::UnknownVersion {
+                    record: "queued command",
                     version
                 }
             );
