@@ -73,6 +73,7 @@ impl VerifiedAttributes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedIdentity {
     /// Certificate serial number (big-endian bytes), unique per CA.
+    #[serde(with = "crate::wire::plist_data")]
     pub serial: Vec<u8>,
     /// SHA-256 of the certificate DER.
     pub fingerprint: CertFingerprint,
@@ -80,7 +81,7 @@ pub struct IssuedIdentity {
     pub not_after: SystemTime,
     /// The certificate (DER), kept to answer a resend of the SCEP request
     /// that produced it; empty when the caller does not keep it.
-    #[serde(default)]
+    #[serde(default, with = "crate::wire::plist_data")]
     pub certificate: Vec<u8>,
 }
 
@@ -115,6 +116,7 @@ pub struct PushTarget {
     /// The push topic (`com.apple.mgmt.…`).
     pub topic: String,
     /// APNs device token.
+    #[serde(with = "crate::wire::plist_data")]
     pub token: Vec<u8>,
     /// `PushMagic` for the payload.
     pub push_magic: String,

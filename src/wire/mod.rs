@@ -15,6 +15,7 @@ pub mod hex;
 pub mod json;
 pub mod percent;
 pub mod plist;
+pub(crate) mod plist_data;
 
 pub use ber::BerLimits;
 
