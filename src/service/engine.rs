@@ -23,6 +23,13 @@ use super::{Event, EventKind, Outcome, ServiceError};
 /// the backlog stays in the store.
 const CONNECT_HEAD: usize = 2;
 
+/// Whether a connection drops `command` as expired: queued past the
+/// policy's expiry, and not part of the initial configuration (which never
+/// expires: the activation waits for its outcomes).
+fn dropped_as_expired(policy: &QueuePolicy, command: &QueuedCommand, now: SystemTime) -> bool {
+    command.activation.is_none() && policy.expired(command, now)
+}
+
 /// Driver tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -511,7 +518,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             && !expired.iter().any(|c| c.uuid == *uuid)
             && let Some(reported) = self.store.queued_command(&key, uuid)?
         {
-            if reported.activation.is_none() && policy.expired(&reported, now) {
+            if dropped_as_expired(&policy, &reported, now) {
                 expired.push(reported);
             } else {
                 ctx.pending.push(reported);
@@ -633,7 +640,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             let complete = head.len() < limit;
             let (expired, live): (Vec<_>, Vec<_>) = head
                 .into_iter()
-                .partition(|c| c.activation.is_none() && policy.expired(c, now));
+                .partition(|c| dropped_as_expired(&policy, c, now));
             if complete || live.len() >= wanted {
                 return Ok((expired, live));
             }
