@@ -7,14 +7,19 @@
 #
 # Builds examples/server_activations.rs with frame pointers (into
 # target/profile-fp, so the normal build is untouched), samples N
-# activations (default 1500) with `perf record -e cpu-clock -g` (a software
-# clock: works in VMs without hardware counters), and prints, for the
-# samples under EnrollmentService::handle only (the simulated devices'
-# own work left out):
+# activations (default 1500) with `perf record -e cpu-clock --call-graph
+# dwarf` (a software clock: works in VMs without hardware counters; DWARF
+# unwinding, because aws-lc's assembly keeps no frame pointer and, on CPUs
+# without AVX-512 IFMA, a frame-pointer walk loses most RSA samples'
+# stacks), and prints, for the samples under EnrollmentService::handle
+# only (the simulated devices' own work left out):
 #   - the share of RSA private operations (signatures, key unwrap), public
 #     operations (verifications, key transport) and everything else;
 #   - the largest subtrees of "everything else", DEPTH frames deep
-#     (default 2) below `handle`.
+#     (default 2) below `handle`;
+#   - the coverage: samples found under `handle` against the time the
+#     example itself measured inside it; well below 100 % means stacks
+#     were lost and the shares are not to be trusted.
 # Shares move a little from run to run; read them beside the paired ratio
 # of the `activation` bench. Needs perf and python3 (Debian: apt-get
 # install linux-perf python3); perf may need
@@ -30,13 +35,18 @@ RUSTFLAGS="${RUSTFLAGS:-} -Cforce-frame-pointers=yes" CARGO_TARGET_DIR=target/pr
   cargo build --quiet --release --features "$FEATURES" --example server_activations
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-perf record -q -o "$DIR/perf.data" -e cpu-clock -F 20000 -g \
-  target/profile-fp/release/examples/server_activations "$N" >/dev/null
+FREQ=3000
+perf record -q -o "$DIR/perf.data" -e cpu-clock -F "$FREQ" --call-graph dwarf,16384 \
+  target/profile-fp/release/examples/server_activations "$N" > "$DIR/measured.txt"
 perf script -i "$DIR/perf.data" -F ip,sym 2>/dev/null > "$DIR/stacks.txt"
-python3 - "$DIR/stacks.txt" "$N" "$FEATURES" "$DEPTH" <<'EOF'
+rm -f "$DIR/perf.data"
+# "N activations, X µs per activation inside EnrollmentService::handle"
+MEASURED_US=$(awk '{print $3}' "$DIR/measured.txt")
+python3 - "$DIR/stacks.txt" "$N" "$FEATURES" "$DEPTH" "$FREQ" "$MEASURED_US" <<'EOF'
 import collections, re, sys
 
 path, n, features, depth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+freq, measured_us = float(sys.argv[5]), float(sys.argv[6])
 
 
 def samples():
@@ -90,7 +100,10 @@ for stack in samples():
 
 if total == 0:
     sys.exit("no sample under EnrollmentService::handle (is perf allowed to sample?)")
+expected = measured_us * 1e-6 * int(n) * freq
 print(f"server side, {n} activations, features {features}: {total} samples under handle")
+print(f"  coverage: {total / expected:.0%} of the {expected:.0f} samples the example's own"
+      f" timing ({measured_us:.1f} µs per activation) predicts")
 for k, v in sorted(kinds.items()):
     print(f"  {k:<28} {v / total:6.1%}")
 private = sum(v for k, v in kinds.items() if k.startswith("RSA private"))
