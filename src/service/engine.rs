@@ -783,7 +783,10 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     ) -> Result<Outcome<Activation>, ServiceError> {
         let current = self.load(tenant, activation)?;
         let (value, events) = self.run_input(tenant, current, input, now)?;
-        Ok(Outcome { value, events })
+        Ok(Outcome {
+            value: Arc::unwrap_or_clone(value),
+            events,
+        })
     }
 
     pub(super) fn load(
@@ -916,7 +919,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         current: Versioned<Arc<Activation>>,
         input: Input,
         now: SystemTime,
-    ) -> Result<(Activation, Vec<Event>), ServiceError> {
+    ) -> Result<(Arc<Activation>, Vec<Event>), ServiceError> {
         let mut ctx = Ctx::new(tenant, now);
         let state = self.run(current, input, &mut ctx)?;
         Ok((state, ctx.events))
@@ -929,7 +932,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         current: Versioned<Arc<Activation>>,
         input: Input,
         ctx: &mut Ctx<'_>,
-    ) -> Result<Activation, ServiceError> {
+    ) -> Result<Arc<Activation>, ServiceError> {
         self.run_with(current, input, ctx, Vec::new())
     }
 
@@ -939,7 +942,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         input: Input,
         ctx: &mut Ctx<'_>,
         extra: Vec<Write>,
-    ) -> Result<Activation, ServiceError> {
+    ) -> Result<Arc<Activation>, ServiceError> {
         let Versioned {
             value: state,
             version,
@@ -954,9 +957,11 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
             self.plan(&state, &next, output, ctx, &mut writes, &mut pushes)?;
         }
         writes.extend(extra);
-        // The update is the step's last write; it lends the new state to the
-        // store and gives it back after the commit (no copy).
-        let kept = if next != *state {
+        // The update is the step's last write; it shares the new state with
+        // the store (which may keep that very value) and gives it back after
+        // the commit (no copy).
+        let next = Arc::new(next);
+        let kept = if *next != *state {
             writes.push(Write::UpdateActivation {
                 activation: next,
                 expected: version,

@@ -11,7 +11,7 @@
 //! conformance::assert_conforms(MemoryStore::new);
 //! ```
 
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
 use super::{
@@ -676,7 +676,7 @@ fn identity_switch_step<S: Store>(s: &S) -> Result<(), String> {
                 tenant: a.clone(),
             },
             Write::UpdateActivation {
-                activation: act.clone(),
+                activation: Arc::new(act.clone()),
                 expected,
             },
         ]
@@ -1422,10 +1422,10 @@ fn step_fixture<S: Store>(s: &S, a: &TenantId) -> Result<Vec<Write>, String> {
             username: "alice".into(),
             device_id: "dev0".into(),
         },
-        Write::InsertActivation(activation(a, 2)?),
+        Write::InsertActivation(Arc::new(activation(a, 2)?)),
         Write::ClearQueue(q2),
         Write::UpdateActivation {
-            activation: moved,
+            activation: Arc::new(moved),
             expected: 1,
         },
         Write::SetConnection(q, session(7)),
@@ -1438,7 +1438,7 @@ fn step_all_or_nothing<S: Store>(s: &S) -> Result<(), String> {
     let before = observe(s, &a)?;
     // A write that fails on every store: there is no activation 99.
     let failing = Write::UpdateActivation {
-        activation: activation(&a, 99)?,
+        activation: Arc::new(activation(&a, 99)?),
         expected: 1,
     };
     for k in 0..=writes.len() {

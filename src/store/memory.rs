@@ -169,7 +169,8 @@ fn release(users: &mut Users, tenant: &TenantId, username: &str, device_id: &str
         .is_some_and(|(_, devices)| devices.remove(device_id))
 }
 
-fn insert_activation(map: &mut Activations, activation: &Activation) -> Result<(), StoreError> {
+/// Keep `activation` itself (a step's [`Write`] lends its `Arc`: no copy).
+fn insert_activation(map: &mut Activations, activation: Arc<Activation>) -> Result<(), StoreError> {
     let key = (activation.tenant.clone(), activation.id.clone());
     if map.contains_key(&key) {
         return Err(StoreError::AlreadyExists);
@@ -177,7 +178,7 @@ fn insert_activation(map: &mut Activations, activation: &Activation) -> Result<(
     map.insert(
         key,
         Versioned {
-            value: Arc::new(activation.clone()),
+            value: activation,
             version: 1,
         },
     );
@@ -188,7 +189,7 @@ fn insert_activation(map: &mut Activations, activation: &Activation) -> Result<(
 /// key and the record it replaced (a step's undo keeps it, moved, not copied).
 fn update_activation(
     map: &mut Activations,
-    activation: &Activation,
+    activation: Arc<Activation>,
     expected: u64,
 ) -> Result<((TenantId, ActivationId), StoredActivation), StoreError> {
     let key = (activation.tenant.clone(), activation.id.clone());
@@ -200,7 +201,7 @@ fn update_activation(
         });
     }
     let next = Versioned {
-        value: Arc::new(activation.clone()),
+        value: activation,
         version: expected + 1,
     };
     Ok((key, std::mem::replace(entry, next)))
@@ -335,7 +336,7 @@ impl UserStore for MemoryStore {
 
 impl ActivationStore for MemoryStore {
     fn insert_activation(&self, activation: &Activation) -> Result<(), StoreError> {
-        insert_activation(&mut *lock(&self.activations)?, activation)
+        insert_activation(&mut *lock(&self.activations)?, Arc::new(activation.clone()))
     }
 
     fn activation(
@@ -362,8 +363,12 @@ impl ActivationStore for MemoryStore {
     }
 
     fn update_activation(&self, activation: &Activation, expected: u64) -> Result<u64, StoreError> {
-        update_activation(&mut *lock(&self.activations)?, activation, expected)
-            .map(|(_, replaced)| replaced.version + 1)
+        update_activation(
+            &mut *lock(&self.activations)?,
+            Arc::new(activation.clone()),
+            expected,
+        )
+        .map(|(_, replaced)| replaced.version + 1)
     }
 
     fn device_activation(
@@ -639,7 +644,7 @@ impl Locked<'_> {
             Write::InsertActivation(a) => {
                 let (k, v) = saved(&self.activations, &(a.tenant.clone(), a.id.clone()));
                 undo.push(Undo::Activation(k, v));
-                insert_activation(&mut self.activations, a)?;
+                insert_activation(&mut self.activations, Arc::clone(a))?;
                 Applied::Done
             }
             Write::UpdateActivation {
@@ -647,7 +652,7 @@ impl Locked<'_> {
                 expected,
             } => {
                 let (key, replaced) =
-                    update_activation(&mut self.activations, activation, *expected)?;
+                    update_activation(&mut self.activations, Arc::clone(activation), *expected)?;
                 undo.push(Undo::Activation(key, Some(replaced)));
                 Applied::Version(expected + 1)
             }
@@ -1055,18 +1060,20 @@ mod tests {
             other => panic!("not a queue write: {other:?}"),
         };
         let failing = Write::UpdateActivation {
-            activation: Activation::start(
-                ActivationId::new("absent").unwrap(),
-                &UserAccount {
-                    tenant: tenant.clone(),
-                    username: "alice".into(),
-                    domain: "corp".into(),
-                    policy: Default::default(),
-                },
-                t0,
-            )
-            .unwrap()
-            .state,
+            activation: Arc::new(
+                Activation::start(
+                    ActivationId::new("absent").unwrap(),
+                    &UserAccount {
+                        tenant: tenant.clone(),
+                        username: "alice".into(),
+                        domain: "corp".into(),
+                        policy: Default::default(),
+                    },
+                    t0,
+                )
+                .unwrap()
+                .state,
+            ),
             expected: 1,
         };
         let (store, reference) = (MemoryStore::new(), MemoryStore::new());

@@ -71,6 +71,8 @@ pub use memory::MemoryStore;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use records::{RECORD_VERSION, RecordError};
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -664,12 +666,13 @@ pub trait PushStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Write {
-    /// [`ActivationStore::insert_activation`].
-    InsertActivation(Activation),
+    /// [`ActivationStore::insert_activation`]. Shared, so a store that keeps
+    /// activations in memory keeps this very value instead of a copy.
+    InsertActivation(Arc<Activation>),
     /// [`ActivationStore::update_activation`] (compare-and-set on `expected`).
     UpdateActivation {
-        /// The new state.
-        activation: Activation,
+        /// The new state (shared, as in [`Write::InsertActivation`]).
+        activation: Arc<Activation>,
         /// The version it was read at.
         expected: u64,
     },
