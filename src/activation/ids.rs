@@ -145,16 +145,16 @@ impl CommandUuid {
         rng.fill_bytes(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
+        // 8-4-4-4-12 hex digits: a dash before bytes 4, 6, 8 and 10.
         let h = hex::upper(&b);
-        let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default().to_owned();
-        Self(format!(
-            "{}-{}-{}-{}-{}",
-            part(0..8),
-            part(8..12),
-            part(12..16),
-            part(16..20),
-            part(20..32)
-        ))
+        let mut out = String::with_capacity(36);
+        for (i, pair) in h.as_bytes().chunks_exact(2).enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                out.push('-');
+            }
+            out.extend(pair.iter().copied().map(char::from));
+        }
+        Self(out)
     }
 }
 
@@ -288,5 +288,29 @@ mod serde_tests {
         let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
         let random = CommandUuid::random(&mut rng);
         assert_eq!(CommandUuid::new(random.as_str()), Ok(random));
+    }
+
+    #[test]
+    fn random_command_uuids_are_upper_case_version_4() {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        for _ in 0..64 {
+            let uuid = CommandUuid::random(&mut rng).into_string();
+            let parts: Vec<&str> = uuid.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{uuid}"
+            );
+            assert!(
+                uuid.bytes()
+                    .all(|c| c == b'-' || c.is_ascii_digit() || (b'A'..=b'F').contains(&c)),
+                "{uuid}"
+            );
+            assert!(parts[2].starts_with('4'), "version nibble: {uuid}");
+            assert!(
+                parts[3].starts_with(['8', '9', 'A', 'B']),
+                "variant bits: {uuid}"
+            );
+        }
     }
 }
