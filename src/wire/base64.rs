@@ -6,8 +6,8 @@
 //! anywhere is ignored. Anything else is refused: characters outside the
 //! alphabet, a length that is not a multiple of four, more than two `=` or
 //! `=` before the end, and non-zero bits after the last byte. The input is
-//! checked and decoded in one pass, 32 or four characters at a time where no
-//! whitespace interrupts them; the output is at most ¾ of the input.
+//! checked and decoded in one pass, a quantum of four characters at a time
+//! where no whitespace interrupts them; the output is at most ¾ of the input.
 
 /// Why base64 was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,35 +53,17 @@ fn class(c: u8) -> u8 {
     CLASS.get(usize::from(c)).copied().unwrap_or(BAD)
 }
 
-/// Characters [`decode_block`] takes at once (eight quanta).
-const BLOCK: usize = 32;
-
-/// Decode [`BLOCK`] characters that are all in the alphabet into their
-/// 24 bytes and the value of the last character; `None` if any is not
-/// (whitespace, padding or invalid: the caller then goes character by
-/// character). Branch-free over the block, one copy out of it.
-fn decode_block(block: &[u8]) -> Option<([u8; BLOCK / 4 * 3], u8)> {
-    let mut out = [0u8; BLOCK / 4 * 3];
-    // Values 0–63 keep bits 6 and 7 clear; whitespace, `=` and invalid
-    // bytes set one of them, so the OR of every value tells.
-    let mut seen = 0u8;
-    let mut last = 0u8;
-    for (quantum, bytes) in block.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        if let ([a, b, c, d], [x, y, z]) = (quantum, bytes) {
-            let (a, b, c, d) = (class(*a), class(*b), class(*c), class(*d));
-            seen |= a | b | c | d;
-            let q =
-                (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
-            let [_, q1, q2, q3] = q.to_be_bytes();
-            (*x, *y, *z) = (q1, q2, q3);
-            last = d;
-        }
-    }
-    (seen < 64 && block.len() == BLOCK).then_some((out, last))
-}
-
 /// Decode `text` strictly (see the module documentation).
 pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
+    decode_until(text, None).map(|(bytes, _)| bytes)
+}
+
+/// [`decode`] up to the first `stop` byte (a byte outside the alphabet, e.g.
+/// the `<` that ends a plist `<data>`), or all of `text` when there is none
+/// or `stop` is `None`. Returns the bytes and where the encoding ended (the
+/// offset of `stop`, else `text.len()`), so the caller needs no scan of its
+/// own for the end.
+pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, usize), Base64Error> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
     let mut n = 0usize; // significant characters, padding included
     let mut pad = 0usize;
@@ -89,34 +71,22 @@ pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
     let mut acc = 0u32; // pending bits, `bits` of them
     let mut bits = 0u32;
     let mut i = 0;
-    // After a block fails, the next one is tried only past the byte that
-    // stopped it, so each character is looked at by at most one failed block.
-    let mut block_from = 0usize;
-    while let Some(&c) = text.get(i) {
-        // Fastest path: 32 alphabet characters at a quantum boundary, the
-        // run between line breaks in a plist or the whole of a header.
-        if bits == 0
-            && pad == 0
-            && i >= block_from
-            && let Some(block) = text.get(i..i.saturating_add(BLOCK))
-        {
-            if let Some((bytes, block_last)) = decode_block(block) {
-                out.extend_from_slice(&bytes);
-                last = block_last;
-                n += BLOCK;
-                i += BLOCK;
-                continue;
-            }
-            let stop = block.iter().position(|&b| class(b) >= 64).unwrap_or(0);
-            block_from = i + stop + 1;
-        }
-        // Fast path: four alphabet characters at a quantum boundary.
-        if bits == 0
-            && pad == 0
-            && let Some(&[a, b, c, d]) = text.get(i..i + 4)
-        {
-            let (a, b, c, d) = (class(a), class(b), class(c), class(d));
-            if (a | b | c | d) < 64 {
+    let end = loop {
+        // Fast path: whole quanta of four alphabet characters, as long as
+        // they last (a line of a plist or PEM, or all of a header). It
+        // stops at the first quantum holding anything else, which the
+        // character-by-character path below then takes, so a line break
+        // costs one failed quantum, not a failed block.
+        if bits == 0 && pad == 0 {
+            let mut taken = 0usize;
+            for quantum in text.get(i..).unwrap_or_default().chunks_exact(4) {
+                let &[a, b, c, d] = quantum else { break };
+                let (a, b, c, d) = (class(a), class(b), class(c), class(d));
+                // Values 0–63 keep bits 6 and 7 clear; whitespace, `=` and
+                // invalid bytes set one of them.
+                if (a | b | c | d) >= 64 {
+                    break;
+                }
                 let q = (u32::from(a) << 18)
                     | (u32::from(b) << 12)
                     | (u32::from(c) << 6)
@@ -124,11 +94,12 @@ pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
                 let [_, x, y, z] = q.to_be_bytes();
                 out.extend_from_slice(&[x, y, z]);
                 last = d;
-                n += 4;
-                i += 4;
-                continue;
+                taken += 4;
             }
+            n += taken;
+            i += taken;
         }
+        let Some(&c) = text.get(i) else { break i };
         match class(c) {
             v @ 0..=63 if pad == 0 => {
                 last = v;
@@ -146,11 +117,14 @@ pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
                 pad += 1;
                 n += 1;
             }
+            // The end the caller asked for (never an alphabet character,
+            // whitespace or `=`: those are taken above).
+            _ if stop == Some(c) => break i,
             // Invalid, a third `=`, or alphabet after padding.
             _ => return Err(Base64Error::Invalid { offset: i }),
         }
         i += 1;
-    }
+    };
     let trailing_bits_clear = match pad {
         0 => true,
         1 => last & 0b11 == 0,
@@ -159,7 +133,7 @@ pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
     if !n.is_multiple_of(4) || !trailing_bits_clear {
         return Err(Base64Error::Length);
     }
-    Ok(out)
+    Ok((out, end))
 }
 
 #[cfg(test)]
@@ -200,6 +174,10 @@ mod tests {
             (0..=255u8).collect::<Vec<_>>()
         );
         assert_eq!(decode(b"AB*C"), Err(Base64Error::Invalid { offset: 2 }));
+        // A stop byte ends the input; without it asked for, it is invalid.
+        assert_eq!(decode_until(b"QQ==<", Some(b'<')), Ok((b"A".to_vec(), 4)));
+        assert_eq!(decode_until(b"QQ<=", Some(b'<')), Err(Base64Error::Length));
+        assert_eq!(decode(b"QQ==<"), Err(Base64Error::Invalid { offset: 4 }));
         assert_eq!(decode(b"AAAA="), Err(Base64Error::Length));
         assert_eq!(decode(b"AA==A"), Err(Base64Error::Invalid { offset: 4 }));
     }
@@ -234,6 +212,18 @@ mod tests {
                     }
                 }
             }
+            // Followed by the end of a plist `<data>`: the same bytes, and
+            // the end found where the `<` is.
+            let mut ended = encoded.clone();
+            ended.extend_from_slice(b"\n</data><key>");
+            assert_eq!(
+                decode_until(&ended, Some(b'<')),
+                Ok((data.clone(), encoded.len() + 1))
+            );
+            assert_eq!(
+                decode_until(&encoded, Some(b'<')),
+                Ok((data.clone(), encoded.len()))
+            );
             // Wrapped as plists and PEM wrap it, at every width.
             for width in 1..=80 {
                 let wrapped: Vec<u8> = encoded

@@ -520,23 +520,26 @@ impl Scanner<'_> {
     fn data(&mut self) -> Result<Vec<u8>, PlistError> {
         let start = self.pos;
         let rest = self.b.get(start..).unwrap_or_default();
-        // The content ends at the first `<`, which is not base64.
-        let content_len = rest.iter().position(|&c| c == b'<');
-        let content = rest
-            .get(..content_len.unwrap_or(rest.len()))
-            .unwrap_or_default();
-        let decoded = base64::decode(content);
-        if let Err(base64::Base64Error::Invalid { offset }) = decoded {
-            return Err(PlistError::BadBase64 {
-                offset: start + offset,
-            });
-        }
-        let Some(len) = content_len else {
-            return Err(self.truncated());
+        // The content ends at the first `<`, which is not base64: the
+        // decoder stops there and says where (no scan of its own).
+        let (out, len) = match base64::decode_until(rest, Some(b'<')) {
+            Ok((out, len)) if rest.get(len) == Some(&b'<') => (out, len),
+            Ok(_) => return Err(self.truncated()),
+            Err(base64::Base64Error::Invalid { offset }) => {
+                return Err(PlistError::BadBase64 {
+                    offset: start + offset,
+                });
+            }
+            Err(base64::Base64Error::Length) => {
+                return Err(match rest.iter().position(|&c| c == b'<') {
+                    Some(len) => PlistError::BadBase64 {
+                        offset: start + len,
+                    },
+                    None => self.truncated(),
+                });
+            }
         };
-        let end = start + len;
-        self.pos = end;
-        let out = decoded.map_err(|_| PlistError::BadBase64 { offset: end })?;
+        self.pos = start + len;
         self.add_decoded(out.len())?;
         self.end_of_text("data")?;
         Ok(out)
