@@ -188,6 +188,16 @@ fn enqueue_push_fetch_acknowledge<S: Store>(mut fx: Fx<S>) {
     let r = results.iter().find(|r| r.uuid == uuid).expect("in results");
     assert_eq!(r.outcome, CommandOutcome::Acknowledged);
     assert_eq!(r.request_type, "InstalledApplicationList");
+    // The device's answer is kept as it came: what a caller reads the
+    // application list (or any query's result) from.
+    let Report::Status { body: reported, .. } = fx
+        .device
+        .report(ReportStatus::Acknowledged, Some(uuid.clone()))
+        .report
+    else {
+        unreachable!("EvidenceDevice::report is a status report")
+    };
+    assert_eq!(r.body, reported);
     let st = push_state(&fx);
     assert_eq!((st.attempts, st.next_due), (0, None), "answered: {st:?}");
     assert_eq!(

@@ -490,7 +490,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
     pub fn connect(
         &self,
         tenant: &TenantId,
-        event: ReportEvent,
+        mut event: ReportEvent,
         now: SystemTime,
     ) -> Result<Outcome<Option<QueuedCommand>>, ServiceError> {
         let current = self.sender_activation(tenant, &event.identity, &event.channel)?;
@@ -540,8 +540,10 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         if let (false, Some(keep)) = (expired.is_empty(), policy.retention.keep()) {
             extra.push(Write::PruneResults(key.clone(), keep));
         }
-        ctx.report_body = match &event.report {
-            Report::Status { body, .. } => body.clone(),
+        // The body is stored as the command's result; the state machine
+        // never reads it, so it moves here instead of being copied.
+        ctx.report_body = match &mut event.report {
+            Report::Status { body, .. } => std::mem::take(body),
             Report::Undecodable { .. } => Vec::new(),
         };
         ctx.channel = Some(event.channel.clone());
