@@ -371,3 +371,96 @@ fn empty_identity_values_are_absent_but_kept() {
     let again = CheckinMessage::decode(&m.encode().unwrap(), &Limits::default()).unwrap();
     assert_eq!(again, m);
 }
+
+/// Check-ins and reports decode their root's entries straight into the
+/// message (no dictionary built); the result, and every refusal, is the
+/// same as decoding the dictionary first and interpreting it: on every
+/// captured check-in and report, and on bodies with duplicate keys (a few,
+/// and past the point where duplicates are found through a hash map),
+/// unknown keys, nested dictionaries, a non-dictionary root and damage.
+#[test]
+fn direct_decode_agrees_with_the_dictionary_path() {
+    use mdm_enroll::mdm::Report;
+    use mdm_enroll::wire::plist::decode_dict;
+    let limits = Limits::default();
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    for dir in ["tests/vectors/checkin", "tests/vectors/report"] {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        for path in paths {
+            bodies.push(std::fs::read(path).unwrap());
+        }
+    }
+    assert!(bodies.len() >= 10, "the captured vectors are there");
+    let many: String = (0..100)
+        .map(|i| format!("<key>K{}</key><integer>{i}</integer>", i % 70))
+        .collect();
+    for extra in [
+        format!("{UDID}{TOPIC}"),
+        format!("{UDID}{TOPIC}<key>Topic</key><string>second</string>"),
+        format!("{TOPIC}{UDID}<key>UDID</key><string>OTHER</string>{TOPIC}"),
+        format!("{UDID}{TOPIC}<key>MessageType</key><string>CheckOut</string>"),
+        format!("{UDID}{TOPIC}{many}"),
+        format!(
+            "{UDID}{TOPIC}<key>Nested</key><dict><key>a</key><string>1</string><key>a</key><string>2</string></dict>"
+        ),
+        format!("{UDID}<key>Topic</key><integer>1</integer>"),
+        format!("<key>UDID</key><string></string><key>EnrollmentID</key><string>E</string>{TOPIC}"),
+        format!(
+            "{UDID}{TOPIC}<key>Status</key><string>Acknowledged</string><key>CommandUUID</key><string>C</string>"
+        ),
+    ] {
+        for message_type in ["Authenticate", "TokenUpdate", "CheckOut", "Nonsense"] {
+            bodies.push(body(message_type, &extra));
+        }
+        bodies.push(
+            format!("<plist><dict><key>Status</key><string>Idle</string>{extra}</dict></plist>")
+                .into_bytes(),
+        );
+    }
+    bodies.push(b"<plist><array><string>MessageType</string></array></plist>".to_vec());
+    bodies.push(b"<plist><dict><key>MessageType</key></dict></plist>".to_vec());
+    bodies.push(b"<plist><dict><key>MessageType</key><string>CheckOut".to_vec());
+    let captured = bodies.len();
+    for i in 0..captured {
+        let whole = bodies[i].clone();
+        for cut in [
+            whole.len() / 3,
+            whole.len() / 2,
+            whole.len().saturating_sub(9),
+        ] {
+            bodies.push(whole[..cut].to_vec());
+        }
+    }
+    /// Both paths: the same message, or the same refusal; whether accepted.
+    fn agree<T: PartialEq + std::fmt::Debug>(
+        direct: Result<T, Error>,
+        via_tree: Result<T, Error>,
+    ) -> usize {
+        match (&direct, &via_tree) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!("decode paths disagree: {direct:?} / {via_tree:?}"),
+        }
+        usize::from(direct.is_ok())
+    }
+    let (mut accepted_checkins, mut accepted_reports) = (0, 0);
+    for body in &bodies {
+        let tree = || decode_dict(body, &limits).map_err(Error::from);
+        accepted_checkins += agree(
+            CheckinMessage::decode(body, &limits),
+            tree().and_then(CheckinMessage::from_dictionary),
+        );
+        accepted_reports += agree(
+            Report::decode(body, &limits),
+            tree().and_then(Report::from_dictionary),
+        );
+    }
+    assert!(
+        accepted_checkins >= 20 && accepted_reports >= 10,
+        "{accepted_checkins} {accepted_reports}"
+    );
+}

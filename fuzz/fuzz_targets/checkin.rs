@@ -1,5 +1,7 @@
 //! Check-in decoding on arbitrary bytes: never a panic; an accepted
 //! message re-encodes to a body that decodes to the same message.
+//! Decoding straight from the bytes agrees with decoding the dictionary
+//! first and interpreting it (the same message or the same refusal).
 #![no_main]
 
 mod support;
@@ -11,7 +13,12 @@ use plist::Value;
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
-    if let Ok(msg) = CheckinMessage::decode(data, &limits) {
+    let direct = CheckinMessage::decode(data, &limits);
+    let via_tree = mdm_enroll::wire::plist::decode_dict(data, &limits)
+        .map_err(mdm_enroll::mdm::Error::from)
+        .and_then(CheckinMessage::from_dictionary);
+    support::assert_same_outcome(&direct, &via_tree, |m| Value::Dictionary(m.to_dictionary()));
+    if let Ok(msg) = direct {
         let _ = msg.channel.id();
         let body = msg.encode().expect("a decoded message encodes");
         let again = CheckinMessage::decode(&body, &limits).expect("our encoding decodes");

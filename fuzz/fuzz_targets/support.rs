@@ -45,3 +45,23 @@ pub fn assert_round_trip<T: PartialEq + std::fmt::Debug>(
         "round trip changed the value:\n{before:?}\n{after:?}"
     );
 }
+
+/// Two decodings of the same bytes agree: the same value (up to NaN, as in
+/// [`assert_round_trip`]) or the same refusal.
+// Used by the `checkin` and `report` targets only; each target compiles this
+// module on its own.
+#[allow(dead_code)]
+pub fn assert_same_outcome<
+    T: PartialEq + std::fmt::Debug,
+    E: std::fmt::Display + std::fmt::Debug,
+>(
+    one: &Result<T, E>,
+    other: &Result<T, E>,
+    plist: impl Fn(&T) -> Value,
+) {
+    match (one, other) {
+        (Ok(a), Ok(b)) => assert_round_trip(a, b, plist),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        _ => panic!("decode paths disagree: {one:?} / {other:?}"),
+    }
+}

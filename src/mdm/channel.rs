@@ -89,13 +89,13 @@ impl Channel {
         let enrollment_id = take("EnrollmentID")?;
         let enrollment_user_id = take("EnrollmentUserID")?;
         for key in empty {
-            f.0.insert(key.to_owned(), String::new().into());
+            f.put(key, String::new().into());
         }
         // Keys that are consumed but do not take part in this resolution are
         // put back so nothing is lost.
         let mut put_back = |key: &str, v: Option<String>| {
             if let Some(v) = v {
-                f.0.insert(key.to_owned(), v.into());
+                f.put(key, v.into());
             }
         };
         match (udid, enrollment_id) {

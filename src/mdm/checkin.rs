@@ -238,12 +238,19 @@ pub struct CheckinMessage {
 impl CheckinMessage {
     /// Decode a check-in body (bounded by `limits`).
     pub fn decode(body: &[u8], limits: &Limits) -> Result<Self, Error> {
-        Self::from_dictionary(wire_plist::decode_dict(body, limits)?)
+        // The root's entries straight into the fields: no hash map built
+        // for the few keys a message has.
+        Self::from_fields(Fields::from_entries(wire_plist::decode_dict_entries(
+            body, limits,
+        )?))
     }
 
     /// Interpret an already-decoded dictionary.
     pub fn from_dictionary(dict: Dictionary) -> Result<Self, Error> {
-        let mut f = Fields::new(dict);
+        Self::from_fields(Fields::new(dict))
+    }
+
+    fn from_fields(mut f: Fields) -> Result<Self, Error> {
         let message_type = f.string("MessageType")?;
         let message_type =
             MessageType::parse(&message_type).ok_or(Error::UnknownMessageType(message_type))?;

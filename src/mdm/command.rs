@@ -132,7 +132,7 @@ impl Command {
     /// Decode a command body (bounded by `limits`); both `CommandUUID` and
     /// `Command.RequestType` are required.
     pub fn decode(body: &[u8], limits: &Limits) -> Result<Self, Error> {
-        let mut f = Fields::new(wire_plist::decode_dict(body, limits)?);
+        let mut f = Fields::from_entries(wire_plist::decode_dict_entries(body, limits)?);
         let command_uuid = f.string("CommandUUID")?;
         let mut inner = Fields::new(f.opt_dict("Command")?.ok_or(Error::MissingKey("Command"))?);
         let request_type = inner.string("RequestType")?;

@@ -56,15 +56,39 @@ pub enum Error {
 
 /// A dictionary from which typed fields are taken one by one; what is left
 /// over is kept as the message's unknown keys.
-pub(crate) struct Fields(Dictionary);
+/// A dictionary's entries, from which a message takes its known fields.
+/// A list, not a hash map: a message has a few dozen keys at most, so a
+/// lookup compares a few short strings and hashes nothing; a hostile body
+/// with many keys costs each lookup one pass over them (the fields taken
+/// are a fixed set). Keys are unique.
+pub(crate) struct Fields(Vec<(String, Value)>);
 
 impl Fields {
     pub(crate) fn new(d: Dictionary) -> Self {
-        Self(d)
+        Self(d.into_iter().collect())
+    }
+
+    /// Entries with unique keys, e.g. from `wire::plist::decode_dict_entries`.
+    pub(crate) fn from_entries(entries: Vec<(String, Value)>) -> Self {
+        Self(entries)
+    }
+
+    /// Put back a value taken out (at the end, as a new key goes).
+    pub(crate) fn put(&mut self, key: &str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key.to_owned(), value)),
+        }
+    }
+
+    /// Take `key`'s value out; the others keep their order.
+    fn take(&mut self, key: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(at).1)
     }
 
     pub(crate) fn opt_string(&mut self, key: &'static str) -> Result<Option<String>, Error> {
-        match self.0.remove(key) {
+        match self.take(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(Error::WrongType {
@@ -79,7 +103,7 @@ impl Fields {
     }
 
     pub(crate) fn opt_data(&mut self, key: &'static str) -> Result<Option<Vec<u8>>, Error> {
-        match self.0.remove(key) {
+        match self.take(key) {
             None => Ok(None),
             Some(Value::Data(d)) => Ok(Some(d)),
             Some(_) => Err(Error::WrongType {
@@ -94,7 +118,7 @@ impl Fields {
     }
 
     pub(crate) fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, Error> {
-        match self.0.remove(key) {
+        match self.take(key) {
             None => Ok(None),
             Some(Value::Boolean(b)) => Ok(Some(b)),
             Some(_) => Err(Error::WrongType {
@@ -105,7 +129,7 @@ impl Fields {
     }
 
     pub(crate) fn opt_integer(&mut self, key: &'static str) -> Result<Option<i64>, Error> {
-        match self.0.remove(key) {
+        match self.take(key) {
             None => Ok(None),
             Some(Value::Integer(i)) => i.as_signed().map(Some).ok_or(Error::WrongType {
                 key,
@@ -119,7 +143,7 @@ impl Fields {
     }
 
     pub(crate) fn opt_dict(&mut self, key: &'static str) -> Result<Option<Dictionary>, Error> {
-        match self.0.remove(key) {
+        match self.take(key) {
             None => Ok(None),
             Some(Value::Dictionary(d)) => Ok(Some(d)),
             Some(_) => Err(Error::WrongType {
@@ -130,7 +154,7 @@ impl Fields {
     }
 
     pub(crate) fn opt_array(&mut self, key: &'static str) -> Result<Option<Vec<Value>>, Error> {
-        match self.0.remove(key) {
+        match self.take(key) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
             Some(_) => Err(Error::WrongType {
@@ -141,7 +165,7 @@ impl Fields {
     }
 
     pub(crate) fn rest(self) -> Dictionary {
-        self.0
+        self.0.into_iter().collect()
     }
 }
 

@@ -95,12 +95,19 @@ pub struct Report {
 impl Report {
     /// Decode a report body (bounded by `limits`).
     pub fn decode(body: &[u8], limits: &Limits) -> Result<Self, Error> {
-        Self::from_dictionary(wire_plist::decode_dict(body, limits)?)
+        // The root's entries straight into the fields: no hash map built
+        // for the few keys a message has.
+        Self::from_fields(Fields::from_entries(wire_plist::decode_dict_entries(
+            body, limits,
+        )?))
     }
 
     /// Interpret an already-decoded dictionary.
     pub fn from_dictionary(dict: Dictionary) -> Result<Self, Error> {
-        let mut f = Fields::new(dict);
+        Self::from_fields(Fields::new(dict))
+    }
+
+    fn from_fields(mut f: Fields) -> Result<Self, Error> {
         let status = f.string("Status")?;
         let status = Status::parse(&status).ok_or(Error::UnknownStatus(status))?;
         let channel = Channel::take(&mut f)?;

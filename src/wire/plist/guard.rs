@@ -16,6 +16,36 @@ use crate::wire::Limits;
 /// XML is always accepted; binary plists only if `limits.allow_binary_plist`.
 /// See the [module documentation](super) for what is checked.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, PlistError> {
+    match checked_document(bytes, limits)? {
+        Document::Xml(text) => xml::parse(text, limits),
+        Document::Binary(value) => Ok(value),
+    }
+}
+
+/// [`decode_dict`], as the dictionary's entries in document order with
+/// unique keys (see `xml::parse_root_entries`): what a caller taking a known
+/// set of fields out of the root wants, with no hash map built for it.
+pub(crate) fn decode_dict_entries(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Vec<(String, Value)>, PlistError> {
+    match checked_document(bytes, limits)? {
+        Document::Xml(text) => xml::parse_root_entries(text, limits),
+        Document::Binary(Value::Dictionary(d)) => Ok(d.into_iter().collect()),
+        Document::Binary(_) => Err(PlistError::UnexpectedRoot {
+            expected: "dictionary",
+        }),
+    }
+}
+
+/// A document past the guard's checks: XML text still to parse, or a binary
+/// plist already decoded.
+enum Document<'a> {
+    Xml(&'a str),
+    Binary(Value),
+}
+
+fn checked_document<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>, PlistError> {
     if bytes.len() > limits.max_body_bytes {
         return Err(PlistError::TooLarge {
             len: bytes.len(),
@@ -28,6 +58,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, PlistError> {
         }
         binary::check(bytes, limits)?;
         return Value::from_reader(Cursor::new(bytes))
+            .map(Document::Binary)
             .map_err(|e| PlistError::Invalid(e.to_string()));
     }
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF])
@@ -39,7 +70,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, PlistError> {
     let text = std::str::from_utf8(bytes).map_err(|e| PlistError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    xml::parse(text, limits)
+    Ok(Document::Xml(text))
 }
 
 /// [`decode`], then require the top-level value to be a dictionary.

@@ -44,5 +44,6 @@ mod writer;
 mod xml;
 
 pub use error::PlistError;
+pub(crate) use guard::decode_dict_entries;
 pub use guard::{decode, decode_dict};
 pub use writer::encode_xml;

@@ -37,6 +37,11 @@ struct Scanner<'a> {
     root_seen: bool,
     /// The root value once complete.
     root: Option<Value>,
+    /// Keep a root `<dict>`'s entries as a list ([`parse_root_entries`])
+    /// instead of building a [`Dictionary`] of them.
+    keep_root_entries: bool,
+    /// Those entries, once the root `<dict>` closed (keys unique).
+    root_entries: Option<Vec<(String, Value)>>,
     /// The first value the structure allowed but whose content is not a
     /// valid `<integer>`, `<real>` or `<date>`; reported after the whole
     /// document passed every bound, as the `plist` crate's refusal was.
@@ -49,7 +54,64 @@ fn malformed(offset: usize, reason: &'static str) -> PlistError {
 
 /// Parse an XML plist (already known to be UTF-8) within `limits`.
 pub(super) fn parse(text: &str, limits: &Limits) -> Result<Value, PlistError> {
-    let mut s = Scanner {
+    let mut s = scanner(text, limits, false);
+    s.run()?;
+    if let Some(e) = s.invalid {
+        return Err(e);
+    }
+    // `run` succeeds only once the root value is complete.
+    s.root.ok_or(PlistError::Truncated { offset: s.b.len() })
+}
+
+/// [`parse`] a plist whose root must be a dictionary, and return that
+/// dictionary's entries in document order, keys unique (a duplicate key
+/// keeps its first position and its last value, as [`Dictionary`] does),
+/// without building the [`Dictionary`]: a caller that takes a known set of
+/// fields out of a small root (a check-in, a report) looks them up in the
+/// list and hashes nothing. Nested dictionaries are built as in [`parse`].
+pub(super) fn parse_root_entries(
+    text: &str,
+    limits: &Limits,
+) -> Result<Vec<(String, Value)>, PlistError> {
+    let mut s = scanner(text, limits, true);
+    s.run()?;
+    if let Some(e) = s.invalid {
+        return Err(e);
+    }
+    match (s.root_entries, s.root) {
+        (Some(entries), Some(_)) => Ok(entries),
+        (None, Some(_)) => Err(PlistError::UnexpectedRoot {
+            expected: "dictionary",
+        }),
+        (_, None) => Err(PlistError::Truncated { offset: s.b.len() }),
+    }
+}
+
+/// Up to this many entries, duplicate keys are found by comparing each key
+/// with the ones before it; past it, through a [`Dictionary`]'s hash map.
+const LINEAR_DEDUP: usize = 64;
+
+/// `entries` with each key once: at its first position, with its last value.
+fn unique_keys(entries: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    if entries.len() > LINEAR_DEDUP {
+        return entries
+            .into_iter()
+            .collect::<Dictionary>()
+            .into_iter()
+            .collect();
+    }
+    let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => out.push((key, value)),
+        }
+    }
+    out
+}
+
+fn scanner<'a>(text: &'a str, limits: &'a Limits, keep_root_entries: bool) -> Scanner<'a> {
+    Scanner {
         b: text.as_bytes(),
         text,
         pos: 0,
@@ -60,14 +122,10 @@ pub(super) fn parse(text: &str, limits: &Limits) -> Result<Value, PlistError> {
         decoded: 0,
         root_seen: false,
         root: None,
+        keep_root_entries,
+        root_entries: None,
         invalid: None,
-    };
-    s.run()?;
-    if let Some(e) = s.invalid {
-        return Err(e);
     }
-    // `run` succeeds only once the root value is complete.
-    s.root.ok_or(PlistError::Truncated { offset: s.b.len() })
 }
 
 impl Scanner<'_> {
@@ -243,9 +301,17 @@ impl Scanner<'_> {
             }
             (Some(Frame::Dict(entries, None)), "dict") => {
                 self.depth -= 1;
-                // A duplicate key keeps its first position and the last
-                // value, as the `plist` crate's builder does.
-                self.place(Value::Dictionary(entries.into_iter().collect()));
+                let is_root = matches!(self.stack.last(), None | Some(Frame::Plist(_)));
+                if is_root && self.keep_root_entries {
+                    // The entries are the result; the root slot gets an
+                    // empty stand-in so the document completes as usual.
+                    self.root_entries = Some(unique_keys(entries));
+                    self.place(Value::Dictionary(Dictionary::new()));
+                } else {
+                    // A duplicate key keeps its first position and the last
+                    // value, as the `plist` crate's builder does.
+                    self.place(Value::Dictionary(entries.into_iter().collect()));
+                }
             }
             (Some(Frame::Dict(_, Some(_))), "dict") => {
                 return Err(PlistError::DanglingKey { offset: at });
