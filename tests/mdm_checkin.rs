@@ -130,6 +130,13 @@ fn unknown_keys_are_preserved() {
         Some(1)
     );
     assert!(m.to_dictionary().contains_key("FutureKey"));
+    // Unknown keys keep the order the device sent them in.
+    let m = decode(
+        "CheckOut",
+        &format!("<key>Zeta</key><true/>{UDID}<key>Alpha</key><true/>{TOPIC}<key>Mu</key><true/>"),
+    )
+    .unwrap();
+    assert_eq!(m.extra.keys().collect::<Vec<_>>(), ["Zeta", "Alpha", "Mu"]);
 }
 
 #[test]

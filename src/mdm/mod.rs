@@ -54,37 +54,37 @@ pub enum Error {
     NoIdentity,
 }
 
-/// A dictionary from which typed fields are taken one by one; what is left
-/// over is kept as the message's unknown keys.
-/// A dictionary's entries, from which a message takes its known fields.
-/// A list, not a hash map: a message has a few dozen keys at most, so a
-/// lookup compares a few short strings and hashes nothing; a hostile body
-/// with many keys costs each lookup one pass over them (the fields taken
-/// are a fixed set). Keys are unique.
-pub(crate) struct Fields(Vec<(String, Value)>);
+/// A dictionary's entries, from which a message takes its typed fields one
+/// by one; what is left over is kept as the message's unknown keys.
+///
+/// A list, not a hash map: a message has a few dozen keys, so a lookup
+/// compares a few short strings and hashes nothing. A taken entry stays in
+/// place, empty, so taking costs one pass and no shifting: a hostile body
+/// with many keys costs each of the (fixed set of) lookups one pass over
+/// them. Keys are unique.
+pub(crate) struct Fields(Vec<(String, Option<Value>)>);
 
 impl Fields {
     pub(crate) fn new(d: Dictionary) -> Self {
-        Self(d.into_iter().collect())
+        Self(d.into_iter().map(|(k, v)| (k, Some(v))).collect())
     }
 
     /// Entries with unique keys, e.g. from `wire::plist::decode_dict_entries`.
     pub(crate) fn from_entries(entries: Vec<(String, Value)>) -> Self {
-        Self(entries)
+        Self(entries.into_iter().map(|(k, v)| (k, Some(v))).collect())
     }
 
-    /// Put back a value taken out (at the end, as a new key goes).
+    /// Put back a value taken out (where it was; a new key goes last).
     pub(crate) fn put(&mut self, key: &str, value: Value) {
         match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((key.to_owned(), value)),
+            Some(slot) => slot.1 = Some(value),
+            None => self.0.push((key.to_owned(), Some(value))),
         }
     }
 
-    /// Take `key`'s value out; the others keep their order.
+    /// Take `key`'s value out.
     fn take(&mut self, key: &str) -> Option<Value> {
-        let at = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(at).1)
+        self.0.iter_mut().find(|(k, _)| k == key)?.1.take()
     }
 
     pub(crate) fn opt_string(&mut self, key: &'static str) -> Result<Option<String>, Error> {
@@ -165,7 +165,10 @@ impl Fields {
     }
 
     pub(crate) fn rest(self) -> Dictionary {
-        self.0.into_iter().collect()
+        self.0
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect()
     }
 }
 
