@@ -45,6 +45,8 @@ enum Document<'a> {
     Binary(Value),
 }
 
+/// Size, byte-order mark and encoding checks; a binary plist (if allowed)
+/// passes its scanner and is decoded here.
 fn checked_document<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Document<'a>, PlistError> {
     if bytes.len() > limits.max_body_bytes {
         return Err(PlistError::TooLarge {
