@@ -430,6 +430,9 @@ fn direct_decode_agrees_with_the_dictionary_path() {
     }
     bodies.push(b"<plist><array><string>MessageType</string></array></plist>".to_vec());
     bodies.push(b"<plist><dict><key>MessageType</key></dict></plist>".to_vec());
+    // An empty root closed by its own tag (found by the `report` fuzz target).
+    bodies.push(b"<?xml version=\"1.0\"?>\n\t<dict/>\n".to_vec());
+    bodies.push(b"<plist><dict/></plist>".to_vec());
     bodies.push(b"<plist><dict><key>MessageType</key><string>CheckOut".to_vec());
     let captured = bodies.len();
     for i in 0..captured {

@@ -80,6 +80,8 @@ pub(super) fn parse_root_entries(
     }
     match (s.root_entries, s.root) {
         (Some(entries), Some(_)) => Ok(entries),
+        // `<dict/>`: closed by its opening tag, so never listed.
+        (None, Some(Value::Dictionary(d))) => Ok(d.into_iter().collect()),
         (None, Some(_)) => Err(PlistError::UnexpectedRoot {
             expected: "dictionary",
         }),
