@@ -80,8 +80,6 @@ pub(super) fn parse_root_entries(
     }
     match (s.root_entries, s.root) {
         (Some(entries), Some(_)) => Ok(entries),
-        // `<dict/>`: closed by its opening tag, so never listed.
-        (None, Some(Value::Dictionary(d))) => Ok(d.into_iter().collect()),
         (None, Some(_)) => Err(PlistError::UnexpectedRoot {
             expected: "dictionary",
         }),
@@ -303,17 +301,7 @@ impl Scanner<'_> {
             }
             (Some(Frame::Dict(entries, None)), "dict") => {
                 self.depth -= 1;
-                let is_root = matches!(self.stack.last(), None | Some(Frame::Plist(_)));
-                if is_root && self.keep_root_entries {
-                    // The entries are the result; the root slot gets an
-                    // empty stand-in so the document completes as usual.
-                    self.root_entries = Some(unique_keys(entries));
-                    self.place(Value::Dictionary(Dictionary::new()));
-                } else {
-                    // A duplicate key keeps its first position and the last
-                    // value, as the `plist` crate's builder does.
-                    self.place(Value::Dictionary(entries.into_iter().collect()));
-                }
+                self.close_dict(entries);
             }
             (Some(Frame::Dict(_, Some(_))), "dict") => {
                 return Err(PlistError::DanglingKey { offset: at });
@@ -328,6 +316,22 @@ impl Scanner<'_> {
     }
 
     /// Put a complete value where [`Self::value_position`] allowed it.
+    /// A `<dict>` is complete (closed by `</dict>`, or written `<dict/>`):
+    /// place it in its parent. The root's entries are kept as a list when
+    /// [`parse_root_entries`] asked, with an empty stand-in as the root
+    /// value so the document completes as usual.
+    fn close_dict(&mut self, entries: Vec<(String, Value)>) {
+        let is_root = matches!(self.stack.last(), None | Some(Frame::Plist(_)));
+        if is_root && self.keep_root_entries {
+            self.root_entries = Some(unique_keys(entries));
+            self.place(Value::Dictionary(Dictionary::new()));
+        } else {
+            // A duplicate key keeps its first position and the last value,
+            // as the `plist` crate's builder does.
+            self.place(Value::Dictionary(entries.into_iter().collect()));
+        }
+    }
+
     fn place(&mut self, v: Value) {
         match self.stack.last_mut() {
             None => self.root = Some(v),
@@ -406,12 +410,10 @@ impl Scanner<'_> {
                     });
                 }
                 let is_array = name == "array";
-                if empty {
-                    self.place(if is_array {
-                        Value::Array(Vec::new())
-                    } else {
-                        Value::Dictionary(Dictionary::new())
-                    });
+                if empty && is_array {
+                    self.place(Value::Array(Vec::new()));
+                } else if empty {
+                    self.close_dict(Vec::new());
                 } else {
                     self.depth += 1;
                     self.stack.push(if is_array {
