@@ -107,7 +107,7 @@ fn deliver_large(c: &mut Criterion, size: usize) {
                 assert!(next.is_none());
                 sent
             },
-            BatchSize::SmallInput,
+            BatchSize::PerIteration,
         )
     });
     group.finish();

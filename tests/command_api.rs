@@ -172,7 +172,7 @@ fn enqueue_push_fetch_acknowledge<S: Store>(mut fx: Fx<S>) {
 
     let sent = idle(&fx, at).expect("the connect fetches the command");
     assert_eq!(sent.uuid, uuid);
-    assert_eq!(sent.body, cmd.encode().unwrap());
+    assert_eq!(*sent.body, *cmd.encode().unwrap());
     assert_eq!(
         fx.engine
             .cancel(&fx.tenant, &fx.device.channel(), &uuid)
@@ -273,7 +273,7 @@ fn raw_plist_is_validated_and_sent_verbatim<S: Store>(fx: Fx<S>) {
     let queued = fx.engine.queue(&fx.tenant, &ch).unwrap().value;
     assert_eq!(queued[0].request_type, "DeviceLock");
     let sent = idle(&fx, t0()).unwrap();
-    assert_eq!(sent.body, raw.to_vec(), "sent byte for byte");
+    assert_eq!(*sent.body, *raw, "sent byte for byte");
 
     let bad: [(&[u8], &str); 5] = [
         (b"not a plist", ""),
@@ -774,4 +774,40 @@ fn memory_repush_gives_up_at_the_cap() {
 #[test]
 fn sqlite_repush_gives_up_at_the_cap() {
     repush_gives_up_at_the_cap(activated_with(sqlite(), capped()));
+}
+
+/// A large command is not copied on its way from the in-memory store to the
+/// caller: the delivered body is the stored buffer itself, and a second
+/// connection that is handed the same command again (its delivery lost)
+/// still shares it. What an `InstallProfile` of megabytes relies on.
+#[test]
+fn memory_delivery_shares_the_stored_body() {
+    let fx = activated_with(
+        MemoryStore::new(),
+        EngineConfig::default()
+            .with_queue(QueuePolicy::default().with_delivery_lease(Duration::ZERO)),
+    );
+    let payload = vec![0x5a; 256 << 10];
+    let cmd = Command::install_profile("BIG-1", payload);
+    let channel = fx.device.channel();
+    let uuid = fx
+        .engine
+        .enqueue_command(&fx.tenant, &channel, &cmd, t0())
+        .unwrap()
+        .value;
+    let stored = |fx: &Fx<MemoryStore>| {
+        let key = QueueKey {
+            tenant: fx.tenant.clone(),
+            channel: channel.clone(),
+        };
+        mdm_enroll::store::QueueStore::pending(fx.engine.store(), &key)
+            .unwrap()
+            .remove(0)
+    };
+    let first = idle(&fx, t0()).expect("delivered");
+    assert_eq!(first.uuid, uuid);
+    assert_eq!(*first.body, *cmd.encode().unwrap());
+    assert!(std::sync::Arc::ptr_eq(&first.body, &stored(&fx).body));
+    let again = idle(&fx, t0()).expect("delivered again: no lease holds it");
+    assert!(std::sync::Arc::ptr_eq(&again.body, &first.body));
 }

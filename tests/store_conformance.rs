@@ -254,7 +254,7 @@ impl QueueStore for Broken {
                 .map(|r| QueuedCommand {
                     uuid: r.uuid,
                     request_type: r.request_type,
-                    body: Vec::new(),
+                    body: Vec::new().into(),
                     activation: None,
                     not_now_count: 0,
                     queued_at: r.at,

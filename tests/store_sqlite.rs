@@ -272,7 +272,7 @@ fn records_survive_reopening_the_file() {
     let command = QueuedCommand {
         uuid: CommandUuid::new("C-1").unwrap(),
         request_type: "DeviceInformation".into(),
-        body: b"<plist/>".to_vec(),
+        body: b"<plist/>"[..].into(),
         activation: None,
         not_now_count: 0,
         queued_at: now,
@@ -322,7 +322,7 @@ fn pre_migration_database_is_upgraded_in_place() {
     let command = QueuedCommand {
         uuid: CommandUuid::new("C-OLD").unwrap(),
         request_type: "ProfileList".into(),
-        body: b"<plist/>".to_vec(),
+        body: b"<plist/>"[..].into(),
         activation: None,
         not_now_count: 0,
         queued_at: now,

@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
         let command = QueuedCommand {
             uuid: CommandUuid::new(n).expect("uuid"),
             request_type: "ProfileList".into(),
-            body: b"<plist/>".to_vec(),
+            body: b"<plist/>"[..].into(),
             activation: None,
             not_now_count: 0,
             queued_at: now,

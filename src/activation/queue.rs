@@ -11,6 +11,7 @@
 //!   connection and is recorded as [`CommandOutcome::Undecodable`];
 //! - results are kept per [`Retention`].
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -33,8 +34,12 @@ pub struct QueuedCommand {
     pub uuid: CommandUuid,
     /// `RequestType` (for events and results).
     pub request_type: String,
-    /// The complete command plist sent as the response body.
-    pub body: Vec<u8>,
+    /// The complete command plist sent as the response body. Shared, not
+    /// copied: the store's copy, the engine's and the one handed back for
+    /// the response are one buffer, however large the command (an
+    /// `InstallProfile` can carry megabytes). Build it with `.into()` from a
+    /// `Vec<u8>`; read it as a `&[u8]`.
+    pub body: Arc<[u8]>,
     /// The activation that queued it, if it is part of an initial configuration.
     pub activation: Option<ActivationId>,
     /// How many `NotNow`s it has received.

@@ -143,7 +143,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                 &QueuedCommand {
                     uuid: command.uuid,
                     request_type: command.request_type.clone(),
-                    body: command.body,
+                    body: command.body.into(),
                     activation: None,
                     not_now_count: 0,
                     queued_at: now,

@@ -1120,7 +1120,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
                             QueuedCommand {
                                 uuid: cmd.uuid,
                                 request_type: cmd.request_type,
-                                body: cmd.body,
+                                body: cmd.body.into(),
                                 activation: Some(after.id.clone()),
                                 not_now_count: 0,
                                 queued_at: ctx.now,

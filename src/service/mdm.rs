@@ -491,9 +491,13 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             other => other?,
         };
         let response = match out.value {
-            Some(cmd) => {
-                crate::http::Response::with_body(200, crate::http::media_type::XML, cmd.body)
-            }
+            // The one copy of the body on its way out: the store, the engine
+            // and the state machine shared one buffer up to here.
+            Some(cmd) => crate::http::Response::with_body(
+                200,
+                crate::http::media_type::XML,
+                cmd.body.to_vec(),
+            ),
             None => crate::http::Response::empty(200),
         };
         Ok((response, out.events))

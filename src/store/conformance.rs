@@ -208,7 +208,7 @@ fn command(n: usize) -> QueuedCommand {
     QueuedCommand {
         uuid: uuid(format!("cmd-{n}")),
         request_type: "DeviceInformation".into(),
-        body: vec![n as u8],
+        body: vec![n as u8].into(),
         activation: None,
         not_now_count: 0,
         queued_at: t0(),

@@ -1006,7 +1006,7 @@ mod tests {
                     QueuedCommand {
                         uuid: uuid(n),
                         request_type: "DeviceInformation".into(),
-                        body: vec![n as u8; 3],
+                        body: vec![n as u8; 3].into(),
                         activation: None,
                         not_now_count: 0,
                         queued_at: t0,

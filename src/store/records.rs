@@ -232,8 +232,8 @@ record! {
     QueuedCommandRow for QueuedCommand ("queued command", version 2) {
         uuid: CommandUuid,
         request_type: String,
-        #[serde(with = "crate::wire::plist_data")]
-        body: Vec<u8>,
+        #[serde(with = "crate::wire::plist_data::shared")]
+        body: std::sync::Arc<[u8]>,
         activation: Option<ActivationId>,
         not_now_count: u32,
         queued_at: std::time::SystemTime,
@@ -457,7 +457,7 @@ mod tests {
         let command = QueuedCommand {
             uuid: CommandUuid::new("CMD-1").unwrap(),
             request_type: "InstallProfile".into(),
-            body: b"<plist/>".to_vec(),
+            body: b"<plist/>"[..].into(),
             activation: Some(id()),
             not_now_count: 2,
             queued_at: at(1_750_000_010),

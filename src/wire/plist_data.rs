@@ -16,6 +16,21 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D:
     d.deserialize_byte_buf(Bytes)
 }
 
+/// The same for a shared buffer (`Arc<[u8]>`), such as a queued command's
+/// body.
+pub(crate) mod shared {
+    use std::sync::Arc;
+
+    use serde::Deserializer;
+
+    pub(crate) use super::serialize;
+
+    /// Read bytes written as bytes or as an array of byte values.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+        super::deserialize(d).map(Arc::from)
+    }
+}
+
 struct Bytes;
 
 impl<'de> Visitor<'de> for Bytes {
