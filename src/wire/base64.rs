@@ -48,6 +48,43 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Set in a [`QUANTUM`] entry for a byte that is not alphabet.
+const NOT_ALPHABET: u32 = 1 << 31;
+
+/// One table per position in a quantum: the character's bits already in
+/// their places among the three output bytes, laid out so that the sum of
+/// the four entries, written little-endian, is those bytes in order; any
+/// byte that is not alphabet sets [`NOT_ALPHABET`]. A quantum is then four
+/// lookups and three `|`s.
+// Evaluated at compile time: an index out of bounds is a build error.
+#[allow(clippy::indexing_slicing)]
+static QUANTUM: [[u32; 256]; 4] = {
+    let mut t = [[NOT_ALPHABET; 256]; 4];
+    let mut c = 0;
+    while c < 256 {
+        let v = CLASS[c] as u32;
+        if v < 64 {
+            // First byte: a's 6 bits, then b's top 2. Second: b's low 4,
+            // then c's top 4. Third: c's low 2, then d's 6.
+            t[0][c] = v << 2;
+            t[1][c] = (v >> 4) | ((v & 0xf) << 12);
+            t[2][c] = ((v >> 2) << 8) | ((v & 0x3) << 22);
+            t[3][c] = v << 16;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// A quantum of four characters: its three bytes, little-endian in the low
+/// 24 bits, with [`NOT_ALPHABET`] set if one of them is not alphabet.
+fn quantum([a, b, c, d]: [u8; 4]) -> u32 {
+    let [ta, tb, tc, td] = &QUANTUM;
+    // A u8 indexes a 256-entry table: never out of bounds.
+    let at = |t: &[u32; 256], c: u8| t.get(usize::from(c)).copied().unwrap_or(NOT_ALPHABET);
+    at(ta, a) | at(tb, b) | at(tc, c) | at(td, d)
+}
+
 fn class(c: u8) -> u8 {
     // A u8 indexes a 256-entry table: never out of bounds.
     CLASS.get(usize::from(c)).copied().unwrap_or(BAD)
@@ -64,7 +101,12 @@ pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
 /// offset of `stop`, else `text.len()`), so the caller needs no scan of its
 /// own for the end.
 pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, usize), Base64Error> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
+    // Written in place: at most 3 bytes per 4 characters, plus 2 for a
+    // trailing partial quantum, so the buffer never grows; the fast path
+    // writes through paired iterators (no capacity or bounds check per
+    // quantum) and the result is cut to what was written.
+    let mut out = vec![0u8; text.len() / 4 * 3 + 2];
+    let mut w = 0usize; // bytes written
     let mut n = 0usize; // significant characters, padding included
     let mut pad = 0usize;
     let mut last = 0u8; // value of the last alphabet character
@@ -79,25 +121,23 @@ pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, us
         // costs one failed quantum, not a failed block.
         if bits == 0 && pad == 0 {
             let mut taken = 0usize;
-            for quantum in text.get(i..).unwrap_or_default().chunks_exact(4) {
-                let &[a, b, c, d] = quantum else { break };
-                let (a, b, c, d) = (class(a), class(b), class(c), class(d));
-                // Values 0–63 keep bits 6 and 7 clear; whitespace, `=` and
-                // invalid bytes set one of them.
-                if (a | b | c | d) >= 64 {
+            let src = text.get(i..).unwrap_or_default().chunks_exact(4);
+            let dst = out.get_mut(w..).unwrap_or_default().chunks_exact_mut(3);
+            for (chars, slot) in src.zip(dst) {
+                let &[a, b, c, d] = chars else { break };
+                let q = quantum([a, b, c, d]);
+                if q & NOT_ALPHABET != 0 {
                     break;
                 }
-                let q = (u32::from(a) << 18)
-                    | (u32::from(b) << 12)
-                    | (u32::from(c) << 6)
-                    | u32::from(d);
-                let [_, x, y, z] = q.to_be_bytes();
-                out.extend_from_slice(&[x, y, z]);
-                last = d;
+                let [x, y, z, _] = q.to_le_bytes();
+                slot.copy_from_slice(&[x, y, z]);
                 taken += 4;
             }
+            // `last` is left alone: padding can only end a quantum the
+            // loop below takes, and so does the character before it.
             n += taken;
             i += taken;
+            w += taken / 4 * 3;
         }
         let Some(&c) = text.get(i) else { break i };
         match class(c) {
@@ -109,7 +149,15 @@ pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, us
                 if bits >= 8 {
                     bits -= 8;
                     // Truncation keeps the 8 bits just completed.
-                    out.push((acc >> bits) as u8);
+                    let byte = (acc >> bits) as u8;
+                    // The buffer is sized for every byte the text can
+                    // hold, so this always finds its slot; growing would
+                    // do if it did not.
+                    match out.get_mut(w) {
+                        Some(slot) => *slot = byte,
+                        None => out.push(byte),
+                    }
+                    w += 1;
                 }
             }
             WS => {}
@@ -133,6 +181,7 @@ pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, us
     if !n.is_multiple_of(4) || !trailing_bits_clear {
         return Err(Base64Error::Length);
     }
+    out.truncate(w);
     Ok((out, end))
 }
 
@@ -180,6 +229,33 @@ mod tests {
         assert_eq!(decode(b"QQ==<"), Err(Base64Error::Invalid { offset: 4 }));
         assert_eq!(decode(b"AAAA="), Err(Base64Error::Length));
         assert_eq!(decode(b"AA==A"), Err(Base64Error::Invalid { offset: 4 }));
+    }
+
+    #[test]
+    fn every_byte_at_every_position_of_a_quantum() {
+        // The whole-quantum path reads a table per position: each of the
+        // 256 byte values at each of the four positions, between whole
+        // quanta (so the fast path meets it) and alone, gets base64ct's
+        // verdict and bytes, and a refused byte is reported where it is.
+        for position in 0..4 {
+            for byte in 0..=255u8 {
+                let mut quantum = *b"Zm9v";
+                quantum[position] = byte;
+                for text in [[&b"QUJD"[..], &quantum, b"REVG"].concat(), quantum.to_vec()] {
+                    let ours = decode(&text);
+                    assert_eq!(ours.clone().ok(), base64ct_verdict(&text), "{text:?}");
+                    if CLASS[usize::from(byte)] == BAD {
+                        let at = text.iter().position(|&c| c == byte);
+                        assert_eq!(
+                            ours,
+                            Err(Base64Error::Invalid {
+                                offset: at.unwrap()
+                            })
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
