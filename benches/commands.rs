@@ -10,7 +10,9 @@
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use mdm_enroll::activation::{QueuePolicy, ReportStatus, Retention, TenantId};
+use mdm_enroll::activation::{
+    CommandUuid, QueuePolicy, QueuedCommand, ReportStatus, Retention, TenantId,
+};
 use mdm_enroll::mdm::Command;
 use mdm_enroll::service::{Engine, EngineConfig};
 use mdm_enroll::store::sqlite::SqliteStore;
@@ -47,23 +49,37 @@ fn round_trip<S: Store>(c: &mut Criterion, name: &str, store: S, config: EngineC
                 .enqueue_command(&tenant, &channel, &cmd, now)
                 .unwrap()
                 .value;
-            let sent = engine
-                .connect(&tenant, dev.report(ReportStatus::Idle, None), now)
-                .unwrap()
-                .value
-                .unwrap();
-            assert_eq!(sent.uuid, uuid);
-            let next = engine
-                .connect(
-                    &tenant,
-                    dev.report(ReportStatus::Acknowledged, Some(uuid)),
-                    now,
-                )
-                .unwrap()
-                .value;
-            assert!(next.is_none());
+            deliver_and_acknowledge(&engine, &tenant, &dev, uuid, now)
         })
     });
+}
+
+/// The device's `Idle` connect, which must be handed the command `uuid`,
+/// then its acknowledgement, which must end the connection: returns the
+/// delivered command.
+fn deliver_and_acknowledge<S: Store>(
+    engine: &Eng<S>,
+    tenant: &TenantId,
+    dev: &EvidenceDevice,
+    uuid: CommandUuid,
+    now: SystemTime,
+) -> QueuedCommand {
+    let sent = engine
+        .connect(tenant, dev.report(ReportStatus::Idle, None), now)
+        .unwrap()
+        .value
+        .unwrap();
+    assert_eq!(sent.uuid, uuid);
+    let next = engine
+        .connect(
+            tenant,
+            dev.report(ReportStatus::Acknowledged, Some(uuid)),
+            now,
+        )
+        .unwrap()
+        .value;
+    assert!(next.is_none());
+    sent
 }
 
 /// Delivering one `InstallProfile` whose profile is `size` bytes, and its
@@ -90,21 +106,8 @@ fn deliver_large(c: &mut Criterion, size: usize) {
                     .value
             },
             |uuid| {
-                let sent = engine
-                    .connect(&tenant, dev.report(ReportStatus::Idle, None), now)
-                    .unwrap()
-                    .value
-                    .unwrap();
-                assert!(sent.uuid == uuid && sent.body.len() > size);
-                let next = engine
-                    .connect(
-                        &tenant,
-                        dev.report(ReportStatus::Acknowledged, Some(uuid)),
-                        now,
-                    )
-                    .unwrap()
-                    .value;
-                assert!(next.is_none());
+                let sent = deliver_and_acknowledge(&engine, &tenant, &dev, uuid, now);
+                assert!(sent.body.len() > size);
                 sent
             },
             BatchSize::PerIteration,

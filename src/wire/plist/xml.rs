@@ -315,7 +315,6 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    /// Put a complete value where [`Self::value_position`] allowed it.
     /// A `<dict>` is complete (closed by `</dict>`, or written `<dict/>`):
     /// place it in its parent. The root's entries are kept as a list when
     /// [`parse_root_entries`] asked, with an empty stand-in as the root
@@ -332,6 +331,7 @@ impl Scanner<'_> {
         }
     }
 
+    /// Put a complete value where [`Self::value_position`] allowed it.
     fn place(&mut self, v: Value) {
         match self.stack.last_mut() {
             None => self.root = Some(v),
