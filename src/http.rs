@@ -2,6 +2,10 @@
 //! of the crate consumes and produces. No IO happens here; an embedding
 //! server converts its own types (see the `http` feature for the `http` crate).
 
+mod body;
+
+pub use body::Body;
+
 /// An HTTP method, as far as this protocol needs to tell them apart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -107,8 +111,9 @@ pub struct Response {
     pub status: u16,
     /// Headers to send.
     pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
+    /// The body: owned bytes, or a delivered command's buffer shared with
+    /// the store ([`Body`]).
+    pub body: Body,
 }
 
 impl Response {
@@ -117,16 +122,16 @@ impl Response {
         Self {
             status,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Body::empty(),
         }
     }
 
     /// A response with `status`, a `Content-Type` and a body.
-    pub fn with_body(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+    pub fn with_body(status: u16, content_type: &str, body: impl Into<Body>) -> Self {
         Self {
             status,
             headers: vec![("Content-Type".to_owned(), content_type.to_owned())],
-            body,
+            body: body.into(),
         }
     }
 
@@ -195,13 +200,15 @@ mod http_crate {
     impl TryFrom<Response> for ::http::Response<Vec<u8>> {
         type Error = ::http::Error;
 
-        /// Fails only if a header name or value is not valid HTTP.
+        /// Fails only if a header name or value is not valid HTTP. A shared
+        /// body is copied into the `Vec`; send [`Body`](super::Body) itself
+        /// to avoid that.
         fn try_from(res: Response) -> Result<Self, Self::Error> {
             let mut builder = ::http::Response::builder().status(res.status);
             for (k, v) in res.headers {
                 builder = builder.header(k, v);
             }
-            builder.body(res.body)
+            builder.body(res.body.into_vec())
         }
     }
 
@@ -299,7 +306,7 @@ mod tests {
             ::http::Response::try_from(Response {
                 status: 200,
                 headers: vec![("bad header".into(), "x".into())],
-                body: vec![],
+                body: Vec::new().into(),
             })
             .is_err()
         );

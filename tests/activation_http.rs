@@ -162,6 +162,27 @@ fn signed_idle_gets_the_first_initial_command() {
     assert_eq!(Some(&events[0].activation), fx.dev.activation.as_ref());
 }
 
+/// The command in the HTTP response is the store's buffer, not a copy of it:
+/// the last step of "no body copied on the way out" (a multi-megabyte
+/// `InstallProfile` is sent as it is stored).
+#[test]
+fn delivered_command_body_is_the_stored_buffer() {
+    let fx = fixture();
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    let (resp, _) = fx.svc.handle(&fx.a, &fx.request, t0(), &mut rng);
+    assert_eq!(resp.status, 200);
+    let key = mdm_enroll::activation::queue::QueueKey {
+        tenant: fx.a.clone(),
+        channel: fx.dev.channel(),
+    };
+    let pending = mdm_enroll::store::QueueStore::pending(fx.svc.engine().store(), &key).unwrap();
+    let head = pending
+        .first()
+        .expect("the delivered command is still pending");
+    let shared = resp.body.shared().expect("a delivered command is shared");
+    assert!(std::sync::Arc::ptr_eq(shared, &head.body));
+}
+
 #[test]
 fn tampered_body_missing_signature_and_foreign_tenant_are_400() {
     let fx = fixture();

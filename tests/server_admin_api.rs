@@ -220,7 +220,7 @@ fn idle_connect(device: &SimulatedDevice, server: &Server) -> Vec<u8> {
         .expect("signed request");
     let resp = HttpTransport::new(server.addr).send(req);
     assert_eq!(resp.status, 200);
-    resp.body
+    resp.body.into_vec()
 }
 
 #[test]

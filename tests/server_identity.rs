@@ -203,7 +203,7 @@ impl Transport for CurlTransport {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
             .collect();
-        response.body = std::fs::read(&out).unwrap_or_default();
+        response.body = std::fs::read(&out).unwrap_or_default().into();
         response
     }
 }

@@ -216,8 +216,12 @@ async fn dispatch(
     for (k, v) in &response.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
+    // `from_owner` keeps the body as it is: a delivered command's body is
+    // the store's buffer, sent without a copy.
     builder
-        .body(axum::body::Body::from(response.body))
+        .body(axum::body::Body::from(axum::body::Bytes::from_owner(
+            response.body,
+        )))
         .unwrap_or_else(|_| {
             (
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,

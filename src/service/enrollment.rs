@@ -753,7 +753,7 @@ impl<S: Store, D: Directory, P: PushSender> EnrollmentService<S, D, P> {
             RenewalAction::Start { attempt } => {
                 let challenge = Secret::random(rng);
                 let profile = self.enrollment_profile(c, tenant, activation, &challenge, rng);
-                let signed = sign(c, &profile)?.body;
+                let signed = sign(c, &profile)?.body.into_vec();
                 let command = crate::mdm::command::Command::install_profile(
                     crate::activation::CommandUuid::random(rng).into_string(),
                     signed,

@@ -491,13 +491,11 @@ impl<S: Store, D: Directory, P: PushSender> MdmService<S, D, P> {
             other => other?,
         };
         let response = match out.value {
-            // The one copy of the body on its way out: the store, the engine
-            // and the state machine shared one buffer up to here.
-            Some(cmd) => crate::http::Response::with_body(
-                200,
-                crate::http::media_type::XML,
-                cmd.body.to_vec(),
-            ),
+            // The store, the engine, the state machine and the response
+            // share one buffer: delivering a command copies no body.
+            Some(cmd) => {
+                crate::http::Response::with_body(200, crate::http::media_type::XML, cmd.body)
+            }
             None => crate::http::Response::empty(200),
         };
         Ok((response, out.events))

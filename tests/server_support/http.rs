@@ -147,7 +147,7 @@ impl<F: FnMut(&Request, &Response)> Transport for HttpTransport<F> {
             Ok(r) => {
                 let mut out = Response::empty(r.status);
                 out.headers = r.headers;
-                out.body = r.body;
+                out.body = r.body.into();
                 out
             }
             Err(_) => Response::empty(NO_ANSWER),

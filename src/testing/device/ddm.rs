@@ -68,7 +68,7 @@ impl SimulatedDevice {
         let limits = Limits::default();
         let ok = |r: Response| -> Result<Vec<u8>, DeviceError> {
             if r.status == 200 {
-                Ok(r.body)
+                Ok(r.body.into_vec())
             } else {
                 Err(DeviceError::Status {
                     step: 12,
