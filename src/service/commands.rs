@@ -343,7 +343,7 @@ impl<S: Store, D: Directory, P: PushSender> Engine<S, D, P> {
         let k = key(tenant, &Channel::device(device_id.clone()));
         Ok(EnrollmentSummary {
             push: self.store.push_state(&k)?.unwrap_or_default(),
-            queued: self.store.pending(&k)?.len(),
+            queued: self.store.pending_count(&k)?,
             serial: a.device.as_ref().map(|d| d.serial.clone()),
             has_push_token: a.push.is_some(),
             complete: a.phase == Phase::Complete,

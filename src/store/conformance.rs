@@ -796,9 +796,9 @@ fn queue_defer<S: Store>(s: &S) -> Result<(), String> {
     Ok(())
 }
 
-/// `pending_head` is a prefix of `pending` and `queued_command` finds
-/// exactly what `pending` holds (counts and delivery marks included), on
-/// this key only.
+/// `pending_head` is a prefix of `pending`, `pending_count` is its length,
+/// and `queued_command` finds exactly what `pending` holds (counts and
+/// delivery marks included), on this key only.
 fn queue_head_and_lookup<S: Store>(s: &S) -> Result<(), String> {
     let a = tenant("a");
     let (k, other) = (qkey(&a, "dev", None), qkey(&a, "other", None));
@@ -812,6 +812,10 @@ fn queue_head_and_lookup<S: Store>(s: &S) -> Result<(), String> {
         .map_err(e("mark_delivered"))?;
     let all = s.pending(&k).map_err(e("pending"))?;
     ensure!(all.len() == 4, "queue: {all:?}");
+    for (key, want) in [(&k, 4), (&other, 1), (&qkey(&a, "none", None), 0)] {
+        let n = s.pending_count(key).map_err(e("pending_count"))?;
+        ensure!(n == want, "pending_count is {n}, pending has {want}");
+    }
     for limit in 0..=all.len() + 1 {
         let head = s.pending_head(&k, limit).map_err(e("pending_head"))?;
         let want = all.get(..limit.min(all.len())).unwrap_or_default();

@@ -466,6 +466,10 @@ impl QueueStore for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn pending_count(&self, key: &QueueKey) -> Result<usize, StoreError> {
+        Ok(lock(&self.queues)?.get(key).map_or(0, |q| q.pending.len()))
+    }
+
     fn queued_command(
         &self,
         key: &QueueKey,

@@ -420,6 +420,12 @@ pub trait QueueStore: Send + Sync {
         all.truncate(limit);
         Ok(all)
     }
+    /// **Fresh**: how many commands are queued: `pending(key)?.len()`
+    /// without reading them (a store counts; the default reads
+    /// [`Self::pending`], for stores written before this method).
+    fn pending_count(&self, key: &QueueKey) -> Result<usize, StoreError> {
+        Ok(self.pending(key)?.len())
+    }
     /// **Fresh**: the queued command `uuid`, as [`Self::pending`] has it;
     /// `None` when it is not queued (finished, cancelled, cleared or never
     /// queued). The default scans [`Self::pending`].
@@ -1045,6 +1051,7 @@ forward_store! {
         fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError>;
         fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError>;
         fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError>;
+        fn pending_count(&self, key: &QueueKey) -> Result<usize, StoreError>;
         fn queued_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<Option<QueuedCommand>, StoreError>;
         fn defer_command(&self, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError>;
         fn finish_command(&self, key: &QueueKey, result: &CommandResult) -> Result<(), StoreError>;

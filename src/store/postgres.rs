@@ -1116,6 +1116,16 @@ impl QueueStore for PostgresStore {
         self.read(|c| pending_head(c, key, Some(limit)))
     }
 
+    fn pending_count(&self, key: &QueueKey) -> Result<usize, StoreError> {
+        self.read(|c| {
+            let row = c.query_one(
+                "SELECT COUNT(*) FROM commands WHERE qkey = $1 AND state = $2",
+                &[&queue_key(key), &PENDING],
+            )?;
+            Ok(usize::try_from(col::<i64>(&row, 0)?).unwrap_or(usize::MAX))
+        })
+    }
+
     fn queued_command(
         &self,
         key: &QueueKey,

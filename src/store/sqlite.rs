@@ -1070,6 +1070,18 @@ impl QueueStore for SqliteStore {
         self.with_conn(|c| pending_head(c, key, limit))
     }
 
+    fn pending_count(&self, key: &QueueKey) -> Result<usize, StoreError> {
+        self.with_conn(|c| {
+            let n = one(
+                c,
+                "SELECT COUNT(*) FROM commands WHERE qkey = ?1 AND state = ?2",
+                params![queue_key(key), PENDING],
+                |r| r.get::<_, i64>(0),
+            )?;
+            Ok(usize::try_from(n.unwrap_or(0)).unwrap_or(usize::MAX))
+        })
+    }
+
     fn queued_command(
         &self,
         key: &QueueKey,
