@@ -4,7 +4,8 @@
 //! in-memory store and on SQLite (in memory and on a file in WAL mode), and
 //! the added cost of the push bookkeeping on the 13 steps; and one
 //! connection on a channel with 10 or 1 000 commands queued; and the
-//! delivery of an `InstallProfile` of 1 KiB, 256 KiB and 1 MiB. Run with
+//! delivery of an `InstallProfile` of 1 KiB, 256 KiB and 1 MiB (in memory
+//! and on SQLite in memory). Run with
 //! `cargo bench --features test-support,sqlite --bench commands`.
 
 use std::time::{Duration, SystemTime};
@@ -83,19 +84,20 @@ fn deliver_and_acknowledge<S: Store>(
 }
 
 /// Delivering one `InstallProfile` whose profile is `size` bytes, and its
-/// acknowledgement, on the in-memory store: the command is queued outside
-/// the timing, so what is timed is the two connects, which handle the body
-/// only to hand it to the device. Compare the sizes: the difference is what
-/// the body itself costs on the way out (copies), since the report parse,
-/// signature check and queue work are the same for each.
-fn deliver_large(c: &mut Criterion, size: usize) {
+/// acknowledgement, on `store` (`prefix` names it in the bench id; empty
+/// for the in-memory store): the command is queued outside the timing, so
+/// what is timed is the two connects, which handle the body only to hand it
+/// to the device. Compare the sizes: the difference is what the body itself
+/// costs on the way out (reading it from the store, copies), since the
+/// report parse, signature check and queue work are the same for each.
+fn deliver_large<S: Store>(c: &mut Criterion, prefix: &str, store: S, size: usize) {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
-    let (engine, tenant, dev) = activated(MemoryStore::new(), now, EngineConfig::default());
+    let (engine, tenant, dev) = activated(store, now, EngineConfig::default());
     let channel = dev.channel();
     let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let mut n = 0u64;
     let mut group = c.benchmark_group("deliver_install_profile");
-    group.bench_function(format!("{}_KiB", size / 1024), |b| {
+    group.bench_function(format!("{prefix}{}_KiB", size / 1024), |b| {
         b.iter_batched(
             || {
                 n += 1;
@@ -186,7 +188,8 @@ fn bench(c: &mut Criterion) {
         keep_all,
     );
     for size in [1 << 10, 256 << 10, 1 << 20] {
-        deliver_large(c, size);
+        deliver_large(c, "", MemoryStore::new(), size);
+        deliver_large(c, "sqlite_", SqliteStore::open_in_memory().unwrap(), size);
     }
     for backlog in [10, 1_000] {
         behind_backlog(

@@ -484,6 +484,55 @@ fn corrupt_row_is_a_permanent_failure() {
     assert!(source.is::<plist::Error>(), "{source:?}");
 }
 
+/// A record column that holds text or a number instead of bytes (a
+/// database edited by hand, or by another program) is a permanent failure on
+/// every read of it: a queue's head, the whole queue, one queued command,
+/// and an activation.
+#[test]
+fn record_of_another_type_is_a_permanent_failure() {
+    let store = SqliteStore::open_in_memory().expect("open");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let key = QueueKey {
+        tenant: tenant.clone(),
+        channel: Channel::device("UDID-1"),
+    };
+    let uuid = CommandUuid::new("C-1").unwrap();
+    store
+        .enqueue(
+            &key,
+            &QueuedCommand {
+                uuid: uuid.clone(),
+                request_type: "DeviceInformation".into(),
+                body: b"<plist/>"[..].into(),
+                activation: None,
+                not_now_count: 0,
+                queued_at: SystemTime::UNIX_EPOCH,
+                delivered_at: None,
+            },
+        )
+        .expect("enqueue");
+    let permanent = |what: &str, err: StoreError| {
+        assert!(!err.is_transient(), "{what}: {err:?}");
+    };
+    for value in ["'<plist/>'", "42", "4.5"] {
+        store
+            .execute_batch(&format!("UPDATE commands SET value = {value}"))
+            .expect("retype the row");
+        permanent(value, store.pending(&key).unwrap_err());
+        permanent(value, store.pending_head(&key, 1).unwrap_err());
+        permanent(value, store.queued_command(&key, &uuid).unwrap_err());
+        assert_eq!(store.pending_count(&key), Ok(1), "{value}: counted");
+    }
+    store
+        .execute_batch(
+            "INSERT INTO activations (tenant, id, version, value, created)
+                 VALUES ('acme', 'act-0001', 1, 'text', 0);",
+        )
+        .expect("a text activation");
+    let id = ActivationId::new("act-0001").expect("id");
+    permanent("activation", store.activation(&tenant, &id).unwrap_err());
+}
+
 /// Rows written before store records were versioned (the vectors are the
 /// crate's own encoding at commit 0d16f1f) are read through the store as
 /// they were written; a row of an unknown layout version is refused with a

@@ -182,15 +182,50 @@ fn exists(conn: &Connection, sql: &str, params: impl Params) -> Result<bool, Sto
     Ok(one(conn, sql, params, |_| Ok(()))?.is_some())
 }
 
+/// Every row of `sql`, each made into a value by `f` while it is the
+/// current row: a stored record is decoded from SQLite's own buffer
+/// ([`blob`]) instead of a copy taken first (a queued command's row holds
+/// its whole body).
+fn each<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut rows = stmt.query(params).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of `sql`, if any, made into a value by `f` as in [`each`].
+fn first<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut rows = stmt.query(params).map_err(db_err)?;
+    rows.next().map_err(db_err)?.map(f).transpose()
+}
+
+/// Column `i` of `row` as the bytes SQLite holds (a column of another type
+/// is a damaged row: a permanent error).
+fn blob<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r [u8], StoreError> {
+    row.get_ref(i).map_err(db_err)?.as_blob().map_err(corrupt)
+}
+
 /// The record stored in the first column of the row `sql` returns, if any.
 fn record<T: Record>(
     conn: &Connection,
     sql: &str,
     params: impl Params,
 ) -> Result<Option<T>, StoreError> {
-    one(conn, sql, params, |r| r.get::<_, Vec<u8>>(0))?
-        .map(|v| decode(&v))
-        .transpose()
+    first(conn, sql, params, |r| decode(blob(r, 0)?))
 }
 
 /// Every row of `sql`: its columns read by `row`, then finished by `then`.
@@ -212,13 +247,7 @@ fn records<T: Record>(
     sql: &str,
     params: impl Params,
 ) -> Result<Vec<T>, StoreError> {
-    all(
-        conn,
-        sql,
-        params,
-        |r| r.get::<_, Vec<u8>>(0),
-        |v| decode(&v),
-    )
+    each(conn, sql, params, |r| decode(blob(r, 0)?))
 }
 
 /// Run a statement that returns no rows; how many rows it changed.
@@ -516,18 +545,15 @@ fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, 
     )
 }
 
-/// The columns of a queued command's row: its record, `NotNow` count and
-/// first delivery.
-type QueuedColumns = (Vec<u8>, u32, Option<i64>);
-
-fn queued_columns(r: &Row<'_>) -> rusqlite::Result<QueuedColumns> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-}
-
-fn queued_command((value, not_now, delivered): QueuedColumns) -> Result<QueuedCommand, StoreError> {
-    let mut command: QueuedCommand = decode(&value)?;
-    command.not_now_count = not_now;
-    command.delivered_at = delivered.map(from_unix_millis);
+/// A queued command from its row: its record, `NotNow` count and first
+/// delivery (`SELECT value, not_now, delivered`).
+fn queued_command(r: &Row<'_>) -> Result<QueuedCommand, StoreError> {
+    let mut command: QueuedCommand = decode(blob(r, 0)?)?;
+    command.not_now_count = r.get(1).map_err(db_err)?;
+    command.delivered_at = r
+        .get::<_, Option<i64>>(2)
+        .map_err(db_err)?
+        .map(from_unix_millis);
     Ok(command)
 }
 
@@ -537,12 +563,11 @@ fn pending_head(
     key: &QueueKey,
     limit: i64,
 ) -> Result<Vec<QueuedCommand>, StoreError> {
-    all(
+    each(
         conn,
         "SELECT value, not_now, delivered FROM commands
          WHERE qkey = ?1 AND state = ?2 ORDER BY seq LIMIT ?3",
         params![queue_key(key), PENDING, limit],
-        queued_columns,
         queued_command,
     )
 }
@@ -1088,15 +1113,13 @@ impl QueueStore for SqliteStore {
         uuid: &CommandUuid,
     ) -> Result<Option<QueuedCommand>, StoreError> {
         self.with_conn(|c| {
-            one(
+            first(
                 c,
                 "SELECT value, not_now, delivered FROM commands
                  WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
                 params![queue_key(key), uuid.as_str(), PENDING],
-                queued_columns,
-            )?
-            .map(queued_command)
-            .transpose()
+                queued_command,
+            )
         })
     }
 
