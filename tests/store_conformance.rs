@@ -45,6 +45,8 @@ enum Flaw {
     HeadFromTheNewestEnd,
     /// A lookup that finds a finished command (by its stored result).
     LookupFindsFinished,
+    /// A queue count that also counts the finished commands' results.
+    CountIncludesFinished,
 }
 
 /// A store that delegates to [`MemoryStore`] except for one flaw.
@@ -229,6 +231,13 @@ impl QueueStore for Broken {
     }
     fn pending(&self, k: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
         self.inner.pending(k)
+    }
+    fn pending_count(&self, k: &QueueKey) -> Result<usize, StoreError> {
+        let n = self.inner.pending_count(k)?;
+        if self.flaw == Flaw::CountIncludesFinished {
+            return Ok(n + self.inner.results(k)?.len());
+        }
+        Ok(n)
     }
     fn pending_head(&self, k: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
         let mut all = self.inner.pending(k)?;
@@ -505,6 +514,7 @@ fn kit_catches_each_flaw() {
         (Flaw::StepOneByOne, "step_race"),
         (Flaw::HeadFromTheNewestEnd, "queue_head_and_lookup"),
         (Flaw::LookupFindsFinished, "queue_head_and_lookup"),
+        (Flaw::CountIncludesFinished, "queue_head_and_lookup"),
     ];
     for (flaw, check) in cases {
         // A race is lost only when the threads interleave badly: a racy
