@@ -23,6 +23,7 @@ use mdm_enroll::activation::{
 };
 use mdm_enroll::cms::{Certificate, DeviceAttributesVerifier, TrustAnchors};
 use mdm_enroll::crypto::{RsaKey, constant_time_eq};
+use mdm_enroll::http::Body;
 use mdm_enroll::pki;
 use mdm_enroll::profile::ValidationOptions;
 use mdm_enroll::scep::ScepResponder;
@@ -114,8 +115,9 @@ async fn handle(State(service): State<Arc<Service>>, req: axum::extract::Request
     for e in events {
         println!("activation {}: {:?}", e.activation.as_str(), e.kind);
     }
-    match axum::http::Response::<Vec<u8>>::try_from(response) {
-        Ok(r) => r.map(axum::body::Body::from),
+    // The body as it is: a delivered command's is the store's own buffer.
+    match axum::http::Response::<Body>::try_from(response) {
+        Ok(r) => r.map(|b| axum::body::Body::from(axum::body::Bytes::from_owner(b))),
         Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

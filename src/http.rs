@@ -169,7 +169,7 @@ pub fn classify(request: &Request) -> MessageKind {
 /// Conversions to and from the `http` crate's types (feature `http`).
 #[cfg(feature = "http")]
 mod http_crate {
-    use super::{Method, Request, Response};
+    use super::{Body, Method, Request, Response};
 
     impl<B: Into<Vec<u8>>> From<::http::Request<B>> for Request {
         /// Header values that are not valid UTF-8 are converted lossily. The TLS
@@ -197,18 +197,28 @@ mod http_crate {
         }
     }
 
-    impl TryFrom<Response> for ::http::Response<Vec<u8>> {
+    impl TryFrom<Response> for ::http::Response<Body> {
         type Error = ::http::Error;
 
-        /// Fails only if a header name or value is not valid HTTP. A shared
-        /// body is copied into the `Vec`; send [`Body`](super::Body) itself
-        /// to avoid that.
+        /// Fails only if a header name or value is not valid HTTP. The body
+        /// is kept as it is (a delivered command's stays the store's buffer:
+        /// hand it on with `bytes::Bytes::from_owner`).
         fn try_from(res: Response) -> Result<Self, Self::Error> {
             let mut builder = ::http::Response::builder().status(res.status);
             for (k, v) in res.headers {
                 builder = builder.header(k, v);
             }
-            builder.body(res.body.into_vec())
+            builder.body(res.body)
+        }
+    }
+
+    impl TryFrom<Response> for ::http::Response<Vec<u8>> {
+        type Error = ::http::Error;
+
+        /// As the conversion to `http::Response<Body>`, with a shared body
+        /// copied into the `Vec`.
+        fn try_from(res: Response) -> Result<Self, Self::Error> {
+            ::http::Response::<Body>::try_from(res).map(|r| r.map(Body::into_vec))
         }
     }
 
@@ -297,13 +307,29 @@ mod tests {
         assert_eq!(ours.body, b"body");
         let back = ::http::Request::try_from(ours).unwrap();
         assert_eq!(back.uri().query(), Some("tenant=a%20b"));
-        let res =
-            ::http::Response::try_from(Response::with_body(403, media_type::JSON, b"{}".to_vec()))
-                .unwrap();
+        let res = ::http::Response::<Vec<u8>>::try_from(Response::with_body(
+            403,
+            media_type::JSON,
+            b"{}".to_vec(),
+        ))
+        .unwrap();
         assert_eq!(res.status(), 403);
         assert_eq!(res.headers()["content-type"], media_type::JSON);
+        assert_eq!(res.body(), b"{}");
+        let shared: std::sync::Arc<[u8]> = std::sync::Arc::from(&b"<plist/>"[..]);
+        let res = ::http::Response::<Body>::try_from(Response::with_body(
+            200,
+            media_type::XML,
+            std::sync::Arc::clone(&shared),
+        ))
+        .unwrap();
         assert!(
-            ::http::Response::try_from(Response {
+            res.body()
+                .shared()
+                .is_some_and(|b| std::sync::Arc::ptr_eq(b, &shared))
+        );
+        assert!(
+            ::http::Response::<Vec<u8>>::try_from(Response {
                 status: 200,
                 headers: vec![("bad header".into(), "x".into())],
                 body: Vec::new().into(),
