@@ -9,7 +9,7 @@ use std::sync::Arc;
 ///
 /// It reads as a `[u8]` (`Deref`, `AsRef`) whichever way it is held. A
 /// command delivered from the queue is the store's own buffer
-/// ([`QueuedCommand::body`](crate::store::QueuedCommand::body)); everything
+/// ([`QueuedCommand::body`](crate::activation::QueuedCommand::body)); everything
 /// else is a `Vec<u8>` the response owns. To send it without a copy, hand
 /// the `Body` itself to anything taking `AsRef<[u8]> + Send + 'static`, such
 /// as `bytes::Bytes::from_owner`.
