@@ -48,6 +48,9 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Quanta the fast path decodes per batch of room opened in the output.
+const BATCH_QUANTA: usize = 256;
+
 /// Set in a [`QUANTUM`] entry for a byte that is not alphabet.
 const NOT_ALPHABET: u32 = 1 << 31;
 
@@ -101,11 +104,13 @@ pub(crate) fn decode(text: &[u8]) -> Result<Vec<u8>, Base64Error> {
 /// offset of `stop`, else `text.len()`), so the caller needs no scan of its
 /// own for the end.
 pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, usize), Base64Error> {
-    // Written in place: at most 3 bytes per 4 characters, plus 2 for a
-    // trailing partial quantum, so the buffer never grows; the fast path
-    // writes through paired iterators (no capacity or bounds check per
-    // quantum) and the result is cut to what was written.
-    let mut out = vec![0u8; text.len() / 4 * 3 + 2];
+    // Written in place: the fast path opens room for a batch of quanta at a
+    // time and writes through paired iterators (no capacity or bounds check
+    // per quantum); the result is cut to what was written. The room grows
+    // with what is decoded, never with `text`: a plist `<data>` hands over
+    // the whole rest of its document, and sizing for that on every element
+    // made many small ones cost time and memory quadratic in the document.
+    let mut out = Vec::with_capacity((text.len() / 4 * 3 + 2).min(BATCH_QUANTA * 3 + 2));
     let mut w = 0usize; // bytes written
     let mut n = 0usize; // significant characters, padding included
     let mut pad = 0usize;
@@ -120,24 +125,34 @@ pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, us
         // character-by-character path below then takes, so a line break
         // costs one failed quantum, not a failed block.
         if bits == 0 && pad == 0 {
-            let mut taken = 0usize;
-            let src = text.get(i..).unwrap_or_default().chunks_exact(4);
-            let dst = out.get_mut(w..).unwrap_or_default().chunks_exact_mut(3);
-            for (chars, slot) in src.zip(dst) {
-                let &[a, b, c, d] = chars else { break };
-                let q = quantum([a, b, c, d]);
-                if q & NOT_ALPHABET != 0 {
+            loop {
+                let batch = (text.len().saturating_sub(i) / 4).min(BATCH_QUANTA);
+                if batch == 0 {
                     break;
                 }
-                let [x, y, z, _] = q.to_le_bytes();
-                slot.copy_from_slice(&[x, y, z]);
-                taken += 4;
+                out.resize(w + batch * 3, 0);
+                let mut taken = 0usize;
+                let src = text.get(i..).unwrap_or_default().chunks_exact(4);
+                let dst = out.get_mut(w..).unwrap_or_default().chunks_exact_mut(3);
+                for (chars, slot) in src.zip(dst) {
+                    let &[a, b, c, d] = chars else { break };
+                    let q = quantum([a, b, c, d]);
+                    if q & NOT_ALPHABET != 0 {
+                        break;
+                    }
+                    let [x, y, z, _] = q.to_le_bytes();
+                    slot.copy_from_slice(&[x, y, z]);
+                    taken += 4;
+                }
+                // `last` is left alone: padding can only end a quantum the
+                // loop below takes, and so does the character before it.
+                n += taken;
+                i += taken;
+                w += taken / 4 * 3;
+                if taken < batch * 4 {
+                    break;
+                }
             }
-            // `last` is left alone: padding can only end a quantum the
-            // loop below takes, and so does the character before it.
-            n += taken;
-            i += taken;
-            w += taken / 4 * 3;
         }
         let Some(&c) = text.get(i) else { break i };
         match class(c) {
@@ -150,9 +165,8 @@ pub(crate) fn decode_until(text: &[u8], stop: Option<u8>) -> Result<(Vec<u8>, us
                     bits -= 8;
                     // Truncation keeps the 8 bits just completed.
                     let byte = (acc >> bits) as u8;
-                    // The buffer is sized for every byte the text can
-                    // hold, so this always finds its slot; growing would
-                    // do if it did not.
+                    // A slot the fast path opened and did not fill, or a
+                    // new one.
                     match out.get_mut(w) {
                         Some(slot) => *slot = byte,
                         None => out.push(byte),
@@ -229,6 +243,33 @@ mod tests {
         assert_eq!(decode(b"QQ==<"), Err(Base64Error::Invalid { offset: 4 }));
         assert_eq!(decode(b"AAAA="), Err(Base64Error::Length));
         assert_eq!(decode(b"AA==A"), Err(Base64Error::Invalid { offset: 4 }));
+    }
+
+    /// The room the output takes grows with what is decoded, not with the
+    /// text after the stop byte: a short `<data>` early in a large plist
+    /// costs little (sizing for the rest made many small elements cost
+    /// time and memory quadratic in the document).
+    #[test]
+    fn output_room_follows_the_decoded_bytes_not_the_text() {
+        let mut text = b"QUJD<".to_vec();
+        text.extend(std::iter::repeat_n(b'A', 1 << 20));
+        let (out, end) = decode_until(&text, Some(b'<')).unwrap();
+        assert_eq!((out.as_slice(), end), (&b"ABC"[..], 4));
+        assert!(out.capacity() <= BATCH_QUANTA * 3 + 2, "{}", out.capacity());
+    }
+
+    /// Inputs of many batches of quanta, whole and wrapped in lines, agree
+    /// with base64ct.
+    #[test]
+    fn inputs_of_many_batches_agree_with_base64ct() {
+        use base64ct::Encoding;
+        for len in [BATCH_QUANTA * 3 - 1, BATCH_QUANTA * 3, BATCH_QUANTA * 9 + 2] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let text = base64ct::Base64::encode_string(&bytes).into_bytes();
+            assert_eq!(decode(&text).unwrap(), bytes, "{len}");
+            let wrapped: Vec<u8> = text.chunks(68).collect::<Vec<_>>().join(&b"\n"[..]);
+            assert_eq!(decode(&wrapped).unwrap(), bytes, "{len} wrapped");
+        }
     }
 
     #[test]
