@@ -5,14 +5,15 @@
 //! the added cost of the push bookkeeping on the 13 steps; and one
 //! connection on a channel with 10 or 1 000 commands queued; and the
 //! delivery of an `InstallProfile` of 1 KiB, 256 KiB and 1 MiB (in memory
-//! and on SQLite in memory). Run with
+//! and on SQLite in memory; 1 MiB also on a SQLite file), and queueing one
+//! of 1 MiB on each of the three. Run with
 //! `cargo bench --features test-support,sqlite --bench commands`.
 
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mdm_enroll::activation::{
-    CommandUuid, QueuePolicy, QueuedCommand, ReportStatus, Retention, TenantId,
+    CommandUuid, QueueKey, QueuePolicy, QueuedCommand, ReportStatus, Retention, TenantId,
 };
 use mdm_enroll::mdm::Command;
 use mdm_enroll::service::{Engine, EngineConfig};
@@ -118,6 +119,43 @@ fn deliver_large<S: Store>(c: &mut Criterion, prefix: &str, store: S, size: usiz
     group.finish();
 }
 
+/// Queueing one `InstallProfile` whose profile is `size` bytes on `store`
+/// (`prefix` as in [`deliver_large`]): the command's XML (the profile as
+/// base64) and the store's record of it. Every few hundred iterations the
+/// queue is cleared outside the timing, so its length stays bounded.
+fn enqueue_large<S: Store>(c: &mut Criterion, prefix: &str, store: S, size: usize) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let (engine, tenant, dev) = activated(store, now, EngineConfig::default());
+    let channel = dev.channel();
+    let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut n = 0u64;
+    let mut group = c.benchmark_group("enqueue_install_profile");
+    group.sample_size(20);
+    group.bench_function(format!("{prefix}{}_KiB", size / 1024), |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                if n.is_multiple_of(256) {
+                    let key = QueueKey {
+                        tenant: tenant.clone(),
+                        channel: channel.clone(),
+                    };
+                    engine.store().clear_queue(&key).unwrap();
+                }
+                Command::install_profile(format!("BIG-{n}"), payload.clone())
+            },
+            |cmd| {
+                engine
+                    .enqueue_command(&tenant, &channel, &cmd, now)
+                    .unwrap()
+                    .value
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 /// One acknowledgement answered with the next command, on a channel with
 /// `backlog` commands queued behind it (one queued per iteration keeps the
 /// backlog level): what a device working through a long queue pays per
@@ -187,10 +225,21 @@ fn bench(c: &mut Criterion) {
         SqliteStore::open_in_memory().unwrap(),
         keep_all,
     );
+    let dir = tempfile::tempdir().unwrap();
     for size in [1 << 10, 256 << 10, 1 << 20] {
         deliver_large(c, "", MemoryStore::new(), size);
         deliver_large(c, "sqlite_", SqliteStore::open_in_memory().unwrap(), size);
     }
+    let file = |name: &str| SqliteStore::open(dir.path().join(name)).unwrap();
+    deliver_large(c, "sqlite_file_", file("deliver.db"), 1 << 20);
+    enqueue_large(c, "", MemoryStore::new(), 1 << 20);
+    enqueue_large(
+        c,
+        "sqlite_",
+        SqliteStore::open_in_memory().unwrap(),
+        1 << 20,
+    );
+    enqueue_large(c, "sqlite_file_", file("enqueue.db"), 1 << 20);
     for backlog in [10, 1_000] {
         behind_backlog(
             c,
@@ -205,11 +254,10 @@ fn bench(c: &mut Criterion) {
             backlog,
         );
     }
-    let dir = tempfile::tempdir().unwrap();
     round_trip(
         c,
         "command_round_trip_sqlite_file_wal",
-        SqliteStore::open(dir.path().join("bench.db")).unwrap(),
+        file("bench.db"),
         EngineConfig::default(),
     );
 }

@@ -604,3 +604,222 @@ fn rows_written_before_versioning_are_read() {
         }
     );
 }
+
+/// Whether the SQL `condition` holds in `store`'s database (a `CHECK`
+/// constraint on a scratch table refuses the row when it is false).
+fn holds(store: &SqliteStore, condition: &str) -> bool {
+    store
+        .execute_batch(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS probe (ok CHECK (ok));
+             DELETE FROM probe;
+             INSERT INTO probe SELECT ({condition});"
+        ))
+        .is_ok()
+}
+
+fn queued(uuid: &str, body: Vec<u8>, now: SystemTime) -> QueuedCommand {
+    QueuedCommand {
+        uuid: CommandUuid::new(uuid).unwrap(),
+        request_type: "InstallProfile".into(),
+        body: body.into(),
+        activation: None,
+        not_now_count: 0,
+        queued_at: now,
+        delivered_at: None,
+    }
+}
+
+/// A queued command's body has a row of its own: claiming, marking and
+/// deferring the command write a few pages to the WAL, not the body again
+/// (SQLite rewrites a whole row when one column changes, so with the body in
+/// the command's row a 1 MiB command cost 1 MiB of writes per mark). The
+/// body comes back whole, and leaves with its command (finished, cancelled
+/// or cleared).
+#[test]
+fn delivery_marks_do_not_rewrite_a_queued_body() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let wal = dir.path().join("store.db-wal");
+    let store = SqliteStore::open(&path).expect("open");
+    let key = QueueKey {
+        tenant: TenantId::new("acme").expect("tenant"),
+        channel: Channel::device("UDID-1"),
+    };
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let body: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let big = queued("C-BIG", body, now);
+    store.enqueue(&key, &big).expect("enqueue");
+    let written = |store: &SqliteStore, what: &str, f: &dyn Fn(&SqliteStore)| {
+        store
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("checkpoint");
+        assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+        f(store);
+        let len = std::fs::metadata(&wal).expect("wal").len();
+        assert!(len < 64 * 1024, "{what} wrote {len} bytes to the WAL");
+    };
+    written(&store, "a claim", &|s| {
+        let claim = s.claim_delivery(&key, &big.uuid, now, Duration::from_secs(60));
+        assert_eq!(claim, Ok(Claim::Claimed));
+    });
+    written(&store, "a delivery mark", &|s| {
+        s.mark_delivered(&key, &big.uuid, now).expect("mark");
+    });
+    written(&store, "a NotNow", &|s| {
+        assert_eq!(s.defer_command(&key, &big.uuid), Ok(1));
+    });
+    let head = store.pending_head(&key, 1).expect("head");
+    assert_eq!(head.len(), 1);
+    assert_eq!(head[0].body, big.body, "the body comes back whole");
+    assert_eq!(head[0].not_now_count, 1);
+    assert_eq!(head[0].delivered_at, Some(now));
+    assert_eq!(
+        store.queued_command(&key, &big.uuid).expect("lookup"),
+        Some(head[0].clone())
+    );
+    assert!(holds(&store, "(SELECT COUNT(*) FROM command_bodies) = 1"));
+
+    // Leaving the queue, every way, takes the body along.
+    store
+        .finish_command(
+            &key,
+            &CommandResult {
+                uuid: big.uuid.clone(),
+                request_type: big.request_type.clone(),
+                outcome: CommandOutcome::Acknowledged,
+                body: Vec::new(),
+                at: now,
+            },
+        )
+        .expect("finish");
+    assert!(holds(&store, "NOT EXISTS (SELECT 1 FROM command_bodies)"));
+    let cancelled = queued("C-CANCEL", b"<plist>cancel</plist>".to_vec(), now);
+    store.enqueue(&key, &cancelled).expect("enqueue");
+    assert_eq!(
+        store.cancel_command(&key, &cancelled.uuid),
+        Ok(Cancellation::Cancelled(cancelled.clone())),
+        "the cancelled command is handed back with its body"
+    );
+    assert!(holds(&store, "NOT EXISTS (SELECT 1 FROM command_bodies)"));
+    assert_eq!(
+        store.enqueue(&key, &cancelled),
+        Err(StoreError::AlreadyExists),
+        "a cancelled command's uuid stays taken"
+    );
+    for n in 0..3 {
+        let c = queued(&format!("C-CLEAR-{n}"), vec![n; 100], now);
+        store.enqueue(&key, &c).expect("enqueue");
+    }
+    assert_eq!(store.clear_queue(&key).expect("clear").len(), 3);
+    assert!(holds(&store, "NOT EXISTS (SELECT 1 FROM command_bodies)"));
+    assert!(holds(&store, "(SELECT COUNT(*) FROM commands) = 4"));
+    assert!(
+        !holds(&store, "(SELECT COUNT(*) FROM commands) = 5"),
+        "probe"
+    );
+}
+
+/// Commands queued before schema 5 (their bodies inside their records, as
+/// the version 2 vector holds them) are still delivered and finished after
+/// the upgrade; a record and its body that disagree on where the body is
+/// are a permanent, typed error.
+#[test]
+fn commands_queued_before_bodies_had_their_own_rows_are_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    let v2 = std::fs::read(format!(
+        "{}/tests/vectors/store/queued_command_v2.bplist",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("vector");
+    let hex = mdm_enroll::wire::hex::lower;
+    let key = QueueKey {
+        tenant: TenantId::new("acme").expect("tenant"),
+        channel: Channel::device("UDID-1"),
+    };
+    let qkey = |store: &SqliteStore| {
+        // The queue key column as this build writes it: read back from a
+        // command queued through the store.
+        let probe = queued("C-PROBE", b"x".to_vec(), SystemTime::UNIX_EPOCH);
+        store.enqueue(&key, &probe).expect("probe");
+        store
+            .execute_batch(
+                "CREATE TABLE probe_key AS SELECT qkey FROM commands WHERE uuid = 'C-PROBE';
+                 DELETE FROM commands WHERE uuid = 'C-PROBE';",
+            )
+            .expect("key");
+    };
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        qkey(&store);
+        store
+            .execute_batch(&format!(
+                "DROP TABLE command_bodies;
+                 INSERT INTO commands (qkey, uuid, state, not_now, value)
+                     SELECT qkey, 'CMD-1', 0, 2, x'{}' FROM probe_key;
+                 PRAGMA user_version = 4;",
+                hex(&v2)
+            ))
+            .expect("a schema 4 database");
+    }
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert!(holds(
+        &store,
+        "(SELECT user_version FROM pragma_user_version) = 5"
+    ));
+    let pending = store.pending(&key).expect("pending");
+    assert_eq!(pending.len(), 1);
+    let old = &pending[0];
+    assert_eq!(old.uuid.as_str(), "CMD-1");
+    assert_eq!(old.request_type, "InstallProfile");
+    assert_eq!(&old.body[..], b"<plist/>");
+    assert_eq!(old.not_now_count, 2);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_100);
+    assert_eq!(
+        store.claim_delivery(&key, &old.uuid, at, Duration::from_secs(60)),
+        Ok(Claim::Claimed)
+    );
+    // A command queued now, behind it, has its body in a row of its own.
+    let new = queued("CMD-2", b"<plist>new</plist>".to_vec(), at);
+    store.enqueue(&key, &new).expect("enqueue");
+    assert!(holds(&store, "(SELECT COUNT(*) FROM command_bodies) = 1"));
+    let head = store.pending_head(&key, 2).expect("head");
+    assert_eq!(head.len(), 2);
+    assert_eq!(head[0].uuid, old.uuid);
+    assert_eq!(head[1], new);
+
+    // Where the body is, disagreeing with the record.
+    let placement = |err: StoreError| {
+        assert!(!err.is_transient(), "{err:?}");
+        std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<RecordError>())
+            .cloned()
+            .unwrap_or_else(|| panic!("not a record error: {err:?}"))
+    };
+    store
+        .execute_batch(
+            "INSERT INTO command_bodies (seq, body)
+                 SELECT seq, x'00' FROM commands WHERE uuid = 'CMD-1';",
+        )
+        .expect("a second body");
+    assert_eq!(
+        placement(store.queued_command(&key, &old.uuid).unwrap_err()),
+        RecordError::BodyPlacement {
+            record: "queued command",
+            version: 2,
+            beside: true
+        }
+    );
+    store
+        .execute_batch("DELETE FROM command_bodies;")
+        .expect("bodies gone");
+    assert_eq!(
+        placement(store.queued_command(&key, &new.uuid).unwrap_err()),
+        RecordError::BodyPlacement {
+            record: "queued command",
+            version: 3,
+            beside: false
+        }
+    );
+    assert!(store.pending_head(&key, 2).is_err());
+}

@@ -23,6 +23,10 @@
 //!   This build reads both; a build older than version 2 refuses these rows
 //!   with [`RecordError::UnknownVersion`] instead of misreading them, so
 //!   replicas of mixed builds fail loudly, not silently.
+//! - 3: the SQLite store's queued command, written without its body (kept
+//!   in a table of its own, so a delivery mark does not rewrite it). Rows
+//!   of versions 1 and 2 keep their bodies inline and are read as before;
+//!   a build older than version 3 refuses the new rows the same way.
 //!
 //! A row of a version this build does not know is refused with
 //! [`RecordError::UnknownVersion`], a permanent [`StoreError`].
@@ -40,9 +44,10 @@ use crate::activation::{
 };
 
 /// The newest record layout this build reads (each record writes its own
-/// newest: 2 for activations, issued certificates, queued commands and
-/// command results, 1 for the rest).
-pub const RECORD_VERSION: u64 = 2;
+/// newest: 3 for the SQLite store's queued commands, whose bodies are kept
+/// beside them; 2 for activations, issued certificates, the PostgreSQL
+/// store's queued commands and command results; 1 for the rest).
+pub const RECORD_VERSION: u64 = 3;
 
 /// Why a stored record was refused before its fields were read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -56,6 +61,21 @@ pub enum RecordError {
         record: &'static str,
         /// The version it carries.
         version: u64,
+    },
+    /// A queued command's record and its body disagree on where the body
+    /// is: a record written without its body has none stored beside it, or
+    /// a record that carries its own has another beside it.
+    #[error(
+        "stored {record} record (layout version {version}) {}",
+        if *beside { "has a second body stored beside it" } else { "has no body stored beside it" }
+    )]
+    BodyPlacement {
+        /// Which record.
+        record: &'static str,
+        /// The record's layout version.
+        version: u64,
+        /// Whether a body was stored beside the record.
+        beside: bool,
     },
     /// The record is not a dictionary, or its `v` is not an unsigned integer.
     #[error("stored {record} record is not a versioned dictionary")]
@@ -242,6 +262,104 @@ record! {
     }
 }
 
+/// `commands.value` in the SQLite store since its schema 5: a queued
+/// command without its body, which the store keeps in a table of its own
+/// (`command_bodies`), so that marking the command delivered or deferred
+/// rewrites a small row, not the body. Layout version
+/// [`HEAD_VERSION`]; the PostgreSQL store, whose large values live out of
+/// line anyway, keeps writing [`QueuedCommandRow`].
+#[derive(Serialize, Deserialize)]
+struct QueuedCommandHeadRow {
+    #[serde(default = "one")]
+    v: u64,
+    uuid: CommandUuid,
+    request_type: String,
+    activation: Option<ActivationId>,
+    not_now_count: u32,
+    queued_at: std::time::SystemTime,
+    #[serde(default)]
+    delivered_at: Option<std::time::SystemTime>,
+}
+
+/// The layout version of a queued command stored without its body.
+const HEAD_VERSION: u64 = 3;
+
+/// The record of `command` without its body (layout [`HEAD_VERSION`]), for
+/// a store that keeps the body beside it. A build older than that layout
+/// refuses the row ([`RecordError::UnknownVersion`]) instead of reading a
+/// command with no body.
+pub(crate) fn encode_command_head(command: &QueuedCommand) -> Result<Vec<u8>, StoreError> {
+    let QueuedCommand {
+        uuid,
+        request_type,
+        body: _,
+        activation,
+        not_now_count,
+        queued_at,
+        delivered_at,
+    } = command.clone();
+    let head = QueuedCommandHeadRow {
+        v: HEAD_VERSION,
+        uuid,
+        request_type,
+        activation,
+        not_now_count,
+        queued_at,
+        delivered_at,
+    };
+    let mut out = Vec::new();
+    plist::to_writer_binary(&mut out, &head).map_err(StoreError::permanent)?;
+    Ok(out)
+}
+
+/// A queued command from its stored record and, when the store keeps it
+/// apart, its body (`beside`). A record of layout [`HEAD_VERSION`] needs
+/// the body beside it; a record of an older layout carries its own and
+/// must have none beside it; either mismatch is
+/// [`RecordError::BodyPlacement`].
+pub(crate) fn decode_command(
+    record: &[u8],
+    beside: Option<&[u8]>,
+) -> Result<QueuedCommand, StoreError> {
+    let placement = |version, beside| {
+        StoreError::permanent(RecordError::BodyPlacement {
+            record: QueuedCommand::NAME,
+            version,
+            beside,
+        })
+    };
+    let Some(body) = beside else {
+        return decode::<QueuedCommand>(record).map_err(|e| {
+            match plist::from_bytes::<QueuedCommandHeadRow>(record) {
+                Ok(head) if head.v == HEAD_VERSION => placement(head.v, false),
+                _ => e,
+            }
+        });
+    };
+    let head: QueuedCommandHeadRow = plist::from_bytes(record).map_err(StoreError::permanent)?;
+    if head.v != HEAD_VERSION {
+        return Err(placement(head.v, true));
+    }
+    let QueuedCommandHeadRow {
+        v: _,
+        uuid,
+        request_type,
+        activation,
+        not_now_count,
+        queued_at,
+        delivered_at,
+    } = head;
+    Ok(QueuedCommand {
+        uuid,
+        request_type,
+        body: body.into(),
+        activation,
+        not_now_count,
+        queued_at,
+        delivered_at,
+    })
+}
+
 record! {
     /// `results.value`.
     CommandResultRow for CommandResult ("command result", version 2) {
@@ -381,6 +499,19 @@ mod tests {
         fn check<T: Record + PartialEq + Debug>(&mut self, name: &str, value: &T);
     }
 
+    /// The queued command of the vectors (`queued_command*.bplist`).
+    fn queued_command() -> QueuedCommand {
+        QueuedCommand {
+            uuid: CommandUuid::new("CMD-1").unwrap(),
+            request_type: "InstallProfile".into(),
+            body: b"<plist/>"[..].into(),
+            activation: Some(id()),
+            not_now_count: 2,
+            queued_at: at(1_750_000_010),
+            delivered_at: Some(at(1_750_000_020)),
+        }
+    }
+
     fn samples(c: &mut impl Check) {
         let activation = Activation {
             id: id(),
@@ -454,15 +585,7 @@ mod tests {
             activation: id(),
             retired: true,
         };
-        let command = QueuedCommand {
-            uuid: CommandUuid::new("CMD-1").unwrap(),
-            request_type: "InstallProfile".into(),
-            body: b"<plist/>"[..].into(),
-            activation: Some(id()),
-            not_now_count: 2,
-            queued_at: at(1_750_000_010),
-            delivered_at: Some(at(1_750_000_020)),
-        };
+        let command = queued_command();
         let result = CommandResult {
             uuid: CommandUuid::new("CMD-0").unwrap(),
             request_type: "DeviceInformation".into(),
@@ -615,6 +738,59 @@ mod tests {
         let mut v2 = V2(0);
         samples(&mut v2);
         assert_eq!(v2.0, 5);
+    }
+
+    /// A queued command stored without its body (version 3,
+    /// `tests/vectors/store/queued_command_head_v3.bplist`): the version 2
+    /// record's fields but the body, read back whole only with its body
+    /// beside it; the older layouts only without one.
+    #[test]
+    fn command_heads_are_pinned_and_need_their_body_beside_them() {
+        let command = queued_command();
+        let head = encode_command_head(&command).unwrap();
+        assert_eq!(head, vector("queued_command_head_v3"), "layout moved");
+        let mut fields = plist::from_bytes::<plist::Dictionary>(&head).unwrap();
+        assert_eq!(
+            fields.remove("v").and_then(|v| v.as_unsigned_integer()),
+            Some(3)
+        );
+        let mut v2 = plist::from_bytes::<plist::Dictionary>(&vector("queued_command_v2")).unwrap();
+        v2.remove("v");
+        assert!(v2.remove("body").is_some());
+        assert_eq!(fields, v2, "the version 2 fields, less the body");
+        assert_eq!(
+            decode_command(&head, Some(b"<plist/>")),
+            Ok(command.clone())
+        );
+        let v2 = vector("queued_command_v2");
+        assert_eq!(decode_command(&v2, None), Ok(command));
+        let placement =
+            |r: Result<QueuedCommand, StoreError>| record_error(&r.unwrap_err()).clone();
+        assert_eq!(
+            placement(decode_command(&head, None)),
+            RecordError::BodyPlacement {
+                record: "queued command",
+                version: 3,
+                beside: false
+            }
+        );
+        assert_eq!(
+            placement(decode_command(&v2, Some(b"x"))),
+            RecordError::BodyPlacement {
+                record: "queued command",
+                version: 2,
+                beside: true
+            }
+        );
+        // What a build of version 2 made of the head: a refusal.
+        assert_eq!(
+            placement(decode::<QueuedCommand>(&head)),
+            RecordError::UnknownVersion {
+                record: "queued command",
+                version: 3
+            }
+        );
+        assert!(decode_command(b"bplist00", Some(b"x")).is_err());
     }
 
     fn with_version(name: &str, v: plist::Value) -> Vec<u8> {

@@ -19,7 +19,11 @@
 //!
 //! Records are stored as versioned binary plists (a `v` layout version,
 //! [`RECORD_VERSION`](super::RECORD_VERSION); rows written before it are
-//! version 1), next to the key columns the queries need. Besides the traits the store keeps a
+//! version 1), next to the key columns the queries need. A queued
+//! command's body has a row of its own (`command_bodies`, schema 5): the
+//! delivery marks change the command's row, and SQLite rewrites a whole row
+//! (a large body's overflow pages included) when one of its columns
+//! changes. Besides the traits the store keeps a
 //! per-activation event log ([`SqliteStore::record_step`]) and lists
 //! activations ([`SqliteStore::activations`]) for admin views.
 
@@ -32,7 +36,7 @@ use rusqlite::{
 };
 
 use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
-use super::records::Record;
+use super::records::{Record, decode_command, encode_command_head};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
@@ -102,10 +106,17 @@ const MIGRATIONS: &[&str] = &[
     // 4: a channel's results in order, so pruning to the newest N finds
     // where to cut by walking an index instead of sorting them all.
     "CREATE INDEX IF NOT EXISTS results_by_seq ON results (qkey, seq);",
+    // 5: a queued command's body in a row of its own, which the delivery
+    // marks never rewrite (SQLite rewrites a whole row, overflow pages
+    // included, when one column changes). Rows queued before keep their
+    // bodies in their records and are read as they are.
+    "CREATE TABLE IF NOT EXISTS command_bodies (
+         seq INTEGER PRIMARY KEY REFERENCES commands (seq) ON DELETE CASCADE,
+         body BLOB NOT NULL);",
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 const PENDING: i64 = 0;
 const CLEARED: i64 = 2;
@@ -217,6 +228,14 @@ fn first<T>(
 /// is a damaged row: a permanent error).
 fn blob<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r [u8], StoreError> {
     row.get_ref(i).map_err(db_err)?.as_blob().map_err(corrupt)
+}
+
+/// Column `i` of `row` as in [`blob`], or `None` when it is `NULL`.
+fn blob_or_null<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r [u8]>, StoreError> {
+    row.get_ref(i)
+        .map_err(db_err)?
+        .as_blob_or_null()
+        .map_err(corrupt)
 }
 
 /// The record stored in the first column of the row `sql` returns, if any.
@@ -518,7 +537,7 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
     if has_result(tx, &qkey, &command.uuid)? {
         return Err(StoreError::AlreadyExists);
     }
-    let value = encode(command)?;
+    let value = encode_command_head(command)?;
     let r = execute(
         tx,
         "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -531,10 +550,16 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
         ],
     );
     match r {
-        Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists),
-        Err(e) => Err(db_err(e)),
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
+        Err(e) => return Err(db_err(e)),
     }
+    exec(
+        tx,
+        "INSERT INTO command_bodies (seq, body) VALUES (last_insert_rowid(), ?1)",
+        params![&command.body[..]],
+    )?;
+    Ok(())
 }
 
 fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, StoreError> {
@@ -545,10 +570,23 @@ fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, 
     )
 }
 
-/// A queued command from its row: its record, `NotNow` count and first
-/// delivery (`SELECT value, not_now, delivered`).
+/// The columns [`queued_command`] reads, and the tables they come from
+/// (`c` the command's row, `b` its body's, absent for rows queued before
+/// schema 5), for `SELECT`s of whole queued commands.
+macro_rules! queued_command_from {
+    ($($rest:literal),*) => {
+        concat!(
+            "SELECT c.value, c.not_now, c.delivered, b.body
+             FROM commands c LEFT JOIN command_bodies b ON b.seq = c.seq ",
+            $($rest),*
+        )
+    };
+}
+
+/// A queued command from its row: its record, `NotNow` count, first
+/// delivery and body ([`queued_command_from`]'s columns).
 fn queued_command(r: &Row<'_>) -> Result<QueuedCommand, StoreError> {
-    let mut command: QueuedCommand = decode(blob(r, 0)?)?;
+    let mut command = decode_command(blob(r, 0)?, blob_or_null(r, 3)?)?;
     command.not_now_count = r.get(1).map_err(db_err)?;
     command.delivered_at = r
         .get::<_, Option<i64>>(2)
@@ -565,8 +603,7 @@ fn pending_head(
 ) -> Result<Vec<QueuedCommand>, StoreError> {
     each(
         conn,
-        "SELECT value, not_now, delivered FROM commands
-         WHERE qkey = ?1 AND state = ?2 ORDER BY seq LIMIT ?3",
+        queued_command_from!("WHERE c.qkey = ?1 AND c.state = ?2 ORDER BY c.seq LIMIT ?3"),
         params![queue_key(key), PENDING, limit],
         queued_command,
     )
@@ -681,6 +718,13 @@ fn clear_queue(tx: &Connection, key: &QueueKey) -> Result<Vec<CommandUuid>, Stor
         params![qkey, PENDING],
         |r| r.get::<_, String>(0),
         |u| CommandUuid::new(u).map_err(corrupt),
+    )?;
+    // Only the uuids of cleared commands stay (taken while they are kept).
+    exec(
+        tx,
+        "DELETE FROM command_bodies
+         WHERE seq IN (SELECT seq FROM commands WHERE qkey = ?1 AND state = ?2)",
+        params![qkey, PENDING],
     )?;
     exec(
         tx,
@@ -1115,8 +1159,7 @@ impl QueueStore for SqliteStore {
         self.with_conn(|c| {
             first(
                 c,
-                "SELECT value, not_now, delivered FROM commands
-                 WHERE qkey = ?1 AND uuid = ?2 AND state = ?3",
+                queued_command_from!("WHERE c.qkey = ?1 AND c.uuid = ?2 AND c.state = ?3"),
                 params![queue_key(key), uuid.as_str(), PENDING],
                 queued_command,
             )
@@ -1157,25 +1200,36 @@ impl QueueStore for SqliteStore {
     ) -> Result<Cancellation, StoreError> {
         let qkey = queue_key(key);
         self.write(|tx| {
-            let row: Option<(i64, Option<i64>, Vec<u8>, u32)> = one(
+            let state = one(
                 tx,
-                "SELECT state, delivered, value, not_now FROM commands
-                 WHERE qkey = ?1 AND uuid = ?2",
+                "SELECT state, delivered FROM commands WHERE qkey = ?1 AND uuid = ?2",
                 params![qkey, uuid.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
             )?;
-            Ok(match row {
+            Ok(match state {
                 None if has_result(tx, &qkey, uuid)? => Cancellation::AlreadyFinished,
                 None => Cancellation::Unknown,
-                Some((PENDING, Some(_), _, _)) => Cancellation::AlreadyDelivered,
-                Some((PENDING, None, value, not_now)) => {
+                Some((PENDING, Some(_))) => Cancellation::AlreadyDelivered,
+                Some((PENDING, None)) => {
+                    let command = first(
+                        tx,
+                        queued_command_from!("WHERE c.qkey = ?1 AND c.uuid = ?2"),
+                        params![qkey, uuid.as_str()],
+                        queued_command,
+                    )?
+                    .ok_or(StoreError::NotFound)?;
                     exec(
                         tx,
                         "UPDATE commands SET state = ?1 WHERE qkey = ?2 AND uuid = ?3",
                         params![CANCELLED, qkey, uuid.as_str()],
                     )?;
-                    let mut command: QueuedCommand = decode(&value)?;
-                    command.not_now_count = not_now;
+                    // The cancelled command's uuid stays taken; its body goes.
+                    exec(
+                        tx,
+                        "DELETE FROM command_bodies WHERE seq =
+                             (SELECT seq FROM commands WHERE qkey = ?1 AND uuid = ?2)",
+                        params![qkey, uuid.as_str()],
+                    )?;
                     Cancellation::Cancelled(command)
                 }
                 Some(_) => Cancellation::AlreadyFinished,
