@@ -271,3 +271,44 @@ fn random_uuid_is_a_v4_uuid() {
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "4 True True");
     assert_ne!(u, random_uuid(&mut Counter(0)));
 }
+
+/// `Command::encode`, which writes from the command's fields, is byte for
+/// byte the XML of `Command::to_value`: every typed builder, a generic
+/// command whose parameters repeat `RequestType` (the command's own wins),
+/// one without parameters, and a profile of every length around a base64
+/// line; and a string with U+0000 is refused the same way.
+#[test]
+fn encode_is_the_xml_of_to_value() {
+    let same = |c: &Command| {
+        assert_eq!(
+            c.encode(),
+            mdm_enroll::wire::plist::encode_xml(&c.to_value()),
+            "{c:?}"
+        );
+    };
+    for c in [
+        Command::device_information("U-1", &["UDID", "OSVersion"]),
+        Command::security_info("U-2"),
+        Command::profile_list("U-3").param("ManagedOnly", true),
+        Command::remove_profile("U-4", "com.example.wifi"),
+        Command::installed_application_list("U-5"),
+        Command::certificate_list("U-6"),
+        Command::device_configured("U-7"),
+        Command::declarative_management("U-8", b"{\"a\":1}".to_vec()),
+        Command::new("U-9", "Settings")
+            .param("RequestType", "Other")
+            .param(
+                "Settings",
+                Value::Array(vec![Value::Dictionary(Dictionary::new())]),
+            ),
+        Command::new("U-10", "Custom"),
+        Command::new("U-11", "Custom").param("Bad", "a\0b"),
+        Command::new("U-\0", "Custom"),
+    ] {
+        same(&c);
+    }
+    let profile: Vec<u8> = (0..300u32).map(|i| (i * 31 % 256) as u8).collect();
+    for len in (0..=160).chain([300]) {
+        same(&Command::install_profile("U-P", profile[..len].to_vec()));
+    }
+}

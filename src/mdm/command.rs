@@ -12,6 +12,7 @@ use plist::{Dictionary, Value};
 use super::{Error, Fields};
 use crate::http::{Response, media_type};
 use crate::wire::plist::PlistError;
+use crate::wire::plist::{Node, encode_xml_node};
 use crate::wire::{Limits, plist as wire_plist};
 
 /// One MDM command.
@@ -120,8 +121,26 @@ impl Command {
 
     /// The command as an XML plist body (refused when a string holds
     /// U+0000, which XML cannot carry).
+    ///
+    /// The same bytes as [`encode_xml`](wire_plist::encode_xml) of
+    /// [`Command::to_value`], written from the command's own fields: the
+    /// parameters (an `InstallProfile`'s whole profile among them) are not
+    /// cloned into a tree first.
     pub fn encode(&self) -> Result<Vec<u8>, PlistError> {
-        wire_plist::encode_xml(&self.to_value())
+        let uuid = Value::String(self.command_uuid.clone());
+        let request_type = Value::String(self.request_type.clone());
+        let mut inner = Vec::with_capacity(self.params.len() + 1);
+        inner.push(("RequestType", Node::Value(&request_type)));
+        inner.extend(
+            self.params
+                .iter()
+                .filter(|(k, _)| k.as_str() != "RequestType")
+                .map(|(k, v)| (k.as_str(), Node::Value(v))),
+        );
+        encode_xml_node(&Node::Dict(vec![
+            ("CommandUUID", Node::Value(&uuid)),
+            ("Command", Node::Dict(inner)),
+        ]))
     }
 
     /// The connect reply carrying this command (`200`, `application/xml`).

@@ -18,6 +18,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D:
 
 /// The same for a shared buffer (`Arc<[u8]>`), such as a queued command's
 /// body.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod shared {
     use std::sync::Arc;
 

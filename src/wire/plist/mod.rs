@@ -47,3 +47,4 @@ pub use error::PlistError;
 pub(crate) use guard::decode_dict_entries;
 pub use guard::{decode, decode_dict};
 pub use writer::encode_xml;
+pub(crate) use writer::{Node, encode_xml_node};
