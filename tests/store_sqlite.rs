@@ -629,7 +629,7 @@ fn queued(uuid: &str, body: Vec<u8>, now: SystemTime) -> QueuedCommand {
     }
 }
 
-/// A queued command's body has a row of its own: claiming, marking and
+/// A queued command's body (over 2 KiB) has a row of its own: claiming, marking and
 /// deferring the command write a few pages to the WAL, not the body again
 /// (SQLite rewrites a whole row when one column changes, so with the body in
 /// the command's row a 1 MiB command cost 1 MiB of writes per mark). The
@@ -693,7 +693,7 @@ fn delivery_marks_do_not_rewrite_a_queued_body() {
         )
         .expect("finish");
     assert!(holds(&store, "NOT EXISTS (SELECT 1 FROM command_bodies)"));
-    let cancelled = queued("C-CANCEL", b"<plist>cancel</plist>".to_vec(), now);
+    let cancelled = queued("C-CANCEL", vec![b'c'; 3000], now);
     store.enqueue(&key, &cancelled).expect("enqueue");
     assert_eq!(
         store.cancel_command(&key, &cancelled.uuid),
@@ -706,10 +706,12 @@ fn delivery_marks_do_not_rewrite_a_queued_body() {
         Err(StoreError::AlreadyExists),
         "a cancelled command's uuid stays taken"
     );
-    for n in 0..3 {
-        let c = queued(&format!("C-CLEAR-{n}"), vec![n; 100], now);
+    // Bodies of 2 KiB and less stay in their records; larger ones do not.
+    for (n, len) in [2048, 2049, 100_000].into_iter().enumerate() {
+        let c = queued(&format!("C-CLEAR-{n}"), vec![b'x'; len], now);
         store.enqueue(&key, &c).expect("enqueue");
     }
+    assert!(holds(&store, "(SELECT COUNT(*) FROM command_bodies) = 2"));
     assert_eq!(store.clear_queue(&key).expect("clear").len(), 3);
     assert!(holds(&store, "NOT EXISTS (SELECT 1 FROM command_bodies)"));
     assert!(holds(&store, "(SELECT COUNT(*) FROM commands) = 4"));
@@ -779,14 +781,17 @@ fn commands_queued_before_bodies_had_their_own_rows_are_delivered() {
         store.claim_delivery(&key, &old.uuid, at, Duration::from_secs(60)),
         Ok(Claim::Claimed)
     );
-    // A command queued now, behind it, has its body in a row of its own.
-    let new = queued("CMD-2", b"<plist>new</plist>".to_vec(), at);
+    // A large command queued now, behind it, has its body in a row of its
+    // own; a small one keeps it in its record.
+    let new = queued("CMD-2", vec![b'n'; 4096], at);
     store.enqueue(&key, &new).expect("enqueue");
+    let small = queued("CMD-3", b"<plist>small</plist>".to_vec(), at);
+    store.enqueue(&key, &small).expect("enqueue");
     assert!(holds(&store, "(SELECT COUNT(*) FROM command_bodies) = 1"));
-    let head = store.pending_head(&key, 2).expect("head");
-    assert_eq!(head.len(), 2);
+    let head = store.pending_head(&key, 3).expect("head");
+    assert_eq!(head.len(), 3);
     assert_eq!(head[0].uuid, old.uuid);
-    assert_eq!(head[1], new);
+    assert_eq!(head[1..], [new.clone(), small]);
 
     // Where the body is, disagreeing with the record.
     let placement = |err: StoreError| {
@@ -821,5 +826,5 @@ fn commands_queued_before_bodies_had_their_own_rows_are_delivered() {
             beside: false
         }
     );
-    assert!(store.pending_head(&key, 2).is_err());
+    assert!(store.pending_head(&key, 3).is_err());
 }

@@ -54,7 +54,8 @@ fuzz_target!(|data: &[u8]| {
         let command = QueuedCommand {
             uuid: CommandUuid::new(n).expect("uuid"),
             request_type: "ProfileList".into(),
-            body: b"<plist/>"[..].into(),
+            // Over 2 KiB: kept beside the record, not in it.
+            body: vec![b'x'; 4096].into(),
             activation: None,
             not_now_count: 0,
             queued_at: now,

@@ -23,10 +23,11 @@
 //!   This build reads both; a build older than version 2 refuses these rows
 //!   with [`RecordError::UnknownVersion`] instead of misreading them, so
 //!   replicas of mixed builds fail loudly, not silently.
-//! - 3: the SQLite store's queued command, written without its body (kept
-//!   in a table of its own, so a delivery mark does not rewrite it). Rows
-//!   of versions 1 and 2 keep their bodies inline and are read as before;
-//!   a build older than version 3 refuses the new rows the same way.
+//! - 3: the SQLite store's queued command with a body over 2 KiB, written
+//!   without its body (kept in a table of its own, so a delivery mark does
+//!   not rewrite it). Smaller bodies stay inline in version 2 rows, and rows
+//!   of versions 1 and 2 are read as before; a build older than version 3
+//!   refuses the new rows the same way.
 //!
 //! A row of a version this build does not know is refused with
 //! [`RecordError::UnknownVersion`], a permanent [`StoreError`].
@@ -44,7 +45,7 @@ use crate::activation::{
 };
 
 /// The newest record layout this build reads (each record writes its own
-/// newest: 3 for the SQLite store's queued commands, whose bodies are kept
+/// newest: 3 for the SQLite store's queued commands whose bodies are kept
 /// beside them; 2 for activations, issued certificates, the PostgreSQL
 /// store's queued commands and command results; 1 for the rest).
 pub const RECORD_VERSION: u64 = 3;
@@ -263,7 +264,7 @@ record! {
 }
 
 /// `commands.value` in the SQLite store since its schema 5: a queued
-/// command without its body, which the store keeps in a table of its own
+/// command (with a body over 2 KiB) without its body, which the store keeps in a table of its own
 /// (`command_bodies`), so that marking the command delivered or deferred
 /// rewrites a small row, not the body. Layout version
 /// [`HEAD_VERSION`]; the PostgreSQL store, whose large values live out of
