@@ -264,3 +264,131 @@ fn postgres_failures_say_transient_or_permanent_and_keep_their_source() {
         "{err:?}"
     );
 }
+
+fn queued(uuid: &str, body: Vec<u8>) -> QueuedCommand {
+    QueuedCommand {
+        uuid: CommandUuid::new(uuid).unwrap(),
+        request_type: "InstallProfile".into(),
+        body: body.into(),
+        activation: None,
+        not_now_count: 0,
+        queued_at: t0(),
+        delivered_at: None,
+    }
+}
+
+/// A queued command's body over 2 KiB is kept beside its record (the
+/// `body` column, record layout 3), smaller ones inside it; both come back
+/// whole through every read, a cancelled or cleared command's body goes,
+/// and a command queued before schema 4 (the version 2 vector, body
+/// inside) is still read. A record and a body that disagree on where the
+/// body is are a permanent, typed error.
+#[test]
+#[cfg_attr(
+    not(mdm_have_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, or set MDM_TEST_POSTGRES"
+)]
+fn large_command_bodies_are_kept_beside_their_records() {
+    let server = Server::start();
+    let url = server.fresh();
+    let store = PostgresStore::connect(&url, 1).expect("connect");
+    let mut sql = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    let count =
+        |sql: &mut ::postgres::Client, q: &str| -> i64 { sql.query_one(q, &[]).unwrap().get(0) };
+    let key = QueueKey {
+        tenant: TenantId::new("acme").expect("tenant"),
+        channel: Channel::device("UDID-1"),
+    };
+    let big = queued("C-BIG", (0..1u32 << 20).map(|i| (i % 251) as u8).collect());
+    let small = queued("C-SMALL", vec![b's'; 2048]);
+    store.enqueue(&key, &big).expect("enqueue");
+    store.enqueue(&key, &small).expect("enqueue");
+    assert_eq!(count(&mut sql, "SELECT COUNT(body) FROM commands"), 1);
+    let record: i32 = sql
+        .query_one(
+            "SELECT length(value) FROM commands WHERE uuid = 'C-BIG'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        record < 1024,
+        "the 1 MiB command's record is {record} bytes"
+    );
+    assert_eq!(
+        store.pending(&key).expect("pending"),
+        [big.clone(), small.clone()]
+    );
+    assert_eq!(
+        store.claim_delivery(&key, &big.uuid, t0(), Duration::from_secs(60)),
+        Ok(Claim::Claimed)
+    );
+    assert_eq!(store.defer_command(&key, &big.uuid), Ok(1));
+    let head = store.pending_head(&key, 1).expect("head");
+    assert_eq!(head[0].body, big.body);
+    assert_eq!(head[0].not_now_count, 1);
+    assert_eq!(
+        store.queued_command(&key, &big.uuid).expect("lookup"),
+        Some(head[0].clone())
+    );
+    let cancelled = queued("C-CANCEL", vec![b'c'; 3000]);
+    store.enqueue(&key, &cancelled).expect("enqueue");
+    assert_eq!(
+        store.cancel_command(&key, &cancelled.uuid),
+        Ok(Cancellation::Cancelled(cancelled.clone()))
+    );
+    assert_eq!(count(&mut sql, "SELECT COUNT(body) FROM commands"), 1);
+    assert_eq!(store.clear_queue(&key).expect("clear").len(), 2);
+    assert_eq!(count(&mut sql, "SELECT COUNT(body) FROM commands"), 0);
+
+    // A row as a build before schema 4 wrote it.
+    let v2 = std::fs::read(format!(
+        "{}/tests/vectors/store/queued_command_v2.bplist",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("vector");
+    let probe = queued("C-PROBE", vec![b'p'; 3000]);
+    store.enqueue(&key, &probe).expect("enqueue");
+    sql.execute(
+        "INSERT INTO commands (qkey, uuid, state, not_now, value)
+             SELECT qkey, 'CMD-1', 0, 2, $1 FROM commands WHERE uuid = 'C-PROBE'",
+        &[&v2],
+    )
+    .unwrap();
+    let old = store
+        .queued_command(&key, &CommandUuid::new("CMD-1").unwrap())
+        .expect("read")
+        .expect("queued");
+    assert_eq!(&old.body[..], b"<plist/>");
+    assert_eq!(old.request_type, "InstallProfile");
+    let placement = |err: StoreError| {
+        assert!(!err.is_transient(), "{err:?}");
+        std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<RecordError>())
+            .cloned()
+            .unwrap_or_else(|| panic!("not a record error: {err:?}"))
+    };
+    sql.execute(
+        "UPDATE commands SET body = NULL WHERE uuid = 'C-PROBE'",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        placement(store.queued_command(&key, &probe.uuid).unwrap_err()),
+        RecordError::BodyPlacement {
+            record: "queued command",
+            version: 3,
+            beside: false
+        }
+    );
+    sql.execute("UPDATE commands SET body = 'x' WHERE uuid = 'CMD-1'", &[])
+        .unwrap();
+    assert_eq!(
+        placement(store.queued_command(&key, &old.uuid).unwrap_err()),
+        RecordError::BodyPlacement {
+            record: "queued command",
+            version: 2,
+            beside: true
+        }
+    );
+}

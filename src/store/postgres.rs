@@ -29,7 +29,7 @@ use postgres::types::{FromSql, ToSql};
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Transaction};
 
 use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
-use super::records::Record;
+use super::records::{Record, decode_command, encode_command};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
@@ -88,10 +88,14 @@ const MIGRATIONS: &[&str] = &[
     // 3: a channel's results in order, so pruning to the newest N finds
     // where to cut by walking an index instead of sorting them all.
     "CREATE INDEX results_by_seq ON results (qkey, seq);",
+    // 4: a large queued command's body beside its record (record layout
+    // 3), not inside it. Rows queued before keep their bodies in their
+    // records and are read as they are.
+    "ALTER TABLE commands ADD COLUMN body BYTEA;",
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Per-channel DDM documents ([`super::DeclarationStore`]).
 const DDM_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS ddm_documents (
@@ -654,14 +658,17 @@ fn enqueue(tx: Tx<'_, '_>, key: &QueueKey, command: &QueuedCommand) -> R<()> {
     if has_result(tx, &queue_key(key), &command.uuid)? {
         return Err(StoreError::AlreadyExists.into());
     }
+    let (value, body) = encode_command(command)?;
     tx.execute(
-        "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO commands (qkey, uuid, state, not_now, value, body)
+         VALUES ($1, $2, $3, $4, $5, $6)",
         &[
             &queue_key(key),
             &command.uuid.as_str(),
             &PENDING,
             &i64::from(command.not_now_count),
-            &encode(command)?,
+            &value,
+            &body,
         ],
     )
     .map_err(|e| unique(e, StoreError::AlreadyExists))?;
@@ -677,9 +684,11 @@ fn has_result(tx: Tx<'_, '_>, qkey: &[u8], uuid: &CommandUuid) -> R<bool> {
         .is_some())
 }
 
-/// A queued command from its row (record, `NotNow` count, first delivery).
+/// A queued command from its row (`SELECT value, not_now, delivered, body`:
+/// record, `NotNow` count, first delivery, the body when kept beside the
+/// record).
 fn queued_command(r: &Row) -> R<QueuedCommand> {
-    let mut command: QueuedCommand = decode(col(r, 0)?)?;
+    let mut command = decode_command(col(r, 0)?, col(r, 3)?)?;
     command.not_now_count = u32::try_from(col::<i64>(r, 1)?).unwrap_or(u32::MAX);
     command.delivered_at = col::<Option<i64>>(r, 2)?.map(from_unix_millis);
     Ok(command)
@@ -688,7 +697,7 @@ fn queued_command(r: &Row) -> R<QueuedCommand> {
 /// The oldest `limit` queued commands of `key` (`None`: all of them).
 fn pending_head(c: &mut Client, key: &QueueKey, limit: Option<i64>) -> R<Vec<QueuedCommand>> {
     c.query(
-        "SELECT value, not_now, delivered FROM commands
+        "SELECT value, not_now, delivered, body FROM commands
          WHERE qkey = $1 AND state = $2 ORDER BY seq LIMIT $3",
         &[&queue_key(key), &PENDING, &limit],
     )?
@@ -779,7 +788,8 @@ fn claim_delivery(
 fn cancel_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<Cancellation> {
     let qkey = queue_key(key);
     let row = tx.query_opt(
-        "SELECT state, delivered, value, not_now FROM commands WHERE qkey = $1 AND uuid = $2",
+        "SELECT value, not_now, delivered, body, state FROM commands
+         WHERE qkey = $1 AND uuid = $2",
         &[&qkey, &uuid.as_str()],
     )?;
     let Some(row) = row else {
@@ -789,17 +799,17 @@ fn cancel_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<Cance
             Cancellation::Unknown
         });
     };
-    let state: i16 = col(&row, 0)?;
-    let delivered: Option<i64> = col(&row, 1)?;
+    let state: i16 = col(&row, 4)?;
+    let delivered: Option<i64> = col(&row, 2)?;
     Ok(match (state, delivered) {
         (PENDING, Some(_)) => Cancellation::AlreadyDelivered,
         (PENDING, None) => {
+            let command = queued_command(&row)?;
+            // The cancelled command's uuid stays taken; its body goes.
             tx.execute(
-                "UPDATE commands SET state = $1 WHERE qkey = $2 AND uuid = $3",
+                "UPDATE commands SET state = $1, body = NULL WHERE qkey = $2 AND uuid = $3",
                 &[&CANCELLED, &qkey, &uuid.as_str()],
             )?;
-            let mut command: QueuedCommand = decode(col(&row, 2)?)?;
-            command.not_now_count = u32::try_from(col::<i64>(&row, 3)?).unwrap_or(u32::MAX);
             Cancellation::Cancelled(command)
         }
         _ => Cancellation::AlreadyFinished,
@@ -809,7 +819,8 @@ fn cancel_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<Cance
 fn clear_queue(tx: Tx<'_, '_>, key: &QueueKey) -> R<Vec<CommandUuid>> {
     let qkey = queue_key(key);
     let rows = tx.query(
-        "UPDATE commands SET state = $1 WHERE qkey = $2 AND state = $3 RETURNING seq, uuid",
+        "UPDATE commands SET state = $1, body = NULL
+         WHERE qkey = $2 AND state = $3 RETURNING seq, uuid",
         &[&CLEARED, &qkey, &PENDING],
     )?;
     let mut cleared = rows
@@ -1133,7 +1144,7 @@ impl QueueStore for PostgresStore {
     ) -> Result<Option<QueuedCommand>, StoreError> {
         self.read(|c| {
             c.query_opt(
-                "SELECT value, not_now, delivered FROM commands
+                "SELECT value, not_now, delivered, body FROM commands
                  WHERE qkey = $1 AND uuid = $2 AND state = $3",
                 &[&queue_key(key), &uuid.as_str(), &PENDING],
             )?

@@ -37,7 +37,7 @@ use rusqlite::{
 };
 
 use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
-use super::records::{Record, decode_command, encode_command_head};
+use super::records::{Record, decode_command, encode_command};
 use super::{
     ActivationStore, Applied, Binding, BindingStore, Cancellation, CertificateStore,
     ChallengeRecord, ChallengeStore, Claim, IssuedCertificate, PushState, PushStore, QueueRows,
@@ -118,13 +118,6 @@ const MIGRATIONS: &[&str] = &[
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = 5;
-
-/// The largest body kept inside its command's record (layout 2) rather than
-/// in `command_bodies`: such a row still fits in one page, so a delivery
-/// mark rewrites no more than it would anyway, and a read finds the whole
-/// command in one row (measured: the second row cost a small command's
-/// round trip 5–9 %).
-const INLINE_BODY_MAX: usize = 2048;
 
 const PENDING: i64 = 0;
 const CLEARED: i64 = 2;
@@ -545,11 +538,7 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
     if has_result(tx, &qkey, &command.uuid)? {
         return Err(StoreError::AlreadyExists);
     }
-    let (value, beside) = if command.body.len() <= INLINE_BODY_MAX {
-        (encode(command)?, None)
-    } else {
-        (encode_command_head(command)?, Some(&command.body[..]))
-    };
+    let (value, beside) = encode_command(command)?;
     let r = execute(
         tx,
         "INSERT INTO commands (qkey, uuid, state, not_now, value) VALUES (?1, ?2, ?3, ?4, ?5)",
