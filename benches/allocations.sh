@@ -21,10 +21,14 @@ cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "needs python3" >&2; exit 2; }
 cargo build --quiet --release --features "$FEATURES" --example server_activations
+# The binary cargo just built (it honours CARGO_TARGET_DIR, so must we).
+BIN="${CARGO_TARGET_DIR:-target}/release/examples/server_activations"
+[ -x "$BIN" ] || { echo "no $BIN after the build" >&2; exit 2; }
 OUT=$(mktemp)
-trap 'rm -f "$OUT"' EXIT
+LOG=$(mktemp)
+trap 'rm -f "$OUT" "$LOG"' EXIT
 valgrind --tool=dhat --dhat-out-file="$OUT" \
-  target/release/examples/server_activations "$N" >/dev/null 2>&1
+  "$BIN" "$N" >/dev/null 2>"$LOG" || { cat "$LOG" >&2; exit 1; }
 python3 - "$OUT" "$N" "$FEATURES" <<'EOF'
 import collections, json, re, sys
 

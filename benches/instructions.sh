@@ -25,11 +25,15 @@ FEATURES=${2:-test-support,aws-lc}
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 cargo build --quiet --release --features "$FEATURES" --example server_activations
+# The binary cargo just built (it honours CARGO_TARGET_DIR, so must we).
+BIN="${CARGO_TARGET_DIR:-target}/release/examples/server_activations"
+[ -x "$BIN" ] || { echo "no $BIN after the build" >&2; exit 2; }
 OUT=$(mktemp)
-trap 'rm -f "$OUT"' EXIT
+LOG=$(mktemp)
+trap 'rm -f "$OUT" "$LOG"' EXIT
 valgrind --tool=callgrind --callgrind-out-file="$OUT" \
   --toggle-collect='*EnrollmentService*handle*' \
-  target/release/examples/server_activations "$N" >/dev/null 2>&1
+  "$BIN" "$N" >/dev/null 2>"$LOG" || { cat "$LOG" >&2; exit 1; }
 callgrind_annotate --inclusive=yes --threshold=100 "$OUT" 2>/dev/null | awk -v n="$N" -v features="$FEATURES" '
   function count(line) { split(line, f, " "); gsub(",", "", f[1]); return f[1] + 0 }
   /PROGRAM TOTALS/ { total = count($0) }

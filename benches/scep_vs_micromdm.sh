@@ -34,10 +34,10 @@ command -v scepserver >/dev/null || { echo "scepserver missing: apt-get install 
 command -v openssl >/dev/null || { echo "openssl missing: apt-get install openssl" >&2; exit 1; }
 
 cargo build --release --features aws-lc --example server --example scep_load >&2
-bin=target/release/examples
+bin=${CARGO_TARGET_DIR:-target}/release/examples
 
 work=$(mktemp -d /tmp/scep-vs.XXXXXX)
-logs=target/scep-vs-micromdm-logs
+logs=${CARGO_TARGET_DIR:-target}/scep-vs-micromdm-logs
 mkdir -p "$logs"
 trap 'cp "$work"/*.log "$logs"/ 2>/dev/null || true; rm -rf "$work"' EXIT
 
