@@ -32,7 +32,7 @@ fn postgres_store_conforms() {
     let server = Server::start();
     let report = conformance::run(|| PostgresStore::connect(&server.fresh(), 4).expect("connect"));
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert_eq!(report.passed.len(), 32);
+    assert_eq!(report.passed.len(), 33);
 }
 
 #[test]

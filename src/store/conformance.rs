@@ -78,6 +78,7 @@ pub fn run<S: Store, F: Fn() -> S>(factory: F) -> ConformanceReport {
         ("queue_finish_race", queue_finish_race),
         ("queue_defer", queue_defer),
         ("queue_head_and_lookup", queue_head_and_lookup),
+        ("queue_large_bodies", queue_large_bodies),
         ("queue_clear_isolated", queue_clear_isolated),
         ("results_prune", results_prune),
         ("certificate_unique_serial", certificate_unique_serial),
@@ -872,6 +873,105 @@ fn queue_clear_isolated<S: Store>(s: &S) -> Result<(), String> {
         s.pending(&other).map_err(e("pending"))?.len() == 2,
         "clearing tenant a's queue cleared tenant b's"
     );
+    Ok(())
+}
+
+/// A command of `len` bytes of body, all different from those of another
+/// `fill`, with uuid `name`.
+fn large_command(name: &str, len: usize, fill: u8) -> QueuedCommand {
+    QueuedCommand {
+        uuid: uuid(name),
+        request_type: "InstallProfile".into(),
+        body: (0..len)
+            .map(|i| (i % 251) as u8 ^ fill)
+            .collect::<Vec<u8>>()
+            .into(),
+        ..command(0)
+    }
+}
+
+/// Large bodies (which a store may keep apart from their records, or in
+/// memory once read) come back whole through every read and every delivery
+/// mark, and a uuid queued again after its result was pruned brings its new
+/// body, never the one it had before.
+fn queue_large_bodies<S: Store>(s: &S) -> Result<(), String> {
+    let a = tenant("a");
+    let k = qkey(&a, "dev", None);
+    let (big, other) = (
+        large_command("big", 300_000, 0x11),
+        large_command("other", 5_000, 0x22),
+    );
+    s.enqueue(&k, &big).map_err(e("enqueue"))?;
+    s.enqueue(&k, &other).map_err(e("enqueue"))?;
+    s.enqueue(&k, &command(1)).map_err(e("enqueue"))?;
+    let body_of = |c: Option<&QueuedCommand>| c.map(|c| c.body.clone());
+    for round in 0..3 {
+        let head = s.pending_head(&k, 2).map_err(e("pending_head"))?;
+        ensure!(
+            body_of(head.first()) == Some(big.body.clone())
+                && body_of(head.get(1)) == Some(other.body.clone()),
+            "read {round}: the head's bodies are not the ones queued"
+        );
+        let got = s
+            .queued_command(&k, &big.uuid)
+            .map_err(e("queued_command"))?;
+        ensure!(
+            body_of(got.as_ref()) == Some(big.body.clone()),
+            "read {round}: queued_command's body is not the one queued"
+        );
+        match round {
+            0 => {
+                let claim = s
+                    .claim_delivery(&k, &big.uuid, t0(), Duration::from_secs(60))
+                    .map_err(e("claim_delivery"))?;
+                ensure!(
+                    claim == Claim::Claimed,
+                    "claim of the large command: {claim:?}"
+                );
+            }
+            1 => {
+                s.defer_command(&k, &big.uuid).map_err(e("defer"))?;
+            }
+            _ => {}
+        }
+    }
+    let all = s.pending(&k).map_err(e("pending"))?;
+    ensure!(
+        all.iter().map(|c| c.body.len()).collect::<Vec<_>>() == [300_000, 5_000, 1],
+        "pending's bodies have the wrong sizes"
+    );
+    match s.cancel_command(&k, &other.uuid).map_err(e("cancel"))? {
+        Cancellation::Cancelled(c) => ensure!(
+            c.body == other.body,
+            "the cancelled command came back with another body"
+        ),
+        c => return Err(format!("cancel of a command never delivered: {c:?}")),
+    }
+    // Finished, its result pruned: the uuid is free, and queued again with
+    // another body of the same size.
+    let finished = CommandResult {
+        uuid: big.uuid.clone(),
+        ..result(0)
+    };
+    s.finish_command(&k, &finished).map_err(e("finish"))?;
+    s.prune_results(&k, 0).map_err(e("prune"))?;
+    let again = large_command("big", 300_000, 0x33);
+    s.enqueue(&k, &again).map_err(e("enqueue again"))?;
+    for _ in 0..2 {
+        let got = s
+            .queued_command(&k, &again.uuid)
+            .map_err(e("queued_command"))?;
+        ensure!(
+            body_of(got.as_ref()) == Some(again.body.clone()),
+            "a uuid queued again came back with its earlier body"
+        );
+        let head = s.pending_head(&k, 2).map_err(e("pending_head"))?;
+        let bodies: Vec<_> = head.iter().map(|c| c.body.clone()).collect();
+        ensure!(
+            bodies == [command(1).body, again.body.clone()],
+            "the head after queueing the uuid again has the wrong bodies"
+        );
+    }
     Ok(())
 }
 
