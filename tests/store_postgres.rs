@@ -392,3 +392,84 @@ fn large_command_bodies_are_kept_beside_their_records() {
         }
     );
 }
+
+/// Two replicas over one database, each keeping the large bodies it queued
+/// or read: a body is read out of the database once per replica and shared
+/// by its later reads, and a replica that kept a command's body never hands
+/// it out after another replica finished the command and queued its uuid
+/// again with another body, or cancelled it.
+#[test]
+#[cfg_attr(
+    not(mdm_have_postgres),
+    ignore = "needs PostgreSQL: apt-get install postgresql, or set MDM_TEST_POSTGRES"
+)]
+fn replicas_share_large_bodies_and_never_hand_out_stale_ones() {
+    use std::sync::Arc;
+    let server = Server::start();
+    let url = server.fresh();
+    let a = PostgresStore::connect(&url, 2).expect("connect");
+    let b = PostgresStore::connect(&url, 2).expect("connect");
+    let key = QueueKey {
+        tenant: TenantId::new("acme").expect("tenant"),
+        channel: Channel::device("UDID-1"),
+    };
+    let first = queued("C-BIG", vec![1; 300_000]);
+    let other = queued("C-OTHER", vec![2; 5_000]);
+    a.enqueue(&key, &first).expect("enqueue");
+    a.enqueue(&key, &other).expect("enqueue");
+    let head = a.pending_head(&key, 1).expect("head");
+    assert!(
+        Arc::ptr_eq(&head[0].body, &first.body),
+        "the replica that queued it sent a query for its body"
+    );
+    let read = b.pending_head(&key, 2).expect("head");
+    let again = b.queued_command(&key, &first.uuid).expect("lookup");
+    let again = again.expect("queued");
+    assert!(
+        read[0].body == first.body && read[1].body == other.body,
+        "the other replica read other bodies than those queued"
+    );
+    assert!(
+        Arc::ptr_eq(&read[0].body, &again.body),
+        "the other replica read the body out twice"
+    );
+
+    // Replica a finishes it, drops its result and queues the uuid again
+    // with another body; and cancels the other command.
+    let done = CommandResult {
+        uuid: first.uuid.clone(),
+        request_type: "InstallProfile".into(),
+        outcome: CommandOutcome::Acknowledged,
+        body: Vec::new(),
+        at: t0(),
+    };
+    a.finish_command(&key, &done).expect("finish");
+    a.prune_results(&key, 0).expect("prune");
+    assert!(matches!(
+        a.cancel_command(&key, &other.uuid),
+        Ok(Cancellation::Cancelled(_))
+    ));
+    let second = queued("C-BIG", vec![3; 300_000]);
+    a.enqueue(&key, &second).expect("enqueue again");
+    let found = b.queued_command(&key, &second.uuid).expect("lookup");
+    assert!(
+        found.map(|c| c.body) == Some(second.body.clone()),
+        "a uuid queued again came back with its earlier body"
+    );
+    let all = b.pending(&key).expect("pending");
+    assert_eq!(all.len(), 1, "the cancelled command is still listed");
+    assert!(all[0].body == second.body, "pending has the earlier body");
+    // Without the cache every read is a copy of the database's.
+    let off = PostgresStore::connect(&url, 1)
+        .expect("connect")
+        .with_body_cache(0);
+    let (x, y) = (
+        off.pending(&key).expect("pending"),
+        off.pending(&key).expect("pending"),
+    );
+    assert!(
+        x == y && x[0].body == second.body,
+        "reads without the cache differ"
+    );
+    assert!(!Arc::ptr_eq(&x[0].body, &y[0].body));
+}

@@ -629,6 +629,17 @@ fn queued(uuid: &str, body: Vec<u8>, now: SystemTime) -> QueuedCommand {
     }
 }
 
+/// A device's queue, a time, and a 1 MiB `InstallProfile` queued then.
+fn one_mib_command() -> (QueueKey, SystemTime, QueuedCommand) {
+    let key = QueueKey {
+        tenant: TenantId::new("acme").expect("tenant"),
+        channel: Channel::device("UDID-1"),
+    };
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let body: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    (key, now, queued("C-BIG", body, now))
+}
+
 /// A queued command's body (over 2 KiB) has a row of its own: claiming, marking and
 /// deferring the command write a few pages to the WAL, not the body again
 /// (SQLite rewrites a whole row when one column changes, so with the body in
@@ -641,13 +652,7 @@ fn delivery_marks_do_not_rewrite_a_queued_body() {
     let path = dir.path().join("store.db");
     let wal = dir.path().join("store.db-wal");
     let store = SqliteStore::open(&path).expect("open");
-    let key = QueueKey {
-        tenant: TenantId::new("acme").expect("tenant"),
-        channel: Channel::device("UDID-1"),
-    };
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
-    let body: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
-    let big = queued("C-BIG", body, now);
+    let (key, now, big) = one_mib_command();
     store.enqueue(&key, &big).expect("enqueue");
     let written = |store: &SqliteStore, what: &str, f: &dyn Fn(&SqliteStore)| {
         store
@@ -827,4 +832,53 @@ fn commands_queued_before_bodies_had_their_own_rows_are_delivered() {
         }
     );
     assert!(store.pending_head(&key, 3).is_err());
+}
+
+/// A large body is copied out of the database at most once per store: the
+/// store that queued it hands out the buffer it was given, another
+/// connection to the file (another process) reads it once and shares that
+/// copy with its later reads, and a store without the cache copies it each
+/// time. Every read is the queued body.
+#[test]
+fn a_large_body_is_read_once_and_shared() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let writer = SqliteStore::open(&path).expect("open");
+    let reader = SqliteStore::open(&path).expect("open");
+    let uncached = SqliteStore::open(&path).expect("open").with_body_cache(0);
+    let (key, now, big) = one_mib_command();
+    writer.enqueue(&key, &big).expect("enqueue");
+    let reads = |store: &SqliteStore| -> [Arc<[u8]>; 2] {
+        let head = store.pending_head(&key, 1).expect("head");
+        let found = store
+            .queued_command(&key, &big.uuid)
+            .expect("lookup")
+            .expect("queued");
+        [head[0].body.clone(), found.body]
+    };
+    for (name, store) in [
+        ("writer", &writer),
+        ("reader", &reader),
+        ("uncached", &uncached),
+    ] {
+        let [first, second] = reads(store);
+        assert!(
+            first == big.body && second == big.body,
+            "{name}: a read is not the queued body"
+        );
+        let shared = Arc::ptr_eq(&first, &second);
+        match name {
+            "writer" => assert!(Arc::ptr_eq(&first, &big.body), "writer copied its own body"),
+            "reader" => assert!(shared, "reader copied the body out twice"),
+            _ => assert!(!shared, "a store without the cache shared a body"),
+        }
+    }
+    // A body kept in its record (2 KiB or less) is read with it, not kept.
+    let small = queued("C-SMALL", vec![1; 2048], now);
+    writer.enqueue(&key, &small).expect("enqueue");
+    let a = writer.queued_command(&key, &small.uuid).expect("lookup");
+    let b = writer.queued_command(&key, &small.uuid).expect("lookup");
+    let (a, b) = (a.expect("queued").body, b.expect("queued").body);
+    assert!(a == small.body && !Arc::ptr_eq(&a, &b));
 }

@@ -54,6 +54,8 @@ mod memory;
 pub mod conformance;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod body_cache;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod records;

@@ -20,14 +20,16 @@
 //! version 1) next to the key columns the queries need (the same encoding
 //! as the SQLite store).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
 use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Transaction};
 
+use super::body_cache::{BodyCache, DEFAULT_BODY_CACHE_BYTES};
 use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::records::{Record, decode_command, encode_command};
 use super::{
@@ -116,6 +118,8 @@ const CANCELLED: i16 = 3;
 pub struct PostgresStore {
     clients: Vec<Mutex<Client>>,
     next: AtomicUsize,
+    /// Large command bodies queued or read, shared by later reads.
+    bodies: BodyCache,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -233,7 +237,21 @@ impl PostgresStore {
         Ok(Self {
             clients: clients.into_iter().map(Mutex::new).collect(),
             next: AtomicUsize::new(0),
+            bodies: BodyCache::new(DEFAULT_BODY_CACHE_BYTES),
         })
+    }
+
+    /// Keep at most `bytes` of large command bodies (over 2 KiB) in memory
+    /// once queued or read (default 16 MiB; 0: none), oldest dropped first.
+    /// A command is read by the connection that delivers it and again by
+    /// the one that reports its outcome: with the body kept, a replica that
+    /// queued or read it sends no query for it again. A body is written
+    /// with its row, whose number the sequence never hands out twice, so a
+    /// kept body is never stale, whichever replica changed the queue.
+    #[must_use]
+    pub fn with_body_cache(self, bytes: usize) -> Self {
+        self.bodies.set_capacity(bytes);
+        self
     }
 
     /// The schema version recorded in the database.
@@ -652,27 +670,33 @@ fn retire_identity(tx: Tx<'_, '_>, fingerprint: &CertFingerprint, tenant: &Tenan
     Ok(())
 }
 
-fn enqueue(tx: Tx<'_, '_>, key: &QueueKey, command: &QueuedCommand) -> R<()> {
+/// Queue `command`; returns its row's number when its body is kept beside
+/// the record.
+fn enqueue(tx: Tx<'_, '_>, key: &QueueKey, command: &QueuedCommand) -> R<Option<i64>> {
     // A finished command leaves only its result: its uuid stays taken
     // while the result is kept.
     if has_result(tx, &queue_key(key), &command.uuid)? {
         return Err(StoreError::AlreadyExists.into());
     }
     let (value, body) = encode_command(command)?;
-    tx.execute(
-        "INSERT INTO commands (qkey, uuid, state, not_now, value, body)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            &queue_key(key),
-            &command.uuid.as_str(),
-            &PENDING,
-            &i64::from(command.not_now_count),
-            &value,
-            &body,
-        ],
-    )
-    .map_err(|e| unique(e, StoreError::AlreadyExists))?;
-    Ok(())
+    let row = tx
+        .query_one(
+            "INSERT INTO commands (qkey, uuid, state, not_now, value, body)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+            &[
+                &queue_key(key),
+                &command.uuid.as_str(),
+                &PENDING,
+                &i64::from(command.not_now_count),
+                &value,
+                &body,
+            ],
+        )
+        .map_err(|e| unique(e, StoreError::AlreadyExists))?;
+    Ok(match body {
+        Some(_) => Some(col(&row, 0)?),
+        None => None,
+    })
 }
 
 fn has_result(tx: Tx<'_, '_>, qkey: &[u8], uuid: &CommandUuid) -> R<bool> {
@@ -688,22 +712,99 @@ fn has_result(tx: Tx<'_, '_>, qkey: &[u8], uuid: &CommandUuid) -> R<bool> {
 /// record, `NotNow` count, first delivery, the body when kept beside the
 /// record).
 fn queued_command(r: &Row) -> R<QueuedCommand> {
-    let mut command = decode_command(col(r, 0)?, col(r, 3)?)?;
+    let beside = col::<Option<&[u8]>>(r, 3)?.map(Arc::from);
+    command_from_row(r, beside)
+}
+
+/// A queued command from its record, `NotNow` count and first delivery
+/// (columns 0 to 2) and its body beside the record, if any.
+fn command_from_row(r: &Row, beside: Option<Arc<[u8]>>) -> R<QueuedCommand> {
+    let mut command = decode_command(col(r, 0)?, beside)?;
     command.not_now_count = u32::try_from(col::<i64>(r, 1)?).unwrap_or(u32::MAX);
     command.delivered_at = col::<Option<i64>>(r, 2)?.map(from_unix_millis);
     Ok(command)
 }
 
+/// How often a read of queued commands starts again when a body it listed
+/// went (its command finished, cancelled or cleared between the read's two
+/// statements) before it gives up with a transient error.
+const BODY_READ_TRIES: usize = 8;
+
+/// The queued commands of a `SELECT value, not_now, delivered, seq, body IS
+/// NOT NULL FROM commands ...` (`sql`), their large bodies taken from
+/// `bodies` or read in a second statement (and kept there).
+///
+/// The two statements see two snapshots: a body the first listed may be
+/// gone by the second. The read then starts again, so what it returns is
+/// what one moment's queue held.
+fn read_queued(
+    c: &mut Client,
+    bodies: &BodyCache,
+    sql: &str,
+    params: Params<'_>,
+) -> R<Vec<QueuedCommand>> {
+    for _ in 0..BODY_READ_TRIES {
+        let rows = c.query(sql, params)?;
+        let mut missing = Vec::new();
+        for r in &rows {
+            if col::<bool>(r, 4)? {
+                let seq: i64 = col(r, 3)?;
+                if bodies.get(seq).is_none() {
+                    missing.push(seq);
+                }
+            }
+        }
+        let mut fetched = HashMap::new();
+        if !missing.is_empty() {
+            for r in c.query(
+                "SELECT seq, body FROM commands WHERE seq = ANY($1) AND body IS NOT NULL",
+                &[&missing],
+            )? {
+                let body: Arc<[u8]> = Arc::from(col::<&[u8]>(&r, 1)?);
+                fetched.insert(col::<i64>(&r, 0)?, body);
+            }
+            if fetched.len() < missing.len() {
+                continue;
+            }
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let beside = if col::<bool>(r, 4)? {
+                let seq: i64 = col(r, 3)?;
+                let body = match fetched.remove(&seq) {
+                    Some(body) => {
+                        bodies.insert(seq, &body);
+                        body
+                    }
+                    None => bodies
+                        .get(seq)
+                        .ok_or_else(|| StoreError::transient("a kept command body was dropped"))?,
+                };
+                Some(body)
+            } else {
+                None
+            };
+            out.push(command_from_row(r, beside)?);
+        }
+        return Ok(out);
+    }
+    Err(StoreError::transient("queued commands kept changing while being read").into())
+}
+
 /// The oldest `limit` queued commands of `key` (`None`: all of them).
-fn pending_head(c: &mut Client, key: &QueueKey, limit: Option<i64>) -> R<Vec<QueuedCommand>> {
-    c.query(
-        "SELECT value, not_now, delivered, body FROM commands
+fn pending_head(
+    c: &mut Client,
+    bodies: &BodyCache,
+    key: &QueueKey,
+    limit: Option<i64>,
+) -> R<Vec<QueuedCommand>> {
+    read_queued(
+        c,
+        bodies,
+        "SELECT value, not_now, delivered, seq, body IS NOT NULL FROM commands
          WHERE qkey = $1 AND state = $2 ORDER BY seq LIMIT $3",
         &[&queue_key(key), &PENDING, &limit],
-    )?
-    .iter()
-    .map(queued_command)
-    .collect()
+    )
 }
 
 fn defer_command(tx: Tx<'_, '_>, key: &QueueKey, uuid: &CommandUuid) -> R<u32> {
@@ -1114,17 +1215,22 @@ impl BindingStore for PostgresStore {
 
 impl QueueStore for PostgresStore {
     fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
-        self.op(|tx| enqueue(tx, key, command))
+        let beside = self.op(|tx| enqueue(tx, key, command))?;
+        // Kept once committed.
+        if let Some(seq) = beside {
+            self.bodies.insert(seq, &command.body);
+        }
+        Ok(())
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
         // LIMIT NULL: no limit.
-        self.read(|c| pending_head(c, key, None))
+        self.read(|c| pending_head(c, &self.bodies, key, None))
     }
 
     fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(|c| pending_head(c, key, Some(limit)))
+        self.read(|c| pending_head(c, &self.bodies, key, Some(limit)))
     }
 
     fn pending_count(&self, key: &QueueKey) -> Result<usize, StoreError> {
@@ -1143,13 +1249,14 @@ impl QueueStore for PostgresStore {
         uuid: &CommandUuid,
     ) -> Result<Option<QueuedCommand>, StoreError> {
         self.read(|c| {
-            c.query_opt(
-                "SELECT value, not_now, delivered, body FROM commands
+            let found = read_queued(
+                c,
+                &self.bodies,
+                "SELECT value, not_now, delivered, seq, body IS NOT NULL FROM commands
                  WHERE qkey = $1 AND uuid = $2 AND state = $3",
                 &[&queue_key(key), &uuid.as_str(), &PENDING],
-            )?
-            .map(|r| queued_command(&r))
-            .transpose()
+            )?;
+            Ok(found.into_iter().next())
         })
     }
 

@@ -33,6 +33,8 @@
 //! A row of a version this build does not know is refused with
 //! [`RecordError::UnknownVersion`], a permanent [`StoreError`].
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -255,7 +257,7 @@ record! {
         uuid: CommandUuid,
         request_type: String,
         #[serde(with = "crate::wire::plist_data::shared")]
-        body: std::sync::Arc<[u8]>,
+        body: Arc<[u8]>,
         activation: Option<ActivationId>,
         not_now_count: u32,
         queued_at: std::time::SystemTime,
@@ -338,10 +340,12 @@ pub(crate) fn encode_command_head(command: &QueuedCommand) -> Result<Vec<u8>, St
 /// apart, its body (`beside`). A record of layout [`HEAD_VERSION`] needs
 /// the body beside it; a record of an older layout carries its own and
 /// must have none beside it; either mismatch is
-/// [`RecordError::BodyPlacement`].
+/// [`RecordError::BodyPlacement`]. The body is taken as it is, shared:
+/// a store that keeps bodies it read ([`super::body_cache`]) hands the same
+/// buffer to every read.
 pub(crate) fn decode_command(
     record: &[u8],
-    beside: Option<&[u8]>,
+    beside: Option<Arc<[u8]>>,
 ) -> Result<QueuedCommand, StoreError> {
     let placement = |version, beside| {
         StoreError::permanent(RecordError::BodyPlacement {
@@ -374,7 +378,7 @@ pub(crate) fn decode_command(
     Ok(QueuedCommand {
         uuid,
         request_type,
-        body: body.into(),
+        body,
         activation,
         not_now_count,
         queued_at,
@@ -781,7 +785,7 @@ mod tests {
         assert!(v2.remove("body").is_some());
         assert_eq!(fields, v2, "the version 2 fields, less the body");
         assert_eq!(
-            decode_command(&head, Some(b"<plist/>")),
+            decode_command(&head, Some(Arc::from(&b"<plist/>"[..]))),
             Ok(command.clone())
         );
         let v2 = vector("queued_command_v2");
@@ -797,7 +801,7 @@ mod tests {
             }
         );
         assert_eq!(
-            placement(decode_command(&v2, Some(b"x"))),
+            placement(decode_command(&v2, Some(Arc::from(&b"x"[..])))),
             RecordError::BodyPlacement {
                 record: "queued command",
                 version: 2,
@@ -812,7 +816,7 @@ mod tests {
                 version: 3
             }
         );
-        assert!(decode_command(b"bplist00", Some(b"x")).is_err());
+        assert!(decode_command(b"bplist00", Some(Arc::from(&b"x"[..]))).is_err());
     }
 
     fn with_version(name: &str, v: plist::Value) -> Vec<u8> {

@@ -23,12 +23,16 @@
 //! command's body larger than 2 KiB has a row of its own (`command_bodies`,
 //! schema 5): the delivery marks change the command's row, and SQLite
 //! rewrites a whole row (a large body's overflow pages included) when one
-//! of its columns changes. Besides the traits the store keeps a
-//! per-activation event log ([`SqliteStore::record_step`]) and lists
-//! activations ([`SqliteStore::activations`]) for admin views.
+//! of its columns changes. Such bodies, once queued or read, are kept in
+//! memory up to a bound ([`SqliteStore::with_body_cache`]), so the
+//! connections that deliver a command and report its outcome share one
+//! buffer instead of each copying the body out of the database. Besides
+//! the traits the store keeps a per-activation event log
+//! ([`SqliteStore::record_step`]) and lists activations
+//! ([`SqliteStore::activations`]) for admin views.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::config::DbConfig;
@@ -36,6 +40,7 @@ use rusqlite::{
     Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior, params,
 };
 
+use super::body_cache::{BodyCache, DEFAULT_BODY_CACHE_BYTES};
 use super::codec::{corrupt, decode, encode, from_unix_millis, queue_key, unix_millis};
 use super::records::{Record, decode_command, encode_command};
 use super::{
@@ -126,6 +131,8 @@ const CANCELLED: i64 = 3;
 /// A store in one SQLite database file (or in memory).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Large command bodies read, shared by later reads of their commands.
+    bodies: BodyCache,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -531,7 +538,13 @@ fn retire_identity(
     Ok(())
 }
 
-fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
+/// Queue `command`; returns the number of its body's row when the body is
+/// kept beside the record.
+fn enqueue(
+    tx: &Connection,
+    key: &QueueKey,
+    command: &QueuedCommand,
+) -> Result<Option<i64>, StoreError> {
     let qkey = queue_key(key);
     // A finished command leaves only its result: its uuid stays taken
     // while the result is kept.
@@ -555,14 +568,16 @@ fn enqueue(tx: &Connection, key: &QueueKey, command: &QueuedCommand) -> Result<(
         Err(e) if is_unique_violation(&e) => return Err(StoreError::AlreadyExists),
         Err(e) => return Err(db_err(e)),
     }
-    if let Some(body) = beside {
-        exec(
-            tx,
-            "INSERT INTO command_bodies (seq, body) VALUES (last_insert_rowid(), ?1)",
-            params![body],
-        )?;
-    }
-    Ok(())
+    let Some(body) = beside else {
+        return Ok(None);
+    };
+    let seq = tx.last_insert_rowid();
+    exec(
+        tx,
+        "INSERT INTO command_bodies (seq, body) VALUES (?1, ?2)",
+        params![seq, body],
+    )?;
+    Ok(Some(seq))
 }
 
 fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, StoreError> {
@@ -573,23 +588,27 @@ fn has_result(tx: &Connection, qkey: &[u8], uuid: &CommandUuid) -> Result<bool, 
     )
 }
 
-/// The columns [`queued_command`] reads, and the tables they come from
-/// (`c` the command's row, `b` its body's, absent for rows queued before
-/// schema 5), for `SELECT`s of whole queued commands.
-macro_rules! queued_command_from {
-    ($($rest:literal),*) => {
+/// A `SELECT` of queued commands: their record, `NotNow` count and first
+/// delivery (columns 0 to 2), and `$body` (column 3) from the body's row
+/// (`b`, absent when the body is in the record: 2 KiB or less, or queued
+/// before schema 5), then `$rest` over `c`, the command's row. `$body` is
+/// `b.body` for [`queued_command`] (inside a write transaction) or `b.seq`
+/// for [`QueuedReader`], which takes the body from its cache or reads it
+/// alone.
+macro_rules! queued_select {
+    ($body:literal, $($rest:literal),*) => {
         concat!(
-            "SELECT c.value, c.not_now, c.delivered, b.body
-             FROM commands c LEFT JOIN command_bodies b ON b.seq = c.seq ",
+            "SELECT c.value, c.not_now, c.delivered, ", $body,
+            " FROM commands c LEFT JOIN command_bodies b ON b.seq = c.seq ",
             $($rest),*
         )
     };
 }
 
-/// A queued command from its row: its record, `NotNow` count, first
-/// delivery and body ([`queued_command_from`]'s columns).
-fn queued_command(r: &Row<'_>) -> Result<QueuedCommand, StoreError> {
-    let mut command = decode_command(blob(r, 0)?, blob_or_null(r, 3)?)?;
+/// A queued command from its record, `NotNow` count and first delivery
+/// (columns 0 to 2) and its body beside the record, if any.
+fn command_from_row(r: &Row<'_>, beside: Option<Arc<[u8]>>) -> Result<QueuedCommand, StoreError> {
+    let mut command = decode_command(blob(r, 0)?, beside)?;
     command.not_now_count = r.get(1).map_err(db_err)?;
     command.delivered_at = r
         .get::<_, Option<i64>>(2)
@@ -598,18 +617,65 @@ fn queued_command(r: &Row<'_>) -> Result<QueuedCommand, StoreError> {
     Ok(command)
 }
 
-/// The oldest `limit` queued commands of `key` (`-1`: all of them).
-fn pending_head(
-    conn: &Connection,
-    key: &QueueKey,
-    limit: i64,
-) -> Result<Vec<QueuedCommand>, StoreError> {
-    each(
-        conn,
-        queued_command_from!("WHERE c.qkey = ?1 AND c.state = ?2 ORDER BY c.seq LIMIT ?3"),
-        params![queue_key(key), PENDING, limit],
-        queued_command,
-    )
+/// A queued command from a row of [`queued_select`] with `b.body`.
+fn queued_command(r: &Row<'_>) -> Result<QueuedCommand, StoreError> {
+    let beside = blob_or_null(r, 3)?.map(Arc::from);
+    command_from_row(r, beside)
+}
+
+/// Reads queued commands outside a write transaction, sharing the bodies
+/// the store's [`BodyCache`] holds and keeping those it reads.
+struct QueuedReader<'a> {
+    conn: &'a Connection,
+    bodies: &'a BodyCache,
+}
+
+impl QueuedReader<'_> {
+    /// The commands of `sql`'s rows ([`queued_select`] with `b.seq`).
+    ///
+    /// A body is read while the statement listing its command is still
+    /// stepping, so both reads share one read transaction (SQLite keeps a
+    /// connection's snapshot while any of its statements is active) and
+    /// the body is the one of the command listed.
+    fn read(&self, sql: &str, params: impl Params) -> Result<Vec<QueuedCommand>, StoreError> {
+        each(self.conn, sql, params, |r| {
+            let beside = match r.get::<_, Option<i64>>(3).map_err(db_err)? {
+                None => None,
+                Some(seq) => Some(self.body(seq)?),
+            };
+            command_from_row(r, beside)
+        })
+    }
+
+    /// The body of command row `seq`: kept, or read and kept.
+    fn body(&self, seq: i64) -> Result<Arc<[u8]>, StoreError> {
+        if let Some(body) = self.bodies.get(seq) {
+            return Ok(body);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT body FROM command_bodies WHERE seq = ?1")
+            .map_err(db_err)?;
+        let mut rows = stmt.query(params![seq]).map_err(db_err)?;
+        let row = rows
+            .next()
+            .map_err(db_err)?
+            .ok_or_else(|| corrupt("a command body listed by its command is missing"))?;
+        let body: Arc<[u8]> = Arc::from(blob(row, 0)?);
+        self.bodies.insert(seq, &body);
+        Ok(body)
+    }
+
+    /// The oldest `limit` queued commands of `key` (`-1`: all of them).
+    fn pending_head(&self, key: &QueueKey, limit: i64) -> Result<Vec<QueuedCommand>, StoreError> {
+        self.read(
+            queued_select!(
+                "b.seq",
+                "WHERE c.qkey = ?1 AND c.state = ?2 ORDER BY c.seq LIMIT ?3"
+            ),
+            params![queue_key(key), PENDING, limit],
+        )
+    }
 }
 
 fn defer_command(tx: &Connection, key: &QueueKey, uuid: &CommandUuid) -> Result<u32, StoreError> {
@@ -869,7 +935,22 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            bodies: BodyCache::new(DEFAULT_BODY_CACHE_BYTES),
         })
+    }
+
+    /// Keep at most `bytes` of large command bodies (over 2 KiB) in memory
+    /// once read (default 16 MiB; 0: none), oldest dropped first. A command
+    /// is read by the connection that delivers it and again by the one
+    /// that reports its outcome: with the body kept, the second read shares
+    /// the first's buffer instead of copying a profile of megabytes out of
+    /// the database again. A body's row is written once and its number
+    /// never reused, so a kept body is never stale, even with other
+    /// processes writing the same file.
+    #[must_use]
+    pub fn with_body_cache(self, bytes: usize) -> Self {
+        self.bodies.set_capacity(bytes);
+        self
     }
 
     /// Run raw SQL (pragmas, maintenance) on the store's connection.
@@ -890,6 +971,19 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         f(&*self.lock()?)
+    }
+
+    /// Run `f` with a reader of queued commands over the connection,
+    /// outside an explicit transaction.
+    fn with_queued<T>(
+        &self,
+        f: impl FnOnce(&QueuedReader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.lock()?;
+        f(&QueuedReader {
+            conn: &conn,
+            bodies: &self.bodies,
+        })
     }
 
     /// Run `f` in one `BEGIN IMMEDIATE` transaction; commit on `Ok`.
@@ -1136,17 +1230,23 @@ impl BindingStore for SqliteStore {
 
 impl QueueStore for SqliteStore {
     fn enqueue(&self, key: &QueueKey, command: &QueuedCommand) -> Result<(), StoreError> {
-        self.write(|tx| enqueue(tx, key, command))
+        let beside = self.write(|tx| enqueue(tx, key, command))?;
+        // Kept once committed (a number handed out by a transaction rolled
+        // back is handed out again).
+        if let Some(seq) = beside {
+            self.bodies.insert(seq, &command.body);
+        }
+        Ok(())
     }
 
     fn pending(&self, key: &QueueKey) -> Result<Vec<QueuedCommand>, StoreError> {
         // LIMIT -1: no limit.
-        self.with_conn(|c| pending_head(c, key, -1))
+        self.with_queued(|r| r.pending_head(key, -1))
     }
 
     fn pending_head(&self, key: &QueueKey, limit: usize) -> Result<Vec<QueuedCommand>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with_conn(|c| pending_head(c, key, limit))
+        self.with_queued(|r| r.pending_head(key, limit))
     }
 
     fn pending_count(&self, key: &QueueKey) -> Result<usize, StoreError> {
@@ -1166,13 +1266,15 @@ impl QueueStore for SqliteStore {
         key: &QueueKey,
         uuid: &CommandUuid,
     ) -> Result<Option<QueuedCommand>, StoreError> {
-        self.with_conn(|c| {
-            first(
-                c,
-                queued_command_from!("WHERE c.qkey = ?1 AND c.uuid = ?2 AND c.state = ?3"),
+        self.with_queued(|r| {
+            let found = r.read(
+                queued_select!(
+                    "b.seq",
+                    "WHERE c.qkey = ?1 AND c.uuid = ?2 AND c.state = ?3"
+                ),
                 params![queue_key(key), uuid.as_str(), PENDING],
-                queued_command,
-            )
+            )?;
+            Ok(found.into_iter().next())
         })
     }
 
@@ -1223,7 +1325,7 @@ impl QueueStore for SqliteStore {
                 Some((PENDING, None)) => {
                     let command = first(
                         tx,
-                        queued_command_from!("WHERE c.qkey = ?1 AND c.uuid = ?2"),
+                        queued_select!("b.body", "WHERE c.qkey = ?1 AND c.uuid = ?2"),
                         params![qkey, uuid.as_str()],
                         queued_command,
                     )?
