@@ -946,7 +946,8 @@ impl SqliteStore {
     /// the first's buffer instead of copying a profile of megabytes out of
     /// the database again. A body's row is written once and its number
     /// never reused, so a kept body is never stale, even with other
-    /// processes writing the same file.
+    /// processes writing the same file (a body rewritten behind the store's
+    /// back, by raw SQL, is not seen while it is kept).
     #[must_use]
     pub fn with_body_cache(self, bytes: usize) -> Self {
         self.bodies.set_capacity(bytes);
