@@ -745,42 +745,44 @@ fn read_queued(
 ) -> R<Vec<QueuedCommand>> {
     for _ in 0..BODY_READ_TRIES {
         let rows = c.query(sql, params)?;
+        // The bodies this read hands out, by row number: those kept are
+        // taken now (so a body dropped from the cache meanwhile is still
+        // here), the others read below.
+        let mut found: HashMap<i64, Arc<[u8]>> = HashMap::new();
         let mut missing = Vec::new();
         for r in &rows {
             if col::<bool>(r, 4)? {
                 let seq: i64 = col(r, 3)?;
-                if bodies.get(seq).is_none() {
-                    missing.push(seq);
+                match bodies.get(seq) {
+                    Some(body) => {
+                        found.insert(seq, body);
+                    }
+                    None => missing.push(seq),
                 }
             }
         }
-        let mut fetched = HashMap::new();
         if !missing.is_empty() {
-            for r in c.query(
+            let read = c.query(
                 "SELECT seq, body FROM commands WHERE seq = ANY($1) AND body IS NOT NULL",
                 &[&missing],
-            )? {
-                let body: Arc<[u8]> = Arc::from(col::<&[u8]>(&r, 1)?);
-                fetched.insert(col::<i64>(&r, 0)?, body);
-            }
-            if fetched.len() < missing.len() {
+            )?;
+            if read.len() < missing.len() {
                 continue;
+            }
+            for r in &read {
+                let (seq, body) = (col::<i64>(r, 0)?, Arc::from(col::<&[u8]>(r, 1)?));
+                bodies.insert(seq, &body);
+                found.insert(seq, body);
             }
         }
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let beside = if col::<bool>(r, 4)? {
                 let seq: i64 = col(r, 3)?;
-                let body = match fetched.remove(&seq) {
-                    Some(body) => {
-                        bodies.insert(seq, &body);
-                        body
-                    }
-                    None => bodies
-                        .get(seq)
-                        .ok_or_else(|| StoreError::transient("a kept command body was dropped"))?,
-                };
-                Some(body)
+                let body = found
+                    .get(&seq)
+                    .ok_or_else(|| corrupt("a command body read is not the one listed"))?;
+                Some(Arc::clone(body))
             } else {
                 None
             };
