@@ -6,7 +6,10 @@
 //! connection on a channel with 10 or 1 000 commands queued; and the
 //! delivery of an `InstallProfile` of 1 KiB, 256 KiB and 1 MiB (in memory
 //! and on SQLite in memory; 1 MiB also on a SQLite file), and queueing one
-//! of 1 MiB on each of the three. Run with
+//! of 1 MiB on each of the three; the 1 MiB delivery also on SQLite without
+//! the store's body cache, and, with `--features postgres` and
+//! `MDM_BENCH_POSTGRES=postgres://USER@HOST:PORT/DB`, on PostgreSQL with
+//! and without it. Run with
 //! `cargo bench --features test-support,sqlite --bench commands`.
 
 use std::time::{Duration, SystemTime};
@@ -232,6 +235,22 @@ fn bench(c: &mut Criterion) {
     }
     let file = |name: &str| SqliteStore::open(dir.path().join(name)).unwrap();
     deliver_large(c, "sqlite_file_", file("deliver.db"), 1 << 20);
+    // The same without the store's body cache: each read copies the body
+    // out of the database (the baseline of the two above).
+    deliver_large(
+        c,
+        "sqlite_uncached_",
+        SqliteStore::open_in_memory().unwrap().with_body_cache(0),
+        1 << 20,
+    );
+    deliver_large(
+        c,
+        "sqlite_file_uncached_",
+        file("deliver-uncached.db").with_body_cache(0),
+        1 << 20,
+    );
+    #[cfg(feature = "postgres")]
+    deliver_large_postgres(c);
     enqueue_large(c, "", MemoryStore::new(), 1 << 20);
     enqueue_large(
         c,
@@ -259,6 +278,37 @@ fn bench(c: &mut Criterion) {
         "command_round_trip_sqlite_file_wal",
         file("bench.db"),
         EngineConfig::default(),
+    );
+}
+
+/// With `--features postgres` and `MDM_BENCH_POSTGRES` set to a server's
+/// URL: the 1 MiB delivery on a `PostgresStore` (2 connections, each store
+/// in a fresh schema of its own), with and without its body cache.
+#[cfg(feature = "postgres")]
+fn deliver_large_postgres(c: &mut Criterion) {
+    use mdm_enroll::store::postgres::PostgresStore;
+    let Ok(url) = std::env::var("MDM_BENCH_POSTGRES") else {
+        println!("postgres: MDM_BENCH_POSTGRES not set, not measured");
+        return;
+    };
+    let fresh = |name: &str| {
+        let schema = format!("bench_{name}_{}", std::process::id());
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        PostgresStore::connect(&url, 2).unwrap()
+    };
+    deliver_large(c, "postgres_", fresh("cached"), 1 << 20);
+    deliver_large(
+        c,
+        "postgres_uncached_",
+        fresh("uncached").with_body_cache(0),
+        1 << 20,
     );
 }
 

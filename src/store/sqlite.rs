@@ -131,7 +131,7 @@ const CANCELLED: i64 = 3;
 /// A store in one SQLite database file (or in memory).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    /// Large command bodies read, shared by later reads of their commands.
+    /// Large command bodies queued or read, shared by later reads.
     bodies: BodyCache,
 }
 
@@ -940,7 +940,8 @@ impl SqliteStore {
     }
 
     /// Keep at most `bytes` of large command bodies (over 2 KiB) in memory
-    /// once read (default 16 MiB; 0: none), oldest dropped first. A command
+    /// once queued or read (default 16 MiB; 0: none), oldest dropped
+    /// first. A command
     /// is read by the connection that delivers it and again by the one
     /// that reports its outcome: with the body kept, the second read shares
     /// the first's buffer instead of copying a profile of megabytes out of
